@@ -1,0 +1,115 @@
+// Command server runs one concurrency model with one protocol on one address.
+//
+//	server -model epoll-et -proto echo -addr 127.0.0.1:7000
+//
+// Its first line on stdout, once connections are being accepted, is exactly
+// "listening on HOST:PORT". SIGTERM or SIGINT stops it: it stops accepting, closes
+// every connection and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"concbench/internal/proto"
+	"concbench/models"
+)
+
+type options struct {
+	cfg         models.Config
+	allowRemote bool
+}
+
+func main() {
+	opts, err := parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(2)
+	}
+	if err := run(opts); err != nil {
+		log.Fatalf("server: %v", err)
+	}
+}
+
+func parse(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.cfg.Model, "model", "", "concurrency model (required; see the list below)")
+	fs.StringVar(&o.cfg.Proto, "proto", "echo", "protocol: "+strings.Join(proto.Names(), " | "))
+	fs.StringVar(&o.cfg.Addr, "addr", "127.0.0.1:7000", "listen address IP:PORT; port 0 picks a free one")
+	fs.Var(&o.cfg.Work, "work", "per-request work for rpc: none | cpu:DUR | sleep:DUR (e.g. cpu:50us)")
+	fs.IntVar(&o.cfg.MaxFrame, "max-frame", proto.DefaultMaxFrame, "largest rpc payload in bytes; a larger frame closes the connection")
+	fs.IntVar(&o.cfg.HighWater, "high-water", models.DefaultHighWater, "stop reading a connection whose unsent output exceeds this many bytes")
+	fs.IntVar(&o.cfg.ReadBuf, "read-buf", models.DefaultReadBuf, "bytes per read")
+	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow binding a non-loopback address (prints a warning)")
+	fs.Usage = func() { usage(fs) }
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.cfg.Model == "" {
+		return o, fmt.Errorf("-model is required (valid: %s)", strings.Join(models.Names(), ", "))
+	}
+	if _, err := models.New(o.cfg.Model); err != nil {
+		return o, err
+	}
+	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame}); err != nil {
+		return o, err
+	}
+	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-read-buf": o.cfg.ReadBuf} {
+		if v <= 0 {
+			return o, fmt.Errorf("%s %d: must be positive", name, v)
+		}
+	}
+	return o, nil
+}
+
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `usage: server -model NAME [-proto echo|rpc] [-addr 127.0.0.1:7000] [flags]
+
+Serves one protocol with one concurrency model. The first stdout line is
+"listening on HOST:PORT"; SIGTERM or SIGINT stops it cleanly (exit 0).
+
+Examples:
+  server -model epoll-et -proto echo -addr 127.0.0.1:7000
+  printf hello | nc -N 127.0.0.1 7000          # prints HELLO
+  server -model select -proto rpc -work sleep:1ms -addr 127.0.0.1:0
+
+Models:
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range models.Names() {
+		fmt.Fprintf(tw, "  %s\t%s\n", n, models.Summary(n))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nFlags:")
+	fs.PrintDefaults()
+}
+
+func run(o options) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	logger := log.New(os.Stderr, "server: ", log.LstdFlags)
+	if o.allowRemote {
+		logger.Printf("warning: -allow-remote: %s may be reachable from other hosts", o.cfg.Addr)
+	}
+	return models.ListenAndServe(ctx, o.cfg, o.allowRemote, logger, func(addr string) {
+		fmt.Printf("listening on %s\n", addr)
+	})
+}

@@ -1,0 +1,109 @@
+// Package proto holds the wire protocols that every model serves: per-connection,
+// incremental, non-blocking sessions that turn received bytes into reply bytes and
+// never touch a socket. A model owns every read and write; a session only computes.
+//
+// Wire formats:
+//
+//   - echo: a raw byte stream. Every received byte comes back in order with ASCII
+//     a–z mapped to A–Z; all other bytes unchanged. After the client's FIN the
+//     server writes everything still owed, then closes.
+//   - rpc: requests and replies are frames: a 4-byte big-endian unsigned length L,
+//     then L bytes of payload. Each request frame gets exactly one reply frame whose
+//     payload is the request payload uppercased as in echo, in request order. L = 0 is
+//     valid and gets an empty reply frame. L above the maximum frame size closes the
+//     connection without a reply (a protocol error). Frames may be split across reads
+//     and many may arrive in one read. Per-request work (see Work) runs once per frame,
+//     before its reply is produced.
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Sentinel errors. A session returns an error wrapping ErrProtocol when its input is
+// malformed; the model must then close that connection (and only that one).
+var (
+	ErrProtocol      = errors.New("protocol error")
+	ErrFrameTooLarge = fmt.Errorf("%w: frame length above maximum", ErrProtocol)
+	ErrUnknown       = errors.New("unknown protocol")
+)
+
+// DefaultMaxFrame is the largest rpc payload accepted when Options.MaxFrame is 0.
+const DefaultMaxFrame = 1 << 20
+
+// Session is the protocol state of one connection.
+type Session interface {
+	// Feed consumes src (bytes just read from the peer, in order) and returns dst
+	// with every reply byte that src completes appended. It never retains src; it
+	// may keep a copy of an incomplete request. A non-nil error wraps ErrProtocol:
+	// the connection must be closed without sending the bytes of the failing request.
+	// Bytes appended before the error belong to earlier, complete requests.
+	Feed(dst, src []byte) ([]byte, error)
+}
+
+// Protocol creates sessions. It is safe for concurrent use.
+type Protocol interface {
+	Name() string
+	NewSession() Session
+}
+
+// Options configure a protocol. The zero value is valid: no work, 1 MiB frames.
+type Options struct {
+	// MaxFrame is the largest rpc payload accepted, in bytes; 0 means DefaultMaxFrame.
+	MaxFrame int `json:"max_frame"`
+	// Work is what each rpc request costs besides I/O.
+	Work Work `json:"work"`
+}
+
+var constructors = map[string]func(Options) Protocol{
+	"echo": func(Options) Protocol { return echo{} },
+	"rpc":  newRPC,
+}
+
+// Names lists the protocols, sorted.
+func Names() []string {
+	names := make([]string, 0, len(constructors))
+	for n := range constructors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New returns the named protocol. An unknown name gives an error wrapping
+// ErrUnknown that lists the valid names.
+func New(name string, opts Options) (Protocol, error) {
+	c, ok := constructors[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (valid: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
+	}
+	if opts.MaxFrame < 0 {
+		return nil, fmt.Errorf("max frame %d: must be >= 0", opts.MaxFrame)
+	}
+	return c(opts), nil
+}
+
+// AppendUpper appends src to dst with ASCII a–z mapped to A–Z.
+func AppendUpper(dst, src []byte) []byte {
+	n := len(dst)
+	dst = append(dst, src...)
+	b := dst[n:]
+	for i, c := range b {
+		if c-'a' < 26 {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return dst
+}
+
+type echo struct{}
+
+func (echo) Name() string        { return "echo" }
+func (echo) NewSession() Session { return echoSession{} }
+
+type echoSession struct{}
+
+func (echoSession) Feed(dst, src []byte) ([]byte, error) { return AppendUpper(dst, src), nil }

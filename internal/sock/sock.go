@@ -1,0 +1,141 @@
+// Package sock holds the raw-socket helpers the models share: a listening socket
+// made with socket/bind/listen (so process models can hand its fd to children), and
+// the retry discipline of the seed's wrappers (EINTR retried, ECONNABORTED skipped).
+package sock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Backlog is the listen backlog asked for; the kernel caps it at net.core.somaxconn.
+const Backlog = 4096
+
+// ErrNotLoopback is returned by Listen for a non-loopback address unless allowed.
+var ErrNotLoopback = errors.New("address is not loopback")
+
+// Listener is a listening TCP socket owned by the caller, non-blocking and close-on-exec.
+type Listener struct {
+	FD   int    // the socket
+	Addr string // the bound address as HOST:PORT (the real port when :0 was asked)
+}
+
+// Close closes the socket.
+func (l *Listener) Close() error { return unix.Close(l.FD) }
+
+// Listen binds addr (HOST:PORT, numeric host; port 0 picks a free one) with
+// SO_REUSEADDR and listens. A non-loopback host is refused with ErrNotLoopback
+// unless allowRemote is set.
+func Listen(addr string, allowRemote bool) (*Listener, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		host, port, serr := net.SplitHostPort(addr)
+		if serr != nil || host != "localhost" {
+			return nil, fmt.Errorf("listen %q: want IP:PORT (e.g. 127.0.0.1:7000): %w", addr, err)
+		}
+		p, perr := strconv.ParseUint(port, 10, 16)
+		if perr != nil {
+			return nil, fmt.Errorf("listen %q: bad port: %w", addr, perr)
+		}
+		ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p))
+	}
+	if !ap.Addr().IsLoopback() && !allowRemote {
+		return nil, fmt.Errorf("listen %s: %w (binding other interfaces needs an explicit opt-in)", addr, ErrNotLoopback)
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if a := ap.Addr().Unmap(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := setup(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("getsockname", err)
+	}
+	return &Listener{FD: fd, Addr: SockaddrString(bound)}, nil
+}
+
+func setup(fd int, sa unix.Sockaddr) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	if err := unix.Listen(fd, Backlog); err != nil {
+		return os.NewSyscallError("listen", err)
+	}
+	return nil
+}
+
+// SockaddrString formats an inet socket address as HOST:PORT.
+func SockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return fmt.Sprintf("%v", sa)
+}
+
+// Accept accepts one connection with the given accept4 flags, retrying EINTR and
+// skipping ECONNABORTED (a connection reset while still in the backlog). It returns
+// unix.EAGAIN when the backlog is empty and EMFILE/ENFILE when out of descriptors;
+// the caller must back off on those instead of spinning.
+func Accept(lfd, flags int) (int, error) {
+	for {
+		fd, _, err := unix.Accept4(lfd, flags|unix.SOCK_CLOEXEC)
+		switch {
+		case err == nil:
+			return fd, nil
+		case err == unix.EINTR, err == unix.ECONNABORTED:
+			continue
+		default:
+			return -1, err
+		}
+	}
+}
+
+// IsFDLimit reports whether err means the process or system ran out of descriptors.
+func IsFDLimit(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+// Read reads once into p, retrying EINTR.
+func Read(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// Write writes once from p, retrying EINTR.
+func Write(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, p)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package models
+
+// The epoll loop shared by epoll-lt and epoll-et (see those files for what each
+// model is). The trigger mode is a parameter, not a second copy: the two differ in
+// how the listener and connections are registered and in what one event obliges the
+// loop to do, and nowhere else.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+// epollEvents is how many events one epoll_wait may return.
+const epollEvents = 256
+
+type epollModel struct {
+	edge bool // EPOLLET: edge-triggered
+}
+
+var _ Model = epollModel{}
+
+// epollLoop is one epoll instance and its connections.
+type epollLoop struct {
+	*loop
+	epfd  int
+	edge  bool
+	lnFD  int
+	lnOn  bool      // the listener is in the interest set (level-triggered only)
+	ready []*evConn // edge-triggered: connections that used their read budget
+}
+
+func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	defer unix.Close(epfd)
+	el := &epollLoop{loop: newLoop(env), epfd: epfd, edge: m.edge, lnFD: ln.FD}
+	defer el.closeAll()
+	if err := el.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+		return err
+	}
+	// The listener is registered by this loop and must leave the set when the loop
+	// ends: ln belongs to the caller, who may serve it again.
+	if err := el.ctl(unix.EPOLL_CTL_ADD, ln.FD, el.listenEvents()); err != nil {
+		return err
+	}
+	el.lnOn = true
+
+	events := make([]unix.EpollEvent, epollEvents)
+	for ctx.Err() == nil {
+		timeout := el.timeoutMS()
+		if len(el.ready) > 0 {
+			timeout = 0 // connections with input left must not wait for an edge
+		}
+		n, err := unix.EpollWait(epfd, events, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		if err := el.resumeAccept(); err != nil {
+			return err
+		}
+		for i := range events[:n] {
+			ev := events[i].Events
+			switch fd := int(events[i].Fd); fd {
+			case w.fd:
+				// Shutdown: the loop condition sees ctx.
+			case ln.FD:
+				if err := el.acceptAll(); err != nil {
+					return err
+				}
+			default:
+				if c := el.conns[fd]; c != nil {
+					el.handle(c, ev)
+				}
+			}
+		}
+		el.drainReady()
+	}
+	return nil
+}
+
+func (el *epollLoop) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(el.epfd, op, fd, &ev); err != nil {
+		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
+	}
+	return nil
+}
+
+func (el *epollLoop) listenEvents() uint32 {
+	if el.edge {
+		return unix.EPOLLIN | unix.EPOLLET
+	}
+	return unix.EPOLLIN
+}
+
+// acceptAll accepts what the backlog holds: everything until EAGAIN when
+// edge-triggered (the edge will not be reported again), a bounded batch when
+// level-triggered (the listener stays ready, so the rest comes on the next pass).
+func (el *epollLoop) acceptAll() error {
+	for k := 0; el.edge || k < acceptBatch; k++ {
+		fd := el.accept(el.lnFD)
+		if fd < 0 {
+			break
+		}
+		c := el.add(fd)
+		// Edge-triggered connections are registered once for both directions and
+		// never modified: readiness is latched in canRead/canWrite. Level-triggered
+		// ones start with read interest; handle adds EPOLLOUT only while output waits.
+		c.events = unix.EPOLLIN | unix.EPOLLRDHUP
+		if el.edge {
+			c.events |= unix.EPOLLOUT | unix.EPOLLET
+		}
+		if err := el.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
+			el.env.Log.Print(err)
+			el.release(c)
+		}
+	}
+	if el.acceptPaused() && !el.edge && el.lnOn {
+		// Level-triggered: a listener left in the set while out of descriptors
+		// would wake every pass — the accept storm. Take it out until the pause ends.
+		el.lnOn = false
+		return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, 0)
+	}
+	return nil
+}
+
+// resumeAccept ends an accept pause whose time is up: level-triggered, by putting the
+// listener back in the set; edge-triggered, by accepting now, since the edge that
+// announced the waiting connections was consumed during the pause.
+func (el *epollLoop) resumeAccept() error {
+	if el.pausedUntil.IsZero() || el.acceptPaused() {
+		return nil
+	}
+	if el.edge {
+		return el.acceptAll()
+	}
+	if el.lnOn {
+		return nil
+	}
+	el.lnOn = true
+	return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, el.listenEvents())
+}
+
+// handle serves one event on c.
+func (el *epollLoop) handle(c *evConn, ev uint32) {
+	// EPOLLHUP/EPOLLERR come whatever was asked for: the read or write that follows
+	// meets the error or the end of input and closes the connection.
+	broken := ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0
+	readable := ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 || broken
+	writable := ev&unix.EPOLLOUT != 0 || broken
+	if el.edge {
+		c.canRead = c.canRead || readable
+		c.canWrite = c.canWrite || writable
+		if el.driveET(c) {
+			el.ready = append(el.ready, c)
+		}
+	} else {
+		el.serviceLT(c, readable, writable)
+	}
+	el.settle(c)
+}
+
+// drainReady drives again the edge-triggered connections that stopped on their read
+// budget last pass.
+func (el *epollLoop) drainReady() {
+	batch := el.ready
+	el.ready = nil
+	for _, c := range batch {
+		if el.conns[c.fd] != c {
+			continue // closed meanwhile
+		}
+		if el.driveET(c) {
+			el.ready = append(el.ready, c)
+		}
+		el.settle(c)
+	}
+}
+
+// settle closes a finished connection, or (level-triggered) brings its interest in
+// line with what it now waits for: read unless back-pressured or at end of input,
+// write while output is queued.
+func (el *epollLoop) settle(c *evConn) {
+	if el.finished(c) {
+		el.release(c)
+		return
+	}
+	if el.edge {
+		return
+	}
+	var want uint32
+	if el.wantRead(c) {
+		want |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if el.wantWrite(c) {
+		want |= unix.EPOLLOUT
+	}
+	if want != c.events {
+		c.events = want
+		if err := el.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+			el.env.Log.Print(err)
+			c.dead = true
+			el.release(c)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package models
+
+import (
+	"context"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/proto"
+	"concbench/internal/sock"
+)
+
+// This file is the machinery the single-threaded event-loop models share (select,
+// poll, epoll-lt, epoll-et): the per-connection state, read → session → write with
+// back-pressure, accept with EMFILE back-off, and the eventfd that wakes a loop for
+// shutdown. Each model keeps its own readiness mechanism and loop; only the work done
+// on a ready connection is here, so the models differ exactly where the syscalls do.
+
+// acceptPause is how long accepting stops after EMFILE/ENFILE: the listener stays
+// readable while out of descriptors, and a level-triggered loop would spin on it.
+const acceptPause = 100 * time.Millisecond
+
+// acceptBatch bounds the accepts of one readiness pass in level-triggered loops, so a
+// connection storm cannot starve the connections already being served.
+const acceptBatch = 64
+
+// releaseCap: an output buffer that grew past this is dropped once drained, so a
+// burst does not pin memory on an idle connection.
+const releaseCap = 64 << 10
+
+// evConn is one connection of an event loop.
+type evConn struct {
+	fd   int
+	sess proto.Session
+	out  []byte // output not yet written is out[off:]
+	off  int
+	eof  bool // the peer half-closed: no more input; close once out drains
+	dead bool // a read/write error or protocol error: close now
+
+	// Edge-triggered latches: set by an event, cleared when the syscall says EAGAIN.
+	canRead, canWrite bool
+	// events is the interest registered with epoll (level-triggered), to skip
+	// epoll_ctl when it would not change.
+	events uint32
+	// idx is the position in a select/poll model's table of live connections.
+	idx int
+}
+
+func (c *evConn) pending() int { return len(c.out) - c.off }
+
+// loop is the state one event-loop thread keeps: its connections indexed by fd (no
+// map lookup per event), one read buffer and one reply buffer for all of them.
+type loop struct {
+	env     *Env
+	high    int
+	buf     []byte    // one read
+	scratch []byte    // replies produced by one read, before written or queued
+	conns   []*evConn // indexed by fd
+
+	pausedUntil time.Time // accepting is paused until then (EMFILE back-off)
+	loggedPause bool
+}
+
+func newLoop(env *Env) *loop {
+	return &loop{env: env, high: env.Config.highWater(), buf: make([]byte, env.Config.readBuf())}
+}
+
+// add takes ownership of a connected, non-blocking fd.
+func (l *loop) add(fd int) *evConn {
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*evConn, len(l.conns)+64)...)
+	}
+	c := &evConn{fd: fd, sess: l.env.Proto.NewSession(), canWrite: true}
+	l.conns[fd] = c
+	l.env.Stats.opened()
+	return c
+}
+
+// release closes c's fd (which also removes it from any epoll set) and forgets it.
+func (l *loop) release(c *evConn) {
+	unix.Close(c.fd)
+	l.conns[c.fd] = nil
+	l.env.Stats.done()
+}
+
+// closeAll releases every connection; used at shutdown.
+func (l *loop) closeAll() {
+	for _, c := range l.conns {
+		if c != nil {
+			l.release(c)
+		}
+	}
+}
+
+func (l *loop) wantRead(c *evConn) bool  { return !c.eof && !c.dead && c.pending() < l.high }
+func (l *loop) wantWrite(c *evConn) bool { return !c.dead && c.pending() > 0 }
+func (l *loop) finished(c *evConn) bool  { return c.dead || (c.eof && c.pending() == 0) }
+
+// readOnce does one read on c and feeds it to the session; replies are written at
+// once where the socket takes them (most replies never touch c.out). It reports
+// whether the read found nothing (EAGAIN).
+func (l *loop) readOnce(c *evConn) (again bool) {
+	n, err := sock.Read(c.fd, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		c.canRead = false
+		return true
+	case err != nil:
+		l.ioError(c)
+		return false
+	case n == 0:
+		c.eof = true
+		return false
+	}
+	out, ferr := c.sess.Feed(l.scratch[:0], l.buf[:n])
+	l.scratch = out[:0]
+	l.send(c, out)
+	if ferr != nil {
+		l.env.Stats.protoErrors.Add(1)
+		c.dead = true
+	}
+	return false
+}
+
+// send writes p to c now if nothing is queued ahead of it, and queues what the
+// socket did not take.
+func (l *loop) send(c *evConn, p []byte) {
+	if c.pending() == 0 && c.canWrite && len(p) > 0 {
+		p = p[l.write(c, p):]
+	}
+	if len(p) > 0 && !c.dead {
+		c.out = append(c.out, p...)
+	}
+}
+
+// flush writes queued output until it is gone or the socket is full.
+func (l *loop) flush(c *evConn) {
+	c.off += l.write(c, c.out[c.off:])
+	if c.off == len(c.out) {
+		if cap(c.out) > releaseCap {
+			c.out = nil
+		} else {
+			c.out = c.out[:0]
+		}
+		c.off = 0
+	}
+}
+
+// write writes p until done, EAGAIN or an error, and says how much went.
+func (l *loop) write(c *evConn, p []byte) int {
+	done := 0
+	for done < len(p) {
+		n, err := sock.Write(c.fd, p[done:])
+		if err == unix.EAGAIN {
+			c.canWrite = false
+			break
+		}
+		if err != nil {
+			l.ioError(c)
+			break
+		}
+		done += n
+	}
+	return done
+}
+
+// ioError marks c for closing after a read or write error (ECONNRESET, EPIPE…):
+// that connection only is lost.
+func (l *loop) ioError(c *evConn) {
+	if !c.dead {
+		l.env.Stats.ioErrors.Add(1)
+	}
+	c.dead = true
+}
+
+// serviceLT is the level-triggered step for one ready connection (select, poll,
+// epoll-lt): flush first, which may make room to read, then at most one read, so one
+// busy connection cannot hold the loop.
+func (l *loop) serviceLT(c *evConn, readable, writable bool) {
+	if writable && c.pending() > 0 {
+		c.canWrite = true
+		l.flush(c)
+	}
+	if readable && l.wantRead(c) {
+		l.readOnce(c)
+	}
+}
+
+// etReadBudget bounds the reads of one driveET call, so one connection that keeps
+// sending cannot hold an edge-triggered loop; the caller requeues it.
+const etReadBudget = 16
+
+// driveET is the edge-triggered step: an edge is reported once, so the connection
+// is worked until the kernel says EAGAIN in each direction it may go, or until
+// back-pressure stops reading (then canRead stays latched, and reading resumes as
+// soon as a flush drains the output below the bound). It reports whether it stopped
+// on its read budget with input possibly left: the caller must drive c again
+// without waiting for another edge, which will not come.
+func (l *loop) driveET(c *evConn) (more bool) {
+	for budget := etReadBudget; !c.dead; {
+		if c.pending() > 0 && c.canWrite {
+			l.flush(c)
+		}
+		if !c.canRead || !l.wantRead(c) {
+			return false
+		}
+		if budget == 0 {
+			return true
+		}
+		budget--
+		l.readOnce(c)
+	}
+	return false
+}
+
+// accept returns a new non-blocking connection, or -1 when the backlog is empty or
+// descriptors ran out (then accepting pauses for acceptPause: see acceptPaused).
+func (l *loop) accept(lfd int) int {
+	fd, err := sock.Accept(lfd, unix.SOCK_NONBLOCK)
+	if err == nil {
+		return fd
+	}
+	if sock.IsFDLimit(err) {
+		l.pausedUntil = time.Now().Add(acceptPause)
+		l.env.Stats.acceptPauses.Add(1)
+		if !l.loggedPause {
+			l.loggedPause = true
+			l.env.Log.Printf("accept: %v; pausing accept for %v (logged once)", err, acceptPause)
+		}
+	} else if err != unix.EAGAIN {
+		l.env.Log.Printf("accept: %v", os.NewSyscallError("accept4", err))
+	}
+	return -1
+}
+
+// acceptPaused reports whether accepting is paused for lack of descriptors, and
+// lifts the pause once its time is up.
+func (l *loop) acceptPaused() bool {
+	if l.pausedUntil.IsZero() {
+		return false
+	}
+	if time.Now().Before(l.pausedUntil) {
+		return true
+	}
+	l.pausedUntil = time.Time{}
+	return false
+}
+
+// timeoutMS is how long the loop may block: forever, or until an accept pause ends.
+func (l *loop) timeoutMS() int {
+	if l.pausedUntil.IsZero() {
+		return -1
+	}
+	return max(1, int(time.Until(l.pausedUntil).Milliseconds())+1)
+}
+
+// waker is an eventfd that becomes readable when ctx is cancelled, so a loop
+// blocked in select/poll/epoll_wait wakes up to shut down.
+type waker struct {
+	fd     int
+	stop   func() bool
+	mu     sync.Mutex
+	closed bool
+}
+
+func newWaker(ctx context.Context) (*waker, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	w := &waker{fd: fd}
+	w.stop = context.AfterFunc(ctx, w.wake)
+	return w, nil
+}
+
+func (w *waker) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		var one = [8]byte{1}
+		unix.Write(w.fd, one[:])
+	}
+}
+
+func (w *waker) close() {
+	w.stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	unix.Close(w.fd)
+}
+
+// sleepCtx sleeps for d or until ctx is cancelled.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

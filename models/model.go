@@ -1,0 +1,204 @@
+// Package models holds the server concurrency models that concbench compares, behind
+// one interface, and the registry through which each model makes itself known.
+//
+// A model decides how connections are accepted and scheduled; it owns every read and
+// write. What the bytes mean is the protocol's business (package internal/proto):
+// a model feeds what it reads into the connection's proto.Session and writes back what
+// the session returns. Any model runs any protocol with any work.
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"concbench/internal/proto"
+	"concbench/internal/sock"
+)
+
+// Sentinel errors.
+var (
+	// ErrUnknownModel is wrapped by New for a name no model registered.
+	ErrUnknownModel = errors.New("unknown model")
+	// ErrFDSetSize is logged (once) and counted when select is handed a descriptor
+	// at or above FD_SETSIZE; the connection is closed.
+	ErrFDSetSize = errors.New("descriptor at or above FD_SETSIZE")
+)
+
+// Model is one way of accepting and scheduling connections.
+type Model interface {
+	// Serve accepts connections on ln and serves each with a session of env.Proto
+	// until ctx is cancelled. It then stops accepting, closes every connection it
+	// holds, releases every descriptor, thread and goroutine it started, and returns
+	// nil. ln belongs to the caller and stays open. A non-nil error means the model
+	// could not start or hit a fault it cannot serve through.
+	Serve(ctx context.Context, ln *sock.Listener, env *Env) error
+}
+
+// Env is what a model serves with: the configuration, the protocol built from it,
+// the counters it must keep, and where it logs.
+type Env struct {
+	Config Config
+	Proto  proto.Protocol
+	Stats  *Stats
+	Log    *log.Logger
+}
+
+// NewEnv builds the protocol that cfg names and fresh counters. A nil logger discards.
+func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
+	p, err := proto.New(cfg.Proto, proto.Options{MaxFrame: cfg.MaxFrame, Work: cfg.Work})
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	return &Env{Config: cfg, Proto: p, Stats: new(Stats), Log: logger}, nil
+}
+
+// Config is everything that shapes a server run. The zero value is valid (with
+// Proto set); every default is stated on its field. Results record it as JSON.
+type Config struct {
+	Model string `json:"model"` // registered model name
+	Proto string `json:"proto"` // protocol name: echo or rpc
+	Addr  string `json:"addr"`  // listen address, HOST:PORT
+
+	// Work is the per-request cost of rpc requests; zero is none.
+	Work proto.Work `json:"work"`
+	// MaxFrame is the largest rpc payload accepted, bytes; 0 means 1 MiB.
+	MaxFrame int `json:"max_frame"`
+	// HighWater is the back-pressure bound, bytes: a connection whose unsent output
+	// exceeds it is not read until the output drains below it; 0 means 256 KiB.
+	HighWater int `json:"high_water"`
+	// ReadBuf is the size of one read, bytes; 0 means 64 KiB.
+	ReadBuf int `json:"read_buf"`
+}
+
+// Defaults for the zero values of Config.
+const (
+	DefaultHighWater = 256 << 10
+	DefaultReadBuf   = 64 << 10
+)
+
+func (c Config) highWater() int { return orDefault(c.HighWater, DefaultHighWater) }
+func (c Config) readBuf() int   { return orDefault(c.ReadBuf, DefaultReadBuf) }
+
+func orDefault(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+// Stats are a model's counters, safe for concurrent use. Read them with Snapshot.
+type Stats struct {
+	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
+}
+
+// StatsSnapshot is Stats at one moment.
+type StatsSnapshot struct {
+	Accepted     int64 `json:"accepted"`      // connections accepted
+	Active       int64 `json:"active"`        // connections open now
+	Closed       int64 `json:"closed"`        // connections closed, for any reason
+	ProtoErrors  int64 `json:"proto_errors"`  // connections closed for malformed input
+	IOErrors     int64 `json:"io_errors"`     // connections closed by a read or write error (reset, EPIPE)
+	Refused      int64 `json:"refused"`       // connections accepted and closed at once (e.g. select's FD_SETSIZE)
+	AcceptPauses int64 `json:"accept_pauses"` // times accepting was paused for lack of descriptors
+}
+
+// Snapshot reads the counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
+		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
+		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
+	}
+}
+
+func (s *Stats) opened() { s.accepted.Add(1); s.active.Add(1) }
+func (s *Stats) done()   { s.active.Add(-1); s.closed.Add(1) }
+
+// registry
+
+type entry struct {
+	summary string
+	new     func() Model
+}
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]entry{}
+)
+
+// Register makes a model available under name. summary is its one-line trade-off,
+// shown in help. It panics on a duplicate name: that is a programming error caught
+// at init.
+func Register(name, summary string, newModel func() Model) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("models: Register called twice for " + name)
+	}
+	registry[name] = entry{summary, newModel}
+}
+
+// Names lists the registered models, sorted.
+func Names() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Summary is the one-line trade-off a model registered with.
+func Summary(name string) string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	return registry[name].summary
+}
+
+// New returns a fresh instance of the named model; an unknown name gives an error
+// wrapping ErrUnknownModel that lists the valid names.
+func New(name string) (Model, error) {
+	regMu.Lock()
+	e, ok := registry[name]
+	regMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (valid: %s)", ErrUnknownModel, name, strings.Join(Names(), ", "))
+	}
+	return e.new(), nil
+}
+
+// ListenAndServe is the whole server: it listens on cfg.Addr (loopback only unless
+// allowRemote), calls onListen with the bound address once connections are being
+// queued, and serves with the model cfg.Model until ctx is cancelled. It returns nil
+// after a clean shutdown.
+func ListenAndServe(ctx context.Context, cfg Config, allowRemote bool, logger *log.Logger, onListen func(addr string)) error {
+	m, err := New(cfg.Model)
+	if err != nil {
+		return err
+	}
+	env, err := NewEnv(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := sock.Listen(cfg.Addr, allowRemote)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if onListen != nil {
+		onListen(ln.Addr)
+	}
+	return m.Serve(ctx, ln, env)
+}

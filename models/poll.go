@@ -1,0 +1,112 @@
+package models
+
+// poll: one thread multiplexes every connection with poll(2), as in the seed's notes:
+// an array of struct pollfd {fd, events, revents}, rebuilt from the table of live
+// connections on each pass and scanned in full after each return.
+//
+// Where it comes from: System V Release 3 (1987), the answer to select's fixed
+// bitmaps.
+//
+// Strengths: no FD_SETSIZE ceiling (descriptors of any number, up to RLIMIT_NOFILE);
+// one thread, no locks. Limits: every pass copies the whole array into the kernel and
+// the kernel polls every descriptor, and the loop scans every revents, so each pass
+// costs O(connections) even when one is ready — the cost epoll was made to remove.
+
+import (
+	"context"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("poll", "one thread, poll(2): no descriptor ceiling, but O(n) copy and scan per pass",
+		func() Model { return pollModel{} })
+}
+
+var _ Model = pollModel{}
+
+type pollModel struct{}
+
+// The first two pollfds are fixed: the waker and the listener.
+const (
+	pollWake = iota
+	pollListen
+	pollFirst
+)
+
+func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	l := newLoop(env)
+	defer l.closeAll()
+
+	var clients []*evConn // clients[i] is watched by pfds[pollFirst+i]
+	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
+	for ctx.Err() == nil {
+		// A negative fd is skipped by the kernel: that is how the listener leaves the
+		// array while accepting is paused.
+		pfds[pollListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
+		if l.acceptPaused() {
+			pfds[pollListen].Fd = -1
+		}
+		pfds = pfds[:pollFirst]
+		for _, c := range clients {
+			var ev int16
+			if l.wantRead(c) {
+				ev |= unix.POLLIN
+			}
+			if l.wantWrite(c) {
+				ev |= unix.POLLOUT
+			}
+			pfds = append(pfds, unix.PollFd{Fd: int32(c.fd), Events: ev})
+		}
+		n, err := unix.Poll(pfds, l.timeoutMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n == 0 {
+			continue
+		}
+		// Serve the connections polled this pass before accepting, so the indices of
+		// pfds and clients still agree; removals swap from the end, so walk backwards.
+		for i := len(pfds) - 1; i >= pollFirst; i-- {
+			re := pfds[i].Revents
+			if re == 0 {
+				continue
+			}
+			c := clients[i-pollFirst]
+			// POLLHUP/POLLERR are reported whatever was asked: let the read or write
+			// that follows meet the error or the end of input.
+			broken := re&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+			l.serviceLT(c, re&unix.POLLIN != 0 || broken, re&unix.POLLOUT != 0 || broken)
+			if l.finished(c) {
+				clients = removeClient(clients, c)
+				l.release(c)
+			}
+		}
+		if pfds[pollListen].Revents&unix.POLLIN != 0 {
+			for range acceptBatch {
+				fd := l.accept(ln.FD)
+				if fd < 0 {
+					break
+				}
+				c := l.add(fd)
+				c.idx = len(clients)
+				clients = append(clients, c)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package models
+
+// select: one thread multiplexes every connection with select(2), as in the seed's
+// notes: an allset copied into the read and write sets on every pass, maxfd+1, a
+// client table, and the --nready short-cut that stops scanning once every ready
+// descriptor has been handled.
+//
+// Where it comes from: 4.2BSD (1983); the first way one Unix process could serve many
+// sockets without a process or thread each.
+//
+// Strengths: one thread, no locks, no context switches between connections; cheap at
+// a handful of connections. Limits: the sets are fixed bitmaps of FD_SETSIZE (1024)
+// bits, so a descriptor numbered 1024 or above cannot be watched at all; this model
+// accepts such a connection and closes it at once (counted as refused, logged once),
+// which is the property to measure, not a bug to hide. Every pass rebuilds and the
+// kernel scans sets up to maxfd, so cost grows with the number of connections, not
+// the number that are ready.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("select", "one thread, select(2): simplest multiplexer; O(n) per pass, hard limit of 1024 descriptors",
+		func() Model { return selectModel{} })
+}
+
+var _ Model = selectModel{}
+
+type selectModel struct{}
+
+func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	if ln.FD >= unix.FD_SETSIZE || w.fd >= unix.FD_SETSIZE {
+		return fmt.Errorf("select: listener fd %d or wake fd %d: %w", ln.FD, w.fd, ErrFDSetSize)
+	}
+	l := newLoop(env)
+	defer l.closeAll()
+
+	var (
+		clients      []*evConn // the seed's client[] table, compacted
+		rset, wset   unix.FdSet
+		loggedRefuse bool
+	)
+	for ctx.Err() == nil {
+		// The seed's allset, rebuilt from the table on each pass.
+		rset.Zero()
+		wset.Zero()
+		rset.Set(w.fd)
+		maxfd := max(w.fd, ln.FD)
+		accepting := !l.acceptPaused()
+		if accepting {
+			rset.Set(ln.FD)
+		}
+		for _, c := range clients {
+			if l.wantRead(c) {
+				rset.Set(c.fd)
+			}
+			if l.wantWrite(c) {
+				wset.Set(c.fd)
+			}
+			maxfd = max(maxfd, c.fd)
+		}
+		var tv *unix.Timeval
+		if ms := l.timeoutMS(); ms >= 0 {
+			t := unix.NsecToTimeval(int64(ms) * int64(time.Millisecond))
+			tv = &t
+		}
+		nready, err := unix.Select(maxfd+1, &rset, &wset, nil, tv)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("select", err)
+		}
+		if rset.IsSet(w.fd) {
+			nready--
+		}
+		if accepting && rset.IsSet(ln.FD) {
+			nready--
+			for range acceptBatch {
+				fd := l.accept(ln.FD)
+				if fd < 0 {
+					break
+				}
+				if fd >= unix.FD_SETSIZE {
+					unix.Close(fd)
+					env.Stats.refused.Add(1)
+					if !loggedRefuse {
+						loggedRefuse = true
+						env.Log.Printf("select: refusing connection on fd %d: %v (%d); logged once, counted in refused", fd, ErrFDSetSize, unix.FD_SETSIZE)
+					}
+					continue
+				}
+				c := l.add(fd)
+				c.idx = len(clients)
+				clients = append(clients, c)
+			}
+		}
+		// Connections accepted just now were not in the sets: IsSet is false for them.
+		for i := 0; i < len(clients) && nready > 0; {
+			c := clients[i]
+			r, wr := rset.IsSet(c.fd), wset.IsSet(c.fd)
+			if !r && !wr {
+				i++
+				continue
+			}
+			if r {
+				nready--
+			}
+			if wr {
+				nready--
+			}
+			l.serviceLT(c, r, wr)
+			if l.finished(c) {
+				clients = removeClient(clients, c)
+				l.release(c)
+				continue // clients[i] is now another connection
+			}
+			i++
+		}
+	}
+	return nil
+}
+
+// removeClient swap-removes c from a table of live connections kept by index.
+func removeClient(clients []*evConn, c *evConn) []*evConn {
+	last := clients[len(clients)-1]
+	clients[c.idx] = last
+	last.idx = c.idx
+	clients[len(clients)-1] = nil
+	return clients[:len(clients)-1]
+}
