@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"concbench/internal/proto"
 	"concbench/internal/sock"
@@ -78,6 +80,30 @@ type Config struct {
 	HighWater int `json:"high_water"`
 	// ReadBuf is the size of one read, bytes; 0 means 64 KiB.
 	ReadBuf int `json:"read_buf"`
+
+	// Workers is the number of worker processes (procpool, prefork); 0 means one per CPU.
+	Workers int `json:"workers,omitempty"`
+	// MaxProcs caps live children of fork; 0 means sized to the machine's memory.
+	MaxProcs int `json:"max_procs,omitempty"`
+	// MinThreads and MaxThreads bound the threadpool; 0 means 2 and 64.
+	MinThreads int `json:"min_threads,omitempty"`
+	MaxThreads int `json:"max_threads,omitempty"`
+	// QueueCap is the threadpool's task-queue capacity; 0 means 1024.
+	QueueCap int `json:"queue_cap,omitempty"`
+	// AdjustInterval is how often the threadpool's manager resizes it; 0 means 1s.
+	AdjustInterval time.Duration `json:"adjust_interval,omitempty"`
+	// Loops is the number of sub-reactors of multireactor; 0 means one per CPU.
+	Loops int `json:"loops,omitempty"`
+	// Balance is multireactor's hand-off policy: "rr" (round-robin, the zero value's
+	// meaning) or "least" (fewest connections).
+	Balance string `json:"balance,omitempty"`
+	// IdleTimeout closes connections silent for longer (reactor's sweep); 0 disables.
+	// The server flag's default is 60s.
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	// Accept is prefork's accept distribution: "exclusive" (EPOLLEXCLUSIVE on the one
+	// inherited socket, the zero value's meaning) or "reuseport" (a SO_REUSEPORT
+	// socket per worker).
+	Accept string `json:"accept,omitempty"`
 }
 
 // Defaults for the zero values of Config.
@@ -97,8 +123,25 @@ func orDefault(v, d int) int {
 }
 
 // Stats are a model's counters, safe for concurrent use. Read them with Snapshot.
+// Besides the common counters a model may publish gauges of its own (children live,
+// workers busy, threads live, queue length…) with Gauge.
 type Stats struct {
 	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
+
+	mu     sync.Mutex
+	gauges map[string]func() int64
+}
+
+// Gauge publishes a model-specific figure under name; f is called at every
+// Snapshot and must be safe to call from any goroutine. Registering a name again
+// replaces it.
+func (s *Stats) Gauge(name string, f func() int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gauges == nil {
+		s.gauges = map[string]func() int64{}
+	}
+	s.gauges[name] = f
 }
 
 // StatsSnapshot is Stats at one moment.
@@ -110,6 +153,8 @@ type StatsSnapshot struct {
 	IOErrors     int64 `json:"io_errors"`     // connections closed by a read or write error (reset, EPIPE)
 	Refused      int64 `json:"refused"`       // connections accepted and closed at once (e.g. select's FD_SETSIZE)
 	AcceptPauses int64 `json:"accept_pauses"` // times accepting was paused for lack of descriptors
+	// Gauges are the model's own figures by name (see each model's doc).
+	Gauges map[string]int64 `json:"gauges,omitempty"`
 }
 
 // Snapshot reads the counters.
@@ -118,7 +163,21 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
 		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
 		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
+		Gauges: s.readGauges(),
 	}
+}
+
+func (s *Stats) readGauges() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.gauges) == 0 {
+		return nil
+	}
+	g := make(map[string]int64, len(s.gauges))
+	for name, f := range s.gauges {
+		g[name] = f()
+	}
+	return g
 }
 
 func (s *Stats) opened() { s.accepted.Add(1); s.active.Add(1) }
@@ -179,26 +238,51 @@ func New(name string) (Model, error) {
 	return e.new(), nil
 }
 
-// ListenAndServe is the whole server: it listens on cfg.Addr (loopback only unless
-// allowRemote), calls onListen with the bound address once connections are being
-// queued, and serves with the model cfg.Model until ctx is cancelled. It returns nil
-// after a clean shutdown.
-func ListenAndServe(ctx context.Context, cfg Config, allowRemote bool, logger *log.Logger, onListen func(addr string)) error {
-	m, err := New(cfg.Model)
+// Server is the whole server process: listen, serve with one model, optionally
+// write gauges, stop on ctx. The zero value needs only Config.
+type Server struct {
+	Config      Config
+	AllowRemote bool              // allow a non-loopback listen address
+	Log         *log.Logger       // nil discards
+	OnListen    func(addr string) // called with the bound address once connections queue
+	StatsPath   string            // if set, write a StatsLine here every StatsEvery
+	StatsEvery  time.Duration     // 0 means 100ms
+}
+
+// Run listens on Config.Addr (loopback only unless AllowRemote) and serves with the
+// model Config.Model until ctx is cancelled. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	m, err := New(s.Config.Model)
 	if err != nil {
 		return err
 	}
-	env, err := NewEnv(cfg, logger)
+	env, err := NewEnv(s.Config, s.Log)
 	if err != nil {
 		return err
 	}
-	ln, err := sock.Listen(cfg.Addr, allowRemote)
+	ln, err := sock.Listen(s.Config.Addr, s.AllowRemote)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	if onListen != nil {
-		onListen(ln.Addr)
+	if s.StatsPath != "" {
+		f, err := os.Create(s.StatsPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		stop := WriteStats(f, env.Stats, orDefaultDur(s.StatsEvery, 100*time.Millisecond))
+		defer stop()
+	}
+	if s.OnListen != nil {
+		s.OnListen(ln.Addr)
 	}
 	return m.Serve(ctx, ln, env)
+}
+
+func orDefaultDur(v, d time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return d
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"concbench/internal/proto"
 	"concbench/models"
@@ -27,6 +28,7 @@ import (
 type options struct {
 	cfg         models.Config
 	allowRemote bool
+	statsPath   string
 }
 
 func main() {
@@ -55,6 +57,17 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.HighWater, "high-water", models.DefaultHighWater, "stop reading a connection whose unsent output exceeds this many bytes")
 	fs.IntVar(&o.cfg.ReadBuf, "read-buf", models.DefaultReadBuf, "bytes per read")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow binding a non-loopback address (prints a warning)")
+	fs.StringVar(&o.statsPath, "stats", "", "write counters and gauges as JSON lines to `FILE` every 100ms")
+	fs.IntVar(&o.cfg.Workers, "workers", 0, "worker processes of procpool and prefork (0: one per CPU)")
+	fs.IntVar(&o.cfg.MaxProcs, "max-procs", 0, "cap on live children of fork (0: sized to memory)")
+	fs.IntVar(&o.cfg.MinThreads, "min-threads", 2, "threadpool: fewest live threads")
+	fs.IntVar(&o.cfg.MaxThreads, "max-threads", 64, "threadpool: most live threads")
+	fs.IntVar(&o.cfg.QueueCap, "queue-cap", 1024, "threadpool: task queue capacity")
+	fs.DurationVar(&o.cfg.AdjustInterval, "adjust-interval", time.Second, "threadpool: how often the manager resizes the pool")
+	fs.IntVar(&o.cfg.Loops, "loops", 0, "multireactor: sub-reactor threads (0: one per CPU)")
+	fs.StringVar(&o.cfg.Balance, "balance", "rr", "multireactor: hand-off policy, rr | least")
+	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "reactor: close connections idle longer than this (0 disables)")
+	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -71,12 +84,39 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame}); err != nil {
 		return o, err
 	}
-	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-read-buf": o.cfg.ReadBuf} {
+	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-read-buf": o.cfg.ReadBuf,
+		"-min-threads": o.cfg.MinThreads, "-max-threads": o.cfg.MaxThreads, "-queue-cap": o.cfg.QueueCap} {
 		if v <= 0 {
 			return o, fmt.Errorf("%s %d: must be positive", name, v)
 		}
 	}
+	for name, v := range map[string]int{"-workers": o.cfg.Workers, "-max-procs": o.cfg.MaxProcs, "-loops": o.cfg.Loops} {
+		if v < 0 {
+			return o, fmt.Errorf("%s %d: must be 0 (automatic) or positive", name, v)
+		}
+	}
+	if o.cfg.MinThreads > o.cfg.MaxThreads {
+		return o, fmt.Errorf("-min-threads %d is above -max-threads %d", o.cfg.MinThreads, o.cfg.MaxThreads)
+	}
+	if o.cfg.AdjustInterval <= 0 || o.cfg.IdleTimeout < 0 {
+		return o, fmt.Errorf("-adjust-interval must be positive and -idle-timeout not negative")
+	}
+	if err := oneOf("-balance", o.cfg.Balance, "rr", "least"); err != nil {
+		return o, err
+	}
+	if err := oneOf("-accept", o.cfg.Accept, "exclusive", "reuseport"); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+func oneOf(flagName, v string, valid ...string) error {
+	for _, ok := range valid {
+		if v == ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %q: valid values are %s", flagName, v, strings.Join(valid, ", "))
 }
 
 func usage(fs *flag.FlagSet) {
@@ -109,7 +149,12 @@ func run(o options) error {
 	if o.allowRemote {
 		logger.Printf("warning: -allow-remote: %s may be reachable from other hosts", o.cfg.Addr)
 	}
-	return models.ListenAndServe(ctx, o.cfg, o.allowRemote, logger, func(addr string) {
-		fmt.Printf("listening on %s\n", addr)
-	})
+	srv := &models.Server{
+		Config:      o.cfg,
+		AllowRemote: o.allowRemote,
+		Log:         logger,
+		StatsPath:   o.statsPath,
+		OnListen:    func(addr string) { fmt.Printf("listening on %s\n", addr) },
+	}
+	return srv.Run(ctx)
 }

@@ -40,6 +40,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-model", "poll", "-work", "nap:1s"}, []string{"cpu:DUR"}},
 		{[]string{"-model", "poll", "-max-frame", "0"}, []string{"-max-frame 0: must be positive"}},
 		{[]string{"-model", "poll", "extra"}, []string{"unexpected arguments"}},
+		{[]string{"-model", "poll", "-balance", "random"}, []string{"-balance", "rr, least"}},
+		{[]string{"-model", "poll", "-accept", "all"}, []string{"exclusive, reuseport"}},
+		{[]string{"-model", "poll", "-min-threads", "9", "-max-threads", "3"}, []string{"above -max-threads"}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, tt.args...)
