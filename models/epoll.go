@@ -3,7 +3,8 @@ package models
 // The epoll loop shared by epoll-lt and epoll-et (see those files for what each
 // model is). The trigger mode is a parameter, not a second copy: the two differ in
 // how the listener and connections are registered and in what one event obliges the
-// loop to do, and nowhere else.
+// loop to do, and nowhere else. multireactor's sub-reactors are level-triggered
+// epollLoops too, fed connections by its acceptor instead of a listener.
 
 import (
 	"context"
@@ -96,9 +97,13 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	return nil
 }
 
-func (el *epollLoop) ctl(op, fd int, events uint32) error {
+func (el *epollLoop) ctl(op, fd int, events uint32) error { return epollCtl(el.epfd, op, fd, events) }
+
+// epollCtl adds, modifies or deletes fd's registration in epfd; the event's data is
+// the fd itself, which the loops use as an index into their tables.
+func epollCtl(epfd, op, fd int, events uint32) error {
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(el.epfd, op, fd, &ev); err != nil {
+	if err := unix.EpollCtl(epfd, op, fd, &ev); err != nil {
 		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
@@ -120,18 +125,7 @@ func (el *epollLoop) acceptAll() error {
 		if fd < 0 {
 			break
 		}
-		c := el.add(fd)
-		// Edge-triggered connections are registered once for both directions and
-		// never modified: readiness is latched in canRead/canWrite. Level-triggered
-		// ones start with read interest; handle adds EPOLLOUT only while output waits.
-		c.events = unix.EPOLLIN | unix.EPOLLRDHUP
-		if el.edge {
-			c.events |= unix.EPOLLOUT | unix.EPOLLET
-		}
-		if err := el.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
-			el.env.Log.Print(err)
-			el.release(c)
-		}
+		el.addConn(fd)
 	}
 	if el.acceptPaused() && !el.edge && el.lnOn {
 		// Level-triggered: a listener left in the set while out of descriptors
@@ -140,6 +134,23 @@ func (el *epollLoop) acceptAll() error {
 		return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, 0)
 	}
 	return nil
+}
+
+// addConn takes ownership of a new connection and registers it with epoll; if that
+// fails, the connection is logged and closed.
+func (el *epollLoop) addConn(fd int) {
+	c := el.add(fd)
+	// Edge-triggered connections are registered once for both directions and
+	// never modified: readiness is latched in canRead/canWrite. Level-triggered
+	// ones start with read interest; handle adds EPOLLOUT only while output waits.
+	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
+	if el.edge {
+		c.events |= unix.EPOLLOUT | unix.EPOLLET
+	}
+	if err := el.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
+		el.env.Log.Print(err)
+		el.release(c)
+	}
 }
 
 // resumeAccept ends an accept pause whose time is up: level-triggered, by putting the

@@ -1,0 +1,311 @@
+package models
+
+// reactor: the seed's epoll reactor (myevent_s). One thread; every descriptor —
+// listener, shutdown eventfd, connections — has an event object {fd, interest,
+// callback, buffers, last active}, found from the epoll event through its data (the
+// fd, an index into a table of objects: no map lookup per event). epoll_wait says
+// which objects are ready and the loop calls their callback; it knows nothing else.
+// The callbacks follow the seed's flow: listen for read → the read callback reads and
+// computes the replies → the object switches to listening for write → the write
+// callback writes → once its output is flushed, back to read. The seed does the
+// switch with EPOLL_CTL_DEL then EPOLL_CTL_ADD; this does it with one EPOLL_CTL_MOD,
+// which is the same change in one syscall. A periodic sweep, driven by the
+// epoll_wait timeout, closes connections whose last activity is older than
+// Config.IdleTimeout — the seed's last_active check, which is also how it drops a
+// client that missed its heartbeats.
+//
+// Where it comes from: the Reactor pattern (Schmidt, 1995); the seed's myevent_s
+// server; libevent's event_base and bufferevent are its library form.
+//
+// Strengths: the handler of each descriptor is data, so adding a kind of descriptor
+// (a timer, a pipe) is adding a callback; back-pressure for free (a connection is not
+// read while it owes output); idle connections are reclaimed. Limits: one thread, so
+// one core; a slow handler stalls every connection; the strict read/write alternation
+// costs two epoll_ctl calls and one more epoll_wait wake-up per request than epoll-lt,
+// which writes a reply at once; the sweep scans every connection. Config.HighWater
+// does not apply: a connection is not read at all while it owes output, so what it
+// can queue is the replies of one read (Config.ReadBuf, or one rpc frame).
+//
+// Gauges: idle_closed, connections closed by the idle sweep.
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("reactor", "one thread, epoll with a callback per fd (the seed's myevent_s), read/write switching, idle sweep",
+		func() Model { return reactorModel{} })
+}
+
+var _ Model = reactorModel{}
+
+type reactorModel struct{}
+
+// maxSweepEvery caps the interval of the idle sweep.
+const maxSweepEvery = time.Second
+
+// rEvent is the seed's myevent_s: one descriptor, what epoll watches on it for us,
+// and what to call when that happens. The connection state (session, output
+// buffer, end of input) is the evConn shared with the other event loops; the
+// listener's and the waker's objects leave it empty.
+type rEvent struct {
+	evConn
+	conn       bool          // a connection (not the listener or the waker)
+	interest   uint32        // events registered with epoll
+	cb         callback      // what to do when one of them fires
+	lastActive time.Duration // when bytes last moved, since the reactor started
+}
+
+// callback handles the events got on ev. An error is fatal to the reactor; a
+// connection's trouble closes the connection and returns nil.
+type callback func(r *reactor, ev *rEvent, got uint32) error
+
+type reactor struct {
+	*loop // read buffer, flush, accept back-off, counters
+	epfd  int
+	evs   []*rEvent // indexed by fd
+	lnEv  *rEvent
+	lnOn  bool // the listener has read interest (off while accepting is paused)
+
+	start      time.Time
+	now        time.Duration // since start, read once per wake-up
+	idle       time.Duration // Config.IdleTimeout; 0 disables the sweep
+	sweepEvery time.Duration
+	nextSweep  time.Duration
+	idleClosed *atomic.Int64
+}
+
+func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	// Closing epfd also takes the listener out of it: ln belongs to the caller.
+	defer unix.Close(epfd)
+
+	r := &reactor{loop: newLoop(env), epfd: epfd, start: time.Now(), idle: env.Config.IdleTimeout,
+		idleClosed: new(atomic.Int64)}
+	env.Stats.Gauge("idle_closed", r.idleClosed.Load)
+	if r.idle > 0 {
+		r.sweepEvery = max(time.Millisecond, min(r.idle/4, maxSweepEvery))
+		r.nextSweep = r.sweepEvery
+	}
+	defer r.closeConns()
+	if _, err := r.register(w.fd, false, unix.EPOLLIN, (*reactor).onWake); err != nil {
+		return err
+	}
+	if r.lnEv, err = r.register(ln.FD, false, unix.EPOLLIN, (*reactor).onAccept); err != nil {
+		return err
+	}
+	r.lnOn = true
+
+	events := make([]unix.EpollEvent, epollEvents)
+	for ctx.Err() == nil {
+		n, err := unix.EpollWait(epfd, events, r.waitMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		r.now = time.Since(r.start)
+		if !r.lnOn && !r.acceptPaused() {
+			r.lnOn = true
+			if err := r.setInterest(r.lnEv, unix.EPOLLIN); err != nil {
+				return err
+			}
+		}
+		for i := range events[:n] {
+			got := events[i].Events
+			ev := r.evs[events[i].Fd]
+			// EPOLLHUP/EPOLLERR come whatever was asked for: the callback's read or
+			// write meets the error or the end of input. An object gone (closed
+			// earlier in this batch) or no longer interested is skipped.
+			if ev == nil || got&(ev.interest|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+				continue
+			}
+			if err := ev.cb(r, ev, got); err != nil {
+				return err
+			}
+		}
+		if r.idle > 0 && r.now >= r.nextSweep {
+			r.sweep()
+			r.nextSweep = r.now + r.sweepEvery
+		}
+	}
+	return nil
+}
+
+// waitMS is how long epoll_wait may block: until the next sweep or the end of an
+// accept pause, whichever is first; forever if neither is due.
+func (r *reactor) waitMS() int {
+	t := r.timeoutMS()
+	if r.idle > 0 {
+		// Rounded up: waking a little late is harmless, waking early spins.
+		until := r.nextSweep - time.Since(r.start)
+		ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
+		if t < 0 || ms < t {
+			t = ms
+		}
+	}
+	return t
+}
+
+// register creates the event object of fd and adds it to epoll.
+func (r *reactor) register(fd int, conn bool, interest uint32, cb callback) (*rEvent, error) {
+	for fd >= len(r.evs) {
+		r.evs = append(r.evs, make([]*rEvent, len(r.evs)+64)...)
+	}
+	ev := &rEvent{evConn: evConn{fd: fd}, conn: conn, interest: interest, cb: cb, lastActive: r.now}
+	if err := epollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, interest); err != nil {
+		return nil, err
+	}
+	r.evs[fd] = ev
+	return ev, nil
+}
+
+func (r *reactor) setInterest(ev *rEvent, interest uint32) error {
+	if interest == ev.interest {
+		return nil
+	}
+	if err := epollCtl(r.epfd, unix.EPOLL_CTL_MOD, ev.fd, interest); err != nil {
+		return err
+	}
+	ev.interest = interest
+	return nil
+}
+
+// onWake is the shutdown eventfd's callback: nothing to do, the loop sees ctx.
+func (r *reactor) onWake(*rEvent, uint32) error { return nil }
+
+// onAccept is the listener's callback: accept a batch, give each connection an event
+// object listening for read.
+func (r *reactor) onAccept(ev *rEvent, _ uint32) error {
+	for range acceptBatch {
+		fd := r.accept(ev.fd)
+		if fd < 0 {
+			break
+		}
+		c, err := r.register(fd, true, unix.EPOLLIN, (*reactor).onRead)
+		if err != nil {
+			r.env.Log.Print(err)
+			unix.Close(fd)
+			continue
+		}
+		c.sess = r.env.Proto.NewSession()
+		r.env.Stats.opened()
+	}
+	if r.acceptPaused() && r.lnOn {
+		// Out of descriptors: a listener left readable would wake every pass. Take
+		// its interest away until the pause ends (see the loop).
+		r.lnOn = false
+		return r.setInterest(ev, 0)
+	}
+	return nil
+}
+
+// onRead is a connection's callback while it listens for read: one read, fed to
+// the session; the replies are queued, not written — writing is the write
+// callback's job, once epoll says the socket takes it.
+func (r *reactor) onRead(ev *rEvent, _ uint32) error {
+	c := &ev.evConn
+	n, err := sock.Read(c.fd, r.buf)
+	switch {
+	case err == unix.EAGAIN:
+		return nil // a stale readiness: the next epoll_wait will tell
+	case err != nil:
+		r.ioError(c)
+	case n == 0:
+		c.eof = true
+	default:
+		ev.lastActive = r.now
+		var ferr error
+		c.out, ferr = c.sess.Feed(c.out, r.buf[:n])
+		if ferr != nil {
+			// The replies to the complete requests before the bad one go out if
+			// the socket takes them now; the bad one gets none.
+			r.env.Stats.protoErrors.Add(1)
+			r.flush(c)
+			c.dead = true
+		}
+	}
+	r.settle(ev)
+	return nil
+}
+
+// onWrite is a connection's callback while it listens for write: write what is
+// queued until done or the socket is full.
+func (r *reactor) onWrite(ev *rEvent, _ uint32) error {
+	c := &ev.evConn
+	before := c.pending()
+	r.flush(c)
+	if c.pending() < before {
+		ev.lastActive = r.now
+	}
+	r.settle(ev)
+	return nil
+}
+
+// settle closes a finished connection or points it at its next callback: write
+// while output is queued (so it is not read meanwhile: that is the back-pressure,
+// bounded by the replies of one read), read once it is flushed.
+func (r *reactor) settle(ev *rEvent) {
+	c := &ev.evConn
+	if r.finished(c) {
+		r.closeConn(ev)
+		return
+	}
+	interest, cb := uint32(unix.EPOLLIN), (*reactor).onRead
+	if c.pending() > 0 {
+		interest, cb = unix.EPOLLOUT, (*reactor).onWrite
+	}
+	if err := r.setInterest(ev, interest); err != nil {
+		r.env.Log.Print(err)
+		c.dead = true
+		r.closeConn(ev)
+		return
+	}
+	ev.cb = cb
+}
+
+// sweep closes the connections idle for longer than the timeout.
+func (r *reactor) sweep() {
+	for _, ev := range r.evs {
+		if ev != nil && ev.conn && r.now-ev.lastActive > r.idle {
+			r.closeConn(ev)
+			r.idleClosed.Add(1)
+		}
+	}
+}
+
+// closeConn closes a connection's fd, which also takes it out of epoll, and drops
+// its event object.
+func (r *reactor) closeConn(ev *rEvent) {
+	unix.Close(ev.fd)
+	r.evs[ev.fd] = nil
+	r.env.Stats.done()
+}
+
+// closeConns closes every connection; used at shutdown.
+func (r *reactor) closeConns() {
+	for _, ev := range r.evs {
+		if ev != nil && ev.conn {
+			r.closeConn(ev)
+		}
+	}
+}
