@@ -1,7 +1,7 @@
 # concbench: build, test, lint, fuzz, bench. `make help` lists the targets.
 GO       ?= go
 BIN      := bin
-CMDS     := server
+CMDS     := server loadgen
 FUZZTIME ?= 30s
 
 .PHONY: all build test lint fuzz bench bench-full clean help

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"concbench/internal/result"
+	"concbench/models"
+)
+
+func TestParseCPUs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []int
+	}{
+		{"0", []int{0}},
+		{"0-3,6", []int{0, 1, 2, 3, 6}},
+		{"5,1-2,2", []int{1, 2, 5}},
+	}
+	for _, tt := range tests {
+		got, err := parseCPUs(tt.in)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("parseCPUs(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+		if back, _ := parseCPUs(formatCPUs(got)); !slices.Equal(back, tt.want) {
+			t.Errorf("formatCPUs(%v) = %q does not parse back", got, formatCPUs(got))
+		}
+	}
+	for _, bad := range []string{"", "a", "3-1", "-1"} {
+		if _, err := parseCPUs(bad); err == nil {
+			t.Errorf("parseCPUs(%q): no error", bad)
+		}
+	}
+	s, c, err := splitCPUs([]int{0, 1, 2, 3})
+	if err != nil || !slices.Equal(s, []int{0, 1}) || !slices.Equal(c, []int{2, 3}) {
+		t.Errorf("splitCPUs = %v %v %v", s, c, err)
+	}
+	if _, _, err := splitCPUs([]int{0}); err == nil {
+		t.Error("splitCPUs of one CPU: no error")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parse([]string{"-model", "poll", "-server-arg=-work=sleep:1ms", "--", "-read-buf", "4096"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"-work=sleep:1ms", "-read-buf", "4096"}; !slices.Equal(o.serverArgs, want) {
+		t.Errorf("server args %q, want %q", o.serverArgs, want)
+	}
+	_, err = parse([]string{"-model", "nope"}, io.Discard)
+	if !errors.Is(err, models.ErrUnknownModel) || !strings.Contains(err.Error(), "epoll-et") {
+		t.Errorf("unknown model: err = %v, want ErrUnknownModel listing the valid names", err)
+	}
+	for _, bad := range [][]string{{}, {"-model", "x", "-addr", "127.0.0.1:1"}, {"-addr", "127.0.0.1:1", "--", "-x"}, {"-addr", "127.0.0.1:1", "-proto", "http"}} {
+		if _, err := parse(bad, io.Discard); err == nil {
+			t.Errorf("parse(%q): no error", bad)
+		}
+	}
+}
+
+// The whole command against a real server binary that it starts, pins and stops.
+func TestRunModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the server")
+	}
+	cpus, err := availableCPUs()
+	if err != nil || len(cpus) < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "server")
+	if out, err := exec.Command("go", "build", "-o", bin, "concbench/cmd/server").CombinedOutput(); err != nil {
+		t.Skipf("cannot build the server: %v\n%s", err, out)
+	}
+	o, err := parse([]string{"-model", "epoll-et", "-proto", "rpc", "-c", "20", "-d", "1s", "-warmup", "200ms", "-q",
+		"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := run(context.Background(), o, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	r, err := result.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Load.Requests == 0 || r.Load.ErrorsTotal != 0 {
+		t.Errorf("requests %d, errors %v", r.Load.Requests, r.Load.Errors)
+	}
+	if r.Server == nil || r.Server.Exit == nil || !r.Server.Exit.Clean || len(r.Server.Samples) < 5 || r.Server.ThreadsMax < 1 || r.Server.RSSMaxBytes <= 0 {
+		t.Errorf("server figures incomplete: %+v", r.Server)
+	}
+	if len(r.Config.ServerCPUs) == 0 || len(r.Config.ClientCPUs) == 0 || r.Env.Kernel == "" {
+		t.Errorf("config/env incomplete: %+v %+v", r.Config, r.Env)
+	}
+	for _, want := range []string{"connect ramp: 20/20", "req/s", "server: CPU", "client_bound=", "errors: none"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// Against a server that dies mid-run, the command reports, writes the partial
+// result, returns errFailed, and does not hang.
+func TestRunServerDies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go io.Copy(c, upper{c})
+		}
+	}()
+	time.AfterFunc(300*time.Millisecond, func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	dir := t.TempDir()
+	o, err := parse([]string{"-addr", ln.Addr().String(), "-c", "2", "-d", "1s", "-warmup", "0s", "-q", "-o", filepath.Join(dir, "r.json")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	r, err := run(context.Background(), o, io.Discard)
+	if !errors.Is(err, errFailed) {
+		t.Fatalf("err = %v, want errFailed", err)
+	}
+	if time.Since(begin) > 5*time.Second {
+		t.Errorf("took %v", time.Since(begin))
+	}
+	if r.Load.Requests == 0 || r.Load.ErrorsTotal == 0 {
+		t.Errorf("requests %d errors %v: want both", r.Load.Requests, r.Load.Errors)
+	}
+	if _, err := result.ReadFile(filepath.Join(dir, "r.json")); err != nil {
+		t.Errorf("partial result not written: %v", err)
+	}
+}
+
+// upper uppercases what it reads: a minimal echo protocol server body.
+type upper struct{ r io.Reader }
+
+func (u upper) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	copy(p[:n], bytes.ToUpper(p[:n]))
+	return n, err
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"concbench/internal/result"
+)
+
+// printSummary writes the human summary of r, in the manner of wrk's.
+func printSummary(w io.Writer, r *result.Run) {
+	c, ld := r.Config, r.Load
+	wl := c.Workload
+	target := "server at " + wl.Addr
+	if c.Model != "" {
+		target = fmt.Sprintf("%s at %s", c.Model, wl.Addr)
+	}
+	mode := "closed loop (latency from the actual send)"
+	if ld.Mode == "open" {
+		mode = fmt.Sprintf("open loop at %g req/s (latency from the intended send: coordinated omission corrected)", wl.Rate)
+	}
+	fmt.Fprintf(w, "loadgen: %s, %s %d B, %d connections", target, wl.Proto, wl.Size, wl.Conns)
+	if wl.Pipeline > 1 {
+		fmt.Fprintf(w, " × pipeline %d", wl.Pipeline)
+	}
+	if wl.Reconnect {
+		fmt.Fprint(w, ", a new connection per request")
+	}
+	fmt.Fprintf(w, ", %v (+%v warm-up), %d event loops\n", wl.Duration, wl.Warmup, wl.Loops)
+	fmt.Fprintf(w, "  %s\n", mode)
+	if len(c.ClientCPUs) > 0 || len(c.ServerCPUs) > 0 {
+		def := ""
+		if c.PinningDefault {
+			def = " (default split)"
+		}
+		fmt.Fprintf(w, "  pinning: server CPUs %s, loadgen CPUs %s%s\n", orNone(c.ServerCPUs), orNone(c.ClientCPUs), def)
+	}
+	cn := ld.Connect
+	if wl.Reconnect {
+		fmt.Fprintf(w, "  connects: %d, latency p50 %s p99 %s max %s\n", cn.Latency.Count, us(cn.Latency.P50US), us(cn.Latency.P99US), us(cn.Latency.MaxUS))
+	} else {
+		fmt.Fprintf(w, "  connect ramp: %d/%d connections in %s; connect latency p50 %s p99 %s max %s\n",
+			cn.Established, cn.Target, secs(cn.RampSeconds), us(cn.Latency.P50US), us(cn.Latency.P99US), us(cn.Latency.MaxUS))
+	}
+	fmt.Fprintf(w, "\n  %-13s %9s %9s %9s %9s %9s %9s %9s\n", "Latency", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean")
+	row := func(name string, p result.Percentiles) {
+		fmt.Fprintf(w, "  %-13s %9s %9s %9s %9s %9s %9s %9s\n", name, us(p.P50US), us(p.P90US), us(p.P99US), us(p.P999US), us(p.P9999US), us(p.MaxUS), us(int64(p.MeanUS)))
+	}
+	if ld.Mode == "open" {
+		row("corrected", ld.Latency)
+		row("uncorrected", *ld.Uncorrected)
+		row("send lag", *ld.SendLag)
+	} else {
+		row("closed loop", ld.Latency)
+	}
+	fmt.Fprintf(w, "\n  %d requests in %s: %.1f req/s", ld.Requests, secs(ld.Seconds), ld.Throughput)
+	if ld.RateShortfall {
+		fmt.Fprintf(w, "  — SHORT of the %g req/s asked", ld.TargetRate)
+	}
+	fmt.Fprintln(w)
+	if ld.ErrorsTotal == 0 {
+		fmt.Fprintln(w, "  errors: none")
+	} else {
+		kinds := make([]string, 0, len(ld.Errors))
+		for k, n := range ld.Errors {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "  ERRORS: %d (%s)\n", ld.ErrorsTotal, strings.Join(kinds, ", "))
+	}
+	if ld.InFlightAtEnd > 0 {
+		fmt.Fprintf(w, "  in flight at the end (not counted): %d\n", ld.InFlightAtEnd)
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(w, "  server: CPU %.2f cores (max %.2f), RSS %s, threads %d, processes %d, ctx switches %d voluntary / %d involuntary\n",
+			s.CPUCoresMean, s.CPUCoresMax, mib(s.RSSMaxBytes), s.ThreadsMax, s.ProcsMax, s.VoluntaryCtxSwitches, s.InvoluntaryCtxSwitches)
+		if s.Exit != nil {
+			if s.Exit.Clean {
+				fmt.Fprintln(w, "  server exit: clean (0 after SIGTERM)")
+			} else {
+				fmt.Fprintf(w, "  server exit: NOT CLEAN: %s\n", s.Exit.Error)
+			}
+		}
+	}
+	fmt.Fprintf(w, "  client: CPU %.2f cores of %d (%.0f%% busy); client_bound=%v\n", r.Client.CPUCores, r.Client.CPUs, 100*r.Client.Busy, r.ClientBound)
+	if r.ClientBound {
+		fmt.Fprintln(w, "  WARNING: loadgen's CPUs were saturated: this throughput is the client's limit, not the server's")
+	}
+	if r.HistogramFile != "" {
+		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
+	}
+}
+
+func orNone(cpus []int) string {
+	if len(cpus) == 0 {
+		return "any"
+	}
+	return formatCPUs(cpus)
+}
+
+// us formats microseconds with a unit that keeps 3 figures.
+func us(v int64) string {
+	d := time.Duration(v) * time.Microsecond
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", v)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(v)/1e3)
+	default:
+		return fmt.Sprintf("%.2fs", float64(v)/1e6)
+	}
+}
+
+func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

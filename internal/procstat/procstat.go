@@ -1,0 +1,208 @@
+// Package procstat samples a process tree from /proc: a root pid and all its
+// descendants (process models fork workers), summed. Parsing is pure and separate
+// from the reading.
+//
+// CPU time is utime+stime of every live member plus cutime+cstime (the reaped
+// children's time), so a short-lived child's CPU is counted once it is waited for.
+// Units of /proc/PID/stat times are clock ticks of USER_HZ, 100 on Linux.
+package procstat
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// UserHZ is the unit of /proc/PID/stat times (USER_HZ, fixed at 100 on Linux).
+const UserHZ = 100
+
+// ErrGone is returned when the root process no longer exists.
+var ErrGone = errors.New("process gone")
+
+// Stat is what concbench reads from one /proc/PID/stat line.
+type Stat struct {
+	PID, PPID      int
+	State          byte
+	UTime, STime   uint64 // ticks
+	CUTime, CSTime uint64 // ticks of waited-for children
+	Threads        int
+	RSSPages       int64
+}
+
+// ParseStat parses a /proc/PID/stat line. The command name (field 2) is in
+// parentheses and may itself hold spaces and parentheses: fields are counted from
+// the last ')'.
+func ParseStat(b []byte) (Stat, error) {
+	var s Stat
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return s, fmt.Errorf("stat %q: no command field", trunc(b))
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
+	if err != nil {
+		return s, fmt.Errorf("stat: pid: %w", err)
+	}
+	f := bytes.Fields(b[end+1:])
+	// f[0] is field 3 (state); field n is f[n-3].
+	if len(f) < 22 {
+		return s, fmt.Errorf("stat %q: %d fields after the command, want at least 22", trunc(b), len(f))
+	}
+	s.PID, s.State = pid, f[0][0]
+	var errs []error
+	num := func(n int) uint64 {
+		v, err := strconv.ParseUint(string(f[n-3]), 10, 64)
+		errs = append(errs, err)
+		return v
+	}
+	inum := func(n int) int64 {
+		v, err := strconv.ParseInt(string(f[n-3]), 10, 64)
+		errs = append(errs, err)
+		return v
+	}
+	s.PPID = int(inum(4))
+	s.UTime, s.STime = num(14), num(15)
+	s.CUTime, s.CSTime = uint64(inum(16)), uint64(inum(17))
+	s.Threads = int(inum(20))
+	s.RSSPages = inum(24)
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("stat %q: %w", trunc(b), err)
+	}
+	return s, nil
+}
+
+// ParseCtxSwitches reads voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+// from a /proc/PID/task/TID/status file.
+func ParseCtxSwitches(b []byte) (vol, invol uint64, err error) {
+	var found int
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		k, v, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch string(k) {
+		case "voluntary_ctxt_switches":
+			dst = &vol
+		case "nonvoluntary_ctxt_switches":
+			dst = &invol
+		default:
+			continue
+		}
+		n, perr := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+		if perr != nil {
+			return 0, 0, fmt.Errorf("status %s: %w", k, perr)
+		}
+		*dst = n
+		found++
+	}
+	if found != 2 {
+		return 0, 0, errors.New("status: context switch counts missing")
+	}
+	return vol, invol, nil
+}
+
+func trunc(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
+}
+
+// Tree is the process tree of a root pid at one moment, summed.
+type Tree struct {
+	When     time.Time
+	PIDs     []int  // the root and its live descendants
+	CPUTicks uint64 // utime+stime+cutime+cstime over the tree
+	RSSBytes int64
+	Threads  int
+}
+
+// Procs is the number of processes in the tree.
+func (t Tree) Procs() int { return len(t.PIDs) }
+
+// Descendants returns root and every process descending from it, given each
+// process's parent, breadth first. Pure: the caller reads the parents.
+func Descendants(root int, parent map[int]int) []int {
+	children := map[int][]int{}
+	for pid, pp := range parent {
+		children[pp] = append(children[pp], pid)
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// Sample reads the tree rooted at root from procfs (normally "/proc"). It returns
+// ErrGone if root does not exist (or is a zombie: it has exited).
+func Sample(procfs string, root int) (Tree, error) {
+	t := Tree{When: time.Now()}
+	rs, err := readStat(procfs, root)
+	if err != nil || rs.State == 'Z' {
+		return t, fmt.Errorf("pid %d: %w", root, ErrGone)
+	}
+	ents, err := os.ReadDir(procfs)
+	if err != nil {
+		return t, err
+	}
+	parent := map[int]int{}
+	stats := map[int]Stat{root: rs}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == root {
+			continue
+		}
+		s, err := readStat(procfs, pid)
+		if err != nil {
+			continue // exited between the listing and the read
+		}
+		parent[pid] = s.PPID
+		stats[pid] = s
+	}
+	page := int64(os.Getpagesize())
+	for _, pid := range Descendants(root, parent) {
+		s := stats[pid]
+		t.PIDs = append(t.PIDs, pid)
+		t.CPUTicks += s.UTime + s.STime + s.CUTime + s.CSTime
+		t.RSSBytes += s.RSSPages * page
+		t.Threads += s.Threads
+	}
+	return t, nil
+}
+
+func readStat(procfs string, pid int) (Stat, error) {
+	b, err := os.ReadFile(filepath.Join(procfs, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return Stat{}, err
+	}
+	return ParseStat(b)
+}
+
+// CtxSwitches sums the context switches of every thread of pids (read from
+// /proc/PID/task/*/status). Threads that exited are not counted.
+func CtxSwitches(procfs string, pids []int) (vol, invol uint64) {
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(filepath.Join(procfs, strconv.Itoa(pid), "task", "*", "status"))
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			v, i, err := ParseCtxSwitches(b)
+			if err == nil {
+				vol += v
+				invol += i
+			}
+		}
+	}
+	return vol, invol
+}
+
+// CPUSeconds converts ticks to seconds.
+func CPUSeconds(ticks uint64) float64 { return float64(ticks) / UserHZ }

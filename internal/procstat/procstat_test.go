@@ -1,0 +1,115 @@
+package procstat
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseStat(t *testing.T) {
+	line := "4242 (my (weird) cmd) S 17 4242 4242 0 -1 4194560 650 0 0 0 123 45 6 7 20 0 9 0 1000 2000000 512 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	s, err := ParseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stat{PID: 4242, PPID: 17, State: 'S', UTime: 123, STime: 45, CUTime: 6, CSTime: 7, Threads: 9, RSSPages: 512}
+	if s != want {
+		t.Fatalf("got %+v\nwant %+v", s, want)
+	}
+	for _, bad := range []string{"", "12 no parens", "12 (x) S 1 2 3", "x (y) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22"} {
+		if _, err := ParseStat([]byte(bad)); err == nil {
+			t.Errorf("ParseStat(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseCtxSwitches(t *testing.T) {
+	in := "Name:\tx\nThreads:\t1\nvoluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t7\n"
+	v, i, err := ParseCtxSwitches([]byte(in))
+	if err != nil || v != 150 || i != 7 {
+		t.Fatalf("got %d, %d, %v; want 150, 7, nil", v, i, err)
+	}
+	if _, _, err := ParseCtxSwitches([]byte("Name:\tx\n")); err == nil {
+		t.Fatal("missing counts: no error")
+	}
+}
+
+func TestDescendants(t *testing.T) {
+	parent := map[int]int{2: 1, 3: 1, 4: 2, 5: 99, 6: 4}
+	got := Descendants(1, parent)
+	slices.Sort(got)
+	if want := []int{1, 2, 3, 4, 6}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// A shell with two sleeping children and a busy loop: the tree has 4 processes
+// (the shell, two sleeps, one subshell) and burns CPU.
+func TestSampleRealTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 5 & sleep 5 & (while :; do :; done) & wait")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	defer func() {
+		// Kill the whole group of descendants we can see, then the shell.
+		if tr, err := Sample("/proc", cmd.Process.Pid); err == nil {
+			for _, pid := range tr.PIDs[1:] {
+				p, _ := os.FindProcess(pid)
+				p.Kill()
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	var first, last Tree
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		tr, err := Sample("/proc", cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.PIDs == nil && tr.Procs() == 4 {
+			first = tr
+		}
+		if first.PIDs != nil && tr.When.Sub(first.When) > 500*time.Millisecond {
+			last = tr
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if first.PIDs == nil || last.PIDs == nil {
+		t.Fatalf("never saw the 4-process tree for long enough (last %+v)", last)
+	}
+	if last.Threads < 4 || last.RSSBytes <= 0 {
+		t.Errorf("threads %d, rss %d: want at least one thread each and some memory", last.Threads, last.RSSBytes)
+	}
+	cores := CPUSeconds(last.CPUTicks-first.CPUTicks) / last.When.Sub(first.When).Seconds()
+	if cores < 0.1 {
+		t.Errorf("tree used %.2f cores while a busy loop ran", cores)
+	}
+	if v, _ := CtxSwitches("/proc", last.PIDs); v == 0 {
+		t.Errorf("no voluntary context switches in a tree of sleeping processes")
+	}
+}
+
+func TestSampleGone(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := Sample("/proc", cmd.Process.Pid); !errors.Is(err, ErrGone) {
+		t.Fatalf("err = %v, want ErrGone", err)
+	}
+}
+
+func TestSampler(t *testing.T) {
+	s := Start("/proc", os.Getpid(), 10*time.Millisecond)
+	time.Sleep(60 * time.Millisecond)
+	samples, err := s.Stop()
+	if err != nil || len(samples) < 3 {
+		t.Fatalf("%d samples, err %v", len(samples), err)
+	}
+}

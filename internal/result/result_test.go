@@ -1,0 +1,50 @@
+package result
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteReadRoundTrip(t *testing.T) {
+	p := Percentiles{Count: 3, MinUS: 1, MeanUS: 2.5, P50US: 2, P90US: 3, P99US: 3, P999US: 3, P9999US: 3, MaxUS: 3}
+	in := &Run{
+		Schema:  SchemaVersion,
+		Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Config:  Config{Workload: Workload{Addr: "127.0.0.1:1", Proto: "rpc", Conns: 2, Duration: time.Second}, Model: "poll", ServerCPUs: []int{0}, ClientCPUs: []int{1}},
+		Load: Load{Mode: "open", Requests: 3, Seconds: 1, Throughput: 3, Latency: p, Uncorrected: &p, SendLag: &p,
+			Errors: map[string]int64{"reset": 1}, ErrorsTotal: 1, Timeline: []Second{{T: 0, Requests: 3, P99US: 3}}},
+		Server:      &Server{PID: 9, Samples: []ProcSample{{T: 0.1, CPUCores: 0.5}}, Exit: &Exit{Clean: true}},
+		ClientBound: true,
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := WriteFile(path, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v", out, in)
+	}
+	b, _ := os.ReadFile(path)
+	for _, key := range []string{`"p99_9_us"`, `"client_bound": true`, `"duration_ns": 1000000000`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+}
+
+func TestReadFileRefusesOtherSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(path, []byte(`{"schema": 999}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); err == nil {
+		t.Fatal("schema 999 accepted")
+	}
+}

@@ -1,0 +1,231 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"concbench/internal/result"
+)
+
+func run(t *testing.T, w result.Workload) *Outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), w.Warmup+w.Duration+20*time.Second)
+	defer cancel()
+	o, err := Run(ctx, Config{Workload: w})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Run did not stop by itself")
+	}
+	return o
+}
+
+func TestResolve(t *testing.T) {
+	tests := []struct {
+		name string
+		w    result.Workload
+		ok   bool
+	}{
+		{"defaults", result.Workload{Addr: "127.0.0.1:1"}, true},
+		{"localhost", result.Workload{Addr: "localhost:80"}, true},
+		{"no port", result.Workload{Addr: "127.0.0.1"}, false},
+		{"bad proto", result.Workload{Addr: "127.0.0.1:1", Proto: "http"}, false},
+		{"negative rate", result.Workload{Addr: "127.0.0.1:1", Rate: -1}, false},
+		{"reconnect pipeline", result.Workload{Addr: "127.0.0.1:1", Reconnect: true, Pipeline: 2}, false},
+		{"requests open loop", result.Workload{Addr: "127.0.0.1:1", Requests: 5, Rate: 10}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := Resolve(tt.w)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Resolve: err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrConfig) {
+				t.Fatalf("err %v does not wrap ErrConfig", err)
+			}
+			if tt.name == "defaults" && (w.Conns != 1 || w.Size != 64 || w.Duration != DefaultDuration || w.Proto != "echo" || w.Loops != 1) {
+				t.Fatalf("defaults not filled: %+v", w)
+			}
+		})
+	}
+}
+
+// A serial server with a 1 ms service time and one closed-loop connection: about
+// 1000 req/s, p50 about 1 ms — and never better than the service time allows.
+func TestClosedLoopFixedServiceTime(t *testing.T) {
+	s := startServer(t, &testServer{proto: "rpc", size: 32, serial: true, service: time.Millisecond})
+	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 32, Conns: 1, Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond})
+	ld := o.Load
+	if ld.ErrorsTotal != 0 {
+		t.Fatalf("errors: %v", ld.Errors)
+	}
+	if ld.Mode != "closed" || ld.Uncorrected != nil {
+		t.Fatalf("mode %q, uncorrected %v: want closed loop without an uncorrected figure", ld.Mode, ld.Uncorrected)
+	}
+	// The machine is shared with other test runs, so the server's sleeps overrun:
+	// the bounds are what a 1 ms service time allows at best, and Little's law.
+	if ld.Throughput > 1005 || ld.Throughput < 400 {
+		t.Errorf("throughput %.0f req/s, want about 1000 (at most 1000)", ld.Throughput)
+	}
+	if ld.Latency.P50US < 1000 || ld.Latency.P50US > 2000 {
+		t.Errorf("p50 %d µs, want about 1000", ld.Latency.P50US)
+	}
+	// One connection, one request at a time: throughput × mean latency = 1.
+	if l := ld.Throughput * ld.Latency.MeanUS / 1e6; l < 0.9 || l > 1.02 {
+		t.Errorf("throughput %.0f/s × mean latency %.0f µs = %.3f, want 1 (Little's law)", ld.Throughput, ld.Latency.MeanUS, l)
+	}
+	if got := ld.Latency.Count; got != ld.Requests {
+		t.Errorf("histogram holds %d values, %d requests completed", got, ld.Requests)
+	}
+	if len(ld.Timeline) != 2 || !ld.Timeline[0].Warmup || ld.Timeline[1].Warmup {
+		t.Errorf("timeline %+v: want 2 seconds, the first in warm-up", ld.Timeline)
+	}
+}
+
+// Open loop at 2000 req/s against a server that can do 1000: the queue grows
+// through the run, and the corrected latency shows it; the uncorrected one stays
+// near the service time.
+func TestOpenLoopQueueGrows(t *testing.T) {
+	s := startServer(t, &testServer{proto: "echo", size: 16, serial: true, service: time.Millisecond})
+	const d = 2 * time.Second
+	o := run(t, result.Workload{Addr: s.addr(), Size: 16, Conns: 2, Rate: 2000, Duration: d})
+	ld := o.Load
+	if ld.ErrorsTotal != 0 {
+		t.Fatalf("errors: %v", ld.Errors)
+	}
+	if ld.Mode != "open" || ld.Uncorrected == nil || ld.SendLag == nil {
+		t.Fatalf("want an open-loop result with uncorrected latency and send lag, got %+v", ld)
+	}
+	if !ld.RateShortfall {
+		t.Errorf("throughput %.0f of 2000 req/s asked, not flagged as short", ld.Throughput)
+	}
+	// Sends meant for t go out about t·2000/1000 = 2t: the latency at t is about t/2,
+	// so the worst is about d/2.
+	if max := time.Duration(ld.Latency.MaxUS) * time.Microsecond; max < d/4 || max > d {
+		t.Errorf("corrected max %v, want about %v", max, d/2)
+	}
+	if ld.Latency.P50US < 50*ld.Uncorrected.P50US {
+		t.Errorf("corrected p50 %d µs is not far above uncorrected p50 %d µs", ld.Latency.P50US, ld.Uncorrected.P50US)
+	}
+	if u := ld.Uncorrected.P50US; u < 1000 || u > 5000 {
+		t.Errorf("uncorrected p50 %d µs, want about the service time (2 connections queue for one server: 1-2 ms)", u)
+	}
+	tl := ld.Timeline
+	if len(tl) != 2 || tl[1].P99US <= tl[0].P99US {
+		t.Errorf("timeline p99 does not grow: %+v", tl)
+	}
+}
+
+// A server that stalls once for 400 ms, under an open-loop 1000 req/s: every send
+// meant during the stall waits for its end, so the corrected p99 is the stall
+// less 1% of the run (in time); the uncorrected p99 saw only one slow request.
+func TestOpenLoopStallCorrected(t *testing.T) {
+	const (
+		rate  = 1000
+		d     = 2 * time.Second
+		stall = 400 * time.Millisecond
+	)
+	s := startServer(t, &testServer{proto: "echo", size: 16, before: func(n int64, _ []byte) {
+		if n == 800 { // 0.8 s into the run
+			time.Sleep(stall)
+		}
+	}})
+	o := run(t, result.Workload{Addr: s.addr(), Size: 16, Conns: 1, Rate: rate, Duration: d})
+	ld := o.Load
+	if ld.ErrorsTotal != 0 {
+		t.Fatalf("errors: %v", ld.Errors)
+	}
+	// The requests meant for the stall's i-th millisecond waited stall - i: the
+	// largest 1% of the rate·d values are those down to stall - 0.01·d.
+	want := stall - d/100
+	got := time.Duration(ld.Latency.P99US) * time.Microsecond
+	if got < want*85/100 || got > want*125/100 {
+		t.Errorf("corrected p99 %v, want about %v", got, want)
+	}
+	if u := time.Duration(ld.Uncorrected.P99US) * time.Microsecond; u > want/4 {
+		t.Errorf("uncorrected p99 %v, want far below %v (one request saw the stall)", u, want)
+	}
+	if u := time.Duration(ld.Uncorrected.MaxUS) * time.Microsecond; u < stall*9/10 {
+		t.Errorf("uncorrected max %v, want the stall %v", u, stall)
+	}
+}
+
+// One byte flipped in 1 of every 1000 replies: exactly that many mismatches.
+func TestCorruptionCounted(t *testing.T) {
+	for _, p := range []string{"echo", "rpc"} {
+		t.Run(p, func(t *testing.T) {
+			var corrupted int64
+			s := startServer(t, &testServer{proto: p, size: 48, before: func(n int64, reply []byte) {
+				if n%1000 == 999 {
+					reply[len(reply)-1] ^= 0x20 // an uppercase letter turns lowercase
+					corrupted++
+				}
+			}})
+			const total = 6000
+			o := run(t, result.Workload{Addr: s.addr(), Proto: p, Size: 48, Conns: 4, Pipeline: 2, Requests: total, Duration: 30 * time.Second})
+			ld := o.Load
+			s.kill() // wait for the server's goroutines: corrupted is then safe to read
+			if corrupted != total/1000 {
+				t.Fatalf("server corrupted %d replies, want %d", corrupted, total/1000)
+			}
+			if got := ld.Errors["mismatch"]; got != corrupted || ld.ErrorsTotal != corrupted {
+				t.Errorf("mismatch errors %d (all errors %v), want exactly %d", got, ld.Errors, corrupted)
+			}
+			if ld.Requests != total-corrupted {
+				t.Errorf("%d correct replies, want %d", ld.Requests, total-corrupted)
+			}
+		})
+	}
+}
+
+// A server that dies mid-run: the errors are counted by kind, the replies before
+// the death are reported, and the run ends on time.
+func TestServerDies(t *testing.T) {
+	s := startServer(t, &testServer{proto: "echo", size: 16})
+	time.AfterFunc(300*time.Millisecond, s.kill)
+	const d = 1200 * time.Millisecond
+	begin := time.Now()
+	o := run(t, result.Workload{Addr: s.addr(), Size: 16, Conns: 4, Duration: d})
+	if el := time.Since(begin); el > d+2*time.Second {
+		t.Errorf("run took %v for a %v duration", el, d)
+	}
+	ld := o.Load
+	if ld.Requests == 0 {
+		t.Errorf("no replies reported from before the death")
+	}
+	if ld.Errors["eof"]+ld.Errors["reset"]+ld.Errors["closed_idle"] == 0 {
+		t.Errorf("the death itself is not counted: %v", ld.Errors)
+	}
+	if ld.Errors["connect_refused"] == 0 {
+		t.Errorf("reconnects to the dead server not counted as refused: %v", ld.Errors)
+	}
+}
+
+func TestPipelineAndRamp(t *testing.T) {
+	s := startServer(t, &testServer{proto: "rpc", size: 100})
+	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 100, Conns: 300, Pipeline: 4, Loops: 2, ConnectInFlight: 16, Duration: 700 * time.Millisecond})
+	ld := o.Load
+	if ld.ErrorsTotal != 0 || ld.Requests == 0 {
+		t.Fatalf("errors %v, %d requests", ld.Errors, ld.Requests)
+	}
+	if ld.Connect.Established != 300 || ld.Connect.Latency.Count != 300 || ld.Connect.RampSeconds <= 0 {
+		t.Errorf("connect %+v: want 300 established, 300 connect latencies, a ramp time", ld.Connect)
+	}
+}
+
+func TestReconnect(t *testing.T) {
+	s := startServer(t, &testServer{proto: "echo", size: 10})
+	for _, rate := range []float64{0, 300} {
+		o := run(t, result.Workload{Addr: s.addr(), Size: 10, Conns: 3, Reconnect: true, Rate: rate, Duration: 700 * time.Millisecond})
+		ld := o.Load
+		if ld.ErrorsTotal != 0 || ld.Requests < 50 {
+			t.Fatalf("rate %v: errors %v, %d requests", rate, ld.Errors, ld.Requests)
+		}
+		if ld.Connect.Latency.Count < ld.Requests {
+			t.Errorf("rate %v: %d connects for %d requests: want a connection per request", rate, ld.Connect.Latency.Count, ld.Requests)
+		}
+	}
+}
