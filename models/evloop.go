@@ -217,8 +217,12 @@ func (l *loop) driveET(c *evConn) (more bool) {
 
 // accept returns a new non-blocking connection, or -1 when the backlog is empty or
 // descriptors ran out (then accepting pauses for acceptPause: see acceptPaused).
-func (l *loop) accept(lfd int) int {
-	fd, err := sock.Accept(lfd, unix.SOCK_NONBLOCK)
+func (l *loop) accept(lfd int) int { return l.acceptFlags(lfd, unix.SOCK_NONBLOCK) }
+
+// acceptFlags is accept with the accept4 flags given: 0 gives a blocking
+// descriptor, for models whose threads sleep in read and write.
+func (l *loop) acceptFlags(lfd, flags int) int {
+	fd, err := sock.Accept(lfd, flags)
 	if err == nil {
 		return fd
 	}

@@ -1,0 +1,316 @@
+package models
+
+// thread: thread-per-connection, as in the seed's notes: one OS thread per accepted
+// connection doing blocking read and write on a blocking descriptor, the thread
+// exiting with its connection. Here an acceptor thread (locked, waiting with poll(2)
+// on the non-blocking listener and a shutdown eventfd) accept4s each connection
+// without SOCK_NONBLOCK, so its descriptor blocks, and starts one goroutine per
+// connection that calls runtime.LockOSThread and never unlocks: it owns an OS thread
+// for its whole life, every unix.Read and unix.Write parks that thread in the kernel,
+// and when the goroutine returns the runtime terminates the thread with it.
+//
+// Where it comes from: the classic Unix server after fork (pthreads, 1995; Apache's
+// worker MPM, Java's java.io servers before NIO): the C10K paper's "one thread per
+// client" baseline.
+//
+// Strengths: the simplest code (read, compute, write, repeat); a blocking handler
+// (-work sleep:…) stalls only its own connection; blocking writes give back-pressure
+// for free (a thread stuck in write does not read); the kernel schedules threads on
+// every core (in Go: a thread returning from a syscall needs one of GOMAXPROCS Ps to
+// run Go code, so "every core" means GOMAXPROCS of them).
+// Limits: a thread per connection costs a kernel task (task_struct and a 16 KiB
+// kernel stack), a scheduler entity and a pid, plus here a Go M with its g0 stack
+// (16 KiB from the Go heap in a pure-Go build; when cgo is linked in — the default
+// here, since package net is, and always under -race — a pthread stack of
+// RLIMIT_STACK, 8 MiB of address space of which only touched pages are resident, and
+// two mappings counted against vm.max_map_count), a goroutine stack (≥ 8 KiB) and a
+// ReadBuf-sized read buffer: 10,000 idle echo connections held 10,007 threads and
+// 248 MB RSS on the reference machine, about 25 KiB each. Many threads mean context
+// switches and cache misses on every wake-up. And one cost is Go's own: a thread's
+// exit unlinks its M from the runtime's list of all Ms by walking that list under
+// the scheduler lock, so n connections closing at once cost O(n²) — 10,000 took
+// about 6 s there, the rate rising as the count fell.
+//
+// The ceiling. Go crashes a program that uses more threads than debug.SetMaxThreads
+// allows (10,000 by default) and also crashes when clone(2) fails, so Serve raises
+// the Go limit to the kernel's and refuses to start more connection threads than a
+// safe share of it: the ceiling is the lowest of kernel.pid_max (every thread takes
+// a pid; 32,768 on the reference machine, shared with every other task),
+// kernel.threads-max (192,731 there; sized by the kernel to RAM), RLIMIT_NPROC and
+// the pids cgroup's pids.max where set; connection threads are capped at 7/8 of it, leaving
+// room for the runtime's own threads and the rest of the system. At the cap the
+// acceptor stops accepting (the backlog queues, counted in accept_pauses) until a
+// connection thread exits. Under -race the race detector's limit of 8128 live
+// goroutines comes first.
+//
+// Gauge: threads_live, the connection threads alive (the acceptor not counted).
+
+import (
+	"context"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("thread", "an OS thread per connection, blocking read/write: simplest code, all cores; a thread and a pid per connection",
+		func() Model { return threadModel{} })
+}
+
+var _ Model = threadModel{}
+
+type threadModel struct{}
+
+// threadServer is the acceptor's view of the connection threads: enough to count
+// them, wake them at shutdown and wait for them to exit.
+type threadServer struct {
+	env   *Env
+	limit int64 // most connection threads at once
+	freed int   // eventfd written when a thread exits at the limit, to resume accepting
+
+	loggedLimit bool // acceptor only
+
+	live     atomic.Int64
+	stopping atomic.Bool // errors met while shutting down are not the peer's fault
+	wg       sync.WaitGroup
+
+	// mu guards fds: the descriptors whose thread has not closed them yet. A thread
+	// leaves the set before closing its descriptor, and shutdown(2) is called with mu
+	// held, so it never reaches a descriptor number already closed and reused.
+	mu  sync.Mutex
+	fds map[int]struct{}
+}
+
+func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	ceiling, from := threadCeiling()
+	// Process-wide and only ever raised: lowering it again could crash another
+	// server in the same process. The kernel's limits are the real ones.
+	if prev := debug.SetMaxThreads(ceiling); prev > ceiling {
+		debug.SetMaxThreads(prev)
+	}
+	ts := &threadServer{env: env, limit: int64(ceiling - ceiling/8), fds: map[int]struct{}{}}
+	env.Log.Printf("thread: connection threads capped at %d, 7/8 of the ceiling %d (%s)", ts.limit, ceiling, from)
+	env.Stats.Gauge("threads_live", ts.live.Load)
+
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	ts.freed, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	defer unix.Close(ts.freed)
+	// Deferred after the descriptors above, so it runs before they are closed: every
+	// connection thread is gone before the eventfd it may write is.
+	defer ts.stop()
+
+	l := &loop{env: env} // for its accept back-off state only
+	const (
+		pWake = iota
+		pFreed
+		pListen
+	)
+	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ts.freed), Events: unix.POLLIN}, {}}
+	for ctx.Err() == nil {
+		// A negative fd is skipped by poll: the listener leaves the set while paused
+		// for lack of descriptors or at the thread cap (then the freed eventfd says
+		// when a thread exits).
+		pfds[pListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
+		if ts.live.Load() >= ts.limit || l.acceptPaused() {
+			pfds[pListen].Fd = -1
+		}
+		n, err := unix.Poll(pfds, l.timeoutMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n == 0 {
+			continue
+		}
+		if pfds[pFreed].Revents&unix.POLLIN != 0 {
+			var b [8]byte
+			unix.Read(ts.freed, b[:]) // reset the counter; EAGAIN means another read did
+		}
+		if pfds[pListen].Revents != 0 && ctx.Err() == nil {
+			ts.acceptBatch(l, ln.FD)
+		}
+	}
+	return nil
+}
+
+// acceptBatch accepts up to acceptBatch connections, each on a thread of its own,
+// stopping early at an empty backlog, out of descriptors, or at the thread cap.
+func (ts *threadServer) acceptBatch(l *loop, lfd int) {
+	for range acceptBatch {
+		// No SOCK_NONBLOCK: the connection's descriptor blocks (it does not inherit
+		// the listener's O_NONBLOCK), so its thread sleeps in read and write.
+		fd := l.acceptFlags(lfd, 0)
+		if fd < 0 {
+			return
+		}
+		ts.mu.Lock()
+		ts.fds[fd] = struct{}{}
+		ts.mu.Unlock()
+		ts.live.Add(1)
+		ts.env.Stats.opened()
+		ts.wg.Add(1)
+		go ts.connThread(fd)
+		// Only accepting raises the count, so this is where the cap is reached.
+		if ts.live.Load() >= ts.limit {
+			ts.env.Stats.acceptPauses.Add(1)
+			if !ts.loggedLimit {
+				ts.loggedLimit = true
+				ts.env.Log.Printf("thread: %d connection threads live, the cap; accepting paused until one exits (logged once)", ts.limit)
+			}
+			return
+		}
+	}
+}
+
+// connThread serves one connection on an OS thread of its own and exits with it.
+func (ts *threadServer) connThread(fd int) {
+	// Never unlocked: when this goroutine returns, the runtime terminates the thread
+	// instead of returning it to its pool. That is the model: the thread lives and
+	// dies with the connection.
+	runtime.LockOSThread()
+	defer ts.wg.Done()
+
+	ts.serveBlocking(fd)
+
+	ts.mu.Lock()
+	delete(ts.fds, fd)
+	ts.mu.Unlock()
+	unix.Close(fd)
+	ts.env.Stats.done()
+	if ts.live.Add(-1) == ts.limit-1 {
+		// This exit brought the count below the limit: wake a paused acceptor.
+		one := [8]byte{1}
+		unix.Write(ts.freed, one[:])
+	}
+}
+
+// serveBlocking reads, feeds the session and writes the whole reply before reading
+// again, until end of input (everything owed is written by then: writes are
+// synchronous), an error, or a protocol error.
+func (ts *threadServer) serveBlocking(fd int) {
+	env := ts.env
+	sess := env.Proto.NewSession()
+	buf := make([]byte, env.Config.readBuf())
+	var out []byte
+	for {
+		n, err := sock.Read(fd, buf)
+		if err != nil {
+			ts.ioError()
+			return
+		}
+		if n == 0 {
+			return // the peer's FIN, or shutdown(SHUT_RD) at Serve's end
+		}
+		var ferr error
+		out, ferr = sess.Feed(out[:0], buf[:n])
+		// Replies of the complete requests before a protocol error are still owed.
+		if err := threadWriteAll(fd, out); err != nil {
+			ts.ioError()
+			return
+		}
+		if ferr != nil {
+			env.Stats.protoErrors.Add(1)
+			return
+		}
+		if cap(out) > releaseCap {
+			out = nil
+		}
+	}
+}
+
+// ioError counts a read or write error (reset, EPIPE), unless it is the one Serve's
+// own shutdown(2) caused.
+func (ts *threadServer) ioError() {
+	if !ts.stopping.Load() {
+		ts.env.Stats.ioErrors.Add(1)
+	}
+}
+
+// threadWriteAll writes p on a blocking descriptor until all of it went; the thread sleeps
+// in write while the socket's send buffer is full.
+func threadWriteAll(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := sock.Write(fd, p)
+		if err != nil {
+			return os.NewSyscallError("write", err)
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// stop wakes every connection thread and waits until all have exited. close(2) does
+// not wake a thread blocked in read(2) or write(2) on Linux (the open file lives on
+// until the syscall returns), and closing here would let the number be reused under
+// the thread's feet; shutdown(SHUT_RDWR) wakes both — read returns 0, write EPIPE —
+// and the owning thread closes its own descriptor.
+func (ts *threadServer) stop() {
+	ts.stopping.Store(true)
+	ts.mu.Lock()
+	for fd := range ts.fds {
+		unix.Shutdown(fd, unix.SHUT_RDWR) // ENOTCONN: the peer is gone and the thread is on its way out
+	}
+	ts.mu.Unlock()
+	ts.wg.Wait()
+}
+
+// threadCeiling is the most threads this process can have as the kernel's limits
+// read now, and which limits those were.
+func threadCeiling() (int, string) {
+	ceiling := int64(math.MaxInt32)
+	var from []string
+	lower := func(name string, v int64) {
+		if v <= 0 {
+			return
+		}
+		from = append(from, name+" "+strconv.FormatInt(v, 10))
+		ceiling = min(ceiling, v)
+	}
+	lower("kernel.pid_max", threadReadLimit("/proc/sys/kernel/pid_max"))
+	lower("kernel.threads-max", threadReadLimit("/proc/sys/kernel/threads-max"))
+	lower("pids.max", threadReadLimit("/sys/fs/cgroup/pids.max"))      // cgroup v2
+	lower("pids.max", threadReadLimit("/sys/fs/cgroup/pids/pids.max")) // cgroup v1
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NPROC, &rl) == nil && rl.Cur != unix.RLIM_INFINITY && rl.Cur < math.MaxInt32 {
+		lower("RLIMIT_NPROC", int64(rl.Cur))
+	}
+	if len(from) == 0 {
+		return 10000, "no limit readable; Go's default"
+	}
+	return int(ceiling), strings.Join(from, ", ")
+}
+
+// threadReadLimit reads a number from a /proc or /sys file; 0 if absent, "max" or not a
+// number.
+func threadReadLimit(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}

@@ -1,0 +1,442 @@
+package models
+
+// threadpool: the seed's thread pool with a manager thread, made to serve many
+// connections. One poller thread (locked) waits in epoll_wait on the listener and
+// every connection; each connection is registered with EPOLLONESHOT, so one readiness
+// event disarms it, and the poller turns the event into a task "this connection is
+// ready" in a bounded ring queue (front/rear/size/capacity) guarded by a mutex with
+// not-full and not-empty condition variables. When the queue is full the poller
+// waits on not-full: back-pressure, no task is ever dropped. Worker threads
+// (goroutines locked to their OS thread for life) wait on not-empty, take a task,
+// count themselves busy, read the connection, run the session — the request's work
+// (-work sleep:…) blocks the worker's thread — write the reply, and re-arm the
+// descriptor with EPOLL_CTL_MOD for EPOLLIN, or for EPOLLOUT while output the socket
+// would not take is queued (and not EPOLLIN while that output is above the
+// high-water bound: the event models' back-pressure rule). Oneshot guarantees that
+// one worker at a time touches a connection; the worker that owns it closes it.
+//
+// The pool is the seed's: min, max, live, busy and wait-exit counts, and a manager
+// that every AdjustInterval grows the pool by tpStep threads (up to max) when at
+// least tpMinWait tasks are queued, or else, when fewer than half the live threads
+// are busy and more than min live, asks tpStep idle threads to exit by signalling
+// not-empty: a woken idle worker that sees wait-exit > 0 decrements it and, if more
+// than min live, exits — its thread with it. One departure from the seed: a worker
+// only considers exiting while the queue is empty, so a signal meant for a task is
+// never swallowed by a thread on its way out.
+//
+// Where it comes from: the seed's C pool (threadpool_create/add/destroy with
+// adjust_thread), itself the shape of Java's ThreadPoolExecutor; an epoll poller
+// feeding a pool is the "half-sync/half-async" pattern (Schmidt, 1996), and the shape
+// of MySQL's thread-pool plugin and Tomcat's NIO connector.
+//
+// Strengths: a blocking handler (-work sleep:…) holds only one worker, and the pool
+// grows under queueing, so slow requests overlap up to max threads; a bounded number
+// of threads serves any number of connections. Limits: every request crosses threads
+// (poller → queue → worker: two wake-ups, a mutex and an epoll_ctl per request), so
+// with cheap requests it is slower than one event loop; the manager reacts only every
+// AdjustInterval; when all max threads block, the queue fills and the poller stops.
+//
+// Gauges: threads_live and threads_busy (workers; the poller not counted) and
+// queue_len (tasks waiting).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("threadpool", "epoll poller feeding a bounded queue and a managed pool of threads: blocking work overlaps; a hand-off per request",
+		func() Model { return threadpoolModel{} })
+}
+
+var _ Model = threadpoolModel{}
+
+type threadpoolModel struct{}
+
+// Defaults and the seed's constants.
+const (
+	DefaultMinThreads     = 2
+	DefaultMaxThreads     = 64
+	DefaultQueueCap       = 1024
+	DefaultAdjustInterval = time.Second
+
+	tpStep    = 10 // threads started or stopped per adjustment (DEFAULT_THREAD_VARY)
+	tpMinWait = 10 // queued tasks that make the manager grow the pool (MIN_WAIT_TASK_NUM)
+	// tpReadBudget bounds the reads of one task, so a connection that keeps
+	// sending goes back through the queue behind the others.
+	tpReadBudget = 4
+)
+
+// tpConn is one connection of the pool. mu is held by the worker serving it: oneshot
+// already ensures no two workers hold one connection, but epoll is invisible to the
+// race detector, so the lock makes the hand-off from one worker to the next a
+// happens-before edge it can see (and costs one uncontended lock).
+type tpConn struct {
+	mu sync.Mutex
+	evConn
+}
+
+// tpTask is one queued readiness event.
+type tpTask struct {
+	c  *tpConn
+	ev uint32
+}
+
+// tpool is the pool, its queue and its connections.
+type tpool struct {
+	env      *Env
+	epfd     int
+	min, max int
+	interval time.Duration
+	minWait  int
+	workers  sync.WaitGroup
+
+	managerStop context.CancelFunc
+	managerDone chan struct{}
+
+	mu                   sync.Mutex // guards the queue and the counts
+	notFull, notEmpty    sync.Cond
+	queue                []tpTask // a ring: size tasks from front; rear is the next free slot
+	front, rear, size    int
+	live, busy, waitExit int
+	shutdown             bool
+
+	connMu sync.Mutex // guards conns, the fd → connection table
+	conns  []*tpConn
+}
+
+func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	cfg := env.Config
+	p := &tpool{
+		env:      env,
+		min:      orDefault(cfg.MinThreads, DefaultMinThreads),
+		max:      orDefault(cfg.MaxThreads, DefaultMaxThreads),
+		interval: orDefaultDur(cfg.AdjustInterval, DefaultAdjustInterval),
+		queue:    make([]tpTask, orDefault(cfg.QueueCap, DefaultQueueCap)),
+	}
+	if p.min > p.max {
+		return fmt.Errorf("threadpool: min threads %d above max threads %d", p.min, p.max)
+	}
+	p.minWait = min(tpMinWait, len(p.queue))
+	p.notFull.L, p.notEmpty.L = &p.mu, &p.mu
+	env.Stats.Gauge("threads_live", p.gauge(func() int { return p.live }))
+	env.Stats.Gauge("threads_busy", p.gauge(func() int { return p.busy }))
+	env.Stats.Gauge("queue_len", p.gauge(func() int { return p.size }))
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	// Closing the epoll instance also takes the listener out of it: ln stays the
+	// caller's, with no registration left behind.
+	defer unix.Close(p.epfd)
+	// Deferred last so it runs first: workers are joined before the epoll instance
+	// they re-arm connections with is closed.
+	defer p.stop()
+	stopWake := context.AfterFunc(ctx, p.beginShutdown)
+	defer stopWake()
+
+	p.mu.Lock()
+	for range p.min {
+		p.spawn()
+	}
+	p.mu.Unlock()
+	mctx, cancel := context.WithCancel(ctx)
+	p.managerStop, p.managerDone = cancel, make(chan struct{})
+	go p.manage(mctx)
+
+	if err := p.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+		return err
+	}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
+		return err
+	}
+	acc := &loop{env: env} // for its accept back-off state only
+	lnOn := true
+	events := make([]unix.EpollEvent, epollEvents)
+	for ctx.Err() == nil {
+		n, err := unix.EpollWait(p.epfd, events, acc.timeoutMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		if !lnOn && !acc.acceptPaused() {
+			lnOn = true
+			if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, unix.EPOLLIN); err != nil {
+				return err
+			}
+		}
+		for i := range events[:n] {
+			switch fd := int(events[i].Fd); fd {
+			case w.fd:
+				// Shutdown: the loop condition sees ctx.
+			case ln.FD:
+				p.acceptAll(acc, ln.FD)
+				if acc.acceptPaused() && lnOn {
+					// Out of descriptors: a level-triggered listener left in the set
+					// would wake every pass. Out until the pause ends.
+					lnOn = false
+					if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, 0); err != nil {
+						return err
+					}
+				}
+			default:
+				if c := p.lookup(fd); c != nil && !p.push(tpTask{c, events[i].Events}) {
+					return nil // shutting down
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (p *tpool) gauge(f func() int) func() int64 {
+	return func() int64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return int64(f())
+	}
+}
+
+func (p *tpool) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
+	}
+	return nil
+}
+
+// acceptAll accepts a bounded batch of non-blocking connections and arms each for
+// one read event.
+func (p *tpool) acceptAll(acc *loop, lfd int) {
+	for range acceptBatch {
+		fd := acc.accept(lfd)
+		if fd < 0 {
+			return
+		}
+		c := &tpConn{evConn: evConn{fd: fd, sess: p.env.Proto.NewSession(), canWrite: true}}
+		p.connMu.Lock()
+		for fd >= len(p.conns) {
+			p.conns = append(p.conns, make([]*tpConn, len(p.conns)+64)...)
+		}
+		p.conns[fd] = c
+		p.connMu.Unlock()
+		p.env.Stats.opened()
+		if err := p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT); err != nil {
+			p.env.Log.Print(err)
+			p.release(c)
+		}
+	}
+}
+
+func (p *tpool) lookup(fd int) *tpConn {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if fd < len(p.conns) {
+		return p.conns[fd]
+	}
+	return nil
+}
+
+// release closes c and forgets it. It leaves the table before its descriptor is
+// closed, so a new connection given the same number is never mistaken for it.
+func (p *tpool) release(c *tpConn) {
+	p.connMu.Lock()
+	p.conns[c.fd] = nil
+	p.connMu.Unlock()
+	unix.Close(c.fd)
+	p.env.Stats.done()
+}
+
+// push queues t, waiting while the queue is full. It reports false if the pool is
+// shutting down (t is then dropped with everything else).
+func (p *tpool) push(t tpTask) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.size == len(p.queue) && !p.shutdown {
+		p.notFull.Wait()
+	}
+	if p.shutdown {
+		return false
+	}
+	p.queue[p.rear] = t
+	p.rear = (p.rear + 1) % len(p.queue)
+	p.size++
+	p.notEmpty.Signal()
+	return true
+}
+
+// pop takes the task at the front; p.mu held, p.size > 0.
+func (p *tpool) pop() tpTask {
+	t := p.queue[p.front]
+	p.queue[p.front] = tpTask{}
+	p.front = (p.front + 1) % len(p.queue)
+	p.size--
+	p.notFull.Signal()
+	return t
+}
+
+// spawn starts one worker; p.mu held.
+func (p *tpool) spawn() {
+	p.live++
+	p.workers.Add(1)
+	go p.worker()
+}
+
+// worker runs tasks until told to exit (an idle thread asked by the manager, or
+// shutdown).
+func (p *tpool) worker() {
+	// Never unlocked: when the worker returns, its thread is terminated, so the
+	// process's threads follow the pool's size.
+	runtime.LockOSThread()
+	defer p.workers.Done()
+	l := newLoop(p.env) // this worker's read and reply buffers
+	p.mu.Lock()
+	for {
+		for p.size == 0 && !p.shutdown {
+			if p.waitExit > 0 {
+				p.waitExit--
+				if p.live > p.min {
+					p.live--
+					p.mu.Unlock()
+					return
+				}
+			}
+			p.notEmpty.Wait()
+		}
+		if p.shutdown {
+			p.live--
+			p.mu.Unlock()
+			return
+		}
+		t := p.pop()
+		p.busy++
+		p.mu.Unlock()
+		p.serve(l, t)
+		p.mu.Lock()
+		p.busy--
+	}
+}
+
+// serve works one ready connection on the calling worker: flush queued output if the
+// socket has room (which may lift back-pressure), read and answer what arrived, then
+// close the connection or re-arm it for what it waits for now.
+func (p *tpool) serve(l *loop, t tpTask) {
+	c := t.c
+	c.mu.Lock()
+	ec := &c.evConn
+	// EPOLLHUP/EPOLLERR come whatever was armed: the read or write that follows meets
+	// the error or the end of input and closes the connection.
+	broken := t.ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if (t.ev&unix.EPOLLOUT != 0 || broken) && ec.pending() > 0 {
+		ec.canWrite = true
+		l.flush(ec)
+	}
+	if t.ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 || broken {
+		for range tpReadBudget {
+			if !l.wantRead(ec) || l.readOnce(ec) {
+				break
+			}
+		}
+	}
+	if l.finished(ec) {
+		c.mu.Unlock()
+		p.release(c)
+		return
+	}
+	// Not finished, so it waits for input, for room to write, or both.
+	want := uint32(unix.EPOLLONESHOT)
+	if l.wantRead(ec) {
+		want |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if l.wantWrite(ec) {
+		want |= unix.EPOLLOUT
+	}
+	c.mu.Unlock()
+	// After this call the next event may hand c to another worker at once.
+	if err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+		// Not re-armed, so no event can hand c to anyone: it is still ours.
+		p.env.Log.Print(err)
+		p.release(c)
+	}
+}
+
+// manage resizes the pool every interval until ctx ends.
+func (p *tpool) manage(ctx context.Context) {
+	defer close(p.managerDone)
+	tick := time.NewTicker(p.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			p.adjust()
+		}
+	}
+}
+
+// adjust is one pass of the seed's manager: grow by a step when tasks queue up and
+// there is room, else shrink by a step when fewer than half the threads are busy.
+func (p *tpool) adjust() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shutdown {
+		return
+	}
+	switch {
+	case p.size >= p.minWait && p.live < p.max:
+		p.waitExit = 0 // new threads must not take up an old request to exit
+		for range min(tpStep, p.max-p.live) {
+			p.spawn()
+		}
+	case p.busy*2 < p.live && p.live > p.min:
+		p.waitExit = min(tpStep, p.live-p.min)
+		for range p.waitExit {
+			p.notEmpty.Signal()
+		}
+	}
+}
+
+// beginShutdown wakes every waiter of the queue to see shutdown: idle workers exit,
+// and a poller waiting for room gives up.
+func (p *tpool) beginShutdown() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shutdown = true
+	p.notEmpty.Broadcast()
+	p.notFull.Broadcast()
+}
+
+// stop ends the pool: no more resizing, every worker joined (each finishes the task
+// in hand), then every connection left is closed; queued tasks are dropped.
+func (p *tpool) stop() {
+	p.beginShutdown()
+	if p.managerStop != nil {
+		p.managerStop()
+		<-p.managerDone
+	}
+	p.workers.Wait()
+	for _, c := range p.conns {
+		if c != nil {
+			p.release(c)
+		}
+	}
+}
