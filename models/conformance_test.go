@@ -41,6 +41,7 @@ type server struct {
 func start(t *testing.T, model, protoName string, mutate func(*models.Config)) *server {
 	t.Helper()
 	cfg := models.Config{Model: model, Proto: protoName, Addr: "127.0.0.1:0"}
+	processLimits(model, &cfg)
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -239,13 +240,42 @@ func openFDs(t *testing.T) int {
 // process. select cannot watch a descriptor numbered FD_SETSIZE (1024) or above, and
 // here the clients' descriptors share the process's table with the server's, so it
 // gets what fits below 1024: about half.
+//
+// The process models hold one process per connection, and here each process is this
+// race-enabled test binary re-executed: fork is capped at testForkMaxProcs live
+// children and procpool has testPoolWorkers workers (see processLimits), so those are
+// their simultaneous connections.
 func maxConns(t *testing.T, model string) int {
 	const want = 1000
+	switch model {
+	case "fork":
+		return testForkMaxProcs
+	case "procpool":
+		return testPoolWorkers
+	}
 	if model != "select" {
 		return want
 	}
 	const margin = 32 // descriptors the runtime, the test and the server may open meanwhile
 	return (unix.FD_SETSIZE - openFDs(t) - margin) / 2
+}
+
+// Limits of the process models in this test process, where every child is the
+// race-enabled test binary re-executed, about 21 MiB RSS each (5 MiB for the server
+// binary without -race): 1000 of them would need 21 GiB.
+const (
+	testForkMaxProcs = 64 // fork's cap on live children (Config.MaxProcs)
+	testPoolWorkers  = 8  // procpool's workers; the cases need 3 connections at once
+)
+
+// processLimits applies those limits to cfg; a test's own mutate may override them.
+func processLimits(model string, cfg *models.Config) {
+	switch model {
+	case "fork":
+		cfg.MaxProcs = testForkMaxProcs
+	case "procpool":
+		cfg.Workers = testPoolWorkers
+	}
 }
 
 type syncBuffer struct {

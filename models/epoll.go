@@ -22,6 +22,11 @@ const epollEvents = 256
 
 type epollModel struct {
 	edge bool // EPOLLET: edge-triggered
+	// exclusive registers the listener with EPOLLEXCLUSIVE, so that of several
+	// processes watching one shared socket only one is woken per connection
+	// (prefork's workers). Edge-triggered only: the flag cannot be changed with
+	// EPOLL_CTL_MOD, which the level-triggered accept pause uses.
+	exclusive bool
 }
 
 var _ Model = epollModel{}
@@ -29,11 +34,12 @@ var _ Model = epollModel{}
 // epollLoop is one epoll instance and its connections.
 type epollLoop struct {
 	*loop
-	epfd  int
-	edge  bool
-	lnFD  int
-	lnOn  bool      // the listener is in the interest set (level-triggered only)
-	ready []*evConn // edge-triggered: connections that used their read budget
+	epfd      int
+	edge      bool
+	exclusive bool
+	lnFD      int
+	lnOn      bool      // the listener is in the interest set (level-triggered only)
+	ready     []*evConn // edge-triggered: connections that used their read budget
 }
 
 func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
@@ -49,7 +55,7 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		return os.NewSyscallError("epoll_create1", err)
 	}
 	defer unix.Close(epfd)
-	el := &epollLoop{loop: newLoop(env), epfd: epfd, edge: m.edge, lnFD: ln.FD}
+	el := &epollLoop{loop: newLoop(env), epfd: epfd, edge: m.edge, exclusive: m.exclusive && m.edge, lnFD: ln.FD}
 	defer el.closeAll()
 	if err := el.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
 		return err
@@ -110,7 +116,10 @@ func epollCtl(epfd, op, fd int, events uint32) error {
 }
 
 func (el *epollLoop) listenEvents() uint32 {
-	if el.edge {
+	switch {
+	case el.exclusive:
+		return unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE
+	case el.edge:
 		return unix.EPOLLIN | unix.EPOLLET
 	}
 	return unix.EPOLLIN

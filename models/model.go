@@ -128,8 +128,18 @@ func orDefault(v, d int) int {
 type Stats struct {
 	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
 
-	mu     sync.Mutex
-	gauges map[string]func() int64
+	mu         sync.Mutex
+	gauges     map[string]func() int64
+	onSnapshot func()
+}
+
+// OnSnapshot registers f to run at the start of every Snapshot, for a model whose
+// counters live elsewhere (prefork's workers count in shared memory) to bring
+// them up to date first. f must be safe to call from any goroutine.
+func (s *Stats) OnSnapshot(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onSnapshot = f
 }
 
 // Gauge publishes a model-specific figure under name; f is called at every
@@ -159,6 +169,12 @@ type StatsSnapshot struct {
 
 // Snapshot reads the counters.
 func (s *Stats) Snapshot() StatsSnapshot {
+	s.mu.Lock()
+	refresh := s.onSnapshot
+	s.mu.Unlock()
+	if refresh != nil {
+		refresh()
+	}
 	return StatsSnapshot{
 		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
 		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),

@@ -32,6 +32,8 @@ type options struct {
 }
 
 func main() {
+	// A process model's worker is this binary re-executed: run its role and exit.
+	models.RunWorkerIfChild()
 	opts, err := parse(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -1,0 +1,297 @@
+package models
+
+// fork: one process per connection. The parent accepts; for each connection it
+// starts a child that serves that connection alone, with blocking I/O, and exits
+// when it closes; the parent reaps it.
+//
+// Where it comes from: the seed's `while(1) { accept(); fork(); }` server, the
+// original Unix shape (inetd, early Apache, sshd today): the child closes the
+// listener and serves; the parent closes the connection and reaps children with
+// waitpid(…, WNOHANG) when they exit.
+//
+// Go cannot fork() and keep running Go code, so the child is this binary
+// re-executed in the "fork" role with the connection as its descriptor 3 (see
+// child.go); it inherits nothing else, so there is no listener to close. Go's
+// ForkExec clones with CLONE_VFORK|CLONE_VM — no page tables are copied — so what
+// this model measures per connection is clone + exec + a Go runtime start-up in the
+// child (a few milliseconds), not the copy-on-write fork() of a C server (tens of
+// microseconds), and a child costs a whole Go process's memory. The parent learns of
+// each exit through the child's pidfd in its epoll set and reaps that pid only;
+// the child's exit status is the connection's outcome (0 ok, 3 protocol error,
+// 4 I/O error), which the parent counts.
+//
+// Config.MaxProcs caps live children; 0 sizes the cap to the machine at start-up:
+// MemAvailable / forkChildMem, and at most kernel.pid_max / forkChildThreads since
+// every thread takes a pid. At the cap the parent stops watching the
+// listener and the kernel's backlog holds the connections that arrive.
+//
+// Gauges: children_live, max_procs, spawned.
+//
+// Strengths: complete isolation, the simplest code in the child, every core used.
+// Limits: the most expensive connection set-up of all models; memory and pids per
+// connection, so concurrency is bounded by MaxProcs; the parent's one thread forks
+// every child, which caps the connection rate.
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("fork", "a process per connection (re-exec'd, not CoW fork): isolation; costliest set-up, bounded by -max-procs",
+		func() Model { return forkModel{} })
+	registerRole("fork", forkChild)
+}
+
+var _ Model = forkModel{}
+
+type forkModel struct{}
+
+// forkChildMem is the memory one child is budgeted when MaxProcs is 0: a Go process
+// serving one connection has an RSS of about 5 MiB (a PSS of about 1.3 MiB, the
+// binary's pages being shared), plus room for its 64 KiB read buffer and replies
+// under load.
+const forkChildMem = 10 << 20
+
+// forkChildThreads is the threads (each a pid) budgeted per child: a Go process
+// serving one connection runs about 7 (measured with GOMAXPROCS=2).
+const forkChildThreads = 8
+
+// forkDefaultMaxProcs is the cap when MemAvailable cannot be read.
+const forkDefaultMaxProcs = 1024
+
+type forker struct {
+	env      *Env
+	epfd     int
+	lnFD     int
+	lnOn     bool
+	maxProcs int
+	children map[int]*proc // by pidfd
+	stopped  bool
+
+	pausedUntil time.Time // accepting paused for lack of descriptors or processes
+	loggedPause bool
+
+	live, spawned atomic.Int64 // gauges
+}
+
+func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	// The loop's locked thread forks every child, so their parent-death signal is
+	// tied to a thread that outlives them (child.go).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	defer unix.Close(epfd)
+	f := &forker{env: env, epfd: epfd, lnFD: ln.FD, maxProcs: forkMaxProcs(env), children: map[int]*proc{}}
+	defer f.shutdown()
+	maxProcs := int64(f.maxProcs)
+	env.Stats.Gauge("children_live", f.live.Load)
+	env.Stats.Gauge("max_procs", func() int64 { return maxProcs })
+	env.Stats.Gauge("spawned", f.spawned.Load)
+
+	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+		return err
+	}
+	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
+		return err
+	}
+	f.lnOn = true
+	events := make([]unix.EpollEvent, epollEvents)
+	for ctx.Err() == nil {
+		n, err := unix.EpollWait(epfd, events, f.timeoutMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		// Reap before accepting: each exit makes room under the cap.
+		for i := range events[:n] {
+			if pr := f.children[int(events[i].Fd)]; pr != nil {
+				f.exited(pr)
+			}
+		}
+		for i := range events[:n] {
+			if int(events[i].Fd) == ln.FD {
+				f.acceptSome()
+			}
+		}
+		if err := f.watchListener(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forkMaxProcs is Config.MaxProcs, or the cap sized to the machine's memory.
+func forkMaxProcs(env *Env) int {
+	if env.Config.MaxProcs > 0 {
+		return env.Config.MaxProcs
+	}
+	avail, err := memAvailable()
+	if err != nil {
+		env.Log.Printf("fork: %v; capping live children at %d", err, forkDefaultMaxProcs)
+		return forkDefaultMaxProcs
+	}
+	n := max(1, int(avail/forkChildMem))
+	env.Log.Printf("fork: MemAvailable %d MiB / %d MiB per child: at most %d live children",
+		avail>>20, forkChildMem>>20, n)
+	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if pidMax, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pidMax/forkChildThreads < n {
+			n = max(1, pidMax/forkChildThreads)
+			env.Log.Printf("fork: kernel.pid_max %d / %d threads per child: at most %d live children",
+				pidMax, forkChildThreads, n)
+		}
+	}
+	return n
+}
+
+// acceptSome accepts and forks a child per connection while under the cap, at
+// most acceptBatch per pass so that exits are reaped between batches.
+func (f *forker) acceptSome() {
+	for k := 0; k < acceptBatch && len(f.children) < f.maxProcs && !f.acceptPaused(); k++ {
+		// A blocking connection: the child does blocking I/O.
+		fd, err := sock.Accept(f.lnFD, 0)
+		if err != nil {
+			if sock.IsFDLimit(err) {
+				f.pause(err)
+			} else if err != unix.EAGAIN {
+				f.env.Log.Printf("accept: %v", os.NewSyscallError("accept4", err))
+			}
+			return
+		}
+		pr, err := spawn("fork", f.env.Config, "", fd)
+		unix.Close(fd) // the child has its own reference
+		if err != nil {
+			// Out of processes or memory (EAGAIN, ENOMEM): this connection is
+			// closed unserved, and accepting pauses as it does for descriptors.
+			f.env.Stats.refused.Add(1)
+			f.pause(err)
+			return
+		}
+		if err := epollCtl(f.epfd, unix.EPOLL_CTL_ADD, pr.pidfd, unix.EPOLLIN); err != nil {
+			// Without its pidfd watched the child could not be reaped in time.
+			f.env.Log.Print(err)
+			pr.signal(unix.SIGKILL)
+			pr.reap(true)
+			f.env.Stats.refused.Add(1)
+			continue
+		}
+		f.children[pr.pidfd] = pr
+		f.live.Add(1)
+		f.spawned.Add(1)
+		f.env.Stats.opened()
+	}
+}
+
+func (f *forker) pause(err error) {
+	f.pausedUntil = time.Now().Add(acceptPause)
+	f.env.Stats.acceptPauses.Add(1)
+	if !f.loggedPause {
+		f.loggedPause = true
+		f.env.Log.Printf("fork: %v; pausing accept for %v (logged once)", err, acceptPause)
+	}
+}
+
+func (f *forker) acceptPaused() bool {
+	if f.pausedUntil.IsZero() {
+		return false
+	}
+	if time.Now().Before(f.pausedUntil) {
+		return true
+	}
+	f.pausedUntil = time.Time{}
+	return false
+}
+
+func (f *forker) timeoutMS() int {
+	if f.pausedUntil.IsZero() {
+		return -1
+	}
+	return max(1, int(time.Until(f.pausedUntil).Milliseconds())+1)
+}
+
+// watchListener watches the listener only while a child may be started: below the
+// cap and not paused.
+func (f *forker) watchListener() error {
+	want := len(f.children) < f.maxProcs && !f.acceptPaused()
+	if want == f.lnOn {
+		return nil
+	}
+	f.lnOn = want
+	var ev uint32
+	if want {
+		ev = unix.EPOLLIN
+	}
+	return epollCtl(f.epfd, unix.EPOLL_CTL_MOD, f.lnFD, ev)
+}
+
+// exited reaps a child whose pidfd became readable and counts its connection.
+func (f *forker) exited(pr *proc) {
+	pidfd := pr.pidfd
+	ws, ok := pr.reap(false) // closes the pidfd, which leaves the epoll set
+	if !ok {
+		return
+	}
+	delete(f.children, pidfd)
+	f.live.Add(-1)
+	f.count(pr, ws)
+}
+
+// count adds a reaped child's connection to the stats by its exit status.
+func (f *forker) count(pr *proc, ws unix.WaitStatus) {
+	st := connOK
+	switch {
+	case ws.Exited() && ws.ExitStatus() == exitOK:
+	case ws.Exited() && ws.ExitStatus() == exitProtoError:
+		st = connProtoError
+	case ws.Exited() && ws.ExitStatus() == exitIOError:
+		st = connIOError
+	case f.stopped && ws.Signaled():
+		// Stopped at shutdown: a connection closed, not an error.
+	default:
+		f.env.Log.Printf("fork: child %d %s", pr.pid, describeExit(ws))
+		st = connIOError
+	}
+	st.count(f.env.Stats)
+}
+
+// shutdown sends SIGTERM to every live child (a child blocked in its connection's
+// read or write dies of it, closing the connection) and reaps them all.
+func (f *forker) shutdown() {
+	f.stopped = true
+	procs := make([]*proc, 0, len(f.children))
+	for _, pr := range f.children {
+		procs = append(procs, pr)
+	}
+	terminate(f.env.Log, procs, func(pr *proc, ws unix.WaitStatus) {
+		f.live.Add(-1)
+		f.count(pr, ws)
+	})
+	clear(f.children)
+}
+
+// forkChild is the child process: serve the connection on descriptor 3 to its end
+// and exit with its outcome.
+func forkChild(env *Env, _ string) int {
+	st := serveBlocking(firstFD, env.Proto, make([]byte, env.Config.readBuf()))
+	unix.Close(firstFD)
+	return st.exitCode()
+}

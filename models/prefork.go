@@ -1,0 +1,518 @@
+package models
+
+// prefork: N worker processes, each running its own single-threaded edge-triggered
+// epoll loop (the epoll-et model) over the listening socket; the kernel decides which
+// worker accepts each connection. The parent only starts, watches and replaces
+// workers: it never touches a connection.
+//
+// Where it comes from: nginx (master + worker_processes, one event loop each), and
+// before it the preforked Apache. Accept distribution, Config.Accept:
+//
+//   - "exclusive" (the default): every worker watches the one inherited listening
+//     socket, registered with EPOLLEXCLUSIVE (Linux 4.5), so a new connection wakes
+//     one waiting worker instead of all of them (the thundering herd) — nginx's
+//     accept_mutex off + EPOLLEXCLUSIVE. The kernel wakes the worker that waited
+//     last, so a lightly loaded server skews towards few workers.
+//   - "reuseport": one SO_REUSEPORT socket per worker bound to the same address; the
+//     kernel hashes each connection's 4-tuple to one socket — nginx's `listen …
+//     reuseport`. Even spread, but a slow worker keeps its share. The caller's
+//     listener was bound without SO_REUSEPORT, and every socket of a group must have
+//     it, so Serve sets it on that listener (Linux allows setting it after bind: the
+//     kernel checks the flag when the next socket binds) and gives that socket to
+//     worker 0; the parent creates, binds and holds the other N-1, so a worker's
+//     death does not drop its socket's backlog. Serve clears the flag again before
+//     returning.
+//
+// Go cannot fork() and keep running Go, so each worker is this binary re-executed
+// in the "prefork" role (see child.go), its listening socket inherited as
+// descriptor 3. Workers keep their counters in shared memory, as nginx's
+// stub_status does: the parent creates a memfd with one Stats slot per worker, each
+// worker maps it and its loop counts straight into its slot; the parent adds the
+// slots up into its own Stats (every 2 ms, at every snapshot via a gauge, and
+// exactly at shutdown). A worker that dies is reaped through its pidfd and replaced
+// with a fresh slot; the connections it held are lost and counted as I/O errors.
+//
+// Gauges: workers (live), workers_replaced, and for each worker slot I
+// workerI_accepted — the kernel's accept distribution — and workerI_pid (0 while
+// the slot is empty), so a sampler can read each worker's /proc figures.
+//
+// Strengths: every core used with no locks between workers; a worker's crash costs
+// only its connections; the shape of the fastest real servers. Limits: load spread
+// is the kernel's choice (skew under exclusive, hash collisions under reuseport);
+// work in one worker stalls all of its connections, as in any event loop; no state
+// is shared between connections of different workers.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/sock"
+)
+
+func init() {
+	Register("prefork", "N worker processes, an epoll-et loop each on a shared listener (nginx): all cores; kernel decides the spread",
+		func() Model { return preforkModel{} })
+	registerRole("prefork", preforkWorker)
+}
+
+var _ Model = preforkModel{}
+
+type preforkModel struct{}
+
+// Accept distributions of prefork (Config.Accept).
+const (
+	AcceptExclusive = "exclusive"
+	AcceptReuseport = "reuseport"
+)
+
+// statsSlot is the size of one worker's slot in the shared counters; a multiple of
+// the cache line, so workers never share one.
+const statsSlot = 256
+
+type preforkWorkerRec struct {
+	slot int
+	proc *proc
+}
+
+type prefork struct {
+	env   *Env
+	epfd  int
+	lns   []int // the listening socket of each worker slot
+	mem   []byte
+	memfd int
+
+	byPidfd map[int]*preforkWorkerRec
+	missing []int // slots whose worker must be started again
+	retryAt time.Time
+	stopped bool
+
+	// mu guards the shared memory's mapping and the fold of a dead worker's slot
+	// into retired against the sums read from other goroutines.
+	mu       sync.Mutex
+	retired  StatsSnapshot // counters of workers gone
+	accepted []int64       // per slot: connections accepted by workers gone
+
+	live, replaced atomic.Int64   // gauges
+	pids           []atomic.Int64 // per slot: the live worker's pid, 0 if none
+}
+
+func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	// The loop's locked thread forks every worker (child.go: parent-death signal).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	mode := env.Config.Accept
+	if mode == "" {
+		mode = AcceptExclusive
+	}
+	if mode != AcceptExclusive && mode != AcceptReuseport {
+		return fmt.Errorf("prefork: accept mode %q: want %s or %s", mode, AcceptExclusive, AcceptReuseport)
+	}
+	if err := raiseNofile(); err != nil {
+		env.Log.Printf("prefork: %v (workers keep the current limit)", err)
+	}
+	n := env.Config.Workers
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	pf := &prefork{env: env, memfd: -1, byPidfd: map[int]*preforkWorkerRec{}, accepted: make([]int64, n), pids: make([]atomic.Int64, n)}
+	defer pf.release()
+
+	pf.lns = make([]int, n)
+	for i := range pf.lns {
+		pf.lns[i] = ln.FD
+	}
+	if mode == AcceptReuseport {
+		if err := setReuseport(ln.FD, true); err != nil {
+			return err
+		}
+		defer setReuseport(ln.FD, false)
+		for i := 1; i < n; i++ {
+			fd, err := reuseportListener(ln.Addr)
+			if err != nil {
+				return fmt.Errorf("prefork: %w", err)
+			}
+			pf.lns[i] = fd
+		}
+	}
+	if err := pf.mapStats(n); err != nil {
+		return err
+	}
+
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	pf.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	defer unix.Close(pf.epfd)
+	if err := epollCtl(pf.epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+		return err
+	}
+
+	// Counters: the workers' slots are summed into env.Stats at every snapshot, and
+	// once more after the last worker is reaped.
+	env.Stats.OnSnapshot(pf.sync)
+	defer pf.sync()
+	defer pf.shutdown()
+	env.Stats.Gauge("workers", pf.live.Load)
+	env.Stats.Gauge("workers_replaced", pf.replaced.Load)
+	for i := range n {
+		env.Stats.Gauge(fmt.Sprintf("worker%d_accepted", i), func() int64 { return pf.workerAccepted(i) })
+		env.Stats.Gauge(fmt.Sprintf("worker%d_pid", i), pf.pids[i].Load)
+	}
+
+	for i := range n {
+		if err := pf.start(i); err != nil {
+			return fmt.Errorf("prefork: starting %d workers: %w", n, err)
+		}
+	}
+	events := make([]unix.EpollEvent, 16)
+	for ctx.Err() == nil {
+		nev, err := unix.EpollWait(pf.epfd, events, pf.timeoutMS())
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		for i := range events[:nev] {
+			if wk := pf.byPidfd[int(events[i].Fd)]; wk != nil {
+				pf.exited(wk)
+			}
+		}
+		pf.refill()
+	}
+	return nil
+}
+
+// mapStats creates the shared counters: a memfd of n slots, mapped shared.
+func (pf *prefork) mapStats(n int) error {
+	if unsafe.Sizeof(Stats{}) > statsSlot {
+		return fmt.Errorf("prefork: Stats is %d bytes, above the %d-byte shared slot", unsafe.Sizeof(Stats{}), statsSlot)
+	}
+	fd, err := unix.MemfdCreate("concbench-prefork-stats", unix.MFD_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("memfd_create", err)
+	}
+	pf.memfd = fd
+	if err := unix.Ftruncate(fd, int64(n*statsSlot)); err != nil {
+		return os.NewSyscallError("ftruncate", err)
+	}
+	pf.mem, err = unix.Mmap(fd, 0, n*statsSlot, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	return nil
+}
+
+// sharedStats is the Stats in slot i of shared memory. A zeroed slot is a valid,
+// empty Stats. Only its atomic counters are used across processes; its mutex and
+// gauges are the worker's own (see workerGauges).
+func sharedStats(mem []byte, i int) (*Stats, error) {
+	off := i * statsSlot
+	if i < 0 || off+statsSlot > len(mem) {
+		return nil, fmt.Errorf("stats slot %d outside %d bytes of shared memory", i, len(mem))
+	}
+	return (*Stats)(unsafe.Pointer(&mem[off])), nil
+}
+
+func (pf *prefork) slot(i int) *Stats {
+	s, _ := sharedStats(pf.mem, i) // i < n by construction
+	return s
+}
+
+// start forks the worker of slot i on its listening socket and its stats slot.
+func (pf *prefork) start(i int) error {
+	pr, err := spawn("prefork", pf.env.Config, strconv.Itoa(i), pf.lns[i], pf.memfd)
+	if err != nil {
+		return err
+	}
+	if err := epollCtl(pf.epfd, unix.EPOLL_CTL_ADD, pr.pidfd, unix.EPOLLIN); err != nil {
+		pr.signal(unix.SIGKILL)
+		pr.reap(true)
+		return err
+	}
+	pf.byPidfd[pr.pidfd] = &preforkWorkerRec{slot: i, proc: pr}
+	pf.pids[i].Store(int64(pr.pid))
+	pf.live.Add(1)
+	return nil
+}
+
+// exited reaps a worker, folds its counters into the retired ones (its open
+// connections were closed by its death: lost, unless the server is stopping) and
+// schedules its replacement.
+func (pf *prefork) exited(wk *preforkWorkerRec) {
+	pidfd := wk.proc.pidfd
+	ws, ok := wk.proc.reap(false)
+	if !ok {
+		return
+	}
+	delete(pf.byPidfd, pidfd)
+	pf.pids[wk.slot].Store(0)
+	pf.live.Add(-1)
+	pf.retire(wk.slot, true) // the loop runs until shutdown, which reaps on its own
+	pf.env.Log.Printf("prefork: worker %d (slot %d) %s; starting a replacement", wk.proc.pid, wk.slot, describeExit(ws))
+	if ws.Exited() && ws.ExitStatus() == exitSetup {
+		// It could not start; do not spin forking it again.
+		pf.retryAt = time.Now().Add(respawnRetry)
+	}
+	pf.missing = append(pf.missing, wk.slot)
+}
+
+// retire adds a dead worker's slot to the retired counters and zeroes it for the
+// next worker of that slot. Its connections still open died with it.
+func (pf *prefork) retire(i int, lost bool) {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	s := pf.slot(i)
+	c := loadCounters(s)
+	open := c.Active
+	pf.retired.Accepted += c.Accepted
+	pf.retired.Closed += c.Closed + open
+	pf.retired.ProtoErrors += c.ProtoErrors
+	pf.retired.IOErrors += c.IOErrors
+	if lost {
+		pf.retired.IOErrors += open
+	}
+	pf.retired.Refused += c.Refused
+	pf.retired.AcceptPauses += c.AcceptPauses
+	pf.accepted[i] += c.Accepted
+	for _, v := range []*atomic.Int64{&s.accepted, &s.active, &s.closed, &s.protoErrors, &s.ioErrors, &s.refused, &s.acceptPauses} {
+		v.Store(0)
+	}
+}
+
+// loadCounters reads the counters of a Stats that may live in shared memory: the
+// atomics only, never its mutex or gauges, which belong to the worker's process.
+func loadCounters(s *Stats) StatsSnapshot {
+	return StatsSnapshot{
+		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
+		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
+		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
+	}
+}
+
+// refill starts the workers of the slots left empty, unless a start failed less
+// than respawnRetry ago.
+func (pf *prefork) refill() {
+	if len(pf.missing) == 0 || pf.stopped || time.Now().Before(pf.retryAt) {
+		return
+	}
+	for len(pf.missing) > 0 {
+		if err := pf.start(pf.missing[0]); err != nil {
+			pf.env.Log.Printf("prefork: starting a worker: %v; retrying in %v", err, respawnRetry)
+			pf.retryAt = time.Now().Add(respawnRetry)
+			return
+		}
+		pf.missing = pf.missing[1:]
+		pf.replaced.Add(1)
+	}
+}
+
+func (pf *prefork) timeoutMS() int {
+	if len(pf.missing) == 0 {
+		return -1
+	}
+	return max(1, int(time.Until(pf.retryAt).Milliseconds())+1)
+}
+
+// workerAccepted is the connections accepted by the workers of slot i so far.
+func (pf *prefork) workerAccepted(i int) int64 {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	n := pf.accepted[i]
+	if pf.mem != nil {
+		n += pf.slot(i).accepted.Load()
+	}
+	return n
+}
+
+// sync sets the parent's counters to the retired ones plus every live slot.
+func (pf *prefork) sync() {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if pf.mem == nil {
+		return // released: the last sync is done
+	}
+	sum := pf.retired
+	for i := range len(pf.mem) / statsSlot {
+		c := loadCounters(pf.slot(i))
+		sum.Accepted += c.Accepted
+		sum.Active += c.Active
+		sum.Closed += c.Closed
+		sum.ProtoErrors += c.ProtoErrors
+		sum.IOErrors += c.IOErrors
+		sum.Refused += c.Refused
+		sum.AcceptPauses += c.AcceptPauses
+	}
+	st := pf.env.Stats
+	st.accepted.Store(sum.Accepted)
+	st.active.Store(sum.Active)
+	st.closed.Store(sum.Closed)
+	st.protoErrors.Store(sum.ProtoErrors)
+	st.ioErrors.Store(sum.IOErrors)
+	st.refused.Store(sum.Refused)
+	st.acceptPauses.Store(sum.AcceptPauses)
+}
+
+// shutdown sends SIGTERM to every worker — each stops its loop, closes its
+// connections and exits — and reaps them all.
+func (pf *prefork) shutdown() {
+	pf.stopped = true
+	procs := make([]*proc, 0, len(pf.byPidfd))
+	slots := map[*proc]int{}
+	for _, wk := range pf.byPidfd {
+		procs = append(procs, wk.proc)
+		slots[wk.proc] = wk.slot
+	}
+	terminate(pf.env.Log, procs, func(pr *proc, ws unix.WaitStatus) {
+		pf.live.Add(-1)
+		pf.pids[slots[pr]].Store(0)
+		if !(ws.Exited() && ws.ExitStatus() == exitOK) {
+			pf.env.Log.Printf("prefork: worker %d %s at shutdown", pr.pid, describeExit(ws))
+		}
+		pf.retire(slots[pr], false)
+	})
+	clear(pf.byPidfd)
+}
+
+// release closes the listening sockets Serve created and the shared counters (after
+// the last sync).
+func (pf *prefork) release() {
+	for i, fd := range pf.lns {
+		if i > 0 && fd != pf.lns[0] {
+			unix.Close(fd)
+		}
+	}
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if pf.mem != nil {
+		unix.Munmap(pf.mem)
+		pf.mem = nil
+	}
+	if pf.memfd >= 0 {
+		unix.Close(pf.memfd)
+	}
+}
+
+func setReuseport(fd int, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, v); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+	}
+	return nil
+}
+
+// reuseportListener binds a new listening socket to addr (HOST:PORT, already bound
+// by a listener with SO_REUSEPORT) with SO_REUSEPORT, joining its group.
+func reuseportListener(addr string) (int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return -1, err
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if a := ap.Addr().Unmap(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	err = func() error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+		}
+		if err := setReuseport(fd, true); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return os.NewSyscallError("bind", err)
+		}
+		if err := unix.Listen(fd, sock.Backlog); err != nil {
+			return os.NewSyscallError("listen", err)
+		}
+		return nil
+	}()
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("reuseport listener on %s: %w", addr, err)
+	}
+	return fd, nil
+}
+
+// workerGauges keeps a prefork worker's gauge map (whose only other reference is
+// in shared memory) reachable for the garbage collector.
+var workerGauges map[string]func() int64
+
+// preforkWorker is a worker process: an edge-triggered epoll loop on the inherited
+// listening socket (descriptor 3), counting into its shared stats slot
+// (descriptor 4, slot number in arg), until SIGTERM.
+func preforkWorker(env *Env, arg string) int {
+	const lnFD, memFD = firstFD, firstFD + 1
+	slot, err := strconv.Atoi(arg)
+	if err != nil {
+		env.Log.Printf("slot %q: %v", arg, err)
+		return exitSetup
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(memFD, &st); err != nil {
+		env.Log.Print(os.NewSyscallError("fstat", err))
+		return exitSetup
+	}
+	mem, err := unix.Mmap(memFD, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		env.Log.Print(os.NewSyscallError("mmap", err))
+		return exitSetup
+	}
+	unix.Close(memFD) // the mapping stays
+	if env.Stats, err = sharedStats(mem, slot); err != nil {
+		env.Log.Print(err)
+		return exitSetup
+	}
+	// The garbage collector does not scan the shared mapping, so a gauge map that
+	// the loop might register there must also be reachable from this variable.
+	env.Stats.gauges = map[string]func() int64{}
+	workerGauges = env.Stats.gauges
+	sa, err := unix.Getsockname(lnFD)
+	if err != nil {
+		env.Log.Print(os.NewSyscallError("getsockname", err))
+		return exitSetup
+	}
+	ln := &sock.Listener{FD: lnFD, Addr: sock.SockaddrString(sa)}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	// Reuseport: this worker's socket is its own. Exclusive: all share one socket,
+	// and EPOLLEXCLUSIVE wakes one of them per connection.
+	err = epollModel{edge: true, exclusive: env.Config.Accept != AcceptReuseport}.Serve(ctx, ln, env)
+	if err != nil {
+		env.Log.Print(err)
+		if errors.Is(err, unix.EINVAL) {
+			return exitSetup
+		}
+		return exitIOError
+	}
+	return exitOK
+}
