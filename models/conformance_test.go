@@ -38,7 +38,7 @@ type server struct {
 	stop func() // cancels and checks that Serve returned nil in time; idempotent
 }
 
-func start(t *testing.T, model, protoName string, mutate func(*models.Config)) *server {
+func start(t testing.TB, model, protoName string, mutate func(*models.Config)) *server {
 	t.Helper()
 	cfg := models.Config{Model: model, Proto: protoName, Addr: "127.0.0.1:0"}
 	processLimits(model, &cfg)
@@ -227,7 +227,7 @@ func expectEOF(t *testing.T, c net.Conn) {
 	}
 }
 
-func openFDs(t *testing.T) int {
+func openFDs(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -245,7 +245,7 @@ func openFDs(t *testing.T) int {
 // race-enabled test binary re-executed: fork is capped at testForkMaxProcs live
 // children and procpool has testPoolWorkers workers (see processLimits), so those are
 // their simultaneous connections.
-func maxConns(t *testing.T, model string) int {
+func maxConns(t testing.TB, model string) int {
 	const want = 1000
 	switch model {
 	case "fork":
