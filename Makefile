@@ -1,7 +1,7 @@
 # concbench: build, test, lint, fuzz, bench. `make help` lists the targets.
 GO       ?= go
 BIN      := bin
-CMDS     := server loadgen
+CMDS     := server loadgen bench
 FUZZTIME ?= 30s
 
 .PHONY: all build test lint fuzz bench bench-full clean help
@@ -13,7 +13,8 @@ help:
 	@echo "make test    - go vet, then go test -race over every package (fuzz seeds only)"
 	@echo "make lint    - gofmt check and go vet"
 	@echo "make fuzz    - run each fuzz target for FUZZTIME ($(FUZZTIME))"
-	@echo "make bench   - build everything and run the default comparison"
+	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
+	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
 
 build:
 	@echo ">> building $(CMDS) into $(BIN)/"
@@ -39,11 +40,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRPCFeed$$' -fuzztime $(FUZZTIME) ./internal/proto/
 
 bench: build
-	@echo ">> bench: the comparison matrix is not yet implemented (issue 6: bench, after issue 5: loadgen)."
-	@echo "   The servers are built in $(BIN)/; see README.md for running one by hand."
-	@exit 1
+	@echo ">> bench: quick preset (every model, echo, c=1..1000, 3 repetitions); resumes results/quick if interrupted"
+	$(BIN)/bench -preset quick -out results/quick $(BENCHFLAGS)
 
-bench-full: bench
+bench-full: build
+	@echo ">> bench: full preset (echo+rpc, blocking work, reconnect, c up to 10000, 5 repetitions): hours"
+	$(BIN)/bench -preset full -out results/full $(BENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/envinfo"
@@ -175,6 +176,11 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 	}
 	r.Config.Workload = out.Workload
 	r.Load = out.Load
+	if enc, err := out.Latency.Encode(hdr.V2CompressedEncodingCookieBase); err == nil {
+		r.Load.LatencyHist = string(enc)
+	} else {
+		warn("latency histogram not encoded in the result: %v", err)
+	}
 	r.Env.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	for _, w := range out.Warnings {
 		warn("%s", w)

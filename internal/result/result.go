@@ -150,6 +150,11 @@ type Load struct {
 	InFlightAtEnd int64 `json:"in_flight_at_end"`
 	// Timeline is one entry per second of load, warm-up included.
 	Timeline []Second `json:"timeline"`
+	// LatencyHist is the whole latency histogram of Latency (µs) in HdrHistogram's
+	// V2 compressed encoding, base64 — the form HdrHistogram's logs carry — so that
+	// repetitions can be merged exactly and percentiles read from the merge. Empty
+	// in results written before the field existed.
+	LatencyHist string `json:"latency_hist,omitempty"`
 }
 
 // Connect describes connection establishment.

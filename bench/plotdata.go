@@ -1,0 +1,385 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// The plots are built in two steps: pure functions turn a Summary into plot data
+// (Figure: series of numbers with titles and axes, tested against golden files),
+// and Render draws a Figure as a PNG with gonum/plot.
+
+// Point is one point of a series; Lo and Hi bound its error bar (equal to Y when
+// there is none).
+type Point struct {
+	X, Y, Lo, Hi float64
+	// ClientBound marks a point whose load generator was saturated: the figure is
+	// the client's limit, drawn with a warning glyph.
+	ClientBound bool `json:",omitempty"`
+}
+
+// Series is one line (one model).
+type Series struct {
+	Name   string
+	Points []Point
+}
+
+// Bar is one bar of a group; Missing bars (no data) are not drawn.
+type Bar struct {
+	Value       float64
+	Missing     bool `json:",omitempty"`
+	ClientBound bool `json:",omitempty"`
+}
+
+// BarSet is one colour of bars: one value per category.
+type BarSet struct {
+	Name string
+	Bars []Bar
+}
+
+// Panel is one chart: lines (Series) or grouped bars (Categories × BarSets).
+type Panel struct {
+	Title          string
+	XLabel, YLabel string
+	LogX, LogY     bool
+	// YMicros labels the y axis as durations given in µs ("250µs", "10ms").
+	YMicros bool `json:",omitempty"`
+	// XTicks, if set, label the x axis at these values (e.g. "99.9%").
+	XTicks []Tick `json:",omitempty"`
+	Series []Series
+	// Categories and BarSets make a grouped bar chart instead of lines.
+	Categories []string `json:",omitempty"`
+	BarSets    []BarSet `json:",omitempty"`
+}
+
+// Tick is a labelled axis position.
+type Tick struct {
+	Value float64
+	Label string
+}
+
+// Figure is one PNG: one or more panels stacked vertically.
+type Figure struct {
+	Name   string // file name, without .png
+	Title  string // for the report
+	Panels []Panel
+	// Caption explains how to read it (axes, glyphs).
+	Caption string
+}
+
+// HasData reports whether any panel has a point or a bar to draw.
+func (f Figure) HasData() bool {
+	for _, p := range f.Panels {
+		for _, s := range p.Series {
+			if len(s.Points) > 0 {
+				return true
+			}
+		}
+		for _, b := range p.BarSets {
+			for _, v := range b.Bars {
+				if !v.Missing {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// lineGroups are the groups drawn as concurrency sweeps (all but reconnect).
+func sweepGroups(sp Spec) []Group {
+	var gs []Group
+	for _, g := range sp.Groups() {
+		if !g.Reconnect {
+			gs = append(gs, g)
+		}
+	}
+	return gs
+}
+
+// Figures lists every figure the summary supports, in report order.
+func Figures(s *Summary) []Figure {
+	sp := s.Spec
+	var figs []Figure
+	for _, g := range sweepGroups(sp) {
+		figs = append(figs, ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, sp.FocusConns()),
+			CPUFigure(s, g), MemoryFigure(s, g))
+	}
+	if f, ok := TimelineFigure(s); ok {
+		figs = append(figs, f)
+	}
+	for _, g := range sp.Groups() {
+		if g.Reconnect {
+			figs = append(figs, ReconnectFigure(s, g, sp.FocusConns()))
+		}
+	}
+	figs = append(figs, WorkFigures(s, sp.FocusConns())...)
+	var out []Figure
+	for _, f := range figs {
+		if f.HasData() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit."
+
+// ThroughputFigure: throughput vs concurrency, one line per model, with the
+// median's confidence interval as error bars.
+func ThroughputFigure(s *Summary, g Group) Figure {
+	p := Panel{Title: "Throughput vs concurrency — " + g.String(), XLabel: "concurrent connections (log)",
+		YLabel: "requests/s (median of repetitions)", LogX: true}
+	level := 0.0
+	for _, m := range s.Spec.Models {
+		ser := Series{Name: m}
+		for _, c := range s.Spec.Conns {
+			cs := s.Cell(g, m, c)
+			if cs.Throughput.N == 0 || cs.Throughput.Median <= 0 {
+				continue
+			}
+			level = max(level, cs.Throughput.Level)
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: cs.Throughput.Median,
+				Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, ClientBound: cs.ClientBound > 0})
+		}
+		p.Series = append(p.Series, ser)
+	}
+	p.LogY = spansDecades(p.Series, 1.5)
+	if p.LogY {
+		p.YLabel += " (log)"
+	}
+	return Figure{Name: "throughput-" + g.Key(), Title: "Throughput vs concurrency (" + g.String() + ")", Panels: []Panel{p},
+		Caption: fmt.Sprintf("Median throughput over the repetitions; error bars are the median's order-statistic confidence interval (coverage %s with %d repetitions).",
+			levelString(level), s.Spec.Repeat) + clientBoundCaption}
+}
+
+// P99Figure: p99 latency vs concurrency, log y.
+func P99Figure(s *Summary, g Group) Figure {
+	p := Panel{Title: "p99 latency vs concurrency — " + g.String(), XLabel: "concurrent connections (log)",
+		YLabel: "p99 latency (log)", LogX: true, LogY: true, YMicros: true}
+	for _, m := range s.Spec.Models {
+		ser := Series{Name: m}
+		for _, c := range s.Spec.Conns {
+			cs := s.Cell(g, m, c)
+			if cs.Latency.Count == 0 || cs.Latency.P99US <= 0 {
+				continue
+			}
+			y := float64(cs.Latency.P99US)
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, ClientBound: cs.ClientBound > 0})
+		}
+		p.Series = append(p.Series, ser)
+	}
+	return Figure{Name: "p99-" + g.Key(), Title: "p99 latency vs concurrency (" + g.String() + ")", Panels: []Panel{p},
+		Caption: "The 99th percentile of the merged latency histogram of all repetitions (closed loop: latency from the actual send)." + clientBoundCaption}
+}
+
+// ninesTicks label the nines plot's x axis, at 1/(1-q).
+var ninesTicks = []Tick{{1, "0%"}, {10, "90%"}, {100, "99%"}, {1e3, "99.9%"}, {1e4, "99.99%"}, {1e5, "99.999%"}}
+
+// NinesFigure: latency by percentile at one concurrency, log x in "nines".
+func NinesFigure(s *Summary, g Group, conns int) Figure {
+	p := Panel{Title: fmt.Sprintf("Latency by percentile at %d connections — %s", conns, g.String()),
+		XLabel: "percentile (log scale of 1/(1−p))", YLabel: "latency (log)", LogX: true, LogY: true, YMicros: true, XTicks: ninesTicks}
+	for _, m := range s.Spec.Models {
+		cs := s.Cell(g, m, conns)
+		ser := Series{Name: m}
+		for _, n := range cs.Nines {
+			if n.US <= 0 {
+				continue
+			}
+			x := 1 / (1 - n.Percentile/100)
+			ser.Points = append(ser.Points, Point{X: x, Y: n.US, Lo: n.US, Hi: n.US})
+		}
+		p.Series = append(p.Series, ser)
+	}
+	return Figure{Name: fmt.Sprintf("nines-%s-c%d", g.Key(), conns), Title: fmt.Sprintf("Latency by percentile at %d connections (%s)", conns, g.String()),
+		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right."}
+}
+
+// CPUFigure: server CPU per request, bars per model, one colour per concurrency.
+func CPUFigure(s *Summary, g Group) Figure {
+	p := Panel{Title: "Server CPU per request — " + g.String(), YLabel: "server CPU time per request", YMicros: true, Categories: s.Spec.Models}
+	for _, c := range s.Spec.Conns {
+		bs := BarSet{Name: fmt.Sprintf("c=%d", c)}
+		for _, m := range s.Spec.Models {
+			cs := s.Cell(g, m, c)
+			bs.Bars = append(bs.Bars, Bar{Value: cs.CPUPerReqUS, Missing: cs.CPUPerReqUS <= 0, ClientBound: cs.ClientBound > 0})
+		}
+		p.BarSets = append(p.BarSets, bs)
+	}
+	p.LogY = barsSpanDecades(p.BarSets, 2)
+	if p.LogY {
+		p.YLabel += " (log)"
+	}
+	return Figure{Name: "cpu-" + g.Key(), Title: "Server CPU per request (" + g.String() + ")", Panels: []Panel{p},
+		Caption: "The server process tree's CPU time (user+system, all threads and processes, from /proc) over the measured window, divided by the requests served; median over repetitions. Lower is cheaper."}
+}
+
+// MemoryFigure: peak RSS of the server tree vs connections.
+func MemoryFigure(s *Summary, g Group) Figure {
+	p := Panel{Title: "Peak server memory vs connections — " + g.String(), XLabel: "concurrent connections (log)",
+		YLabel: "peak RSS of the server tree, MiB", LogX: true}
+	for _, m := range s.Spec.Models {
+		ser := Series{Name: m}
+		for _, c := range s.Spec.Conns {
+			cs := s.Cell(g, m, c)
+			if cs.RSSMaxBytes <= 0 {
+				continue
+			}
+			y := float64(cs.RSSMaxBytes) / (1 << 20)
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y})
+		}
+		p.Series = append(p.Series, ser)
+	}
+	p.LogY = spansDecades(p.Series, 1)
+	if p.LogY {
+		p.YLabel += " (log)"
+	}
+	return Figure{Name: "rss-" + g.Key(), Title: "Peak memory vs connections (" + g.String() + ")", Panels: []Panel{p},
+		Caption: "The highest summed resident set of the server's process tree during the measured window, over all repetitions: what a thread or a process per connection costs in memory."}
+}
+
+// TimelineFigure: throughput and p99 per second of each model's timeline trial.
+func TimelineFigure(s *Summary) (Figure, bool) {
+	sp := s.Spec
+	var cells []CellSummary
+	for _, m := range sp.Models {
+		c, ok := sp.TimelineCell(m)
+		if !ok {
+			return Figure{}, false
+		}
+		cells = append(cells, s.Cells[c.Key()])
+	}
+	if len(cells) == 0 {
+		return Figure{}, false
+	}
+	c0 := cells[0].Cell
+	g := c0.Group()
+	tp := Panel{Title: fmt.Sprintf("Throughput per second, %d connections — %s", c0.Conns, g.String()),
+		XLabel: "seconds since load started", YLabel: "requests/s"}
+	lp := Panel{Title: "p99 latency per second", XLabel: "seconds since load started", YLabel: "p99 latency (log)", LogY: true, YMicros: true}
+	for _, cs := range cells {
+		ts := Series{Name: cs.Cell.Model}
+		ls := Series{Name: cs.Cell.Model}
+		for _, sec := range wholeSeconds(sp, cs.Cell, cs.Timeline) {
+			// x is the middle of the second.
+			x := float64(sec.T) + 0.5
+			y := float64(sec.Requests)
+			ts.Points = append(ts.Points, Point{X: x, Y: y, Lo: y, Hi: y})
+			if sec.P99US > 0 {
+				l := float64(sec.P99US)
+				ls.Points = append(ls.Points, Point{X: x, Y: l, Lo: l, Hi: l})
+			}
+		}
+		tp.Series = append(tp.Series, ts)
+		lp.Series = append(lp.Series, ls)
+	}
+	tp.LogY = spansDecades(tp.Series, 1.5)
+	if tp.LogY {
+		tp.YLabel += " (log)"
+	}
+	return Figure{Name: fmt.Sprintf("timeline-%s-c%d", g.Key(), c0.Conns), Title: fmt.Sprintf("One run's course, second by second (%d connections, %s)", c0.Conns, g.String()),
+		Panels:  []Panel{tp, lp},
+		Caption: fmt.Sprintf("One %v trial per model, plotted by whole seconds (a partial last second is left out). The first %v is warm-up (not measured in the other figures; second 0 holds it); a dip in throughput or a spike in p99 shows start-up, a GC pause or a pool growing.", sp.Timeline+sp.Warmup, sp.Warmup)}, true
+}
+
+// ReconnectFigure: connections per second per model (bars), at one concurrency.
+func ReconnectFigure(s *Summary, g Group, conns int) Figure {
+	p := Panel{Title: fmt.Sprintf("New connections per second, %d concurrent — %s", conns, g.String()),
+		YLabel: "connections/s (each: connect, one request, close)", Categories: s.Spec.Models}
+	bs := BarSet{Name: fmt.Sprintf("c=%d", conns)}
+	for _, m := range s.Spec.Models {
+		cs := s.Cell(g, m, conns)
+		bs.Bars = append(bs.Bars, Bar{Value: cs.Throughput.Median, Missing: cs.Throughput.N == 0 || !(cs.Throughput.Median > 0), ClientBound: cs.ClientBound > 0})
+	}
+	p.BarSets = []BarSet{bs}
+	return Figure{Name: fmt.Sprintf("reconnect-%s-c%d", g.Key(), conns), Title: fmt.Sprintf("Connections per second (%s, %d concurrent)", g.String(), conns),
+		Panels: []Panel{p}, Caption: "Median over repetitions of requests/s in reconnect mode, where every request opens and closes its own connection."}
+}
+
+// WorkFigures: for each protocol with blocking work, throughput per model with
+// and without it, at one concurrency.
+func WorkFigures(s *Summary, conns int) []Figure {
+	var figs []Figure
+	for _, proto := range s.Spec.Protos {
+		var works []string
+		for _, g := range sweepGroups(s.Spec) {
+			if g.Proto == proto {
+				works = append(works, g.Work)
+			}
+		}
+		if len(works) < 2 {
+			continue
+		}
+		p := Panel{Title: fmt.Sprintf("Throughput with blocking work, %d connections — %s", conns, proto),
+			YLabel: "requests/s (median)", Categories: s.Spec.Models}
+		for _, w := range works {
+			bs := BarSet{Name: "work " + w}
+			for _, m := range s.Spec.Models {
+				cs := s.Cell(Group{Proto: proto, Work: w}, m, conns)
+				bs.Bars = append(bs.Bars, Bar{Value: cs.Throughput.Median, Missing: cs.Throughput.N == 0 || !(cs.Throughput.Median > 0), ClientBound: cs.ClientBound > 0})
+			}
+			p.BarSets = append(p.BarSets, bs)
+		}
+		p.LogY = barsSpanDecades(p.BarSets, 1.5)
+		if p.LogY {
+			p.YLabel += " (log)"
+		}
+		figs = append(figs, Figure{Name: fmt.Sprintf("work-%s-c%d", proto, conns), Title: fmt.Sprintf("Blocking vs non-blocking handlers (%s, %d connections)", proto, conns),
+			Panels: []Panel{p}, Caption: "A handler that sleeps blocks whatever thread runs it: an event loop serialises the sleeps, a thread or process per connection overlaps them."})
+	}
+	return figs
+}
+
+// spansDecades reports whether the positive y values range over more than
+// decades orders of magnitude.
+func spansDecades(ss []Series, decades float64) bool {
+	lo, hi := math.Inf(1), 0.0
+	for _, s := range ss {
+		for _, p := range s.Points {
+			if p.Y > 0 {
+				lo, hi = min(lo, p.Y), max(hi, p.Y)
+			}
+		}
+	}
+	return hi > 0 && math.Log10(hi/lo) > decades
+}
+
+func barsSpanDecades(bs []BarSet, decades float64) bool {
+	var ss []Series
+	for _, b := range bs {
+		var s Series
+		for _, v := range b.Bars {
+			if !v.Missing {
+				s.Points = append(s.Points, Point{Y: v.Value})
+			}
+		}
+		ss = append(ss, s)
+	}
+	return spansDecades(ss, decades)
+}
+
+func levelString(l float64) string {
+	if l == 0 {
+		return "none"
+	}
+	return strconv.FormatFloat(math.Round(l*10000)/100, 'f', -1, 64) + "%"
+}
+
+// sortedModels returns models sorted by key descending, ties by name.
+func sortedModels(models []string, key func(string) float64) []string {
+	out := slices.Clone(models)
+	slices.SortStableFunc(out, func(a, b string) int {
+		ka, kb := key(a), key(b)
+		switch {
+		case ka > kb:
+			return -1
+		case ka < kb:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

@@ -1,0 +1,337 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Image geometry: a panel is panelW × panelH, the legend takes legendW on the right.
+const (
+	panelW  = 9 * vg.Inch
+	panelH  = 5 * vg.Inch
+	legendW = 2 * vg.Inch
+	dpi     = 110
+)
+
+// palette gives each model a colour that stays the same across every figure
+// (assigned by the model's position in the spec).
+var palette = []color.RGBA{
+	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
+	{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255},
+	{188, 189, 34, 255}, {23, 190, 207, 255}, {0, 0, 0, 255}, {0, 0, 128, 255},
+	{128, 128, 0, 255}, {255, 187, 120, 255}, {152, 223, 138, 255}, {174, 199, 232, 255},
+}
+
+var glyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{},
+	draw.PlusGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}}
+
+var dashes = [][]vg.Length{{}, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}
+
+var warnRed = color.RGBA{220, 0, 0, 255}
+
+// style is the look of the i-th series or bar set.
+func style(i int) (color.Color, draw.GlyphDrawer, []vg.Length) {
+	return palette[i%len(palette)], glyphs[i%len(glyphs)], dashes[(i/len(glyphs))%len(dashes)]
+}
+
+// Render draws f as a PNG at path.
+func Render(f Figure, path string) (err error) {
+	// gonum/plot panics on some inputs (a non-positive value on a log axis); the
+	// figure builders filter those, and this turns any that slips through into an
+	// error instead of a crash of the whole report.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("plot %s: %v", f.Name, r)
+		}
+	}()
+	n := len(f.Panels)
+	if n == 0 {
+		return fmt.Errorf("plot %s: no panels", f.Name)
+	}
+	w, h := panelW+legendW, panelH*vg.Length(n)
+	if n > 1 {
+		h = panelH * 0.75 * vg.Length(n)
+	}
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(dpi))
+	dc := draw.New(img)
+	plotArea := draw.Crop(dc, 0, -legendW, 0, 0)
+	legendArea := draw.Crop(dc, w-legendW, 0, 0, 0)
+	var legend plot.Legend
+	tiles := draw.Tiles{Rows: n, Cols: 1, PadY: vg.Points(8)}
+	for i, pn := range f.Panels {
+		p, lg, err := buildPanel(pn)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", f.Name, err)
+		}
+		if i == 0 {
+			legend = lg
+		}
+		p.Draw(tiles.At(plotArea, 0, i))
+	}
+	legend.Top, legend.Left = true, true
+	legend.YOffs = -vg.Points(30)
+	legend.XOffs = vg.Points(4)
+	legend.Draw(legendArea)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	file, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(file)
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(bw); err != nil {
+		file.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		file.Close()
+		return err
+	}
+	if err := file.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
+	p := plot.New()
+	p.Title.Text = pn.Title
+	p.Title.TextStyle.Font.Size = font.Length(13)
+	p.X.Label.Text = pn.XLabel
+	p.Y.Label.Text = pn.YLabel
+	p.Add(plotter.NewGrid())
+	legend := plot.NewLegend()
+	legend.TextStyle.Font.Size = font.Length(11)
+	p.Title.Padding = vg.Points(6)
+	if pn.LogY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = humanTicks{plot.LogTicks{Prec: -1}, pn.YMicros}
+	} else {
+		p.Y.Tick.Marker = humanTicks{plot.DefaultTicks{}, pn.YMicros}
+		p.Y.Min = 0
+	}
+	if len(pn.Categories) > 0 {
+		if err := addBars(p, &legend, pn); err != nil {
+			return nil, legend, err
+		}
+		return p, legend, nil
+	}
+	if pn.LogX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = humanTicks{plot.LogTicks{Prec: -1}, false}
+	}
+	if len(pn.XTicks) > 0 {
+		var ts plot.ConstantTicks
+		for _, t := range pn.XTicks {
+			ts = append(ts, plot.Tick{Value: t.Value, Label: t.Label})
+		}
+		p.X.Tick.Marker = ts
+	}
+	var bound plotter.XYs
+	for i, s := range pn.Series {
+		clr, gl, dash := style(i)
+		if len(s.Points) == 0 {
+			continue
+		}
+		xys := make(plotter.XYs, len(s.Points))
+		errs := make(plotter.YErrors, len(s.Points))
+		hasErr := false
+		// On a log x axis with error bars, each series is shifted by a small
+		// constant factor so that the bars of models at the same x do not hide
+		// each other (±3% of a decade across all series).
+		dodge := 1.0
+		if pn.LogX && len(pn.Series) > 1 && hasErrorBars(pn) {
+			dodge = math.Pow(10, 0.06*(float64(i)/float64(len(pn.Series)-1)-0.5))
+		}
+		for j, pt := range s.Points {
+			xys[j] = plotter.XY{X: pt.X * dodge, Y: pt.Y}
+			lo := pt.Lo
+			if pn.LogY && lo <= 0 {
+				lo = pt.Y
+			}
+			errs[j].Low, errs[j].High = pt.Y-lo, pt.Hi-pt.Y
+			if errs[j].Low != 0 || errs[j].High != 0 {
+				hasErr = true
+			}
+			if pt.ClientBound {
+				bound = append(bound, xys[j])
+			}
+		}
+		line, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, legend, err
+		}
+		line.Color, line.Width, line.Dashes = clr, vg.Points(1.6), dash
+		pts.Color, pts.Shape, pts.Radius = clr, gl, vg.Points(3)
+		if len(s.Points) > 30 {
+			pts.Radius = vg.Points(1.5)
+		}
+		p.Add(line, pts)
+		if hasErr {
+			eb, err := plotter.NewYErrorBars(struct {
+				plotter.XYs
+				plotter.YErrors
+			}{xys, errs})
+			if err != nil {
+				return nil, legend, err
+			}
+			eb.Color, eb.Width = clr, vg.Points(1.2)
+			p.Add(eb)
+		}
+		legend.Add(s.Name, line, pts)
+	}
+	if len(bound) > 0 {
+		sc, err := plotter.NewScatter(bound)
+		if err != nil {
+			return nil, legend, err
+		}
+		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(7), warnRed
+		p.Add(sc)
+		legend.Add("client-bound", sc)
+	}
+	return p, legend, nil
+}
+
+// addBars draws grouped bars: one group per category, one bar per set.
+func addBars(p *plot.Plot, legend *plot.Legend, pn Panel) error {
+	n := len(pn.BarSets)
+	width := vg.Points(math.Min(18, 300/float64(max(1, n*len(pn.Categories)))*2.2))
+	floor := 0.0
+	if pn.LogY {
+		floor = math.Inf(1)
+		for _, bs := range pn.BarSets {
+			for _, b := range bs.Bars {
+				if !b.Missing && b.Value > 0 {
+					floor = math.Min(floor, b.Value)
+				}
+			}
+		}
+		if math.IsInf(floor, 1) {
+			return fmt.Errorf("no positive bar for a log axis")
+		}
+		floor = math.Pow(10, math.Floor(math.Log10(floor)))
+	}
+	anyBound := false
+	for i, bs := range pn.BarSets {
+		clr, _, _ := style(i)
+		b := &bars{set: bs, width: width, offset: (vg.Length(i) - vg.Length(n-1)/2) * width, color: clr, floor: floor}
+		p.Add(b)
+		legend.Add(bs.Name, b)
+		for _, v := range bs.Bars {
+			anyBound = anyBound || (v.ClientBound && !v.Missing)
+		}
+	}
+	if anyBound {
+		legend.Add("client-bound (red outline)", &bars{color: color.White, bound: true})
+	}
+	p.NominalX(pn.Categories...)
+	p.X.Tick.Label.Rotation = math.Pi / 6
+	p.X.Tick.Label.XAlign = draw.XRight
+	p.X.Tick.Label.YAlign = draw.YCenter
+	p.X.Tick.Label.Font.Size = font.Length(11)
+	return nil
+}
+
+// bars is one set of grouped bars; unlike plotter.BarChart it rises from a floor
+// (the bottom of a log axis) and skips missing values.
+type bars struct {
+	set    BarSet
+	width  vg.Length
+	offset vg.Length
+	color  color.Color
+	floor  float64
+	bound  bool // legend thumbnail of a client-bound bar
+}
+
+func (b *bars) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	for i, v := range b.set.Bars {
+		if v.Missing || (b.floor > 0 && v.Value <= 0) {
+			continue
+		}
+		x := trX(float64(i)) + b.offset - b.width/2
+		y0 := trY(math.Max(b.floor, p.Y.Min))
+		y1 := trY(v.Value)
+		rect := []vg.Point{{X: x, Y: y0}, {X: x, Y: y1}, {X: x + b.width, Y: y1}, {X: x + b.width, Y: y0}}
+		c.FillPolygon(b.color, c.ClipPolygonY(rect))
+		ls := draw.LineStyle{Color: color.Black, Width: vg.Points(0.5)}
+		if v.ClientBound {
+			ls = draw.LineStyle{Color: warnRed, Width: vg.Points(2)}
+		}
+		c.StrokeLines(ls, c.ClipLinesY(append(rect, rect[0]))...)
+	}
+}
+
+func (b *bars) DataRange() (xmin, xmax, ymin, ymax float64) {
+	xmin, xmax = -0.5, float64(len(b.set.Bars))-0.5
+	ymin, ymax = math.Inf(1), math.Inf(-1)
+	if b.floor > 0 {
+		ymin = b.floor
+	} else {
+		ymin = 0
+	}
+	for _, v := range b.set.Bars {
+		if !v.Missing {
+			ymax = math.Max(ymax, v.Value)
+		}
+	}
+	if math.IsInf(ymax, -1) {
+		ymax = ymin
+	}
+	return xmin, xmax, ymin, ymax
+}
+
+func (b *bars) Thumbnail(c *draw.Canvas) {
+	pts := []vg.Point{{X: c.Min.X, Y: c.Min.Y}, {X: c.Min.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Min.Y}}
+	c.FillPolygon(b.color, c.ClipPolygonY(pts))
+	if b.bound {
+		c.StrokeLines(draw.LineStyle{Color: warnRed, Width: vg.Points(2)}, append(pts, pts[0]))
+	}
+}
+
+// humanTicks relabels another ticker's labels as 1k, 10k, 1M, or as durations
+// ("250µs", "10ms") when the values are µs.
+type humanTicks struct {
+	plot.Ticker
+	micros bool
+}
+
+func (h humanTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := h.Ticker.Ticks(lo, hi)
+	for i := range ts {
+		switch {
+		case ts[i].Label == "":
+		case h.micros && ts[i].Value == 0:
+			ts[i].Label = "0"
+		case h.micros:
+			ts[i].Label = Micros(ts[i].Value)
+		default:
+			ts[i].Label = Num(ts[i].Value)
+		}
+	}
+	return ts
+}
+
+func hasErrorBars(pn Panel) bool {
+	for _, s := range pn.Series {
+		for _, p := range s.Points {
+			if p.Lo != p.Y || p.Hi != p.Y {
+				return true
+			}
+		}
+	}
+	return false
+}

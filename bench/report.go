@@ -1,0 +1,385 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"concbench/internal/result"
+)
+
+// WriteAll writes everything a run directory's data supports: the plots into
+// plotDir, a CSV per group and REPORT.md into the run directory. It runs nothing
+// and can be repeated (`bench report`). It returns the files written.
+func WriteAll(d *Dataset, runDir, plotDir string) ([]string, error) {
+	s := Summarise(d)
+	figs := Figures(s)
+	var files []string
+	var errs []error
+	for _, f := range figs {
+		path := filepath.Join(plotDir, f.Name+".png")
+		if err := Render(f, path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		files = append(files, path)
+	}
+	for _, g := range d.Plan.Spec.Groups() {
+		path := filepath.Join(runDir, g.Key()+".csv")
+		if err := writeFileAtomic(path, TableCSV(s, g)); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+	}
+	rel, err := filepath.Rel(runDir, plotDir)
+	if err != nil {
+		rel = plotDir
+	}
+	path := filepath.Join(runDir, "REPORT.md")
+	if err := writeFileAtomic(path, []byte(Markdown(d, s, figs, filepath.ToSlash(rel)))); err != nil {
+		return files, err
+	}
+	files = append(files, path)
+	return files, errors.Join(errs...)
+}
+
+// firstResult is the first result in plan order (for the environment).
+func firstResult(d *Dataset) *result.Run {
+	for _, t := range d.Plan.Spec.Plan() {
+		if r := d.Results[t.Key()]; r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// Markdown is REPORT.md: environment, matrix, a table per group, the figures
+// with what each shows, and the warnings. plotRel is the plot directory relative
+// to the report.
+func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
+	sp := d.Plan.Spec
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	title := "concbench run"
+	if sp.Preset != "" {
+		title += " — preset " + sp.Preset
+	}
+	w("# %s\n\n", title)
+	var ok, failed, skipped int
+	var wall float64
+	for _, rec := range d.Records {
+		wall += rec.Seconds
+		switch rec.Status {
+		case StatusOK:
+			ok++
+		case StatusFailed:
+			failed++
+		default:
+			skipped++
+		}
+	}
+	planned := len(sp.Plan())
+	w("Started %s. %d trials planned: %d ok, %d failed, %d skipped, %d not run; %s spent in trials.\n\n",
+		d.Plan.Started.UTC().Format(time.RFC3339), planned, ok, failed, skipped, planned-len(d.Records), time.Duration(wall*float64(time.Second)).Round(time.Second))
+
+	w("## Environment\n\n")
+	if r := firstResult(d); r != nil {
+		e, c := r.Env, r.Config
+		w("| | |\n|---|---|\n")
+		w("| CPU | %s, %d CPUs online |\n", e.CPUModel, e.NumCPU)
+		w("| kernel | %s (%s) |\n", e.Kernel, e.Arch)
+		w("| Go | %s, loadgen GOMAXPROCS %d |\n", e.GoVersion, e.GOMAXPROCS)
+		pin := "server CPUs " + ints(c.ServerCPUs) + ", loadgen CPUs " + ints(c.ClientCPUs)
+		if c.PinningDefault {
+			pin += " (loadgen's default split)"
+		}
+		w("| pinning | %s |\n", pin)
+		rev := e.GitRevision
+		if rev == "" {
+			rev = "unknown"
+		}
+		if e.GitModified {
+			rev += " (with uncommitted changes)"
+		}
+		w("| git revision | %s |\n", rev)
+		w("| descriptors | RLIMIT_NOFILE %d |\n", e.NoFileLimit)
+		for _, k := range slices.Sorted(maps.Keys(e.Sysctls)) {
+			w("| %s | %s |\n", k, e.Sysctls[k])
+		}
+		w("\n")
+	} else {
+		w("No trial has a result yet.\n\n")
+	}
+
+	w("## Matrix\n\n")
+	w("- models: %s\n", strings.Join(sp.Models, ", "))
+	var gs []string
+	for _, g := range sp.Groups() {
+		gs = append(gs, g.String())
+	}
+	w("- workloads: %s\n", strings.Join(gs, "; "))
+	w("- concurrency: %s connections\n", ints(sp.Conns))
+	w("- %d repetitions of %v measured after %v of warm-up, %d-byte requests, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
+		sp.Repeat, sp.Duration, sp.Warmup, sp.Size)
+	if sp.Timeline > 0 {
+		w("- plus one %v timeline trial per model at %d connections\n", sp.Timeline, sp.TimelineConns)
+	}
+	w("\n")
+
+	w("## How to read this\n\n")
+	w("- **req/s** is the median over repetitions; **[lo–hi]** its order-statistic confidence interval, which with %d repetitions covers %s (95%% needs at least 6).\n", sp.Repeat, levelString(coverage(sp.Repeat, 1)))
+	w("- Latency percentiles are read from the merge of every repetition's HdrHistogram, never averaged.\n")
+	w("- A lead is **significant** when a two-sided Mann–Whitney test gives p < 0.05, **consistent** when every repetition of one beat every repetition of the other but there are too few repetitions for significance, and **within the noise** otherwise.\n")
+	w("- **CPU/req** is the server process tree's CPU time over the measured window per request (median over repetitions); **RSS**, **threads** and **procs** are peaks over all repetitions.\n")
+	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **starved ~n/c** (by Little's law — throughput × mean latency — only about n of the c connections were being served: the rest waited, unanswered and unmeasured), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
+
+	byName := map[string]Figure{}
+	for _, f := range figs {
+		byName[f.Name] = f
+	}
+	img := func(name string, findings []string) {
+		f, ok := byName[name]
+		if !ok {
+			return
+		}
+		w("### %s\n\n![%s](%s/%s.png)\n\n%s\n\n", f.Title, f.Title, plotRel, f.Name, f.Caption)
+		if len(findings) > 0 {
+			w("**What this run shows:**\n\n")
+			for _, l := range findings {
+				w("- %s\n", l)
+			}
+			w("\n")
+		}
+	}
+	focus := sp.FocusConns()
+	for _, g := range sp.Groups() {
+		w("## %s\n\n", capitalize(g.String()))
+		unit := "req/s"
+		if g.Reconnect {
+			unit = "conn/s"
+		}
+		w("%s\n(CSV: [%s.csv](%s.csv))\n\n", Table(s, g, unit), g.Key(), g.Key())
+		if g.Reconnect {
+			img(fmt.Sprintf("reconnect-%s-c%d", g.Key(), focus), []string{LeadFinding(s, g, focus, "conn/s")})
+			continue
+		}
+		img("throughput-"+g.Key(), ThroughputFindings(s, g))
+		img("p99-"+g.Key(), P99Findings(s, g))
+		img(fmt.Sprintf("nines-%s-c%d", g.Key(), focus), NinesFindings(s, g, focus))
+		img("cpu-"+g.Key(), CPUFindings(s, g))
+		img("rss-"+g.Key(), MemoryFindings(s, g))
+	}
+	for _, proto := range sp.Protos {
+		name := fmt.Sprintf("work-%s-c%d", proto, focus)
+		if _, ok := byName[name]; ok {
+			w("## Blocking work (%s)\n\n", proto)
+			img(name, WorkFindings(s, proto, focus))
+		}
+	}
+	if rows := TimelineRows(s); len(rows) > 0 {
+		c, _ := sp.TimelineCell(sp.Models[0])
+		w("## Timeline\n\n")
+		img(fmt.Sprintf("timeline-%s-c%d", c.Group().Key(), c.Conns), TimelineFindings(rows))
+		w("| model | steady req/s | first second | p99 median | worst p99 (at) |\n|---|--:|--:|--:|--:|\n")
+		for _, r := range rows {
+			w("| %s | %s | %s | %s | %s (t=%d s) |\n", r.Model, Num(r.Steady), pctOf(r.First), Micros(r.P99Median), Micros(r.P99Worst), r.WorstAt)
+		}
+		w("\n")
+	}
+
+	w("## Warnings\n\n")
+	warns := Warnings(s, d)
+	if len(warns) == 0 {
+		w("None: no cell was client-bound, failed, skipped or noisy.\n")
+	}
+	for _, l := range warns {
+		w("- %s\n", l)
+	}
+	return b.String()
+}
+
+// Warnings lists client-bound, failed, skipped, noisy and unrun cells, in plan
+// order.
+func Warnings(s *Summary, d *Dataset) []string {
+	var out []string
+	seen := map[string]bool{}
+	notRun := 0
+	for _, t := range s.Spec.Plan() {
+		if _, ok := d.Records[t.Key()]; !ok {
+			notRun++
+		}
+		k := t.Cell.Key()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		cs := s.Cells[k]
+		if cs.ClientBound > 0 {
+			out = append(out, fmt.Sprintf("%s: client-bound in %d of %d repetitions — the load generator was saturated, the server's limit may be higher.", t.Cell, cs.ClientBound, cs.Measured))
+		}
+		if cs.Starved() {
+			out = append(out, fmt.Sprintf("%s: starved — throughput × mean latency says only about %.0f of %d connections were being served (Little's law); the others waited unanswered, and their waits are not in the latency figures.", t.Cell, cs.ActiveConns, cs.Cell.Conns))
+		}
+		if cs.Noisy() {
+			out = append(out, fmt.Sprintf("%s: noisy — interval %s–%s around a median of %s req/s (%.0f%% wide).", t.Cell, Num(cs.Throughput.Lo), Num(cs.Throughput.Hi), Num(cs.Throughput.Median), cs.Throughput.RelWidth()*100))
+		}
+		for _, n := range cs.Notes {
+			out = append(out, fmt.Sprintf("%s: %s", t.Cell, n))
+		}
+	}
+	if notRun > 0 {
+		out = append(out, fmt.Sprintf("%d planned trials have not run (an interrupted run: rerun the same command to resume).", notRun))
+	}
+	return out
+}
+
+// Table is a group's Markdown table: one row per concurrency and model, models
+// fastest first within a concurrency.
+func Table(s *Summary, g Group, unit string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| c | model | %s [CI] | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
+	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	for _, c := range s.Spec.Conns {
+		rows := measured(s, g, c)
+		for _, m := range s.Spec.Models {
+			if cs := s.Cell(g, m, c); cs.Throughput.N == 0 {
+				rows = append(rows, cs)
+			}
+		}
+		for _, cs := range rows {
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				c, cs.Cell.Model, throughputCell(cs), lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
+				cpuCell(cs), rssCell(cs), procCell(cs), errCell(cs), strings.Join(Flags(cs), " "))
+		}
+	}
+	return b.String()
+}
+
+func throughputCell(cs CellSummary) string {
+	if cs.Throughput.N == 0 {
+		return "–"
+	}
+	if cs.Throughput.N == 1 {
+		return Num(cs.Throughput.Median) + " (n=1)"
+	}
+	return fmt.Sprintf("%s [%s–%s]", Num(cs.Throughput.Median), Num(cs.Throughput.Lo), Num(cs.Throughput.Hi))
+}
+
+func lat(cs CellSummary, v int64) string {
+	if cs.Latency.Count == 0 {
+		return "–"
+	}
+	return Micros(float64(v))
+}
+
+func cpuCell(cs CellSummary) string {
+	if cs.CPUPerReqUS <= 0 {
+		return "–"
+	}
+	return Micros(cs.CPUPerReqUS)
+}
+
+func rssCell(cs CellSummary) string {
+	if cs.RSSMaxBytes <= 0 {
+		return "–"
+	}
+	return MiB(cs.RSSMaxBytes)
+}
+
+func procCell(cs CellSummary) string {
+	if cs.ThreadsMax == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d / %d", cs.ThreadsMax, cs.ProcsMax)
+}
+
+func errCell(cs CellSummary) string {
+	if cs.ErrorsTotal == 0 {
+		return "0"
+	}
+	return ErrorsString(cs.Errors)
+}
+
+// Flags are a cell's warning marks for tables.
+func Flags(cs CellSummary) []string {
+	var f []string
+	if cs.ClientBound > 0 {
+		f = append(f, fmt.Sprintf("CB %d/%d", cs.ClientBound, cs.Measured))
+	}
+	if cs.Noisy() {
+		f = append(f, "noisy")
+	}
+	if cs.Starved() {
+		f = append(f, fmt.Sprintf("starved ~%.0f/%d", cs.ActiveConns, cs.Cell.Conns))
+	}
+	if cs.Failed > 0 {
+		f = append(f, fmt.Sprintf("fail %d/%d", cs.Failed, cs.Planned))
+	}
+	if cs.Skipped > 0 {
+		f = append(f, fmt.Sprintf("skip %d/%d", cs.Skipped, cs.Planned))
+	}
+	if run := cs.OK + cs.Failed + cs.Skipped; run < cs.Planned {
+		f = append(f, fmt.Sprintf("not run %d/%d", cs.Planned-run, cs.Planned))
+	}
+	return f
+}
+
+// TableCSV is a group's table as CSV, with full-precision numbers.
+func TableCSV(s *Summary, g Group) []byte {
+	var buf bytes.Buffer
+	cw := csv.NewWriter(&buf)
+	cw.Write([]string{"proto", "work", "reconnect", "conns", "model", "planned", "measured", "failed", "skipped",
+		"throughput_median", "ci_lo", "ci_hi", "ci_level", "throughputs",
+		"p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us", "latency_count",
+		"cpu_us_per_req", "rss_max_bytes", "threads_max", "procs_max", "errors_total", "errors", "client_bound_reps", "noisy", "active_conns"})
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+	for _, c := range s.Spec.Conns {
+		for _, m := range s.Spec.Models {
+			cs := s.Cell(g, m, c)
+			var tps []string
+			for _, t := range cs.Throughputs {
+				tps = append(tps, f(t))
+			}
+			med, lo, hi := "", "", ""
+			if cs.Throughput.N > 0 {
+				med, lo, hi = f(cs.Throughput.Median), f(cs.Throughput.Lo), f(cs.Throughput.Hi)
+			}
+			l := cs.Latency
+			cw.Write([]string{g.Proto, g.Work, strconv.FormatBool(g.Reconnect), strconv.Itoa(c), m,
+				strconv.Itoa(cs.Planned), strconv.Itoa(cs.Measured), strconv.Itoa(cs.Failed), strconv.Itoa(cs.Skipped),
+				med, lo, hi, f(cs.Throughput.Level), strings.Join(tps, " "),
+				i64(l.P50US), i64(l.P90US), i64(l.P99US), i64(l.P999US), i64(l.P9999US), i64(l.MaxUS), i64(l.Count),
+				f(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
+				i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns)})
+		}
+	}
+	cw.Flush()
+	return buf.Bytes()
+}
+
+func i64(v int64) string { return strconv.FormatInt(v, 10) }
+
+func ints(v []int) string {
+	if len(v) == 0 {
+		return "none"
+	}
+	var s []string
+	for _, x := range v {
+		s = append(s, strconv.Itoa(x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,339 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/result"
+)
+
+// ErrInterrupted is returned by Runner.Run when its context was cancelled: the
+// trial in flight was discarded, every finished one is saved.
+var ErrInterrupted = errors.New("interrupted")
+
+// Runner runs a Spec's trials, each by starting loadgen, and saves them in Store.
+type Runner struct {
+	Spec    Spec
+	Store   Store
+	Loadgen string // the loadgen executable; it finds the server beside itself
+	// Skip says why a cell is not run ("" runs it). Nil runs everything.
+	Skip func(Cell) string
+	// Progress receives one line per trial; nil discards.
+	Progress io.Writer
+	// Slack is added to a trial's planned length before it is stopped as hung;
+	// 0 means 30 s (plus 1 s per 500 connections for the ramp).
+	Slack time.Duration
+}
+
+// Counts are what a Run did.
+type Counts struct {
+	Planned, Resumed, OK, Failed, Skipped int
+	Elapsed                               time.Duration
+}
+
+// Run runs every planned trial that has no record yet, in plan order, writing
+// each one's files as soon as it ends. It returns ErrInterrupted (wrapped) when
+// ctx is cancelled; rerunning with the same Store resumes.
+func (r *Runner) Run(ctx context.Context) (Counts, error) {
+	var n Counts
+	start := time.Now()
+	if err := r.Store.CleanTmp(); err != nil {
+		return n, err
+	}
+	plan := Plan{Spec: r.Spec, Started: start}
+	if old, err := r.Store.ReadPlan(); err == nil {
+		if why := r.Spec.SameMeasurement(old.Spec); why != "" {
+			return n, fmt.Errorf("%s holds trials measured differently (%s): use another -out, or remove it", r.Store.Dir, why)
+		}
+		plan.Started = old.Started
+	}
+	if err := r.Store.WritePlan(plan); err != nil {
+		return n, err
+	}
+	trials := r.Spec.Plan()
+	n.Planned = len(trials)
+	var todo []Trial
+	for _, t := range trials {
+		if r.Store.Done(t) {
+			n.Resumed++
+		} else {
+			todo = append(todo, t)
+		}
+	}
+	if n.Resumed > 0 {
+		r.logf("bench: resuming %s: %d of %d trials already done", r.Store.Dir, n.Resumed, n.Planned)
+	}
+	var ran, plannedRan time.Duration // time spent in trials that ran, and their planned length
+	var runs int
+	for i, t := range todo {
+		if ctx.Err() != nil {
+			n.Elapsed = time.Since(start)
+			return n, fmt.Errorf("%w after %d of %d trials", ErrInterrupted, n.Resumed+i, n.Planned)
+		}
+		var rec TrialRecord
+		if why := r.skip(t.Cell); why != "" {
+			rec = TrialRecord{Trial: t, Status: StatusSkipped, Reason: why, ExitCode: -1, Started: time.Now()}
+		} else {
+			var err error
+			rec, err = r.runTrial(ctx, t)
+			if err != nil {
+				n.Elapsed = time.Since(start)
+				return n, err
+			}
+			ran += time.Duration(rec.Seconds * float64(time.Second))
+			plannedRan += r.Spec.TrialDuration(t.Cell)
+			runs++
+		}
+		if err := r.Store.WriteRecord(rec); err != nil {
+			return n, err
+		}
+		switch rec.Status {
+		case StatusOK:
+			n.OK++
+		case StatusFailed:
+			n.Failed++
+		default:
+			n.Skipped++
+		}
+		left := todo[i+1:]
+		r.logf("bench: [%d/%d] %s elapsed, ~%s left | %s rep %d: %s",
+			n.Resumed+i+1, n.Planned, round(time.Since(start)), round(r.estimate(left, ran, plannedRan, runs)), t.Cell, t.Rep, rec.headline())
+	}
+	n.Elapsed = time.Since(start)
+	return n, nil
+}
+
+func (r *Runner) skip(c Cell) string {
+	if r.Skip == nil {
+		return ""
+	}
+	return r.Skip(c)
+}
+
+// estimate is the time the trials left will take: their planned length plus the
+// mean overhead (start-up, ramp, stop) of the trials run so far, which took ran
+// against plannedRan planned.
+func (r *Runner) estimate(left []Trial, ran, plannedRan time.Duration, runs int) time.Duration {
+	var planned time.Duration
+	for _, t := range left {
+		planned += r.Spec.TrialDuration(t.Cell)
+	}
+	if runs == 0 {
+		return planned
+	}
+	over := (ran - plannedRan) / time.Duration(runs)
+	return planned + time.Duration(len(left))*max(over, 0)
+}
+
+func (r *Runner) logf(format string, a ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, format+"\n", a...)
+	}
+}
+
+// Args are loadgen's arguments for a trial, writing its result to out (FILE.json).
+func (s Spec) Args(c Cell, out string) []string {
+	d := s.Duration
+	if c.Timeline {
+		d = s.Timeline
+	}
+	args := []string{"-model", c.Model, "-proto", c.Proto, "-c", strconv.Itoa(c.Conns),
+		"-d", d.String(), "-warmup", s.Warmup.String(), "-size", strconv.Itoa(s.Size), "-q", "-o", out}
+	if c.Reconnect {
+		args = append(args, "-reconnect")
+	}
+	if c.Work != "" && c.Work != "none" {
+		args = append(args, "-server-arg=-work="+c.Work)
+	}
+	return args
+}
+
+// runTrial runs loadgen for one trial and adopts its output. The error is
+// non-nil only when the trial cannot be recorded: ctx was cancelled (the trial
+// is discarded) or the files could not be moved.
+func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
+	rec := TrialRecord{Trial: t, Started: time.Now(), ExitCode: -1}
+	slack := r.Slack
+	if slack == 0 {
+		slack = 30 * time.Second
+	}
+	limit := r.Spec.TrialDuration(t.Cell) + slack + time.Duration(t.Cell.Conns/500)*time.Second
+	tctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, r.Loadgen, r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json")...)
+	// SIGINT lets loadgen stop its server cleanly; a loadgen that does not exit in
+	// 20 s more is killed.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	cmd.WaitDelay = 20 * time.Second
+	var stderr tail
+	cmd.Stderr = &stderr
+	cmd.Stdout = io.Discard
+	err := cmd.Run()
+	rec.Seconds = time.Since(rec.Started).Seconds()
+	if ctx.Err() != nil {
+		return rec, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
+	}
+	if cmd.ProcessState != nil {
+		rec.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	path, aerr := r.Store.Adopt(t)
+	if aerr != nil {
+		return rec, aerr
+	}
+	rec.Result = path
+	var res *result.Run
+	if path != "" {
+		if res, aerr = result.ReadFile(filepath.Join(r.Store.Dir, path)); aerr != nil {
+			rec.Result, res = "", nil
+			rec.Reason = "unreadable result: " + aerr.Error()
+		}
+	}
+	rec.Status, rec.Failure = classify(rec.ExitCode, tctx.Err() != nil, err, res)
+	if rec.Status != StatusOK {
+		rec.Stderr = stderr.String()
+		if rec.Reason == "" {
+			rec.Reason = failureReason(rec, err, res)
+		}
+	}
+	if res != nil {
+		rec.Headline = Headline(res)
+	}
+	return rec, nil
+}
+
+// classify turns loadgen's exit into a status and failure kind. loadgen exits 0
+// on success, 1 when the run failed (its result, if written, says why) and 2 on
+// a usage error.
+func classify(code int, timedOut bool, runErr error, res *result.Run) (status, failure string) {
+	switch {
+	case timedOut:
+		return StatusFailed, FailTimeout
+	case runErr == nil && code == 0:
+		return StatusOK, ""
+	case code == 2:
+		return StatusFailed, FailUsage
+	case res == nil:
+		return StatusFailed, FailNoResult
+	case res.Load.ErrorsTotal > 0:
+		return StatusFailed, FailErrors
+	case res.Server != nil && res.Server.Exit != nil && !res.Server.Exit.Clean:
+		return StatusFailed, FailServerExit
+	}
+	return StatusFailed, FailNoResult
+}
+
+func failureReason(rec TrialRecord, runErr error, res *result.Run) string {
+	switch rec.Failure {
+	case FailErrors:
+		return ErrorsString(res.Load.Errors)
+	case FailServerExit:
+		return res.Server.Exit.Error
+	case FailTimeout:
+		return "loadgen did not finish in time and was stopped"
+	}
+	if last := lastLine(rec.Stderr); last != "" {
+		return last
+	}
+	if runErr != nil {
+		return runErr.Error()
+	}
+	return "loadgen failed"
+}
+
+// Headline is a result's one-line summary: throughput, p99, errors, flags.
+func Headline(r *result.Run) string {
+	s := fmt.Sprintf("%s req/s, p99 %s", Num(r.Load.Throughput), Micros(float64(r.Load.Latency.P99US)))
+	if r.Load.ErrorsTotal > 0 {
+		s += ", errors " + ErrorsString(r.Load.Errors)
+	}
+	if r.ClientBound {
+		s += ", CLIENT-BOUND"
+	}
+	return s
+}
+
+func (rec TrialRecord) headline() string {
+	switch rec.Status {
+	case StatusSkipped:
+		return "skipped: " + rec.Reason
+	case StatusFailed:
+		s := "FAILED (" + rec.Failure + "): " + rec.Reason
+		if rec.Headline != "" {
+			s += " | " + rec.Headline
+		}
+		return s
+	}
+	return rec.Headline
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Second) }
+
+// tail keeps the last 4 KiB written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 4 << 10
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// DefaultSkip skips cells this machine cannot run at all: more connections than
+// ephemeral ports, or than the descriptor limit allows. Cells a model cannot run
+// (select past FD_SETSIZE, a pool smaller than the concurrency) are run, and their
+// failures recorded.
+func DefaultSkip(c Cell) string {
+	if lo, hi, ok := portRange(); ok && uint64(c.Conns) > hi-lo+1 {
+		return fmt.Sprintf("%d connections exceed the %d ephemeral ports (net/ipv4/ip_local_port_range)", c.Conns, hi-lo+1)
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(c.Conns)+256 > rl.Max && os.Geteuid() != 0 {
+		return fmt.Sprintf("%d connections need more descriptors than the hard limit %d (ulimit -Hn)", c.Conns, rl.Max)
+	}
+	return ""
+}
+
+func portRange() (lo, hi uint64, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.ParseUint(f[0], 10, 64)
+	hi, err2 := strconv.ParseUint(f[1], 10, 64)
+	return lo, hi, err1 == nil && err2 == nil && hi >= lo
+}

@@ -1,0 +1,319 @@
+// Package bench runs the comparison matrix — every model against a sweep of
+// concurrency, protocols, per-request work and connection modes, repeated — by
+// driving the load generator (bin/loadgen) once per trial and reading back its
+// typed result (package internal/result). It then summarises the repetitions with
+// medians, confidence intervals and merged latency histograms, says which
+// differences are inside the noise, and writes REPORT.md, CSV tables and PNG plots.
+//
+// The layout of a run directory (see Store) is the contract between the runner and
+// the report: `bench report` redraws everything from it without running anything.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Spec is what a run measures: the matrix and how long each trial lasts. It is
+// saved as plan.json in the run directory, so a report can be redrawn from data
+// alone and a resumed run can check it measures the same thing.
+type Spec struct {
+	Preset string   `json:"preset,omitempty"` // the preset it came from, if any
+	Models []string `json:"models"`           // registered model names
+	Conns  []int    `json:"conns"`            // concurrency sweep (connections)
+	Protos []string `json:"protos"`           // "echo", "rpc"
+	// Works are the per-request work kinds ("none", "sleep:1ms", "cpu:50us"). Work is
+	// an rpc feature: echo cells are run with "none" only.
+	Works []string `json:"works"`
+	// Reconnect is "off" (persistent connections), "on" (a new connection per
+	// request) or "both". Reconnect cells are run with work "none" only: they
+	// measure connection set-up, not handlers.
+	Reconnect string `json:"reconnect"`
+	// Repeat is the number of repetitions of every cell.
+	Repeat int `json:"repeat"`
+	// Duration and Warmup are each trial's measured time and unmeasured lead-in.
+	Duration time.Duration `json:"duration_ns"`
+	Warmup   time.Duration `json:"warmup_ns"`
+	// Size is the request payload, bytes.
+	Size int `json:"size"`
+	// Timeline, if positive, adds one longer trial per model (echo, or the first
+	// protocol, at TimelineConns) to show a run's second-by-second course.
+	Timeline      time.Duration `json:"timeline_ns,omitempty"`
+	TimelineConns int           `json:"timeline_conns,omitempty"`
+	// Focus is the concurrency at which the per-model plots (latency by percentile,
+	// CPU per request, reconnect rate, blocking work) are drawn; 0 picks 100 when
+	// swept, else the highest swept.
+	Focus int `json:"focus,omitempty"`
+}
+
+// Presets are the named matrices: quick is what `make bench` runs.
+var Presets = map[string]Spec{
+	// quick: every model, echo, a concurrency sweep, 3 repetitions, plus a 6 s
+	// timeline per model. About 8 minutes with 12 models on a 2-core machine.
+	"quick": {
+		Conns: []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
+		Timeline: 6 * time.Second, TimelineConns: 100,
+	},
+	// full: both protocols, blocking work, reconnect mode, up to 10,000
+	// connections, 5 repetitions of 5 s. Hours, not minutes.
+	"full": {
+		Conns: []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
+		Reconnect: "both", Repeat: 5, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
+		Timeline: 15 * time.Second, TimelineConns: 100,
+	},
+}
+
+// Cell is one point of the matrix: a model under one workload.
+type Cell struct {
+	Model     string `json:"model"`
+	Proto     string `json:"proto"`
+	Work      string `json:"work"`
+	Reconnect bool   `json:"reconnect,omitempty"`
+	Conns     int    `json:"conns"`
+	// Timeline marks the one long trial per model that feeds the timeline plot; it
+	// is not part of the sweep's statistics.
+	Timeline bool `json:"timeline,omitempty"`
+}
+
+// Group is the workload of a cell without model and concurrency: one table and
+// one set of plots each.
+type Group struct {
+	Proto     string `json:"proto"`
+	Work      string `json:"work"`
+	Reconnect bool   `json:"reconnect,omitempty"`
+}
+
+// Group returns the cell's group.
+func (c Cell) Group() Group { return Group{c.Proto, c.Work, c.Reconnect} }
+
+// Key names the group in file names: "echo", "rpc-sleep-1ms", "echo-reconnect".
+func (g Group) Key() string {
+	k := g.Proto
+	if g.Work != "" && g.Work != "none" {
+		k += "-" + sanitize(g.Work)
+	}
+	if g.Reconnect {
+		k += "-reconnect"
+	}
+	return k
+}
+
+// String is the group for humans: "echo", "rpc, work sleep:1ms, reconnect".
+func (g Group) String() string {
+	s := g.Proto
+	if g.Work != "" && g.Work != "none" {
+		s += ", work " + g.Work
+	}
+	if g.Reconnect {
+		s += ", a new connection per request"
+	}
+	return s
+}
+
+// Key names the cell's directory: "echo/c100/epoll-et", "timeline/echo-c100/poll".
+func (c Cell) Key() string {
+	if c.Timeline {
+		return fmt.Sprintf("timeline/%s-c%d/%s", c.Group().Key(), c.Conns, c.Model)
+	}
+	return fmt.Sprintf("%s/c%d/%s", c.Group().Key(), c.Conns, c.Model)
+}
+
+// String is the cell for progress lines.
+func (c Cell) String() string {
+	s := fmt.Sprintf("%s %s c=%d", c.Model, c.Group(), c.Conns)
+	if c.Timeline {
+		s += " (timeline)"
+	}
+	return s
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.':
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+// Trial is one run of one cell: what loadgen is started for.
+type Trial struct {
+	Cell Cell `json:"cell"`
+	Rep  int  `json:"rep"` // 1-based repetition
+}
+
+// Key names the trial's files: the cell's key and "rep2".
+func (t Trial) Key() string { return fmt.Sprintf("%s/rep%d", t.Cell.Key(), t.Rep) }
+
+// Groups lists the spec's groups in order: protocols, then work, then reconnect.
+func (s Spec) Groups() []Group {
+	var gs []Group
+	for _, p := range s.Protos {
+		for _, w := range s.Works {
+			if p != "rpc" && w != "none" {
+				continue // work is an rpc feature
+			}
+			if s.Reconnect != "on" {
+				gs = append(gs, Group{p, w, false})
+			}
+			if s.Reconnect != "off" && w == "none" {
+				gs = append(gs, Group{p, w, true})
+			}
+		}
+	}
+	return gs
+}
+
+// TimelineCell is the timeline cell of a model, or false when the spec has none.
+func (s Spec) TimelineCell(model string) (Cell, bool) {
+	gs := s.Groups()
+	if s.Timeline <= 0 || len(gs) == 0 {
+		return Cell{}, false
+	}
+	g := gs[0]
+	return Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: s.TimelineConns, Timeline: true}, true
+}
+
+// Plan lists every trial in the order they run. Repetitions are the outer loop
+// and models the inner one — rep 1 of every cell, then rep 2 … — so each
+// repetition of one model sits between repetitions of the others (A B C A B C,
+// never A A A B B B) and slow drift of a shared machine spreads over all models
+// alike. Within a repetition the sweep goes group by group, concurrency rising.
+// The timeline trials (one per model) run last.
+func (s Spec) Plan() []Trial {
+	var ts []Trial
+	for rep := 1; rep <= s.Repeat; rep++ {
+		for _, g := range s.Groups() {
+			for _, c := range s.Conns {
+				for _, m := range s.Models {
+					ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c}, rep})
+				}
+			}
+		}
+	}
+	for _, m := range s.Models {
+		if c, ok := s.TimelineCell(m); ok {
+			ts = append(ts, Trial{c, 1})
+		}
+	}
+	return ts
+}
+
+// FocusConns is the concurrency of the per-model plots.
+func (s Spec) FocusConns() int {
+	if s.Focus > 0 {
+		return s.Focus
+	}
+	if slices.Contains(s.Conns, 100) {
+		return 100
+	}
+	if len(s.Conns) == 0 {
+		return 0
+	}
+	return slices.Max(s.Conns)
+}
+
+// TrialDuration is the planned length of a trial's load, warm-up included.
+func (s Spec) TrialDuration(c Cell) time.Duration {
+	if c.Timeline {
+		return s.Timeline + s.Warmup
+	}
+	return s.Duration + s.Warmup
+}
+
+// Validate checks the spec against the registered models (known).
+func (s Spec) Validate(known []string) error {
+	var errs []error
+	if len(s.Models) == 0 {
+		errs = append(errs, errors.New("no models"))
+	}
+	for _, m := range s.Models {
+		if !slices.Contains(known, m) {
+			errs = append(errs, fmt.Errorf("unknown model %q (registered: %s)", m, strings.Join(known, ", ")))
+		}
+	}
+	if len(s.Conns) == 0 {
+		errs = append(errs, errors.New("no concurrency levels"))
+	}
+	for _, c := range s.Conns {
+		if c < 1 {
+			errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c))
+		}
+	}
+	for _, p := range s.Protos {
+		if p != "echo" && p != "rpc" {
+			errs = append(errs, fmt.Errorf("protocol %q: want echo or rpc", p))
+		}
+	}
+	for _, w := range s.Works {
+		if w != "none" && !strings.HasPrefix(w, "sleep:") && !strings.HasPrefix(w, "cpu:") {
+			errs = append(errs, fmt.Errorf("work %q: want none, sleep:DUR or cpu:DUR", w))
+		}
+	}
+	switch s.Reconnect {
+	case "off", "on", "both":
+	default:
+		errs = append(errs, fmt.Errorf("reconnect %q: want off, on or both", s.Reconnect))
+	}
+	if s.Repeat < 1 || s.Duration <= 0 || s.Warmup < 0 || s.Size < 1 {
+		errs = append(errs, errors.New("repeat, duration and size must be positive, warm-up not negative"))
+	}
+	if len(errs) == 0 && len(s.Groups()) == 0 {
+		errs = append(errs, errors.New("the protocols, work and reconnect choices leave no cell (work other than none applies to rpc only)"))
+	}
+	return errors.Join(errs...)
+}
+
+// SameMeasurement reports why a saved spec's trials cannot be mixed with s's
+// ("" if they can): the trial length, warm-up and payload must match. The
+// matrix itself may grow or shrink; cells are matched by key.
+func (s Spec) SameMeasurement(saved Spec) string {
+	var diffs []string
+	if s.Duration != saved.Duration {
+		diffs = append(diffs, fmt.Sprintf("duration %v vs %v", s.Duration, saved.Duration))
+	}
+	if s.Warmup != saved.Warmup {
+		diffs = append(diffs, fmt.Sprintf("warm-up %v vs %v", s.Warmup, saved.Warmup))
+	}
+	if s.Size != saved.Size {
+		diffs = append(diffs, fmt.Sprintf("size %d vs %d", s.Size, saved.Size))
+	}
+	if s.Timeline != saved.Timeline {
+		diffs = append(diffs, fmt.Sprintf("timeline %v vs %v", s.Timeline, saved.Timeline))
+	}
+	return strings.Join(diffs, ", ")
+}
+
+// ParseInts parses "1,10,100".
+func ParseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q: not an integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ParseList parses "a,b" into its non-empty, trimmed items.
+func ParseList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPlanInterleavesRepetitions(t *testing.T) {
+	sp := Spec{Models: []string{"a", "b", "c"}, Conns: []int{1, 10}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 2, Duration: time.Second, Size: 64, Timeline: 3 * time.Second, TimelineConns: 10}
+	var got []string
+	for _, tr := range sp.Plan() {
+		got = append(got, tr.Key())
+	}
+	want := []string{
+		"echo/c1/a/rep1", "echo/c1/b/rep1", "echo/c1/c/rep1", "echo/c10/a/rep1", "echo/c10/b/rep1", "echo/c10/c/rep1",
+		"echo/c1/a/rep2", "echo/c1/b/rep2", "echo/c1/c/rep2", "echo/c10/a/rep2", "echo/c10/b/rep2", "echo/c10/c/rep2",
+		"timeline/echo-c10/a/rep1", "timeline/echo-c10/b/rep1", "timeline/echo-c10/c/rep1",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan:\n got %q\nwant %q", got, want)
+	}
+	// No model runs twice in a row within the sweep: A B C A B C, not A A B B.
+	plan := sp.Plan()
+	for i := 1; i < 12; i++ {
+		if plan[i].Cell.Model == plan[i-1].Cell.Model {
+			t.Errorf("trials %d and %d both run %s", i-1, i, plan[i].Cell.Model)
+		}
+	}
+}
+
+func TestGroupsOfFullPreset(t *testing.T) {
+	sp := Presets["full"]
+	var got []string
+	for _, g := range sp.Groups() {
+		got = append(got, g.Key())
+	}
+	// Work is an rpc feature; reconnect cells run without work.
+	want := []string{"echo", "echo-reconnect", "rpc", "rpc-reconnect", "rpc-sleep-1ms"}
+	if !slices.Equal(got, want) {
+		t.Errorf("groups %q, want %q", got, want)
+	}
+	if g := (Group{"rpc", "sleep:1ms", false}); g.String() != "rpc, work sleep:1ms" {
+		t.Errorf("String = %q", g.String())
+	}
+}
+
+func TestPresetsAreValid(t *testing.T) {
+	known := []string{"epoll-et", "poll"}
+	for name, sp := range Presets {
+		sp.Models = known
+		if err := sp.Validate(known); err != nil {
+			t.Errorf("preset %s: %v", name, err)
+		}
+		if sp.Repeat < 3 {
+			t.Errorf("preset %s: %d repetitions, want at least 3", name, sp.Repeat)
+		}
+	}
+	if Presets["full"].Repeat < 5 || slices.Max(Presets["full"].Conns) < 10000 {
+		t.Error("full preset: want ≥ 5 repetitions and 10,000 connections")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	known := []string{"epoll-et"}
+	good := Spec{Models: known, Conns: []int{1}, Protos: []string{"echo"}, Works: []string{"none"}, Reconnect: "off", Repeat: 1, Duration: time.Second, Size: 1}
+	if err := good.Validate(known); err != nil {
+		t.Fatalf("good spec: %v", err)
+	}
+	for name, mut := range map[string]func(*Spec){
+		"unknown model": func(s *Spec) { s.Models = []string{"nope"} },
+		"no conns":      func(s *Spec) { s.Conns = nil },
+		"zero conns":    func(s *Spec) { s.Conns = []int{0} },
+		"bad proto":     func(s *Spec) { s.Protos = []string{"http"} },
+		"bad work":      func(s *Spec) { s.Works = []string{"spin"} },
+		"bad reconnect": func(s *Spec) { s.Reconnect = "maybe" },
+		"no repeat":     func(s *Spec) { s.Repeat = 0 },
+		"echo only with work": func(s *Spec) {
+			s.Works = []string{"sleep:1ms"}
+		},
+	} {
+		s := good
+		mut(&s)
+		if err := s.Validate(known); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestArgs(t *testing.T) {
+	sp := Spec{Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64, Timeline: 6 * time.Second}
+	got := strings.Join(sp.Args(Cell{Model: "poll", Proto: "rpc", Work: "sleep:1ms", Reconnect: true, Conns: 10}, "x.json"), " ")
+	want := "-model poll -proto rpc -c 10 -d 2s -warmup 500ms -size 64 -q -o x.json -reconnect -server-arg=-work=sleep:1ms"
+	if got != want {
+		t.Errorf("args\n got %s\nwant %s", got, want)
+	}
+	got = strings.Join(sp.Args(Cell{Model: "poll", Proto: "echo", Work: "none", Conns: 100, Timeline: true}, "y.json"), " ")
+	if !strings.Contains(got, "-d 6s") || strings.Contains(got, "-work") {
+		t.Errorf("timeline args %s: want -d 6s and no work", got)
+	}
+}
+
+func TestSameMeasurement(t *testing.T) {
+	a := Presets["quick"]
+	if why := a.SameMeasurement(a); why != "" {
+		t.Errorf("same spec: %q", why)
+	}
+	b := a
+	b.Duration = time.Minute
+	b.Models = []string{"other"} // the matrix may change; the measurement may not
+	if why := a.SameMeasurement(b); !strings.Contains(why, "duration") {
+		t.Errorf("different duration: %q", why)
+	}
+}
+
+func TestParse(t *testing.T) {
+	if got, err := ParseInts("1, 10,100,"); err != nil || !slices.Equal(got, []int{1, 10, 100}) {
+		t.Errorf("ParseInts = %v, %v", got, err)
+	}
+	if _, err := ParseInts("1,x"); err == nil {
+		t.Error("ParseInts(1,x): no error")
+	}
+	if got := ParseList(" a,,b "); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("ParseList = %q", got)
+	}
+}
