@@ -3,8 +3,9 @@ GO       ?= go
 BIN      := bin
 CMDS     := server loadgen bench
 FUZZTIME ?= 30s
+CC       ?= cc
 
-.PHONY: all build test lint fuzz bench bench-full clean help
+.PHONY: all build peers test lint fuzz bench bench-full clean help
 
 all: build
 
@@ -16,10 +17,15 @@ help:
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
 	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
 
-build:
+build: peers
 	@echo ">> building $(CMDS) into $(BIN)/"
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do $(GO) build -o $(BIN)/$$c ./cmd/$$c || exit 1; done
+
+peers:
+	@echo ">> building the C reference peer into $(BIN)/cepoll"
+	@mkdir -p $(BIN)
+	$(CC) -O2 -Wall -Wextra -o $(BIN)/cepoll peers/cepoll/cepoll.c
 
 test:
 	@echo ">> go vet"
