@@ -20,7 +20,8 @@ help:
 build: peers
 	@echo ">> building $(CMDS) into $(BIN)/"
 	@mkdir -p $(BIN)
-	@for c in $(CMDS); do $(GO) build -o $(BIN)/$$c ./cmd/$$c || exit 1; done
+	@# -buildvcs=auto: results record the git revision even where GOFLAGS turns it off
+	@for c in $(CMDS); do $(GO) build -buildvcs=auto -o $(BIN)/$$c ./cmd/$$c || exit 1; done
 
 peers:
 	@echo ">> building the C reference peer into $(BIN)/cepoll"
