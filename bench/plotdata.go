@@ -18,6 +18,9 @@ type Point struct {
 	// ClientBound marks a point whose load generator was saturated: the figure is
 	// the client's limit, drawn with a warning glyph.
 	ClientBound bool `json:",omitempty"`
+	// Starved marks a point where most connections waited unanswered (see
+	// CellSummary.Starved): its latency leaves their waits out, drawn boxed.
+	Starved bool `json:",omitempty"`
 }
 
 // Series is one line (one model).
@@ -125,7 +128,7 @@ func Figures(s *Summary) []Figure {
 	return out
 }
 
-const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit."
+const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit. A boxed point is starved: most connections waited unanswered (a pool smaller than the concurrency), so its latency leaves their waits out."
 
 // ThroughputFigure: throughput vs concurrency, one line per model, with the
 // median's confidence interval as error bars.
@@ -142,7 +145,7 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 			}
 			level = max(level, cs.Throughput.Level)
 			ser.Points = append(ser.Points, Point{X: float64(c), Y: cs.Throughput.Median,
-				Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, ClientBound: cs.ClientBound > 0})
+				Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, ClientBound: cs.ClientBound > 0, Starved: cs.Starved()})
 		}
 		p.Series = append(p.Series, ser)
 	}
@@ -167,7 +170,7 @@ func P99Figure(s *Summary, g Group) Figure {
 				continue
 			}
 			y := float64(cs.Latency.P99US)
-			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, ClientBound: cs.ClientBound > 0})
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, ClientBound: cs.ClientBound > 0, Starved: cs.Starved()})
 		}
 		p.Series = append(p.Series, ser)
 	}
@@ -185,6 +188,9 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 	for _, m := range s.Spec.Models {
 		cs := s.Cell(g, m, conns)
 		ser := Series{Name: m}
+		if cs.Starved() {
+			ser.Name += " (starved)"
+		}
 		for _, n := range cs.Nines {
 			if n.US <= 0 {
 				continue
@@ -195,7 +201,7 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 		p.Series = append(p.Series, ser)
 	}
 	return Figure{Name: fmt.Sprintf("nines-%s-c%d", g.Key(), conns), Title: fmt.Sprintf("Latency by percentile at %d connections (%s)", conns, g.String()),
-		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right."}
+		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right. A model marked (starved) served only some of its connections at a time: the others' waits are not in its histogram."}
 }
 
 // CPUFigure: server CPU per request, bars per model, one colour per concurrency.

@@ -140,7 +140,7 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 		}
 		p.X.Tick.Marker = ts
 	}
-	var bound plotter.XYs
+	var bound, starved plotter.XYs
 	for i, s := range pn.Series {
 		clr, gl, dash := style(i)
 		if len(s.Points) == 0 {
@@ -168,6 +168,9 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 			}
 			if pt.ClientBound {
 				bound = append(bound, xys[j])
+			}
+			if pt.Starved {
+				starved = append(starved, xys[j])
 			}
 		}
 		line, pts, err := plotter.NewLinePoints(xys)
@@ -201,6 +204,15 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(7), warnRed
 		p.Add(sc)
 		legend.Add("client-bound", sc)
+	}
+	if len(starved) > 0 {
+		sc, err := plotter.NewScatter(starved)
+		if err != nil {
+			return nil, legend, err
+		}
+		sc.Shape, sc.Radius, sc.Color = draw.SquareGlyph{}, vg.Points(6), color.Black
+		p.Add(sc)
+		legend.Add("starved", sc)
 	}
 	return p, legend, nil
 }

@@ -307,3 +307,40 @@ func TestRenderLogZero(t *testing.T) {
 		t.Error("a zero on a log axis: no error")
 	}
 }
+
+// TestStarvedMarked: a cell where most connections waited unanswered is marked in
+// the throughput and p99 plots and named so in the nines plot, so a pool's short
+// latencies are never shown unqualified.
+func TestStarvedMarked(t *testing.T) {
+	s := Summarise(fixture(t))
+	g := Group{Proto: "echo", Work: "none"}
+	key := Cell{Model: "slow", Proto: "echo", Work: "none", Conns: 100}.Key()
+	cs, ok := s.Cells[key]
+	if !ok {
+		t.Fatalf("fixture has no cell %s", key)
+	}
+	cs.ActiveConns = 2 // 2 of 100 connections served at a time
+	s.Cells[key] = cs
+	for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g)} {
+		for _, ser := range f.Panels[0].Series {
+			for _, pt := range ser.Points {
+				want := ser.Name == "slow" && pt.X == 100
+				if pt.Starved != want {
+					t.Errorf("%s: %s at c=%v starved=%v, want %v", f.Name, ser.Name, pt.X, pt.Starved, want)
+				}
+			}
+		}
+	}
+	var names []string
+	for _, ser := range NinesFigure(s, g, 100).Panels[0].Series {
+		names = append(names, ser.Name)
+	}
+	if want := []string{"fast", "slow (starved)", "twin"}; !slices.Equal(names, want) {
+		t.Errorf("nines series %q, want %q", names, want)
+	}
+	for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, 100)} {
+		if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
+			t.Fatalf("render %s: %v", f.Name, err)
+		}
+	}
+}
