@@ -107,16 +107,40 @@ func ThroughputFindings(s *Summary, g Group) []string {
 	return out
 }
 
+// latencyCells are the cells of g at c with a latency histogram, less the starved
+// ones (their histograms leave out the waits of most connections, so their low
+// percentiles would rank first for the wrong reason); the starved are returned
+// apart so a finding can say they were left out.
+func latencyCells(s *Summary, g Group, c int) (ms, starved []CellSummary) {
+	for _, m := range s.Spec.Models {
+		switch cs := s.Cell(g, m, c); {
+		case cs.Latency.Count == 0:
+		case cs.Starved():
+			starved = append(starved, cs)
+		default:
+			ms = append(ms, cs)
+		}
+	}
+	return ms, starved
+}
+
+// starvedNote says which cells a latency finding left out, or nothing.
+func starvedNote(starved []CellSummary) string {
+	if len(starved) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, cs := range starved {
+		parts = append(parts, fmt.Sprintf("%s (~%.0f of %d connections served)", cs.Cell.Model, cs.ActiveConns, cs.Cell.Conns))
+	}
+	return " Left out as starved, their waits unmeasured: " + strings.Join(parts, ", ") + "."
+}
+
 // P99Findings names the lowest and highest p99 at each concurrency.
 func P99Findings(s *Summary, g Group) []string {
 	var out []string
 	for _, c := range s.Spec.Conns {
-		var ms []CellSummary
-		for _, m := range s.Spec.Models {
-			if cs := s.Cell(g, m, c); cs.Latency.Count > 0 {
-				ms = append(ms, cs)
-			}
-		}
+		ms, starved := latencyCells(s, g, c)
 		if len(ms) < 2 {
 			continue
 		}
@@ -124,7 +148,7 @@ func P99Findings(s *Summary, g Group) []string {
 		lo, hi := ms[0], ms[len(ms)-1]
 		out = append(out, fmt.Sprintf("c=%d: lowest p99 %s (%s), highest %s (%s), %s apart.",
 			c, lo.Cell.Model, Micros(float64(lo.Latency.P99US)), hi.Cell.Model, Micros(float64(hi.Latency.P99US)),
-			times(float64(hi.Latency.P99US)/float64(max(lo.Latency.P99US, 1)))))
+			times(float64(hi.Latency.P99US)/float64(max(lo.Latency.P99US, 1))))+starvedNote(starved))
 	}
 	if len(out) > 0 {
 		out = append(out, "Percentiles come from the merged histograms of all repetitions and carry no interval; on a shared 2-core machine, read differences under about 1.5× with care.")
@@ -141,12 +165,7 @@ func times(r float64) string {
 
 // NinesFindings describes the tail at one concurrency.
 func NinesFindings(s *Summary, g Group, conns int) []string {
-	var ms []CellSummary
-	for _, m := range s.Spec.Models {
-		if cs := s.Cell(g, m, conns); cs.Latency.Count > 0 {
-			ms = append(ms, cs)
-		}
-	}
+	ms, starved := latencyCells(s, g, conns)
 	if len(ms) < 2 {
 		return nil
 	}
@@ -156,7 +175,7 @@ func NinesFindings(s *Summary, g Group, conns int) []string {
 	return []string{
 		fmt.Sprintf("At c=%d the median latency ranged from %s to %s, the p99.9 from %s (%s) to %s (%s).",
 			conns, Micros(float64(slices.MinFunc(ms, byP50).Latency.P50US)), Micros(float64(slices.MaxFunc(ms, byP50).Latency.P50US)),
-			Micros(float64(lo.Latency.P999US)), lo.Cell.Model, Micros(float64(hi.Latency.P999US)), hi.Cell.Model),
+			Micros(float64(lo.Latency.P999US)), lo.Cell.Model, Micros(float64(hi.Latency.P999US)), hi.Cell.Model) + starvedNote(starved),
 		fmt.Sprintf("The slowest single request took %s (%s); a steep rise at the right of a line is a tail the median does not show.",
 			Micros(float64(worst.Latency.MaxUS)), worst.Cell.Model),
 	}

@@ -338,6 +338,20 @@ func TestStarvedMarked(t *testing.T) {
 	if want := []string{"fast", "slow (starved)", "twin"}; !slices.Equal(names, want) {
 		t.Errorf("nines series %q, want %q", names, want)
 	}
+	for _, lines := range [][]string{P99Findings(s, g), NinesFindings(s, g, 100)} {
+		var c100 string
+		for _, l := range lines {
+			if strings.Contains(l, "c=100") {
+				c100 = l
+			}
+		}
+		if !strings.Contains(c100, "Left out as starved, their waits unmeasured: slow (~2 of 100 connections served).") {
+			t.Errorf("finding at c=100 does not leave out the starved cell: %q", c100)
+		}
+		if before, _, _ := strings.Cut(c100, "Left out"); strings.Contains(before, "slow") {
+			t.Errorf("a starved cell is ranked: %q", c100)
+		}
+	}
 	for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, 100)} {
 		if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
 			t.Fatalf("render %s: %v", f.Name, err)

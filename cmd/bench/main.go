@@ -174,8 +174,8 @@ the same -out resumes. Then writes DIR/REPORT.md, DIR/GROUP.csv and PNG plots
 under plots/NAME. Cells a model cannot serve are run and their failures recorded.
 
 Presets:
-  quick  every model, echo, c = 1,10,100,1000, 3 repetitions of 2 s, a 6 s timeline
-         per model (what make bench runs; under 10 minutes on 2 cores)
+  quick  every model, echo, c = 1,10,100,1000, 6 repetitions of 1 s, a 4 s timeline
+         per model (what make bench runs; 7.5 minutes on 2 cores, build included)
   full   echo and rpc, work none and sleep:1ms, reconnect both, c up to 10000,
          5 repetitions of 5 s (hours)
 
