@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"concbench/bench"
 	"concbench/models"
 )
 
@@ -21,7 +22,7 @@ func TestParse(t *testing.T) {
 	if !slices.Equal(sp.Models, []string{"epoll-et", "poll"}) || !slices.Equal(sp.Conns, []int{1, 10}) || sp.Repeat != 5 || sp.Duration != time.Second {
 		t.Errorf("spec %+v", sp)
 	}
-	if sp.Warmup != 500*time.Millisecond || !slices.Equal(sp.Protos, []string{"echo"}) {
+	if quick := bench.Presets["quick"]; sp.Warmup != quick.Warmup || sp.Timeline != quick.Timeline || !slices.Equal(sp.Protos, []string{"echo"}) {
 		t.Errorf("preset defaults lost: %+v", sp)
 	}
 	if !strings.Contains(sp.Preset, "customised") {
