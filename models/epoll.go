@@ -45,21 +45,13 @@ type epollLoop struct {
 func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, err := newWaker(ctx)
+	w, epfd, release, err := newWakeEpoll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	defer unix.Close(epfd)
+	defer release()
 	el := &epollLoop{loop: newLoop(env), epfd: epfd, edge: m.edge, exclusive: m.exclusive && m.edge, lnFD: ln.FD}
 	defer el.closeAll()
-	if err := el.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		return err
-	}
 	// The listener is registered by this loop and must leave the set when the loop
 	// ends: ln belongs to the caller, who may serve it again.
 	if err := el.ctl(unix.EPOLL_CTL_ADD, ln.FD, el.listenEvents()); err != nil {
@@ -101,6 +93,29 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		el.drainReady()
 	}
 	return nil
+}
+
+// newWakeEpoll starts an epoll-based loop: a waker for ctx and an epoll instance
+// with the waker already registered (its event's Fd is the waker's fd). release
+// closes both, epoll first; a caller defers it where anything that must run while
+// the epoll instance is open (a shutdown that re-arms or deregisters) is deferred
+// after it.
+func newWakeEpoll(ctx context.Context) (w *waker, epfd int, release func(), err error) {
+	w, err = newWaker(ctx)
+	if err != nil {
+		return nil, -1, nil, err
+	}
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		w.close()
+		return nil, -1, nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+		unix.Close(epfd)
+		w.close()
+		return nil, -1, nil, err
+	}
+	return w, epfd, func() { unix.Close(epfd); w.close() }, nil
 }
 
 func (el *epollLoop) ctl(op, fd int, events uint32) error { return epollCtl(el.epfd, op, fd, events) }

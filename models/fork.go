@@ -89,16 +89,11 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	// tied to a thread that outlives them (child.go).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, err := newWaker(ctx)
+	_, epfd, release, err := newWakeEpoll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	defer unix.Close(epfd)
+	defer release()
 	f := &forker{env: env, epfd: epfd, lnFD: ln.FD, maxProcs: forkMaxProcs(env), children: map[int]*proc{}}
 	defer f.shutdown()
 	maxProcs := int64(f.maxProcs)
@@ -106,9 +101,6 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	env.Stats.Gauge("max_procs", func() int64 { return maxProcs })
 	env.Stats.Gauge("spawned", f.spawned.Load)
 
-	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		return err
-	}
 	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
 		return err
 	}

@@ -151,19 +151,12 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		return err
 	}
 
-	w, err := newWaker(ctx)
+	_, epfd, release, err := newWakeEpoll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	pf.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	defer unix.Close(pf.epfd)
-	if err := epollCtl(pf.epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		return err
-	}
+	defer release()
+	pf.epfd = epfd
 
 	// Counters: the workers' slots are summed into env.Stats at every snapshot, and
 	// once more after the last worker is reaped.

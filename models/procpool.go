@@ -102,16 +102,11 @@ func (procpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) err
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	w, err := newWaker(ctx)
+	w, epfd, release, err := newWakeEpoll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	defer unix.Close(epfd)
+	defer release()
 	p := &pool{env: env, epfd: epfd, lnFD: ln.FD, byFD: map[int]*poolWorker{}, workers: map[*poolWorker]struct{}{}}
 	defer p.shutdown() // before epfd is closed: deferred calls run last-in first-out
 	env.Stats.Gauge("workers", p.live.Load)
@@ -119,9 +114,6 @@ func (procpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) err
 	env.Stats.Gauge("workers_replaced", p.replaced.Load)
 	env.Stats.Gauge("workers_lost", p.lost.Load)
 
-	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		return err
-	}
 	for range n {
 		if err := p.start(); err != nil {
 			return fmt.Errorf("procpool: starting %d workers: %w", n, err)

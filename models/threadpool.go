@@ -133,18 +133,14 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, err := newWaker(ctx)
+	w, epfd, release, err := newWakeEpoll(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
 	// Closing the epoll instance also takes the listener out of it: ln stays the
 	// caller's, with no registration left behind.
-	defer unix.Close(p.epfd)
+	defer release()
+	p.epfd = epfd
 	// Deferred last so it runs first: workers are joined before the epoll instance
 	// they re-arm connections with is closed.
 	defer p.stop()
@@ -160,9 +156,6 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 	p.managerStop, p.managerDone = cancel, make(chan struct{})
 	go p.manage(mctx)
 
-	if err := p.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		return err
-	}
 	if err := p.ctl(unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
 		return err
 	}
