@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/envinfo"
 	"concbench/internal/result"
 )
 
@@ -314,7 +315,7 @@ func (t *tail) String() string {
 // (select past FD_SETSIZE, a pool smaller than the concurrency) are run, and their
 // failures recorded.
 func DefaultSkip(c Cell) string {
-	if lo, hi, ok := portRange(); ok && uint64(c.Conns) > hi-lo+1 {
+	if lo, hi, ok := envinfo.PortRange(); ok && uint64(c.Conns) > hi-lo+1 {
 		return fmt.Sprintf("%d connections exceed the %d ephemeral ports (net/ipv4/ip_local_port_range)", c.Conns, hi-lo+1)
 	}
 	var rl unix.Rlimit
@@ -322,18 +323,4 @@ func DefaultSkip(c Cell) string {
 		return fmt.Sprintf("%d connections need more descriptors than the hard limit %d (ulimit -Hn)", c.Conns, rl.Max)
 	}
 	return ""
-}
-
-func portRange() (lo, hi uint64, ok bool) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0, false
-	}
-	lo, err1 := strconv.ParseUint(f[0], 10, 64)
-	hi, err2 := strconv.ParseUint(f[1], 10, 64)
-	return lo, hi, err1 == nil && err2 == nil && hi >= lo
 }

@@ -342,7 +342,7 @@ func raiseNoFile(need uint64) error {
 // preflight warns about system limits that a workload of w's size would hit.
 func preflight(w result.Workload) []string {
 	var out []string
-	if lo, hi, ok := portRange(); ok {
+	if lo, hi, ok := envinfo.PortRange(); ok {
 		ports := hi - lo + 1
 		if uint64(w.Conns) > ports {
 			out = append(out, fmt.Sprintf("-c %d is above the %d ephemeral ports (net/ipv4/ip_local_port_range %d-%d): connects will fail with connect_addr", w.Conns, ports, lo, hi))
@@ -356,20 +356,6 @@ func preflight(w result.Workload) []string {
 		out = append(out, fmt.Sprintf("RLIMIT_NOFILE is %d, below -c %d plus a margin: connects will fail with connect_fd", rl.Cur, w.Conns))
 	}
 	return out
-}
-
-func portRange() (lo, hi uint64, ok bool) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0, false
-	}
-	lo, err1 := strconv.ParseUint(f[0], 10, 64)
-	hi, err2 := strconv.ParseUint(f[1], 10, 64)
-	return lo, hi, err1 == nil && err2 == nil && hi >= lo
 }
 
 func readUint(path string) uint64 {

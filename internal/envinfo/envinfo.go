@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -88,4 +89,20 @@ func cstr(b []byte) string {
 		b = b[:i]
 	}
 	return string(b)
+}
+
+// PortRange is the kernel's ephemeral port range (net.ipv4.ip_local_port_range):
+// how many client connections one source address can hold to one destination.
+func PortRange() (lo, hi uint64, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.ParseUint(f[0], 10, 64)
+	hi, err2 := strconv.ParseUint(f[1], 10, 64)
+	return lo, hi, err1 == nil && err2 == nil && hi >= lo
 }
