@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -135,10 +134,10 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		pf.lns[i] = ln.FD
 	}
 	if mode == AcceptReuseport {
-		if err := setReuseport(ln.FD, true); err != nil {
+		if err := sock.SetReusePort(ln.FD, true); err != nil {
 			return err
 		}
-		defer setReuseport(ln.FD, false)
+		defer sock.SetReusePort(ln.FD, false)
 		for i := 1; i < n; i++ {
 			fd, err := reuseportListener(ln.Addr)
 			if err != nil {
@@ -404,56 +403,14 @@ func (pf *prefork) release() {
 	}
 }
 
-func setReuseport(fd int, on bool) error {
-	v := 0
-	if on {
-		v = 1
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, v); err != nil {
-		return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
-	}
-	return nil
-}
-
 // reuseportListener binds a new listening socket to addr (HOST:PORT, already bound
 // by a listener with SO_REUSEPORT) with SO_REUSEPORT, joining its group.
 func reuseportListener(addr string) (int, error) {
-	ap, err := netip.ParseAddrPort(addr)
+	ln, err := sock.ListenReusePort(addr)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("reuseport listener: %w", err)
 	}
-	family := unix.AF_INET
-	var sa unix.Sockaddr
-	if a := ap.Addr().Unmap(); a.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
-	}
-	err = func() error {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
-		}
-		if err := setReuseport(fd, true); err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, sa); err != nil {
-			return os.NewSyscallError("bind", err)
-		}
-		if err := unix.Listen(fd, sock.Backlog); err != nil {
-			return os.NewSyscallError("listen", err)
-		}
-		return nil
-	}()
-	if err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("reuseport listener on %s: %w", addr, err)
-	}
-	return fd, nil
+	return ln.FD, nil
 }
 
 // workerGauges keeps a prefork worker's gauge map (whose only other reference is

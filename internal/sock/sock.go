@@ -33,6 +33,18 @@ func (l *Listener) Close() error { return unix.Close(l.FD) }
 // SO_REUSEADDR and listens. A non-loopback host is refused with ErrNotLoopback
 // unless allowRemote is set.
 func Listen(addr string, allowRemote bool) (*Listener, error) {
+	return listen(addr, allowRemote, false)
+}
+
+// ListenReusePort is Listen with SO_REUSEPORT set before bind: the socket joins the
+// group of SO_REUSEPORT sockets already bound to addr (whose binding already passed
+// Listen's loopback check), and the kernel spreads new connections across the group
+// by a hash of their addresses.
+func ListenReusePort(addr string) (*Listener, error) {
+	return listen(addr, true, true)
+}
+
+func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		host, port, serr := net.SplitHostPort(addr)
@@ -60,7 +72,7 @@ func Listen(addr string, allowRemote bool) (*Listener, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	if err := setup(fd, sa); err != nil {
+	if err := setup(fd, sa, reusePort); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
@@ -72,15 +84,33 @@ func Listen(addr string, allowRemote bool) (*Listener, error) {
 	return &Listener{FD: fd, Addr: SockaddrString(bound)}, nil
 }
 
-func setup(fd int, sa unix.Sockaddr) error {
+func setup(fd int, sa unix.Sockaddr, reusePort bool) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if reusePort {
+		if err := SetReusePort(fd, true); err != nil {
+			return err
+		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return os.NewSyscallError("bind", err)
 	}
 	if err := unix.Listen(fd, Backlog); err != nil {
 		return os.NewSyscallError("listen", err)
+	}
+	return nil
+}
+
+// SetReusePort sets or clears SO_REUSEPORT on a socket. Set after bind, it lets
+// later ListenReusePort sockets join the socket's port (Linux allows this).
+func SetReusePort(fd int, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, v); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
 	}
 	return nil
 }

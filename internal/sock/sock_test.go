@@ -55,3 +55,33 @@ func TestListen(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestListenReusePort: a second socket joins a port only when the first one has
+// SO_REUSEPORT; without it the bind fails.
+func TestListenReusePort(t *testing.T) {
+	for _, share := range []bool{true, false} {
+		first, err := Listen("127.0.0.1:0", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if share {
+			if err := SetReusePort(first.FD, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		second, err := ListenReusePort(first.Addr)
+		switch {
+		case share && err != nil:
+			t.Errorf("joining %s with SO_REUSEPORT set: %v", first.Addr, err)
+		case !share && err == nil:
+			t.Errorf("joined %s though its socket has no SO_REUSEPORT", first.Addr)
+		}
+		if second != nil {
+			if second.Addr != first.Addr {
+				t.Errorf("joined %s, want %s", second.Addr, first.Addr)
+			}
+			second.Close()
+		}
+		first.Close()
+	}
+}
