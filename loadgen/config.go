@@ -17,7 +17,10 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"concbench/internal/result"
 )
@@ -97,20 +100,42 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	if w.Loops > w.Conns {
 		w.Loops = w.Conns
 	}
-	if _, err := resolveAddr(w.Addr); err != nil {
+	if _, _, err := resolveAddr(w.Addr); err != nil {
 		return bad("%v", err)
 	}
 	return w, nil
 }
 
-// resolveAddr parses HOST:PORT with a numeric host (or localhost).
-func resolveAddr(addr string) (netip.AddrPort, error) {
+// resolveAddr parses HOST:PORT with a numeric host (or localhost, or a resolvable
+// name), or unix:PATH for a Unix domain socket, into a socket family and address.
+func resolveAddr(addr string) (family int, sa unix.Sockaddr, err error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if path == "" {
+			return 0, nil, fmt.Errorf("addr %q: want unix:/path/to.sock", addr)
+		}
+		if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
+			return 0, nil, fmt.Errorf("addr %q: path longer than %d bytes", addr, len(unix.RawSockaddrUnix{}.Path)-1)
+		}
+		return unix.AF_UNIX, &unix.SockaddrUnix{Name: path}, nil
+	}
+	ap, err := resolveInet(addr)
+	if err != nil {
+		return 0, nil, err
+	}
+	a := ap.Addr().Unmap()
+	if a.Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, nil
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}, nil
+}
+
+func resolveInet(addr string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return ap, nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("addr %q: want IP:PORT", addr)
+		return netip.AddrPort{}, fmt.Errorf("addr %q: want IP:PORT or unix:PATH", addr)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {

@@ -12,7 +12,7 @@ type ErrorKind uint8
 
 // The kinds of errors, with their names in results.
 const (
-	ErrConnectRefused ErrorKind = iota // connect: ECONNREFUSED (nothing listening, or the backlog overflowed)
+	ErrConnectRefused ErrorKind = iota // connect: ECONNREFUSED (nothing listening, or the backlog overflowed); for a Unix socket also EAGAIN (backlog full) and ENOENT (no socket file)
 	ErrConnectTimeout                  // connect did not complete within ConnectTimeout (or ETIMEDOUT)
 	ErrConnectAddr                     // connect: EADDRNOTAVAIL (ephemeral ports exhausted)
 	ErrConnectFD                       // socket: EMFILE/ENFILE (descriptor limit)
@@ -51,7 +51,8 @@ func ErrorKinds() []ErrorKind {
 
 func connectErrorKind(err error) ErrorKind {
 	switch {
-	case errors.Is(err, unix.ECONNREFUSED):
+	case errors.Is(err, unix.ECONNREFUSED), errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOENT):
+		// EAGAIN and ENOENT come only from connecting to a Unix domain socket.
 		return ErrConnectRefused
 	case errors.Is(err, unix.ETIMEDOUT):
 		return ErrConnectTimeout

@@ -32,6 +32,8 @@ func TestResolve(t *testing.T) {
 		{"defaults", result.Workload{Addr: "127.0.0.1:1"}, true},
 		{"localhost", result.Workload{Addr: "localhost:80"}, true},
 		{"no port", result.Workload{Addr: "127.0.0.1"}, false},
+		{"unix", result.Workload{Addr: "unix:/tmp/x.sock"}, true},
+		{"unix no path", result.Workload{Addr: "unix:"}, false},
 		{"bad proto", result.Workload{Addr: "127.0.0.1:1", Proto: "http"}, false},
 		{"negative rate", result.Workload{Addr: "127.0.0.1:1", Rate: -1}, false},
 		{"reconnect pipeline", result.Workload{Addr: "127.0.0.1:1", Reconnect: true, Pipeline: 2}, false},
@@ -227,5 +229,31 @@ func TestReconnect(t *testing.T) {
 		if ld.Connect.Latency.Count < ld.Requests {
 			t.Errorf("rate %v: %d connects for %d requests: want a connection per request", rate, ld.Connect.Latency.Count, ld.Requests)
 		}
+	}
+}
+
+// TestUnixSocket: unix:PATH drives a Unix domain socket server, pipelined over
+// kept connections and with a connection per request; a path with nothing
+// listening counts refused connects.
+func TestUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, &testServer{proto: "rpc", size: 100, unixPath: dir + "/s.sock"})
+	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 100, Conns: 20, Pipeline: 4, Loops: 2, Duration: 400 * time.Millisecond})
+	ld := o.Load
+	if ld.ErrorsTotal != 0 || ld.Requests < 100 || ld.Connect.Established != 20 {
+		t.Fatalf("errors %v, %d requests, %d established", ld.Errors, ld.Requests, ld.Connect.Established)
+	}
+	if o.Workload.Addr != s.addr() {
+		t.Errorf("recorded addr %q, want %q", o.Workload.Addr, s.addr())
+	}
+	e := startServer(t, &testServer{proto: "echo", size: 10, unixPath: dir + "/e.sock"})
+	o = run(t, result.Workload{Addr: e.addr(), Size: 10, Conns: 3, Reconnect: true, Duration: 400 * time.Millisecond})
+	ld = o.Load
+	if ld.ErrorsTotal != 0 || ld.Requests < 50 || ld.Connect.Latency.Count < ld.Requests {
+		t.Fatalf("reconnect: errors %v, %d requests, %d connects", ld.Errors, ld.Requests, ld.Connect.Latency.Count)
+	}
+	o = run(t, result.Workload{Addr: "unix:" + dir + "/nobody.sock", Size: 10, Conns: 2, Duration: 200 * time.Millisecond})
+	if o.Load.Requests != 0 || o.Load.Errors["connect_refused"] == 0 {
+		t.Errorf("nothing listening: %d requests, errors %v: want refused connects", o.Load.Requests, o.Load.Errors)
 	}
 }

@@ -89,16 +89,11 @@ type shared struct {
 // letters rotating through 26 patterns (fewer for huge sizes), so the reply to one
 // request differs from the reply to the next.
 func newShared(cfg Config, base time.Time) (*shared, error) {
-	ap, err := resolveAddr(cfg.Addr)
+	family, sa, err := resolveAddr(cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &shared{cfg: cfg, base: base, framed: cfg.Proto == "rpc"}
-	if a := ap.Addr().Unmap(); a.Is4() {
-		s.family, s.sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
-	} else {
-		s.family, s.sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-	}
+	s := &shared{cfg: cfg, base: base, framed: cfg.Proto == "rpc", family: family, sa: sa}
 	s.rot = 26
 	if cfg.Size > 1<<16 {
 		s.rot = 1
@@ -175,6 +170,9 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		cp := *sa
 		l.sa = &cp
 	case *unix.SockaddrInet6:
+		cp := *sa
+		l.sa = &cp
+	case *unix.SockaddrUnix:
 		cp := *sa
 		l.sa = &cp
 	}
@@ -446,7 +444,9 @@ func (l *loop) connect(c *conn, now int64) {
 		l.connectFailed(c, connectErrorKind(err), now)
 		return
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if l.sh.family != unix.AF_UNIX {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
 	c.fd = fd
 	// Registered once, edge-triggered, for the connection's life: the connect's
 	// completion is an EPOLLOUT edge, replies are EPOLLIN edges.

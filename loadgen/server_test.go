@@ -20,6 +20,9 @@ type testServer struct {
 	ln    net.Listener
 	proto string
 	size  int
+	// unixPath, if set, makes the server listen on this Unix domain socket
+	// instead of a loopback TCP port.
+	unixPath string
 
 	// serial makes requests wait for one another (one global lock) and each take
 	// service; zero service is an immediate reply.
@@ -39,7 +42,11 @@ type testServer struct {
 
 func startServer(t *testing.T, s *testServer) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	network, addr := "tcp", "127.0.0.1:0"
+	if s.unixPath != "" {
+		network, addr = "unix", s.unixPath
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +57,12 @@ func startServer(t *testing.T, s *testServer) *testServer {
 	return s
 }
 
-func (s *testServer) addr() string { return s.ln.Addr().String() }
+func (s *testServer) addr() string {
+	if s.unixPath != "" {
+		return "unix:" + s.unixPath
+	}
+	return s.ln.Addr().String()
+}
 
 func (s *testServer) accept() {
 	defer s.wg.Done()

@@ -162,7 +162,7 @@ func checkEqual(t *testing.T, got, want []byte) {
 
 // streamBoth writes req from one goroutine while reading the reply concurrently,
 // then half-closes and expects EOF right after the last byte of want.
-func streamBoth(t *testing.T, c *net.TCPConn, rng *rand.Rand, req, want []byte) {
+func streamBoth(t *testing.T, c halfCloser, rng *rand.Rand, req, want []byte) {
 	t.Helper()
 	werr := make(chan error, 1)
 	chunks := splitRandom(rng, req, 1<<17)
@@ -183,6 +183,13 @@ func streamBoth(t *testing.T, c *net.TCPConn, rng *rand.Rand, req, want []byte) 
 		t.Fatalf("write: %v", err)
 	}
 	checkEqual(t, got, want)
+}
+
+// halfCloser is a stream connection that can shut down its write side
+// (*net.TCPConn, *net.UnixConn).
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
 }
 
 // splitRandom cuts b into pieces of random sizes up to max.
@@ -583,4 +590,78 @@ func TestUnknownModel(t *testing.T) {
 			t.Errorf("error %q does not list %q", err, n)
 		}
 	}
+}
+
+// TestUnixSocketRoundTrip: every model serves on a Unix domain socket as on TCP —
+// round trips and a half-close — and the socket file is gone once the listener
+// is closed. prefork's reuseport mode refuses a Unix socket at start.
+func TestUnixSocketRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	for _, model := range models.Names() {
+		for _, p := range proto.Names() {
+			t.Run(model+"/"+p, func(t *testing.T) {
+				path := dir + "/" + model + "-" + p + ".sock"
+				s := start(t, model, p, func(c *models.Config) { c.Addr = "unix:" + path })
+				if s.addr != "unix:"+path {
+					t.Fatalf("listener address %q, want unix:%s", s.addr, path)
+				}
+				rng := rand.New(rand.NewPCG(7, 8))
+				c := dialUnix(t, path)
+				sizes := []int{1, 64 << 10}
+				if p == "rpc" {
+					sizes = append([]int{0}, sizes...)
+				}
+				for _, size := range sizes {
+					req, want := request(p, rng, size)
+					roundTrip(t, c, req, want)
+				}
+				req, want := workload(p, rng, 100<<10, 16<<10)
+				roundTrip(t, c, req, want)
+				// Half-close while reading concurrently (Unix socket buffers are
+				// smaller than loopback TCP's: a client that writes 300 KiB before
+				// reading would stall against the server's back-pressure):
+				// everything owed arrives, then EOF.
+				req, want = workload(p, rng, 300<<10, 32<<10)
+				streamBoth(t, c, rng, req, want)
+				c.Close()
+				eventually(t, "server to close the connection", func() bool { return s.env.Stats.Snapshot().Closed == 1 })
+				s.stop()
+				if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("socket file after stop: %v, want it removed", err)
+				}
+			})
+		}
+	}
+	t.Run("prefork/reuseport refused", func(t *testing.T) {
+		path := dir + "/reuseport.sock"
+		ln, err := sock.Listen("unix:"+path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		env, err := models.NewEnv(models.Config{Model: "prefork", Proto: "echo", Accept: models.AcceptReuseport, Workers: 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := models.New("prefork")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Serve(ctx, ln, env); !errors.Is(err, sock.ErrReusePortUnix) {
+			t.Fatalf("prefork reuseport on %s: Serve = %v, want %v", ln.Addr, err, sock.ErrReusePortUnix)
+		}
+	})
+}
+
+func dialUnix(t *testing.T, path string) *net.UnixConn {
+	t.Helper()
+	c, err := net.DialTimeout("unix", path, ioTimeout)
+	if err != nil {
+		t.Fatalf("dial unix %s: %v", path, err)
+	}
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
 }

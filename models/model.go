@@ -69,7 +69,7 @@ func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
 type Config struct {
 	Model string `json:"model"` // registered model name
 	Proto string `json:"proto"` // protocol name: echo or rpc
-	Addr  string `json:"addr"`  // listen address, HOST:PORT
+	Addr  string `json:"addr"`  // listen address, HOST:PORT or unix:PATH
 
 	// Work is the per-request cost of rpc requests; zero is none.
 	Work proto.Work `json:"work"`

@@ -133,6 +133,9 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	for i := range pf.lns {
 		pf.lns[i] = ln.FD
 	}
+	if mode == AcceptReuseport && sock.IsUnix(ln.Addr) {
+		return fmt.Errorf("prefork: -accept %s on %s: %w (use -accept %s)", AcceptReuseport, ln.Addr, sock.ErrReusePortUnix, AcceptExclusive)
+	}
 	if mode == AcceptReuseport {
 		if err := sock.SetReusePort(ln.FD, true); err != nil {
 			return err

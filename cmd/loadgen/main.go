@@ -43,6 +43,7 @@ type options struct {
 	clientCPUs string
 	out        string
 	quiet      bool
+	unix       bool // -model: serve on a Unix domain socket in a temporary directory
 }
 
 // errFailed means the run completed but something failed: errors were counted or
@@ -72,7 +73,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.model, "model", "", "start `server -model NAME` and drive it (exclusive with -addr)")
-	fs.StringVar(&o.w.Addr, "addr", "", "drive a server already listening at HOST:PORT")
+	fs.StringVar(&o.w.Addr, "addr", "", "drive a server already listening at HOST:PORT, or at a Unix domain socket unix:PATH")
+	fs.BoolVar(&o.unix, "unix", false, "with -model: start the server on a Unix domain socket (unix:$TMPDIR/concbench-*/server.sock) instead of loopback TCP")
 	fs.StringVar(&o.w.Proto, "proto", "echo", "protocol: echo | rpc")
 	fs.IntVar(&o.w.Conns, "c", 1, "concurrent connections")
 	fs.DurationVar(&o.w.Duration, "d", 10*time.Second, "measured duration")
@@ -100,6 +102,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case (o.model == "") == (o.w.Addr == ""):
 		return o, errors.New("give exactly one of -model NAME and -addr HOST:PORT")
+	case o.model == "" && o.unix:
+		return o, errors.New("-unix is for -model; with -addr, give unix:PATH")
 	case o.model == "" && len(o.serverArgs) > 0:
 		return o, fmt.Errorf("server arguments %q without -model", o.serverArgs)
 	case o.w.Conns < 1 || o.w.Size < 1 || o.w.Pipeline < 1 || o.w.Duration <= 0:
@@ -122,7 +126,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 }
 
 func usage(fs *flag.FlagSet) {
-	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME | -addr HOST:PORT) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
+	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME [-unix] | -addr HOST:PORT|unix:PATH) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
 
 Drives an echo or rpc server with N connections, verifies every reply, and reports
 throughput, latency percentiles (HdrHistogram), errors by kind, and (with -model)
@@ -142,6 +146,8 @@ Examples:
   loadgen -model poll -proto rpc -c 50 -rate 20000 -o results/poll.json -- -work=cpu:20us
   loadgen -model fork -reconnect -c 8 -d 5s
   loadgen -addr 127.0.0.1:7000 -c 100 -pipeline 4
+  loadgen -model epoll-et -unix -c 100 -d 5s      # over a Unix domain socket
+  loadgen -addr unix:/tmp/concbench.sock -c 100
 
 Flags:
 `)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -62,9 +63,60 @@ func TestParseFlags(t *testing.T) {
 	if !errors.Is(err, models.ErrUnknownModel) || !strings.Contains(err.Error(), "epoll-et") {
 		t.Errorf("unknown model: err = %v, want ErrUnknownModel listing the valid names", err)
 	}
-	for _, bad := range [][]string{{}, {"-model", "x", "-addr", "127.0.0.1:1"}, {"-addr", "127.0.0.1:1", "--", "-x"}, {"-addr", "127.0.0.1:1", "-proto", "http"}} {
+	for _, bad := range [][]string{{}, {"-model", "x", "-addr", "127.0.0.1:1"}, {"-addr", "127.0.0.1:1", "--", "-x"}, {"-addr", "127.0.0.1:1", "-proto", "http"}, {"-addr", "unix:/tmp/x.sock", "-unix"}, {"-addr", "unix:"}} {
 		if _, err := parse(bad, io.Discard); err == nil {
 			t.Errorf("parse(%q): no error", bad)
+		}
+	}
+}
+
+// TestRunModelUnix: -unix starts the server on a Unix domain socket in a
+// temporary directory, drives it there, and leaves nothing behind.
+func TestRunModelUnix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the server")
+	}
+	cpus, err := availableCPUs()
+	if err != nil || len(cpus) < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "server")
+	if out, err := exec.Command("go", "build", "-o", bin, "concbench/cmd/server").CombinedOutput(); err != nil {
+		t.Skipf("cannot build the server: %v\n%s", err, out)
+	}
+	for _, extra := range [][]string{{"-c", "10"}, {"-c", "3", "-reconnect"}} {
+		o, err := parse(append([]string{"-model", "epoll-et", "-unix", "-d", "500ms", "-warmup", "100ms", "-q",
+			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, extra...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		_, err = run(context.Background(), o, &out)
+		// run pins this whole process to the client CPUs: undo it for the next run
+		// and the tests after this one.
+		if perr := pinProcess(cpus); perr != nil {
+			t.Fatal(perr)
+		}
+		if err != nil {
+			t.Fatalf("%v: run: %v\n%s", extra, err, out.String())
+		}
+		r, err := result.ReadFile(filepath.Join(dir, "r.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, ok := strings.CutPrefix(r.Config.Workload.Addr, "unix:")
+		if !ok || !slices.Contains(r.Config.ServerArgs, r.Config.Workload.Addr) {
+			t.Errorf("%v: addr %q, server args %q: want the server on unix:PATH", extra, r.Config.Workload.Addr, r.Config.ServerArgs)
+		}
+		if r.Load.Requests == 0 || r.Load.ErrorsTotal != 0 {
+			t.Errorf("%v: requests %d, errors %v", extra, r.Load.Requests, r.Load.Errors)
+		}
+		if r.Server == nil || r.Server.Exit == nil || !r.Server.Exit.Clean {
+			t.Errorf("%v: server exit %+v, want clean", extra, r.Server)
+		}
+		if _, err := os.Lstat(filepath.Dir(path)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: socket directory after the run: %v, want it removed", extra, err)
 		}
 	}
 }

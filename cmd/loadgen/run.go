@@ -114,7 +114,16 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		if err != nil {
 			return nil, err
 		}
-		args := append([]string{"-model", o.model, "-proto", o.w.Proto, "-addr", "127.0.0.1:0"}, o.serverArgs...)
+		addr := "127.0.0.1:0"
+		if o.unix {
+			dir, err := os.MkdirTemp("", "concbench-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir) // after the server is gone (defers run last-in first-out)
+			addr = "unix:" + filepath.Join(dir, "server.sock")
+		}
+		args := append([]string{"-model", o.model, "-proto", o.w.Proto, "-addr", addr}, o.serverArgs...)
 		r.Config.ServerBin, r.Config.ServerArgs = bin, args
 		if srv, err = startServer(bin, args, serverCPUs, 10*time.Second); err != nil {
 			return nil, err

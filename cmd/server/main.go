@@ -53,7 +53,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.cfg.Model, "model", "", "concurrency model (required; see the list below)")
 	fs.StringVar(&o.cfg.Proto, "proto", "echo", "protocol: "+strings.Join(proto.Names(), " | "))
-	fs.StringVar(&o.cfg.Addr, "addr", "127.0.0.1:7000", "listen address IP:PORT; port 0 picks a free one")
+	fs.StringVar(&o.cfg.Addr, "addr", "127.0.0.1:7000", "listen address IP:PORT (port 0 picks a free one), or unix:PATH for a Unix domain socket (a stale socket file is replaced; the file is removed on exit)")
 	fs.Var(&o.cfg.Work, "work", "per-request work for rpc: none | cpu:DUR | sleep:DUR (e.g. cpu:50us)")
 	fs.IntVar(&o.cfg.MaxFrame, "max-frame", proto.DefaultMaxFrame, "largest rpc payload in bytes; a larger frame closes the connection")
 	fs.IntVar(&o.cfg.HighWater, "high-water", models.DefaultHighWater, "stop reading a connection whose unsent output exceeds this many bytes")
@@ -126,12 +126,13 @@ func usage(fs *flag.FlagSet) {
 	fmt.Fprint(w, `usage: server -model NAME [-proto echo|rpc] [-addr 127.0.0.1:7000] [flags]
 
 Serves one protocol with one concurrency model. The first stdout line is
-"listening on HOST:PORT"; SIGTERM or SIGINT stops it cleanly (exit 0).
+"listening on HOST:PORT" (or "listening on unix:PATH"); SIGTERM or SIGINT stops it cleanly (exit 0).
 
 Examples:
   server -model epoll-et -proto echo -addr 127.0.0.1:7000
   printf hello | nc -N 127.0.0.1 7000          # prints HELLO
   server -model select -proto rpc -work sleep:1ms -addr 127.0.0.1:0
+  server -model goroutine -addr unix:/tmp/concbench.sock
 
 Models:
 `)

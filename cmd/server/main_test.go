@@ -119,3 +119,73 @@ func TestServeAndStop(t *testing.T) {
 		}
 	}
 }
+
+// TestUnixSocket: -addr unix:PATH serves on a Unix domain socket and says so; a
+// socket file left by a killed server is replaced; exit removes the file; prefork's
+// reuseport mode refuses a Unix socket with a clear message.
+func TestUnixSocket(t *testing.T) {
+	bin := build(t)
+	path := filepath.Join(t.TempDir(), "s.sock")
+	startUnix := func(model string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(bin, "-model", model, "-addr", "unix:"+path)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%s: reading first line: %v", model, err)
+		}
+		if want := "listening on unix:" + path + "\n"; line != want {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%s: first line %q, want %q", model, line, want)
+		}
+		c, err := net.DialTimeout("unix", path, 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("hello"))
+		c.(*net.UnixConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "HELLO" {
+			t.Errorf("%s: got %q, %v; want HELLO", model, got, err)
+		}
+		return cmd
+	}
+
+	// Killed: nothing removes the file, and it is stale.
+	cmd := startUnix("poll")
+	cmd.Process.Kill()
+	cmd.Wait()
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket file after SIGKILL: %v, want a stale socket left", err)
+	}
+	for _, model := range []string{"poll", "prefork"} {
+		cmd := startUnix(model)
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%s: after SIGTERM: %v, want exit 0", model, err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: socket file after exit: %v, want it removed", model, err)
+		}
+	}
+
+	out, err := exec.Command(bin, "-model", "prefork", "-accept", "reuseport", "-addr", "unix:"+path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "SO_REUSEPORT does not apply to Unix domain sockets") {
+		t.Errorf("prefork -accept reuseport on a Unix socket: err=%v out=%s", err, out)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file after the refused start: %v, want it removed", err)
+	}
+}

@@ -41,7 +41,7 @@ type Run struct {
 // Workload is the shape of the load: what the engine (package loadgen) runs. The zero
 // value is valid with Addr set; every default is stated on its field.
 type Workload struct {
-	Addr  string `json:"addr"`  // server address, HOST:PORT
+	Addr  string `json:"addr"`  // server address, HOST:PORT or unix:PATH
 	Proto string `json:"proto"` // "echo" or "rpc"; "" means echo
 	// Conns is the number of concurrent connections; 0 means 1.
 	Conns int `json:"conns"`

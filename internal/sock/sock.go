@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,19 +21,61 @@ const Backlog = 4096
 // ErrNotLoopback is returned by Listen for a non-loopback address unless allowed.
 var ErrNotLoopback = errors.New("address is not loopback")
 
-// Listener is a listening TCP socket owned by the caller, non-blocking and close-on-exec.
+// ErrReusePortUnix is returned by ListenReusePort for a unix: address:
+// SO_REUSEPORT groups exist for TCP and UDP ports only.
+var ErrReusePortUnix = errors.New("SO_REUSEPORT does not apply to Unix domain sockets")
+
+// UnixPrefix marks a Unix domain socket address: "unix:/path/to.sock".
+const UnixPrefix = "unix:"
+
+// Listener is a listening stream socket (TCP, or Unix domain for a unix: address)
+// owned by the caller, non-blocking and close-on-exec.
 type Listener struct {
 	FD   int    // the socket
-	Addr string // the bound address as HOST:PORT (the real port when :0 was asked)
+	Addr string // the bound address as HOST:PORT (the real port when :0 was asked), or unix:PATH
+
+	// unlink is the socket file Listen created, removed by Close. Only Listen sets
+	// it, so a Listener built around an inherited descriptor (a worker process's)
+	// never removes its parent's file.
+	unlink string
+	ino    uint64 // the file's inode when bound: Close leaves a file replaced since
+	dev    uint64
 }
 
-// Close closes the socket.
-func (l *Listener) Close() error { return unix.Close(l.FD) }
+// Close closes the socket and, for a Unix domain socket this process bound,
+// removes its file (unless another socket has replaced it since).
+func (l *Listener) Close() error {
+	err := unix.Close(l.FD)
+	if l.unlink != "" {
+		var st unix.Stat_t
+		if unix.Lstat(l.unlink, &st) == nil && st.Ino == l.ino && st.Dev == l.dev {
+			if uerr := unix.Unlink(l.unlink); uerr != nil && err == nil {
+				err = &os.PathError{Op: "unlink", Path: l.unlink, Err: uerr}
+			}
+		}
+		l.unlink = ""
+	}
+	if err != nil {
+		return os.NewSyscallError("close", err)
+	}
+	return nil
+}
+
+// IsUnix reports whether addr names a Unix domain socket (unix:PATH).
+func IsUnix(addr string) bool { return strings.HasPrefix(addr, UnixPrefix) }
 
 // Listen binds addr (HOST:PORT, numeric host; port 0 picks a free one) with
 // SO_REUSEADDR and listens. A non-loopback host is refused with ErrNotLoopback
 // unless allowRemote is set.
+//
+// For addr unix:PATH it binds an AF_UNIX stream socket at PATH instead (local by
+// nature: no loopback check). A stale socket file at PATH (nothing accepting on
+// it) is removed first; a live one is refused with EADDRINUSE, and anything that
+// is not a socket is never removed. Close removes the file.
 func Listen(addr string, allowRemote bool) (*Listener, error) {
+	if path, ok := strings.CutPrefix(addr, UnixPrefix); ok {
+		return listenUnix(path)
+	}
 	return listen(addr, allowRemote, false)
 }
 
@@ -40,8 +83,81 @@ func Listen(addr string, allowRemote bool) (*Listener, error) {
 // group of SO_REUSEPORT sockets already bound to addr (whose binding already passed
 // Listen's loopback check), and the kernel spreads new connections across the group
 // by a hash of their addresses.
+// A unix: address is refused with ErrReusePortUnix.
 func ListenReusePort(addr string) (*Listener, error) {
+	if IsUnix(addr) {
+		return nil, fmt.Errorf("listen %s: %w", addr, ErrReusePortUnix)
+	}
 	return listen(addr, true, true)
+}
+
+func listenUnix(path string) (*Listener, error) {
+	addr := UnixPrefix + path
+	if path == "" {
+		return nil, fmt.Errorf("listen %q: want unix:/path/to.sock", addr)
+	}
+	sa := &unix.SockaddrUnix{Name: path}
+	if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("listen %s: path longer than %d bytes", addr, len(unix.RawSockaddrUnix{}.Path)-1)
+	}
+	if err := removeStale(path, sa); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen %s: %w", addr, os.NewSyscallError("bind", err))
+	}
+	ln := &Listener{FD: fd, Addr: addr, unlink: path}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		ln.unlink = "" // cannot tell it is ours later: leave it
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", addr, &os.PathError{Op: "lstat", Path: path, Err: err})
+	}
+	ln.ino, ln.dev = st.Ino, st.Dev
+	if err := unix.Listen(fd, Backlog); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", addr, os.NewSyscallError("listen", err))
+	}
+	return ln, nil
+}
+
+// removeStale removes a socket file at path that no one accepts on. It refuses a
+// path that is not a socket, and a socket a server still listens on.
+func removeStale(path string, sa *unix.SockaddrUnix) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if err == unix.ENOENT {
+			return nil
+		}
+		return &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("%s exists and is not a socket: refusing to remove it", path)
+	}
+	// A non-blocking connect to a Unix socket resolves at once: it succeeds or
+	// fails with EAGAIN (full backlog) if someone listens, ECONNREFUSED if not.
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	err = unix.Connect(fd, sa)
+	unix.Close(fd)
+	switch err {
+	case unix.ECONNREFUSED: // stale
+	case nil, unix.EAGAIN:
+		return fmt.Errorf("%s: a server is listening on it: %w", path, os.NewSyscallError("bind", unix.EADDRINUSE))
+	default:
+		return fmt.Errorf("probing %s: %w", path, os.NewSyscallError("connect", err))
+	}
+	if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "unlink stale socket", Path: path, Err: err}
+	}
+	return nil
 }
 
 func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
@@ -115,9 +231,12 @@ func SetReusePort(fd int, on bool) error {
 	return nil
 }
 
-// SockaddrString formats an inet socket address as HOST:PORT.
+// SockaddrString formats an inet socket address as HOST:PORT, a Unix domain one
+// as unix:PATH.
 func SockaddrString(sa unix.Sockaddr) string {
 	switch a := sa.(type) {
+	case *unix.SockaddrUnix:
+		return UnixPrefix + a.Name
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
 	case *unix.SockaddrInet6:

@@ -3,8 +3,11 @@ package sock
 import (
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestListen(t *testing.T) {
@@ -83,5 +86,118 @@ func TestListenReusePort(t *testing.T) {
 			second.Close()
 		}
 		first.Close()
+	}
+}
+
+// TestListenUnix: unix:PATH binds a Unix domain socket, replaces a stale socket
+// file, refuses a live one and anything that is not a socket, and Close removes
+// the file it bound — but not a file that replaced it, and a Listener around an
+// inherited descriptor (a worker's) removes nothing.
+func TestListenUnix(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/s.sock"
+	isSocket := func() bool {
+		fi, err := os.Lstat(path)
+		return err == nil && fi.Mode()&os.ModeSocket != 0
+	}
+
+	// A stale socket file: bound, then closed without removing it.
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if !isSocket() {
+		t.Fatal("stale socket file missing")
+	}
+
+	ln, err := Listen("unix:"+path, false)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket file: %v", err)
+	}
+	if ln.Addr != "unix:"+path {
+		t.Errorf("Addr = %q, want unix:%s", ln.Addr, path)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	c.Close()
+
+	// A live one is not replaced.
+	if ln2, err := Listen("unix:"+path, false); !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("Listen on a live socket: err = %v, want EADDRINUSE", err)
+		if ln2 != nil {
+			ln2.Close()
+		}
+	}
+	if _, err := ListenReusePort(ln.Addr); !errors.Is(err, ErrReusePortUnix) {
+		t.Errorf("ListenReusePort(%s) err = %v, want %v", ln.Addr, err, ErrReusePortUnix)
+	}
+
+	// A worker's Listener around an inherited copy of the descriptor.
+	dup, err := unix.FcntlInt(uintptr(ln.FD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Listener{FD: dup, Addr: ln.Addr}).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !isSocket() {
+		t.Fatal("closing an inherited descriptor removed the socket file")
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after Close: %v, want the file removed", err)
+	}
+
+	// A file that replaced ours is left alone.
+	old, err := Listen("unix:"+path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	cur, err := Listen("unix:"+path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if !isSocket() {
+		t.Fatal("closing a replaced listener removed its successor's file")
+	}
+	cur.Close()
+
+	// Never removes what is not a socket.
+	for _, kind := range []string{"regular file", "directory"} {
+		p := dir + "/not-a-socket"
+		os.RemoveAll(p)
+		if kind == "directory" {
+			err = os.Mkdir(p, 0o755)
+		} else {
+			err = os.WriteFile(p, []byte("keep me"), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ln, err := Listen("unix:"+p, false); err == nil || !strings.Contains(err.Error(), "not a socket") {
+			t.Errorf("Listen over a %s: err = %v, want a refusal", kind, err)
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		if fi, err := os.Lstat(p); err != nil || fi.IsDir() != (kind == "directory") {
+			t.Errorf("%s removed or replaced: %v", kind, err)
+		} else if b, _ := os.ReadFile(p); kind == "regular file" && string(b) != "keep me" {
+			t.Errorf("regular file now holds %q", b)
+		}
+	}
+
+	if _, err := Listen("unix:"+dir+"/"+strings.Repeat("x", 120), false); err == nil {
+		t.Error("Listen accepted a path longer than sun_path")
 	}
 }
