@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -242,15 +243,7 @@ func MemoryFindings(s *Summary, g Group) []string {
 	if len(gs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(gs, func(a, b grow) int {
-		switch {
-		case a.perConn > b.perConn:
-			return -1
-		case a.perConn < b.perConn:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(gs, func(a, b grow) int { return cmp.Compare(b.perConn, a.perConn) }) // largest first
 	var parts []string
 	for _, x := range gs {
 		parts = append(parts, fmt.Sprintf("%s %s", x.model, perConn(x.perConn)))
@@ -382,15 +375,7 @@ func WorkFindings(s *Summary, proto string, conns int) []string {
 				ks = append(ks, kept{m, b.Throughput.Median / a.Throughput.Median})
 			}
 		}
-		slices.SortStableFunc(ks, func(a, b kept) int {
-			switch {
-			case a.r > b.r:
-				return -1
-			case a.r < b.r:
-				return 1
-			}
-			return 0
-		})
+		slices.SortStableFunc(ks, func(a, b kept) int { return cmp.Compare(b.r, a.r) }) // largest first
 		var parts []string
 		for _, k := range ks {
 			parts = append(parts, fmt.Sprintf("%s %s", k.model, pctOf(k.r)))
