@@ -73,18 +73,7 @@ func TestParseFlags(t *testing.T) {
 // TestRunModelUnix: -unix starts the server on a Unix domain socket in a
 // temporary directory, drives it there, and leaves nothing behind.
 func TestRunModelUnix(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the server")
-	}
-	cpus, err := availableCPUs()
-	if err != nil || len(cpus) < 2 {
-		t.Skip("needs 2 CPUs")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "server")
-	if out, err := exec.Command("go", "build", "-o", bin, "concbench/cmd/server").CombinedOutput(); err != nil {
-		t.Skipf("cannot build the server: %v\n%s", err, out)
-	}
+	dir, bin, cpus := buildServer(t)
 	for _, extra := range [][]string{{"-c", "10"}, {"-c", "3", "-reconnect"}} {
 		o, err := parse(append([]string{"-model", "epoll-et", "-unix", "-d", "500ms", "-warmup", "100ms", "-q",
 			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, extra...), io.Discard)
@@ -123,18 +112,7 @@ func TestRunModelUnix(t *testing.T) {
 
 // The whole command against a real server binary that it starts, pins and stops.
 func TestRunModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the server")
-	}
-	cpus, err := availableCPUs()
-	if err != nil || len(cpus) < 2 {
-		t.Skip("needs 2 CPUs")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "server")
-	if out, err := exec.Command("go", "build", "-o", bin, "concbench/cmd/server").CombinedOutput(); err != nil {
-		t.Skipf("cannot build the server: %v\n%s", err, out)
-	}
+	dir, bin, _ := buildServer(t)
 	o, err := parse([]string{"-model", "epoll-et", "-proto", "rpc", "-c", "20", "-d", "1s", "-warmup", "200ms", "-q",
 		"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, io.Discard)
 	if err != nil {
@@ -223,4 +201,24 @@ func (u upper) Read(p []byte) (int, error) {
 	n, err := u.r.Read(p)
 	copy(p[:n], bytes.ToUpper(p[:n]))
 	return n, err
+}
+
+// buildServer builds cmd/server into a temporary directory and returns it, the
+// binary and this process's CPUs; it skips in -short mode, on fewer than 2 CPUs
+// (server and loadgen are pinned apart), or when the build fails.
+func buildServer(t *testing.T) (dir, bin string, cpus []int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the server")
+	}
+	cpus, err := availableCPUs()
+	if err != nil || len(cpus) < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "server")
+	if out, err := exec.Command("go", "build", "-o", bin, "concbench/cmd/server").CombinedOutput(); err != nil {
+		t.Skipf("cannot build the server: %v\n%s", err, out)
+	}
+	return dir, bin, cpus
 }

@@ -92,18 +92,7 @@ func TestServeAndStop(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s: first line %q, want \"listening on HOST:PORT\"", model, line)
 			}
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				t.Fatalf("%s: %v", model, err)
-			}
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			c.Write([]byte("hello"))
-			c.(*net.TCPConn).CloseWrite()
-			got, err := io.ReadAll(c)
-			c.Close()
-			if err != nil || string(got) != "HELLO" {
-				t.Errorf("%s: got %q, %v; want HELLO", model, got, err)
-			}
+			checkHello(t, model, "tcp", addr)
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
@@ -148,18 +137,7 @@ func TestUnixSocket(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("%s: first line %q, want %q", model, line, want)
 		}
-		c, err := net.DialTimeout("unix", path, 5*time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", model, err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.Write([]byte("hello"))
-		c.(*net.UnixConn).CloseWrite()
-		got, err := io.ReadAll(c)
-		c.Close()
-		if err != nil || string(got) != "HELLO" {
-			t.Errorf("%s: got %q, %v; want HELLO", model, got, err)
-		}
+		checkHello(t, model, "unix", path)
 		return cmd
 	}
 
@@ -187,5 +165,22 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file after the refused start: %v, want it removed", err)
+	}
+}
+
+// checkHello sends "hello", half-closes, and expects "HELLO" and the server's close.
+func checkHello(t *testing.T, model, network, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", model, err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("hello"))
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	got, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(got) != "HELLO" {
+		t.Errorf("%s: got %q, %v; want HELLO", model, got, err)
 	}
 }
