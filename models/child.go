@@ -281,7 +281,8 @@ func terminate(logger *log.Logger, children []*proc, exited func(p *proc, ws uni
 // reading too, which is the back-pressure. buf is the read buffer.
 func serveBlocking(fd int, p proto.Protocol, buf []byte) connStatus {
 	sess := p.NewSession()
-	var out []byte
+	var out proto.Out
+	defer out.Reset()
 	for {
 		n, err := sock.Read(fd, buf)
 		if err != nil {
@@ -290,30 +291,18 @@ func serveBlocking(fd int, p proto.Protocol, buf []byte) connStatus {
 		if n == 0 {
 			return connOK
 		}
-		var ferr error
-		out, ferr = sess.Feed(out[:0], buf[:n])
-		if err := writeAll(fd, out); err != nil {
+		ferr := sess.Feed(&out, buf[:n])
+		// Replies of the complete requests before a protocol error are still owed.
+		if err := writeOut(fd, &out); err != nil {
 			return connIOError
 		}
-		if ferr != nil {
+		switch {
+		case errors.Is(ferr, proto.ErrProtocol):
 			return connProtoError
-		}
-		if cap(out) > releaseCap {
-			out = nil
+		case ferr != nil:
+			return connOK // the session ended it (ErrClose), its output written
 		}
 	}
-}
-
-// writeAll writes all of p to a blocking descriptor.
-func writeAll(fd int, p []byte) error {
-	for len(p) > 0 {
-		n, err := sock.Write(fd, p)
-		if err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
 }
 
 // memAvailable reads MemAvailable from /proc/meminfo, in bytes.

@@ -26,18 +26,13 @@ const acceptPause = 100 * time.Millisecond
 // connection storm cannot starve the connections already being served.
 const acceptBatch = 64
 
-// releaseCap: an output buffer that grew past this is dropped once drained, so a
-// burst does not pin memory on an idle connection.
-const releaseCap = 64 << 10
-
 // evConn is one connection of an event loop.
 type evConn struct {
 	fd   int
 	sess proto.Session
-	out  []byte // output not yet written is out[off:]
-	off  int
-	eof  bool // the peer half-closed: no more input; close once out drains
-	dead bool // a read/write error or protocol error: close now
+	out  proto.Out // output not yet written
+	eof  bool      // no more input (the peer half-closed, or the session ended): close once out drains
+	dead bool      // a read/write error or protocol error: close now
 
 	// Edge-triggered latches: set by an event, cleared when the syscall says EAGAIN.
 	canRead, canWrite bool
@@ -48,7 +43,7 @@ type evConn struct {
 	idx int
 }
 
-func (c *evConn) pending() int { return len(c.out) - c.off }
+func (c *evConn) pending() int { return int(c.out.Len()) }
 
 // loop is the state one event-loop thread keeps: its connections indexed by fd (no
 // map lookup per event), one read buffer and one reply buffer for all of them.
@@ -56,7 +51,7 @@ type loop struct {
 	env     *Env
 	high    int
 	buf     []byte    // one read
-	scratch []byte    // replies produced by one read, before written or queued
+	scratch proto.Out // replies produced by one read, before written or queued
 	conns   []*evConn // indexed by fd
 
 	pausedUntil time.Time // accepting is paused until then (EMFILE back-off)
@@ -80,6 +75,7 @@ func (l *loop) add(fd int) *evConn {
 
 // release closes c's fd (which also removes it from any epoll set) and forgets it.
 func (l *loop) release(c *evConn) {
+	c.out.Reset()
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
 	l.env.Stats.done()
@@ -114,56 +110,49 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 		c.eof = true
 		return false
 	}
-	out, ferr := c.sess.Feed(l.scratch[:0], l.buf[:n])
-	l.scratch = out[:0]
-	l.send(c, out)
+	ferr := c.sess.Feed(&l.scratch, l.buf[:n])
+	l.send(c, &l.scratch)
 	if ferr != nil {
-		l.env.Stats.protoErrors.Add(1)
-		c.dead = true
+		l.ended(c, ferr)
 	}
 	return false
 }
 
-// send writes p to c now if nothing is queued ahead of it, and queues what the
-// socket did not take.
-func (l *loop) send(c *evConn, p []byte) {
-	if c.pending() == 0 && c.canWrite && len(p) > 0 {
-		p = p[l.write(c, p):]
+// ended applies a session's Feed error to c: drain the output, then close
+// (ErrClose), or close now.
+func (l *loop) ended(c *evConn, err error) {
+	if feedEnd(l.env.Stats, err) {
+		c.eof = true
+	} else {
+		c.dead = true
 	}
-	if len(p) > 0 && !c.dead {
-		c.out = append(c.out, p...)
+}
+
+// send writes o to c now if nothing is queued ahead of it, and queues what the
+// socket did not take (o is left empty).
+func (l *loop) send(c *evConn, o *proto.Out) {
+	if c.pending() == 0 && c.canWrite && o.Len() > 0 {
+		l.write(c, o)
 	}
+	if c.dead {
+		o.Reset()
+		return
+	}
+	c.out.MoveFrom(o)
 }
 
 // flush writes queued output until it is gone or the socket is full.
-func (l *loop) flush(c *evConn) {
-	c.off += l.write(c, c.out[c.off:])
-	if c.off == len(c.out) {
-		if cap(c.out) > releaseCap {
-			c.out = nil
-		} else {
-			c.out = c.out[:0]
-		}
-		c.off = 0
-	}
-}
+func (l *loop) flush(c *evConn) { l.write(c, &c.out) }
 
-// write writes p until done, EAGAIN or an error, and says how much went.
-func (l *loop) write(c *evConn, p []byte) int {
-	done := 0
-	for done < len(p) {
-		n, err := sock.Write(c.fd, p[done:])
-		if err == unix.EAGAIN {
-			c.canWrite = false
-			break
-		}
-		if err != nil {
-			l.ioError(c)
-			break
-		}
-		done += n
+// write writes o to c until done, EAGAIN or an error.
+func (l *loop) write(c *evConn, o *proto.Out) {
+	switch err := writeOut(c.fd, o); err {
+	case nil:
+	case unix.EAGAIN:
+		c.canWrite = false
+	default:
+		l.ioError(c)
 	}
-	return done
 }
 
 // ioError marks c for closing after a read or write error (ECONNRESET, EPIPE…):

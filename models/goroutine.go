@@ -19,9 +19,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/proto"
 	"concbench/internal/sock"
 )
 
@@ -106,24 +108,24 @@ func (goroutineModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) er
 func serveConn(c net.Conn, env *Env) {
 	sess := env.Proto.NewSession()
 	buf := make([]byte, env.Config.readBuf())
-	var out []byte
+	var out proto.Out
+	defer out.Reset()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		env.Log.Print(err)
+		return
+	}
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
-			var ferr error
-			out, ferr = sess.Feed(out[:0], buf[:n])
-			if len(out) > 0 {
-				if _, werr := c.Write(out); werr != nil {
-					env.Stats.ioErrors.Add(1)
-					return
-				}
-			}
-			if ferr != nil {
-				env.Stats.protoErrors.Add(1)
+			ferr := sess.Feed(&out, buf[:n])
+			if werr := writeOutConn(c, rc, &out); werr != nil {
+				env.Stats.ioErrors.Add(1)
 				return
 			}
-			if cap(out) > releaseCap {
-				out = nil
+			if ferr != nil {
+				feedEnd(env.Stats, ferr) // its output is written either way
+				return
 			}
 		}
 		if err != nil {

@@ -54,7 +54,7 @@ type Env struct {
 
 // NewEnv builds the protocol that cfg names and fresh counters. A nil logger discards.
 func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
-	p, err := proto.New(cfg.Proto, proto.Options{MaxFrame: cfg.MaxFrame, Work: cfg.Work})
+	p, err := proto.New(cfg.Proto, cfg.protoOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +70,9 @@ type Config struct {
 	Model string `json:"model"` // registered model name
 	Proto string `json:"proto"` // protocol name: echo or rpc
 	Addr  string `json:"addr"`  // listen address, HOST:PORT or unix:PATH
+
+	// Root is the directory the file and http protocols serve.
+	Root string `json:"root,omitempty"`
 
 	// Work is the per-request cost of rpc requests; zero is none.
 	Work proto.Work `json:"work"`
@@ -104,6 +107,11 @@ type Config struct {
 	// inherited socket, the zero value's meaning) or "reuseport" (a SO_REUSEPORT
 	// socket per worker).
 	Accept string `json:"accept,omitempty"`
+}
+
+// protoOptions are the protocol's options from c.
+func (c Config) protoOptions() proto.Options {
+	return proto.Options{MaxFrame: c.MaxFrame, Work: c.Work, Root: c.Root}
 }
 
 // Defaults for the zero values of Config.

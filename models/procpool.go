@@ -460,7 +460,7 @@ func procpoolWorker(env *Env, _ string) int {
 		}
 		st := serveBlocking(fd, env.Proto, buf)
 		unix.Close(fd)
-		if err := writeAll(ctl, []byte{byte(st)}); err != nil {
+		if _, err := sock.Write(ctl, []byte{byte(st)}); err != nil { // one byte: all or nothing
 			env.Log.Printf("reporting to the parent: %v", os.NewSyscallError("write", err))
 			return exitSetup
 		}

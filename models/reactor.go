@@ -234,14 +234,15 @@ func (r *reactor) onRead(ev *rEvent, _ uint32) error {
 		c.eof = true
 	default:
 		ev.lastActive = r.now
-		var ferr error
-		c.out, ferr = c.sess.Feed(c.out, r.buf[:n])
-		if ferr != nil {
-			// The replies to the complete requests before the bad one go out if
-			// the socket takes them now; the bad one gets none.
-			r.env.Stats.protoErrors.Add(1)
-			r.flush(c)
-			c.dead = true
+		if ferr := c.sess.Feed(&c.out, r.buf[:n]); ferr != nil {
+			if feedEnd(r.env.Stats, ferr) {
+				c.eof = true // the session is done: write its replies, then close
+			} else {
+				// The replies to the complete requests before the bad one go out
+				// if the socket takes them now; the bad one gets none.
+				r.flush(c)
+				c.dead = true
+			}
 		}
 	}
 	r.settle(ev)
@@ -296,6 +297,7 @@ func (r *reactor) sweep() {
 // closeConn closes a connection's fd, which also takes it out of epoll, and drops
 // its event object.
 func (r *reactor) closeConn(ev *rEvent) {
+	ev.out.Reset()
 	unix.Close(ev.fd)
 	r.evs[ev.fd] = nil
 	r.env.Stats.done()

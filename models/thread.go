@@ -205,37 +205,14 @@ func (ts *threadServer) connThread(fd int) {
 	}
 }
 
-// serveBlocking reads, feeds the session and writes the whole reply before reading
-// again, until end of input (everything owed is written by then: writes are
-// synchronous), an error, or a protocol error.
+// serveBlocking serves the connection with child.go's serveBlocking (read, feed,
+// write the whole reply before reading again) and counts how it ended.
 func (ts *threadServer) serveBlocking(fd int) {
-	env := ts.env
-	sess := env.Proto.NewSession()
-	buf := make([]byte, env.Config.readBuf())
-	var out []byte
-	for {
-		n, err := sock.Read(fd, buf)
-		if err != nil {
-			ts.ioError()
-			return
-		}
-		if n == 0 {
-			return // the peer's FIN, or shutdown(SHUT_RD) at Serve's end
-		}
-		var ferr error
-		out, ferr = sess.Feed(out[:0], buf[:n])
-		// Replies of the complete requests before a protocol error are still owed.
-		if err := threadWriteAll(fd, out); err != nil {
-			ts.ioError()
-			return
-		}
-		if ferr != nil {
-			env.Stats.protoErrors.Add(1)
-			return
-		}
-		if cap(out) > releaseCap {
-			out = nil
-		}
+	switch serveBlocking(fd, ts.env.Proto, make([]byte, ts.env.Config.readBuf())) {
+	case connIOError:
+		ts.ioError()
+	case connProtoError:
+		ts.env.Stats.protoErrors.Add(1)
 	}
 }
 
@@ -245,19 +222,6 @@ func (ts *threadServer) ioError() {
 	if !ts.stopping.Load() {
 		ts.env.Stats.ioErrors.Add(1)
 	}
-}
-
-// threadWriteAll writes p on a blocking descriptor until all of it went; the thread sleeps
-// in write while the socket's send buffer is full.
-func threadWriteAll(fd int, p []byte) error {
-	for len(p) > 0 {
-		n, err := sock.Write(fd, p)
-		if err != nil {
-			return os.NewSyscallError("write", err)
-		}
-		p = p[n:]
-	}
-	return nil
 }
 
 // stop wakes every connection thread and waits until all have exited. close(2) does

@@ -254,6 +254,7 @@ func (p *tpool) release(c *tpConn) {
 	p.connMu.Lock()
 	p.conns[c.fd] = nil
 	p.connMu.Unlock()
+	c.out.Reset() // no worker holds c: it left the table and is not armed
 	unix.Close(c.fd)
 	p.env.Stats.done()
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"concbench/internal/proto"
+	"concbench/internal/testfiles"
 	"concbench/models"
 )
 
@@ -70,6 +71,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cfg.Balance, "balance", "rr", "multireactor: hand-off policy, rr | least")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "reactor: close connections idle longer than this (0 disables)")
 	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
+	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -83,7 +85,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if _, err := models.New(o.cfg.Model); err != nil {
 		return o, err
 	}
-	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame}); err != nil {
+	if o.cfg.Root == "" && proto.ServesFiles(o.cfg.Proto) {
+		o.cfg.Root = testfiles.DefaultDir()
+		if err := testfiles.Generate(o.cfg.Root); err != nil {
+			return o, fmt.Errorf("generating the test files: %w", err)
+		}
+	}
+	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame, Root: o.cfg.Root}); err != nil {
 		return o, err
 	}
 	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-read-buf": o.cfg.ReadBuf,

@@ -46,7 +46,7 @@ func FuzzRPCFeed(f *testing.F) {
 	f.Add(cat(frame("abc"), []byte{0, 0}), uint8(5), uint16(3))
 	f.Add(cat(frame("\xc3\xa9t\xe9"), frame("")), uint8(0), uint16(8))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8, maxFrame uint16) {
-		p := newRPC(Options{MaxFrame: int(maxFrame)})
+		p, _ := newRPC(Options{MaxFrame: int(maxFrame)})
 		limit := int(maxFrame)
 		if limit == 0 {
 			limit = DefaultMaxFrame
@@ -57,7 +57,7 @@ func FuzzRPCFeed(f *testing.F) {
 		var err error
 		chunk := int(step) + 1
 		for i := 0; i < len(in) && err == nil; i += chunk {
-			got, err = s.Feed(got, in[i:min(i+chunk, len(in))])
+			got, err = feed(s, got, in[i:min(i+chunk, len(in))])
 		}
 		if wantTooLarge != errors.Is(err, ErrFrameTooLarge) || (err != nil && !wantTooLarge) {
 			t.Fatalf("err = %v, want too-large=%v", err, wantTooLarge)

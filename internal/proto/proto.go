@@ -29,6 +29,9 @@ var (
 	ErrProtocol      = errors.New("protocol error")
 	ErrFrameTooLarge = fmt.Errorf("%w: frame length above maximum", ErrProtocol)
 	ErrUnknown       = errors.New("unknown protocol")
+	// ErrClose: the session is done with the connection once its output is written
+	// (HTTP's "Connection: close", or an error reply).
+	ErrClose = errors.New("close after reply")
 )
 
 // DefaultMaxFrame is the largest rpc payload accepted when Options.MaxFrame is 0.
@@ -36,12 +39,15 @@ const DefaultMaxFrame = 1 << 20
 
 // Session is the protocol state of one connection.
 type Session interface {
-	// Feed consumes src (bytes just read from the peer, in order) and returns dst
-	// with every reply byte that src completes appended. It never retains src; it
-	// may keep a copy of an incomplete request. A non-nil error wraps ErrProtocol:
-	// the connection must be closed without sending the bytes of the failing request.
-	// Bytes appended before the error belong to earlier, complete requests.
-	Feed(dst, src []byte) ([]byte, error)
+	// Feed consumes src (bytes just read from the peer, in order) and appends to out
+	// every reply that src completes. It never retains src; it may keep a copy of an
+	// incomplete request. A non-nil error ends the connection: one wrapping ErrClose
+	// means everything appended is owed and must be written before the close (and no
+	// more input is fed); otherwise it wraps ErrProtocol, the connection must be
+	// closed at once, and what was appended (the replies to earlier, complete
+	// requests) goes out only as far as the socket takes it then. An error may wrap
+	// both: a reply explaining the client's mistake, then the close.
+	Feed(out *Out, src []byte) error
 }
 
 // Protocol creates sessions. It is safe for concurrent use.
@@ -56,12 +62,17 @@ type Options struct {
 	MaxFrame int `json:"max_frame"`
 	// Work is what each rpc request costs besides I/O.
 	Work Work `json:"work"`
+	// Root is the directory the file and http protocols serve (they need one).
+	Root string `json:"root,omitempty"`
 }
 
-var constructors = map[string]func(Options) Protocol{
-	"echo": func(Options) Protocol { return echo{} },
+var constructors = map[string]func(Options) (Protocol, error){
+	"echo": func(Options) (Protocol, error) { return echo{}, nil },
 	"rpc":  newRPC,
 }
+
+// ServesFiles reports whether the named protocol serves files from Options.Root.
+func ServesFiles(name string) bool { return name == "file" || name == "http" }
 
 // Names lists the protocols, sorted.
 func Names() []string {
@@ -83,7 +94,7 @@ func New(name string, opts Options) (Protocol, error) {
 	if opts.MaxFrame < 0 {
 		return nil, fmt.Errorf("max frame %d: must be >= 0", opts.MaxFrame)
 	}
-	return c(opts), nil
+	return c(opts)
 }
 
 // AppendUpper appends src to dst with ASCII a–z mapped to A–Z.
@@ -106,4 +117,7 @@ func (echo) NewSession() Session { return echoSession{} }
 
 type echoSession struct{}
 
-func (echoSession) Feed(dst, src []byte) ([]byte, error) { return AppendUpper(dst, src), nil }
+func (echoSession) Feed(out *Out, src []byte) error {
+	out.Buf = AppendUpper(out.Buf, src)
+	return nil
+}

@@ -57,9 +57,9 @@ func TestRPCFeed(t *testing.T) {
 			// Every split into two reads must give the same answer as one read.
 			for cut := 0; cut <= len(tt.in); cut += 1 + len(tt.in)/64 {
 				s := p.NewSession()
-				got, err := s.Feed(nil, tt.in[:cut])
+				got, err := feed(s, nil, tt.in[:cut])
 				if err == nil {
-					got, err = s.Feed(got, tt.in[cut:])
+					got, err = feed(s, got, tt.in[cut:])
 				}
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("cut %d: err = %v, want %v", cut, err, tt.wantErr)
@@ -82,7 +82,7 @@ func TestRPCByteAtATime(t *testing.T) {
 	var out []byte
 	for i := range in {
 		var err error
-		if out, err = s.Feed(out, in[i:i+1]); err != nil {
+		if out, err = feed(s, out, in[i:i+1]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,8 +97,8 @@ func TestEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.NewSession()
-	out, _ := s.Feed(nil, []byte("abc"))
-	out, _ = s.Feed(out, []byte("Def"))
+	out, _ := feed(s, nil, []byte("abc"))
+	out, _ = feed(s, out, []byte("Def"))
 	if string(out) != "ABCDEF" {
 		t.Fatalf("got %q", out)
 	}
@@ -159,4 +159,11 @@ func trunc(b []byte) []byte {
 		return b[:40]
 	}
 	return b
+}
+
+// feed is Feed on a byte slice, for sessions that only append bytes.
+func feed(s Session, dst, src []byte) ([]byte, error) {
+	o := Out{Buf: dst}
+	err := s.Feed(&o, src)
+	return o.Buf, err
 }

@@ -13,12 +13,12 @@ type rpc struct {
 	work Work
 }
 
-func newRPC(o Options) Protocol {
+func newRPC(o Options) (Protocol, error) {
 	m := o.MaxFrame
 	if m == 0 {
 		m = DefaultMaxFrame
 	}
-	return &rpc{max: m, work: o.Work}
+	return &rpc{max: m, work: o.Work}, nil
 }
 
 func (p *rpc) Name() string        { return "rpc" }
@@ -38,7 +38,13 @@ type rpcSession struct {
 	body []byte // payload bytes collected so far for a split frame
 }
 
-func (s *rpcSession) Feed(dst, src []byte) ([]byte, error) {
+func (s *rpcSession) Feed(out *Out, src []byte) error {
+	var err error
+	out.Buf, err = s.feed(out.Buf, src)
+	return err
+}
+
+func (s *rpcSession) feed(dst, src []byte) ([]byte, error) {
 	for len(src) > 0 {
 		if s.nh < HeaderLen {
 			k := copy(s.hdr[s.nh:], src)

@@ -288,3 +288,15 @@ func Write(fd int, p []byte) (int, error) {
 		}
 	}
 }
+
+// Sendfile sends up to n bytes of the file infd from offset off to the socket fd
+// (sendfile(2): the bytes go from the page cache to the socket without a copy
+// through user space), retrying EINTR. It returns how many went.
+func Sendfile(fd, infd int, off int64, n int) (int, error) {
+	for {
+		w, err := unix.Sendfile(fd, infd, &off, n)
+		if err != unix.EINTR {
+			return max(w, 0), err
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// This file is what the file and http protocols share: a confined root, opening a
+// requested name under it, and putting a file's content into an Out.
+
+// Reasons a name is not served. The file protocol sends them as "ERR <reason>";
+// http maps them to status codes.
+var (
+	errNotFound   = errors.New("not found")
+	errOutside    = errors.New("outside the root")
+	errNotRegular = errors.New("not a regular file")
+	errBusy       = errors.New("server out of descriptors")
+)
+
+// InlineMax is the largest file whose content is read into the reply (one pread,
+// then written with the reply's header in one write) instead of sent with
+// sendfile(2): below it, sendfile's extra system call and the descriptor held until
+// the send costs more than the copy.
+const InlineMax = 16 << 10
+
+// fileRoot is the directory a protocol serves, held open for the protocol's life.
+// os.Root refuses any path that leaves it: "..", absolute paths, and symlinks that
+// point outside (checked by the kernel at each step, so a symlink swapped in later
+// cannot escape either).
+type fileRoot struct{ root *os.Root }
+
+func openFileRoot(proto, dir string) (*fileRoot, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("protocol %s serves files: it needs a root directory", proto)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("protocol %s: root: %w", proto, err)
+	}
+	return &fileRoot{root: r}, nil
+}
+
+// open opens name, a slash-separated path relative to the root (already decoded),
+// for reading, and returns it with its size. Names with an empty, "." or ".."
+// element, a NUL byte or a leading slash are refused before the file system is
+// asked: the first check is lexical, the second (os.Root) is the kernel's.
+func (r *fileRoot) open(name string) (*os.File, int64, error) {
+	if name == "" || strings.HasPrefix(name, "/") {
+		return nil, 0, errOutside
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return nil, 0, errNotFound
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		if elem == ".." {
+			return nil, 0, errOutside
+		}
+	}
+	f, err := r.root.Open(name)
+	if err != nil {
+		return nil, 0, openError(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, openError(err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, errNotRegular
+	}
+	return f, st.Size(), nil
+}
+
+// openError sorts an error from opening under the root into a reason.
+func openError(err error) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENAMETOOLONG):
+		return errNotFound
+	case errors.As(err, &errno) && (errno == syscall.EMFILE || errno == syscall.ENFILE):
+		return errBusy
+	case errors.Is(err, fs.ErrPermission):
+		return errNotFound
+	case strings.Contains(err.Error(), "escapes"):
+		// os.Root's error for a path (a symlink) leading out of the root; it has no
+		// exported sentinel.
+		return errOutside
+	}
+	return errNotFound
+}
+
+// appendContent puts the size bytes of f into out and takes ownership of f: files
+// up to InlineMax are read into out.Buf at once (as one rpc frame when frame > 0)
+// and closed; larger ones are added for sendfile, in frames of at most frame bytes
+// when frame > 0. An error (the file shrank or could not be read) leaves out as it
+// was.
+func appendContent(out *Out, f *os.File, size int64, frame int) error {
+	if size > InlineMax {
+		out.AddFile(f, 0, size, frame)
+		return nil
+	}
+	defer f.Close()
+	if size == 0 {
+		return nil
+	}
+	n := len(out.Buf)
+	if frame > 0 {
+		out.Buf = append(out.Buf, byte(size>>24), byte(size>>16), byte(size>>8), byte(size))
+	}
+	start := len(out.Buf)
+	out.Buf = append(out.Buf, make([]byte, size)...)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), out.Buf[start:]); err != nil {
+		out.Buf = out.Buf[:n]
+		return fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	return nil
+}
