@@ -13,7 +13,7 @@ help:
 	@echo "make build   - build $(CMDS) into $(BIN)/"
 	@echo "make test    - go vet, then go test -race over every package (fuzz seeds only)"
 	@echo "make lint    - gofmt check and go vet"
-	@echo "make fuzz    - run each fuzz target for FUZZTIME ($(FUZZTIME))"
+	@echo "make fuzz    - run each fuzz target (rpc, file, http parsers) for FUZZTIME ($(FUZZTIME))"
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
 	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
 
@@ -43,8 +43,11 @@ lint:
 	$(GO) vet ./...
 
 fuzz:
-	@echo ">> fuzzing each target for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzRPCFeed$$' -fuzztime $(FUZZTIME) ./internal/proto/
+	@echo ">> fuzzing each target for $(FUZZTIME) (seed corpora in internal/proto/testdata/fuzz; a failing input is saved there)"
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/proto/ | grep '^Fuzz'); do \
+		echo ">> $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./internal/proto/ || exit 1; \
+	done
 
 bench: build
 	@echo ">> bench: quick preset (every model, echo, c=1..1000, 3 repetitions); resumes results/quick if interrupted"

@@ -3,9 +3,9 @@ package proto
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -46,9 +46,10 @@ func openFileRoot(proto, dir string) (*fileRoot, error) {
 }
 
 // open opens name, a slash-separated path relative to the root (already decoded),
-// for reading, and returns it with its size. Names with an empty, "." or ".."
-// element, a NUL byte or a leading slash are refused before the file system is
-// asked: the first check is lexical, the second (os.Root) is the kernel's.
+// for reading, and returns it with its size. An empty name, one with a ".."
+// element, a NUL byte or a leading slash is refused before the file system is
+// asked: the first check is lexical, the second (os.Root) is the kernel's. "." and
+// empty elements ("./a", "a//b") are harmless and resolve as the kernel does.
 func (r *fileRoot) open(name string) (*os.File, int64, error) {
 	if name == "" || strings.HasPrefix(name, "/") {
 		return nil, 0, errOutside
@@ -61,7 +62,10 @@ func (r *fileRoot) open(name string) (*os.File, int64, error) {
 			return nil, 0, errOutside
 		}
 	}
-	f, err := r.root.Open(name)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer,
+	// holding the serving thread (a whole event loop) forever. It changes nothing
+	// for the regular files that are served: Linux ignores it for them.
+	f, err := r.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, 0, openError(err)
 	}
@@ -79,11 +83,11 @@ func (r *fileRoot) open(name string) (*os.File, int64, error) {
 
 // openError sorts an error from opening under the root into a reason.
 func openError(err error) error {
-	var errno syscall.Errno
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENAMETOOLONG):
 		return errNotFound
-	case errors.As(err, &errno) && (errno == syscall.EMFILE || errno == syscall.ENFILE):
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		// errors.Is, not errors.As into an Errno: that would allocate per request.
 		return errBusy
 	case errors.Is(err, fs.ErrPermission):
 		return errNotFound
@@ -114,8 +118,9 @@ func appendContent(out *Out, f *os.File, size int64, frame int) error {
 		out.Buf = append(out.Buf, byte(size>>24), byte(size>>16), byte(size>>8), byte(size))
 	}
 	start := len(out.Buf)
-	out.Buf = append(out.Buf, make([]byte, size)...)
-	if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), out.Buf[start:]); err != nil {
+	out.Buf = slices.Grow(out.Buf, int(size))[:start+int(size)]
+	// ReadAt reads until the buffer is full (pread(2) in a loop), or fails.
+	if _, err := f.ReadAt(out.Buf[start:], 0); err != nil {
 		out.Buf = out.Buf[:n]
 		return fmt.Errorf("reading %s: %w", f.Name(), err)
 	}

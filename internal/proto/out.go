@@ -69,6 +69,9 @@ func (o *Out) AddFile(f *os.File, off, n int64, frame int) {
 // Len is the number of bytes owed.
 func (o *Out) Len() int64 { return int64(len(o.Buf)-o.off) + o.fileLeft }
 
+// Buffered is the number of owed bytes held in memory (Len without the files).
+func (o *Out) Buffered() int { return len(o.Buf) - o.off }
+
 // Files is the number of open files the output holds.
 func (o *Out) Files() int { return len(o.files) }
 

@@ -14,6 +14,13 @@
 //     connection without a reply (a protocol error). Frames may be split across reads
 //     and many may arrive in one read. Per-request work (see Work) runs once per frame,
 //     before its reply is produced.
+//   - file: downloads over rpc frames. A request is one frame holding a file name
+//     relative to the served root (at most MaxFileName bytes); the reply is a frame
+//     "OK <size>", the content as frames of at most FileChunk (64 KiB) bytes, then a
+//     zero-length frame; or one frame "ERR <reason>". Details in file.go.
+//   - http: HTTP/1.1 and 1.0 GET and HEAD of the regular files under the root:
+//     keep-alive, pipelining, percent-decoding before confinement, 400/404/405/414/
+//     431/501/505. Details in http.go.
 package proto
 
 import (

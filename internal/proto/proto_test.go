@@ -109,7 +109,7 @@ func TestNewUnknown(t *testing.T) {
 	if !errors.Is(err, ErrUnknown) {
 		t.Fatalf("err = %v, want ErrUnknown", err)
 	}
-	if want := "echo, rpc"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
+	if want := "echo, file, http, rpc"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Fatalf("error %q does not list %q", err, want)
 	}
 }

@@ -22,71 +22,86 @@ func newRPC(o Options) (Protocol, error) {
 }
 
 func (p *rpc) Name() string        { return "rpc" }
-func (p *rpc) NewSession() Session { return &rpcSession{p: p} }
+func (p *rpc) NewSession() Session { return &rpcSession{p: p, fr: frameReader{max: p.max}} }
 
-// keepBody is the largest partial-frame buffer a session keeps between frames;
-// a larger one (left by a big frame) is released so idle connections stay small.
-const keepBody = 64 << 10
-
-// rpcSession parses frames incrementally. A frame wholly inside one src is answered
-// straight from src; only a frame split across reads is copied into body.
 type rpcSession struct {
-	p    *rpc
-	hdr  [HeaderLen]byte
-	nh   int    // header bytes collected for the current frame
-	need int    // payload length of the current frame, valid once nh == HeaderLen
-	body []byte // payload bytes collected so far for a split frame
+	p  *rpc
+	fr frameReader
 }
 
 func (s *rpcSession) Feed(out *Out, src []byte) error {
-	var err error
-	out.Buf, err = s.feed(out.Buf, src)
-	return err
+	return s.fr.each(src, func(payload []byte) error {
+		// The request's work runs before its reply is produced.
+		s.p.work.Do()
+		out.Buf = binary.BigEndian.AppendUint32(out.Buf, uint32(len(payload)))
+		out.Buf = AppendUpper(out.Buf, payload)
+		return nil
+	})
 }
 
-func (s *rpcSession) feed(dst, src []byte) ([]byte, error) {
+// keepBody is the largest partial-frame buffer a frameReader keeps between frames;
+// a larger one (left by a big frame) is released so idle connections stay small.
+const keepBody = 64 << 10
+
+// frameReader splits a byte stream into rpc frames incrementally; the rpc and file
+// sessions share it. A frame wholly inside one src is handed over straight from src;
+// only a frame split across reads is copied into body. Its zero value (but for max)
+// waits for a header.
+type frameReader struct {
+	max  int             // largest payload accepted
+	hdr  [HeaderLen]byte // header bytes of the current frame
+	nh   int             // header bytes collected for the current frame
+	need int             // payload length of the current frame, valid once nh == HeaderLen
+	body []byte          // payload bytes collected so far for a split frame
+}
+
+// each consumes src and calls fn, in order, with the payload of every frame src
+// completes (L = 0 included); an incomplete frame at the end is kept for the next
+// call. The payload is valid only during the call. each stops at fn's first error
+// and returns it, or at a header above max with an error wrapping ErrFrameTooLarge.
+// It does not allocate, but for a split frame's body (kept up to keepBody).
+func (r *frameReader) each(src []byte, fn func(payload []byte) error) error {
 	for len(src) > 0 {
-		if s.nh < HeaderLen {
-			k := copy(s.hdr[s.nh:], src)
-			s.nh += k
+		if r.nh < HeaderLen {
+			k := copy(r.hdr[r.nh:], src)
+			r.nh += k
 			src = src[k:]
-			if s.nh < HeaderLen {
+			if r.nh < HeaderLen {
 				break
 			}
-			n := binary.BigEndian.Uint32(s.hdr[:])
-			if uint64(n) > uint64(s.p.max) {
-				return dst, fmt.Errorf("%w: %d > %d", ErrFrameTooLarge, n, s.p.max)
+			n := binary.BigEndian.Uint32(r.hdr[:])
+			if uint64(n) > uint64(r.max) {
+				return fmt.Errorf("%w: %d > %d", ErrFrameTooLarge, n, r.max)
 			}
-			s.need = int(n)
+			r.need = int(n)
 		}
-		// A frame wholly inside src (including L = 0) is answered straight from src.
-		if len(s.body) == 0 && len(src) >= s.need {
-			dst = s.reply(dst, src[:s.need])
-			src = src[s.need:]
+		// A frame wholly inside src (including L = 0) is handed over straight from src.
+		if len(r.body) == 0 && len(src) >= r.need {
+			payload := src[:r.need]
+			src = src[r.need:]
+			r.nh = 0
+			if err := fn(payload); err != nil {
+				return err
+			}
 			continue
 		}
-		k := min(s.need-len(s.body), len(src))
-		s.body = append(s.body, src[:k]...)
+		k := min(r.need-len(r.body), len(src))
+		r.body = append(r.body, src[:k]...)
 		src = src[k:]
-		if len(s.body) == s.need {
-			dst = s.reply(dst, s.body)
-			if cap(s.body) > keepBody {
-				s.body = nil
+		if len(r.body) == r.need {
+			r.nh = 0
+			err := fn(r.body)
+			if cap(r.body) > keepBody {
+				r.body = nil
 			} else {
-				s.body = s.body[:0]
+				r.body = r.body[:0]
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
-	return dst, nil
-}
-
-// reply runs the request's work and appends its reply frame; the session is then
-// ready for the next header.
-func (s *rpcSession) reply(dst, payload []byte) []byte {
-	s.p.work.Do()
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
-	s.nh = 0
-	return AppendUpper(dst, payload)
+	return nil
 }
 
 // AppendFrame appends payload as one rpc frame. Clients and tests use it.
