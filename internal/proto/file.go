@@ -49,8 +49,9 @@ const (
 func init() { constructors["file"] = newFile }
 
 type fileProto struct {
-	root *fileRoot
-	work Work
+	root   *fileRoot
+	work   Work
+	maxOut int
 }
 
 // newFile returns the file protocol serving o.Root; it needs one. o.MaxFrame does
@@ -60,7 +61,7 @@ func newFile(o Options) (Protocol, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileProto{root: r, work: o.Work}, nil
+	return &fileProto{root: r, work: o.Work, maxOut: outputCap(o)}, nil
 }
 
 func (p *fileProto) Name() string { return "file" }
@@ -80,6 +81,9 @@ func (s *fileSession) Feed(out *Out, src []byte) error {
 // serve appends the reply to one request for name. It allocates only what opening
 // the file takes.
 func (p *fileProto) serve(out *Out, name []byte) error {
+	if err := checkOutput(out, p.maxOut); err != nil {
+		return err
+	}
 	p.work.Do()
 	f, size, err := p.root.open(string(name))
 	if err != nil {

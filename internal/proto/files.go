@@ -99,6 +99,23 @@ func openError(err error) error {
 	return errNotFound
 }
 
+// outputCap is Options.MaxOutput with its default applied.
+func outputCap(o Options) int {
+	if o.MaxOutput > 0 {
+		return o.MaxOutput
+	}
+	return DefaultMaxOutput
+}
+
+// checkOutput is called before a request is answered: it refuses to add to an
+// output that already holds more than max bytes in memory or MaxOutFiles files.
+func checkOutput(out *Out, max int) error {
+	if out.Buffered() > max || out.Files() >= MaxOutFiles {
+		return fmt.Errorf("%w: %d bytes and %d files owed", ErrOutputCap, out.Buffered(), out.Files())
+	}
+	return nil
+}
+
 // appendContent puts the size bytes of f into out and takes ownership of f: files
 // up to InlineMax are read into out.Buf at once (as one rpc frame when frame > 0)
 // and closed; larger ones are added for sendfile, in frames of at most frame bytes

@@ -126,10 +126,11 @@ const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 var errHTTPDone = fmt.Errorf("%w: http: connection not kept alive", ErrClose)
 
 type httpProto struct {
-	root  *fileRoot
-	work  Work
-	mu    sync.Mutex                        // serializes writers of types
-	types atomic.Pointer[map[string]string] // content type by extension, copy on write
+	root   *fileRoot
+	work   Work
+	maxOut int
+	mu     sync.Mutex                        // serializes writers of types
+	types  atomic.Pointer[map[string]string] // content type by extension, copy on write
 }
 
 func newHTTP(o Options) (Protocol, error) {
@@ -137,7 +138,7 @@ func newHTTP(o Options) (Protocol, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &httpProto{root: r, work: o.Work}, nil
+	return &httpProto{root: r, work: o.Work, maxOut: outputCap(o)}, nil
 }
 
 func (p *httpProto) Name() string        { return "http" }
@@ -390,6 +391,9 @@ func parseRequestLine(line []byte) (mEnd, tEnd int, minor byte, code int, why st
 // serve answers one complete head: its request line is parsed (s.mEnd, s.tEnd,
 // s.minor), its field lines start at s.hdr, and it ends with its blank line.
 func (s *httpSession) serve(out *Out, head []byte) error {
+	if err := checkOutput(out, s.p.maxOut); err != nil {
+		return err
+	}
 	var (
 		hosts             int
 		closeTok, keepTok bool

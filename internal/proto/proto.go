@@ -36,6 +36,7 @@ var (
 	ErrProtocol      = errors.New("protocol error")
 	ErrFrameTooLarge = fmt.Errorf("%w: frame length above maximum", ErrProtocol)
 	ErrUnknown       = errors.New("unknown protocol")
+	ErrOutputCap     = fmt.Errorf("%w: replies owed above the output cap (a client that does not read)", ErrProtocol)
 	// ErrClose: the session is done with the connection once its output is written
 	// (HTTP's "Connection: close", or an error reply).
 	ErrClose = errors.New("close after reply")
@@ -71,7 +72,19 @@ type Options struct {
 	Work Work `json:"work"`
 	// Root is the directory the file and http protocols serve (they need one).
 	Root string `json:"root,omitempty"`
+	// MaxOutput caps the reply bytes one connection may owe in memory before the
+	// file and http protocols answer another request; 0 means DefaultMaxOutput.
+	// Their small requests can ask for large replies: a client that pipelines
+	// requests without reading is closed (ErrOutputCap) instead of growing memory.
+	MaxOutput int `json:"max_output,omitempty"`
 }
+
+// DefaultMaxOutput is Options.MaxOutput's default.
+const DefaultMaxOutput = 4 << 20
+
+// MaxOutFiles caps the open files one connection's owed replies may hold (each is
+// a descriptor); past it the file and http protocols stop with ErrOutputCap.
+const MaxOutFiles = 256
 
 var constructors = map[string]func(Options) (Protocol, error){
 	"echo": func(Options) (Protocol, error) { return echo{}, nil },
