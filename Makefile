@@ -13,9 +13,10 @@ help:
 	@echo "make build   - build $(CMDS) into $(BIN)/"
 	@echo "make test    - go vet, then go test -race over every package (fuzz seeds only)"
 	@echo "make lint    - gofmt check and go vet"
-	@echo "make fuzz    - run each fuzz target (rpc, file, http parsers) for FUZZTIME ($(FUZZTIME))"
+	@echo "make fuzz    - run each fuzz target (server: rpc, file, http requests; loadgen: file, http replies) for FUZZTIME ($(FUZZTIME))"
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
 	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
+	@echo "make deps    - optional tools with apt-get (sudo unless root): nginx-light for bench's peer:nginx, wrk, apache2-utils (ab)"
 
 build: peers
 	@echo ">> building $(CMDS) into $(BIN)/"
@@ -43,10 +44,12 @@ lint:
 	$(GO) vet ./...
 
 fuzz:
-	@echo ">> fuzzing each target for $(FUZZTIME) (seed corpora in internal/proto/testdata/fuzz; a failing input is saved there)"
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/proto/ | grep '^Fuzz'); do \
-		echo ">> $$t"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./internal/proto/ || exit 1; \
+	@echo ">> fuzzing each target for $(FUZZTIME) (seed corpora in testdata/fuzz; a failing input is saved there)"
+	@for pkg in ./internal/proto/ ./loadgen/; do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo ">> $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
 bench: build
@@ -59,3 +62,12 @@ bench-full: build
 
 clean:
 	rm -rf $(BIN)
+
+# Optional: nothing in build or test needs these. nginx is the peer:nginx reference
+# server (bin/bench -preset http); wrk and ab are for driving a server by hand.
+.PHONY: deps
+deps:
+	@echo ">> installing nginx-light (peer:nginx), wrk and apache2-utils (ab) with apt-get"
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update && \
+	{ $$sudo apt-get install -y nginx-light wrk apache2-utils || $$sudo apt-get install -y nginx wrk apache2-utils; }

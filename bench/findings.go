@@ -13,12 +13,24 @@ import (
 )
 
 // The "what this run shows" sentences: pure functions of a Summary, so that the
-// report says only what the numbers support.
+// report says only what the numbers support. They rank models only: a reference
+// peer (peer:NAME) is never "led", "cheapest" or "slowest"; where one has
+// figures, a separate sentence says how the models compare with it.
 
-// measured lists the models with throughput figures in a cell row, fastest first.
+// measured lists the models (not the peers) with throughput figures in a cell
+// row, fastest first.
 func measured(s *Summary, g Group, conns int) []CellSummary {
+	return ranked(s, g, conns, false)
+}
+
+// ranked lists the models, and the peers if withPeers, with throughput figures
+// in a cell row, fastest first.
+func ranked(s *Summary, g Group, conns int, withPeers bool) []CellSummary {
 	var out []CellSummary
 	for _, m := range s.Spec.Models {
+		if IsPeer(m) && !withPeers {
+			continue
+		}
 		if cs := s.Cell(g, m, conns); cs.Throughput.N > 0 {
 			out = append(out, cs)
 		}
@@ -105,6 +117,56 @@ func ThroughputFindings(s *Summary, g Group) []string {
 	if len(leaders) > 1 {
 		out = append(out, "Leaders across the sweep: "+strings.Join(leaders, ", ")+".")
 	}
+	return append(out, PeerFindings(s, g)...)
+}
+
+// peers lists the spec's reference peers.
+func peers(sp Spec) []string {
+	var out []string
+	for _, m := range sp.Models {
+		if IsPeer(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// PeerFindings says, for each reference peer with figures, what it reached and
+// how the leading model compares with it at each concurrency: "x% of it", and
+// whether the difference is significant, consistent or within the noise.
+func PeerFindings(s *Summary, g Group) []string {
+	var out []string
+	for _, p := range peers(s.Spec) {
+		var parts []string
+		for _, c := range s.Spec.Conns {
+			pc := s.Cell(g, p, c)
+			if pc.Throughput.N == 0 || pc.Throughput.Median <= 0 {
+				continue
+			}
+			part := fmt.Sprintf("c=%d %s req/s", c, Num(pc.Throughput.Median))
+			if pc.ClientBound > 0 {
+				part += " (client-bound)"
+			}
+			if ms := measured(s, g, c); len(ms) > 0 {
+				best := ms[0]
+				cmp := Compare(best.Throughputs, pc.Throughputs)
+				var verdict string
+				switch cmp.Verdict {
+				case Significant:
+					verdict = fmt.Sprintf("significant, p=%.2g", cmp.P)
+				case Consistent:
+					verdict = "consistent in every repetition, too few for significance"
+				default:
+					verdict = fmt.Sprintf("within the noise, p=%.2g", cmp.P)
+				}
+				part += fmt.Sprintf(", the best model %s at %s of it (%s)", best.Cell.Model, pctOf(best.Throughput.Median/pc.Throughput.Median), verdict)
+			}
+			parts = append(parts, part)
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("Reference %s (a peer, not ranked with the models): %s.", p, strings.Join(parts, "; ")))
+		}
+	}
 	return out
 }
 
@@ -115,7 +177,7 @@ func ThroughputFindings(s *Summary, g Group) []string {
 func latencyCells(s *Summary, g Group, c int) (ms, starved []CellSummary) {
 	for _, m := range s.Spec.Models {
 		switch cs := s.Cell(g, m, c); {
-		case cs.Latency.Count == 0:
+		case IsPeer(m), cs.Latency.Count == 0:
 		case cs.Starved():
 			starved = append(starved, cs)
 		default:
@@ -142,14 +204,29 @@ func P99Findings(s *Summary, g Group) []string {
 	var out []string
 	for _, c := range s.Spec.Conns {
 		ms, starved := latencyCells(s, g, c)
-		if len(ms) < 2 {
+		var refs []string
+		for _, p := range peers(s.Spec) {
+			if cs := s.Cell(g, p, c); cs.Latency.Count > 0 {
+				refs = append(refs, fmt.Sprintf("%s %s", p, Micros(float64(cs.Latency.P99US))))
+			}
+		}
+		var line string
+		switch {
+		case len(ms) >= 2:
+			slices.SortStableFunc(ms, func(a, b CellSummary) int { return int(a.Latency.P99US - b.Latency.P99US) })
+			lo, hi := ms[0], ms[len(ms)-1]
+			line = fmt.Sprintf("c=%d: lowest p99 %s (%s), highest %s (%s), %s apart.",
+				c, lo.Cell.Model, Micros(float64(lo.Latency.P99US)), hi.Cell.Model, Micros(float64(hi.Latency.P99US)),
+				times(float64(hi.Latency.P99US)/float64(max(lo.Latency.P99US, 1))))
+		case len(ms) == 1 && len(refs) > 0:
+			line = fmt.Sprintf("c=%d: p99 %s (%s).", c, ms[0].Cell.Model, Micros(float64(ms[0].Latency.P99US)))
+		default:
 			continue
 		}
-		slices.SortStableFunc(ms, func(a, b CellSummary) int { return int(a.Latency.P99US - b.Latency.P99US) })
-		lo, hi := ms[0], ms[len(ms)-1]
-		out = append(out, fmt.Sprintf("c=%d: lowest p99 %s (%s), highest %s (%s), %s apart.",
-			c, lo.Cell.Model, Micros(float64(lo.Latency.P99US)), hi.Cell.Model, Micros(float64(hi.Latency.P99US)),
-			times(float64(hi.Latency.P99US)/float64(max(lo.Latency.P99US, 1))))+starvedNote(starved))
+		if len(refs) > 0 {
+			line += " Reference: " + strings.Join(refs, ", ") + "."
+		}
+		out = append(out, line+starvedNote(starved))
 	}
 	if len(out) > 0 {
 		out = append(out, "Percentiles come from the merged histograms of all repetitions and carry no interval; on a shared 2-core machine, read differences under about 1.5× with care.")
@@ -190,18 +267,33 @@ func CPUFindings(s *Summary, g Group) []string {
 	var out []string
 	for _, c := range s.Spec.Conns {
 		var ms []CellSummary
+		var refs []string
 		for _, m := range s.Spec.Models {
-			if cs := s.Cell(g, m, c); cs.CPUPerReqUS > 0 {
+			cs := s.Cell(g, m, c)
+			switch {
+			case cs.CPUPerReqUS <= 0:
+			case IsPeer(m):
+				refs = append(refs, fmt.Sprintf("%s %s", m, Micros(cs.CPUPerReqUS)))
+			default:
 				ms = append(ms, cs)
 			}
 		}
-		if len(ms) < 2 {
+		var line string
+		switch {
+		case len(ms) >= 2:
+			lo := slices.MinFunc(ms, byCPU)
+			hi := slices.MaxFunc(ms, byCPU)
+			line = fmt.Sprintf("c=%d: cheapest %s at %s of server CPU per request, costliest %s at %s (%s).",
+				c, lo.Cell.Model, Micros(lo.CPUPerReqUS), hi.Cell.Model, Micros(hi.CPUPerReqUS), times(hi.CPUPerReqUS/lo.CPUPerReqUS))
+		case len(ms) == 1 && len(refs) > 0:
+			line = fmt.Sprintf("c=%d: %s at %s of server CPU per request.", c, ms[0].Cell.Model, Micros(ms[0].CPUPerReqUS))
+		default:
 			continue
 		}
-		lo := slices.MinFunc(ms, byCPU)
-		hi := slices.MaxFunc(ms, byCPU)
-		out = append(out, fmt.Sprintf("c=%d: cheapest %s at %s of server CPU per request, costliest %s at %s (%s).",
-			c, lo.Cell.Model, Micros(lo.CPUPerReqUS), hi.Cell.Model, Micros(hi.CPUPerReqUS), times(hi.CPUPerReqUS/lo.CPUPerReqUS)))
+		if len(refs) > 0 {
+			line += " Reference: " + strings.Join(refs, ", ") + "."
+		}
+		out = append(out, line)
 	}
 	return out
 }
@@ -227,6 +319,9 @@ func MemoryFindings(s *Summary, g Group) []string {
 	}
 	var gs []grow
 	for _, m := range s.Spec.Models {
+		if IsPeer(m) {
+			continue
+		}
 		var cs []CellSummary
 		for _, c := range s.Spec.Conns {
 			if x := s.Cell(g, m, c); x.RSSMaxBytes > 0 {
@@ -369,6 +464,9 @@ func WorkFindings(s *Summary, proto string, conns int) []string {
 		}
 		var ks []kept
 		for _, m := range s.Spec.Models {
+			if IsPeer(m) {
+				continue
+			}
 			a := s.Cell(Group{Proto: proto, Work: "none"}, m, conns)
 			b := s.Cell(Group{Proto: proto, Work: w}, m, conns)
 			if a.Throughput.N > 0 && b.Throughput.N > 0 && a.Throughput.Median > 0 {

@@ -25,7 +25,9 @@ type Point struct {
 
 // Series is one line (one model).
 type Series struct {
-	Name   string
+	Name string
+	// Peer marks a reference peer's line: drawn dotted, "(reference)" in the legend.
+	Peer   bool `json:",omitempty"`
 	Points []Point
 }
 
@@ -137,7 +139,7 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 		YLabel: "requests/s (median of repetitions)", LogX: true}
 	level := 0.0
 	for _, m := range s.Spec.Models {
-		ser := Series{Name: m}
+		ser := Series{Name: m, Peer: IsPeer(m)}
 		for _, c := range s.Spec.Conns {
 			cs := s.Cell(g, m, c)
 			if cs.Throughput.N == 0 || cs.Throughput.Median <= 0 {
@@ -163,7 +165,7 @@ func P99Figure(s *Summary, g Group) Figure {
 	p := Panel{Title: "p99 latency vs concurrency — " + g.String(), XLabel: "concurrent connections (log)",
 		YLabel: "p99 latency (log)", LogX: true, LogY: true, YMicros: true}
 	for _, m := range s.Spec.Models {
-		ser := Series{Name: m}
+		ser := Series{Name: m, Peer: IsPeer(m)}
 		for _, c := range s.Spec.Conns {
 			cs := s.Cell(g, m, c)
 			if cs.Latency.Count == 0 || cs.Latency.P99US <= 0 {
@@ -187,7 +189,7 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 		XLabel: "percentile (log scale of 1/(1−p))", YLabel: "latency (log)", LogX: true, LogY: true, YMicros: true, XTicks: ninesTicks}
 	for _, m := range s.Spec.Models {
 		cs := s.Cell(g, m, conns)
-		ser := Series{Name: m}
+		ser := Series{Name: m, Peer: IsPeer(m)}
 		if cs.Starved() {
 			ser.Name += " (starved)"
 		}
@@ -228,7 +230,7 @@ func MemoryFigure(s *Summary, g Group) Figure {
 	p := Panel{Title: "Peak server memory vs connections — " + g.String(), XLabel: "concurrent connections (log)",
 		YLabel: "peak RSS of the server tree, MiB", LogX: true}
 	for _, m := range s.Spec.Models {
-		ser := Series{Name: m}
+		ser := Series{Name: m, Peer: IsPeer(m)}
 		for _, c := range s.Spec.Conns {
 			cs := s.Cell(g, m, c)
 			if cs.RSSMaxBytes <= 0 {
@@ -267,8 +269,8 @@ func TimelineFigure(s *Summary) (Figure, bool) {
 		XLabel: "seconds since load started", YLabel: "requests/s"}
 	lp := Panel{Title: "p99 latency per second", XLabel: "seconds since load started", YLabel: "p99 latency (log)", LogY: true, YMicros: true}
 	for _, cs := range cells {
-		ts := Series{Name: cs.Cell.Model}
-		ls := Series{Name: cs.Cell.Model}
+		ts := Series{Name: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
+		ls := Series{Name: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
 		for _, sec := range wholeSeconds(sp, cs.Cell, cs.Timeline) {
 			// x is the middle of the second.
 			x := float64(sec.T) + 0.5

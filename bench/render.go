@@ -40,6 +40,9 @@ var dashes = [][]vg.Length{{}, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.P
 
 var warnRed = color.RGBA{220, 0, 0, 255}
 
+// peerDash is the line pattern of reference peers: dotted, unlike any model's.
+var peerDash = []vg.Length{vg.Points(1.5), vg.Points(3)}
+
 // style is the look of the i-th series or bar set.
 func style(i int) (color.Color, draw.GlyphDrawer, []vg.Length) {
 	return palette[i%len(palette)], glyphs[i%len(glyphs)], dashes[(i/len(glyphs))%len(dashes)]
@@ -178,6 +181,13 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 			return nil, legend, err
 		}
 		line.Color, line.Width, line.Dashes = clr, vg.Points(1.6), dash
+		name := s.Name
+		if s.Peer {
+			// A reference peer: dotted and a little heavier, so it reads as a
+			// reference line rather than one more model.
+			line.Width, line.Dashes = vg.Points(2.2), peerDash
+			name += " (reference)"
+		}
 		pts.Color, pts.Shape, pts.Radius = clr, gl, vg.Points(3)
 		if len(s.Points) > 30 {
 			pts.Radius = vg.Points(1.5)
@@ -194,7 +204,7 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 			eb.Color, eb.Width = clr, vg.Points(1.2)
 			p.Add(eb)
 		}
-		legend.Add(s.Name, line, pts)
+		legend.Add(name, line, pts)
 	}
 	if len(bound) > 0 {
 		sc, err := plotter.NewScatter(bound)

@@ -119,15 +119,34 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	}
 
 	w("## Matrix\n\n")
-	w("- models: %s\n", strings.Join(sp.Models, ", "))
+	var ms []string
+	for _, m := range sp.Models {
+		if !IsPeer(m) {
+			ms = append(ms, m)
+		}
+	}
+	w("- models: %s\n", strings.Join(ms, ", "))
+	if ps := peers(sp); len(ps) > 0 {
+		w("- reference peers (not concbench models; bench started each one pinned to the server's CPUs and drove it with loadgen like a model): ")
+		for i, p := range ps {
+			if i > 0 {
+				w("; ")
+			}
+			w("**%s**, %s", p, PeerAbout(p))
+			if v := peerVersion(d, p); v != "" {
+				w(", %s", v)
+			}
+		}
+		w("\n")
+	}
 	var gs []string
 	for _, g := range sp.Groups() {
 		gs = append(gs, g.String())
 	}
 	w("- workloads: %s\n", strings.Join(gs, "; "))
 	w("- concurrency: %s connections\n", ints(sp.Conns))
-	w("- %d repetitions of %v measured after %v of warm-up, %d-byte requests, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
-		sp.Repeat, sp.Duration, sp.Warmup, sp.Size)
+	w("- %d repetitions of %v measured after %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
+		sp.Repeat, sp.Duration, sp.Warmup, requestsString(sp))
 	if sp.Timeline > 0 {
 		w("- plus one %v timeline trial per model at %d connections\n", sp.Timeline, sp.TimelineConns)
 	}
@@ -138,6 +157,9 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	w("- Latency percentiles are read from the merge of every repetition's HdrHistogram, never averaged.\n")
 	w("- A lead is **significant** when a two-sided Mann–Whitney test gives p < 0.05, **consistent** when every repetition of one beat every repetition of the other but there are too few repetitions for significance, and **within the noise** otherwise.\n")
 	w("- **CPU/req** is the server process tree's CPU time over the measured window per request (median over repetitions); **RSS**, **threads** and **procs** are peaks over all repetitions.\n")
+	if len(peers(sp)) > 0 {
+		w("- Rows in *italics* named peer:… are **reference peers**, servers that are not concbench models; plots draw them dotted, with \"(reference)\" in the legend. They are left out of every ranking below (led, slowest, lowest p99, cheapest, memory per connection); a separate sentence compares the best model with each.\n")
+	}
 	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **starved ~n/c** (by Little's law — throughput × mean latency — only about n of the c connections were being served: the rest waited, unanswered and unmeasured), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
 
 	byName := map[string]Figure{}
@@ -189,7 +211,11 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		img(fmt.Sprintf("timeline-%s-c%d", c.Group().Key(), c.Conns), TimelineFindings(rows))
 		w("| model | steady req/s | first second | p99 median | worst p99 (at) |\n|---|--:|--:|--:|--:|\n")
 		for _, r := range rows {
-			w("| %s | %s | %s | %s | %s (t=%d s) |\n", r.Model, Num(r.Steady), pctOf(r.First), Micros(r.P99Median), Micros(r.P99Worst), r.WorstAt)
+			name := r.Model
+			if IsPeer(name) {
+				name = "*" + name + "*"
+			}
+			w("| %s | %s | %s | %s | %s (t=%d s) |\n", name, Num(r.Steady), pctOf(r.First), Micros(r.P99Median), Micros(r.P99Worst), r.WorstAt)
 		}
 		w("\n")
 	}
@@ -206,7 +232,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 }
 
 // Warnings lists client-bound, failed, skipped, noisy and unrun cells, in plan
-// order.
+// order, then the damaged files left out.
 func Warnings(s *Summary, d *Dataset) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -234,28 +260,71 @@ func Warnings(s *Summary, d *Dataset) []string {
 			out = append(out, fmt.Sprintf("%s: %s", t.Cell, n))
 		}
 	}
+	for _, e := range d.Damaged {
+		out = append(out, fmt.Sprintf("%s — damaged, so its trial counts as not run; bench with the same -out runs it again.", e))
+	}
 	if notRun > 0 {
-		out = append(out, fmt.Sprintf("%d planned trials have not run (an interrupted run: rerun the same command to resume).", notRun))
+		out = append(out, fmt.Sprintf("%d planned trials have not run (an interrupted run, or damaged files: rerun the same command to resume).", notRun))
 	}
 	return out
 }
 
+// requestsString describes the requests: "64-byte requests" for echo and rpc,
+// the file or path for file and http.
+func requestsString(sp Spec) string {
+	var parts []string
+	for _, p := range sp.Protos {
+		switch p {
+		case "file":
+			parts = append(parts, "file downloads of "+orDefault(sp.File, "1k.bin"))
+		case "http":
+			parts = append(parts, "HTTP GET "+orDefault(sp.Path, "/index.html"))
+		default:
+			if s := fmt.Sprintf("%d-byte requests", sp.Size); !slices.Contains(parts, s) {
+				parts = append(parts, s)
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def + " (loadgen's default)"
+	}
+	return s
+}
+
+// peerVersion is the version a peer's first record says it ran ("" if none does).
+func peerVersion(d *Dataset, model string) string {
+	for _, t := range d.Plan.Spec.Plan() {
+		if rec, ok := d.Records[t.Key()]; ok && t.Cell.Model == model && rec.Peer != nil && rec.Peer.Version != "" {
+			return rec.Peer.Version
+		}
+	}
+	return ""
+}
+
 // Table is a group's Markdown table: one row per concurrency and model, models
-// fastest first within a concurrency.
+// and peers fastest first within a concurrency, peers' names in italics.
 func Table(s *Summary, g Group, unit string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| c | model | %s [CI] | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
 	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
 	for _, c := range s.Spec.Conns {
-		rows := measured(s, g, c)
+		rows := ranked(s, g, c, true)
 		for _, m := range s.Spec.Models {
 			if cs := s.Cell(g, m, c); cs.Throughput.N == 0 {
 				rows = append(rows, cs)
 			}
 		}
 		for _, cs := range rows {
+			name := cs.Cell.Model
+			if IsPeer(name) {
+				name = "*" + name + "*"
+			}
 			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				c, cs.Cell.Model, throughputCell(cs), lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
+				c, name, throughputCell(cs), lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
 				cpuCell(cs), rssCell(cs), procCell(cs), errCell(cs), strings.Join(Flags(cs), " "))
 		}
 	}
@@ -338,7 +407,7 @@ func TableCSV(s *Summary, g Group) []byte {
 	cw.Write([]string{"proto", "work", "reconnect", "conns", "model", "planned", "measured", "failed", "skipped",
 		"throughput_median", "ci_lo", "ci_hi", "ci_level", "throughputs",
 		"p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us", "latency_count",
-		"cpu_us_per_req", "rss_max_bytes", "threads_max", "procs_max", "errors_total", "errors", "client_bound_reps", "noisy", "active_conns"})
+		"cpu_us_per_req", "rss_max_bytes", "threads_max", "procs_max", "errors_total", "errors", "client_bound_reps", "noisy", "active_conns", "peer"})
 	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 	for _, c := range s.Spec.Conns {
 		for _, m := range s.Spec.Models {
@@ -357,7 +426,7 @@ func TableCSV(s *Summary, g Group) []byte {
 				med, lo, hi, f(cs.Throughput.Level), strings.Join(tps, " "),
 				i64(l.P50US), i64(l.P90US), i64(l.P99US), i64(l.P999US), i64(l.P9999US), i64(l.MaxUS), i64(l.Count),
 				f(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
-				i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns)})
+				i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns), strconv.FormatBool(IsPeer(m))})
 		}
 	}
 	cw.Flush()

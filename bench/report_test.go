@@ -30,13 +30,14 @@ func plotDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-// fixture is a literal dataset: three models, two concurrencies, three
-// repetitions, a timeline each. fast is quicker than slow in every repetition;
-// fast and twin overlap. One trial of slow at c=100 failed with resets but has
-// figures; one of twin at c=100 was skipped; fast at c=100 is client-bound in
-// one repetition.
+// fixture is a literal dataset: three models and a reference peer, two
+// concurrencies, three repetitions, a timeline each. fast is quicker than slow in
+// every repetition; fast and twin overlap; the peer peer:cepoll is quicker than
+// all of them and cheaper per request (it must never be ranked). One trial of slow
+// at c=100 failed with resets but has figures; one of twin at c=100 was skipped;
+// fast at c=100 is client-bound in one repetition.
 func fixture(t testing.TB) *Dataset {
-	return fixtureOf(t, Spec{Preset: "test", Models: []string{"fast", "slow", "twin"}, Conns: []int{1, 100}, Protos: []string{"echo"},
+	return fixtureOf(t, Spec{Preset: "test", Models: []string{"fast", "slow", "twin", "peer:cepoll"}, Conns: []int{1, 100}, Protos: []string{"echo"},
 		Works: []string{"none"}, Reconnect: "off", Repeat: 3, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond,
 		Size: 64, Timeline: 6 * time.Second, TimelineConns: 100})
 }
@@ -47,8 +48,8 @@ func fixture(t testing.TB) *Dataset {
 func fixtureOf(t testing.TB, sp Spec) *Dataset {
 	d := &Dataset{Plan: Plan{Spec: sp, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 		Records: map[string]TrialRecord{}, Results: map[string]*result.Run{}}
-	base := map[string]float64{"fast": 100000, "slow": 20000, "twin": 98000}
-	lat := map[string]int64{"fast": 200, "slow": 2000, "twin": 210}
+	base := map[string]float64{"fast": 100000, "slow": 20000, "twin": 98000, "peer:cepoll": 150000}
+	lat := map[string]int64{"fast": 200, "slow": 2000, "twin": 210, "peer:cepoll": 130}
 	for _, tr := range sp.Plan() {
 		m, c, rep := tr.Cell.Model, tr.Cell.Conns, tr.Rep
 		rec := TrialRecord{Trial: tr, Status: StatusOK, Started: d.Plan.Started, Seconds: 2.8, Result: "trials/" + tr.Key() + ".json"}
@@ -67,6 +68,11 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 		}
 		if tr.Cell.Work != "none" && m != "slow" {
 			tput /= 50
+		}
+		if IsPeer(m) && tr.Cell.Work != "none" {
+			// A peer has no per-request work: its cell is skipped, as the runner does.
+			d.Records[tr.Key()] = TrialRecord{Trial: tr, Status: StatusSkipped, Reason: PeerSkip(tr.Cell), ExitCode: -1, Started: d.Plan.Started}
+			continue
 		}
 		if tr.Cell.Reconnect {
 			tput /= 10
@@ -93,8 +99,14 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 			Env: result.Env{CPUModel: "Test CPU", NumCPU: 2, Kernel: "Linux test", Arch: "x86_64", GoVersion: "go1.26", GOMAXPROCS: 1,
 				GitRevision: "abc123", NoFileLimit: 20000, Sysctls: map[string]string{"net/core/somaxconn": "4096"}},
 			Load: result.Load{Mode: "closed", Requests: int64(tput * 2), Seconds: 2, Throughput: tput, LatencyHist: string(enc)},
-			Server: &result.Server{CPUCoresMean: 0.9, RSSMaxBytes: int64(5<<20) + int64(c)*map[string]int64{"fast": 100, "slow": 64 << 10, "twin": 200}[m],
-				ThreadsMax: map[string]int{"fast": 2, "slow": c + 2, "twin": 3}[m], ProcsMax: 1},
+			Server: &result.Server{CPUCoresMean: 0.9, RSSMaxBytes: int64(5<<20) + int64(c)*map[string]int64{"fast": 100, "slow": 64 << 10, "twin": 200, "peer:cepoll": 50}[m],
+				ThreadsMax: map[string]int{"fast": 2, "slow": c + 2, "twin": 3, "peer:cepoll": 1}[m], ProcsMax: 1},
+		}
+		if IsPeer(m) {
+			r.Config.Model = ""
+			r.Server.External = true
+			rec.Peer = &PeerRun{Bin: "/bin/cepoll", Args: []string{"-proto", "echo", "-addr", "127.0.0.1:0"}, PID: 4242,
+				Addr: "127.0.0.1:40000", CPUs: []int{0}, Exit: &result.Exit{Clean: true}}
 		}
 		r.Load.Latency = percentilesOf(h)
 		if m == "fast" && c == 100 && rep == 3 {
@@ -212,6 +224,27 @@ func TestFindings(t *testing.T) {
 	if !strings.Contains(mem, "slow 64 KiB") {
 		t.Errorf("memory findings lack slow's 64 KiB per connection: %s", mem)
 	}
+	// The peer is the fastest and cheapest, but is never ranked: it gets its own
+	// sentence instead.
+	for name, lines := range map[string][]string{"throughput": ThroughputFindings(s, g), "p99": P99Findings(s, g),
+		"nines": NinesFindings(s, g, 100), "cpu": CPUFindings(s, g), "memory": MemoryFindings(s, g)} {
+		for _, l := range lines {
+			if before, _, _ := strings.Cut(l, "Reference"); strings.Contains(before, "peer:") {
+				t.Errorf("%s finding ranks the peer: %s", name, l)
+			}
+		}
+	}
+	peer := strings.Join(PeerFindings(s, g), " ")
+	if want := "Reference peer:cepoll (a peer, not ranked with the models): c=1 30k req/s, the best model fast at 67% of it (consistent"; !strings.HasPrefix(peer, want) {
+		t.Errorf("peer finding %q, want it to start %q", peer, want)
+	}
+	if cpu := strings.Join(CPUFindings(s, g), " "); !strings.Contains(cpu, "Reference: peer:cepoll") {
+		t.Errorf("cpu findings lack the reference: %s", cpu)
+	}
+	tbl := Table(s, g, "req/s")
+	if !strings.Contains(tbl, "| 100 | *peer:cepoll* | 1.5M") {
+		t.Errorf("the table does not mark the peer:\n%s", tbl)
+	}
 	tl := strings.Join(TimelineFindings(TimelineRows(s)), " ")
 	if !strings.Contains(tl, "slow (50% of steady)") || !strings.Contains(tl, "twin (") {
 		t.Errorf("timeline findings: %s", tl)
@@ -273,7 +306,7 @@ func TestRender(t *testing.T) {
 // The figures that need the full preset's cells: reconnect rate and blocking work.
 func TestRenderFull(t *testing.T) {
 	sp := Presets["full"]
-	sp.Models, sp.Conns = []string{"fast", "slow", "twin"}, []int{1, 100}
+	sp.Models, sp.Conns = []string{"fast", "slow", "twin", "peer:cepoll"}, []int{1, 100}
 	s := Summarise(fixtureOf(t, sp))
 	var names []string
 	for _, f := range Figures(s) {
@@ -335,7 +368,7 @@ func TestStarvedMarked(t *testing.T) {
 	for _, ser := range NinesFigure(s, g, 100).Panels[0].Series {
 		names = append(names, ser.Name)
 	}
-	if want := []string{"fast", "slow (starved)", "twin"}; !slices.Equal(names, want) {
+	if want := []string{"fast", "slow (starved)", "twin", "peer:cepoll"}; !slices.Equal(names, want) {
 		t.Errorf("nines series %q, want %q", names, want)
 	}
 	for _, lines := range [][]string{P99Findings(s, g), NinesFindings(s, g, 100)} {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,17 +36,24 @@ type Runner struct {
 	// Slack is added to a trial's planned length before it is stopped as hung;
 	// 0 means 30 s (plus 1 s per 500 connections for the ramp).
 	Slack time.Duration
+	// Peers says how reference servers (models named peer:NAME) are found and
+	// run; the zero value finds cepoll beside Loadgen and nginx on PATH.
+	Peers PeerOptions
 }
 
 // Counts are what a Run did.
 type Counts struct {
 	Planned, Resumed, OK, Failed, Skipped int
-	Elapsed                               time.Duration
+	// Rerun counts the trials run again because a file of theirs was damaged
+	// (see DamagedError); they are also in OK, Failed or Skipped.
+	Rerun   int
+	Elapsed time.Duration
 }
 
-// Run runs every planned trial that has no record yet, in plan order, writing
-// each one's files as soon as it ends. It returns ErrInterrupted (wrapped) when
-// ctx is cancelled; rerunning with the same Store resumes.
+// Run runs every planned trial that is not done yet (Store.Check), in plan
+// order, writing each one's files as soon as it ends. A trial with a damaged
+// file is run again, the file named in Progress. It returns ErrInterrupted
+// (wrapped) when ctx is cancelled; rerunning with the same Store resumes.
 func (r *Runner) Run(ctx context.Context) (Counts, error) {
 	var n Counts
 	start := time.Now()
@@ -54,11 +61,18 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 		return n, err
 	}
 	plan := Plan{Spec: r.Spec, Started: start}
-	if old, err := r.Store.ReadPlan(); err == nil {
+	old, err := r.Store.ReadPlan()
+	var damaged *DamagedError
+	switch {
+	case err == nil:
 		if why := r.Spec.SameMeasurement(old.Spec); why != "" {
 			return n, fmt.Errorf("%s holds trials measured differently (%s): use another -out, or remove it", r.Store.Dir, why)
 		}
 		plan.Started = old.Started
+	case errors.As(err, &damaged):
+		return n, fmt.Errorf("%w: nothing says how the trials in %s were measured: use another -out, or remove the file to resume them as they are", err, r.Store.Dir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return n, err
 	}
 	if err := r.Store.WritePlan(plan); err != nil {
 		return n, err
@@ -66,8 +80,17 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 	trials := r.Spec.Plan()
 	n.Planned = len(trials)
 	var todo []Trial
+	rerun := map[Trial]bool{}
 	for _, t := range trials {
-		if r.Store.Done(t) {
+		done, err := r.Store.Check(t)
+		switch {
+		case errors.As(err, &damaged):
+			r.logf("bench: %v: the trial counts as not run and runs again", damaged)
+			rerun[t] = true
+		case err != nil:
+			return n, err
+		}
+		if done {
 			n.Resumed++
 		} else {
 			todo = append(todo, t)
@@ -100,6 +123,9 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 		if err := r.Store.WriteRecord(rec); err != nil {
 			return n, err
 		}
+		if rerun[t] {
+			n.Rerun++
+		}
 		switch rec.Status {
 		case StatusOK:
 			n.OK++
@@ -117,6 +143,9 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 }
 
 func (r *Runner) skip(c Cell) string {
+	if why := PeerSkip(c); why != "" {
+		return why
+	}
 	if r.Skip == nil {
 		return ""
 	}
@@ -144,27 +173,109 @@ func (r *Runner) logf(format string, a ...any) {
 	}
 }
 
-// Args are loadgen's arguments for a trial, writing its result to out (FILE.json).
+// Args are loadgen's arguments for a trial of a model, writing its result to out
+// (FILE.json): loadgen starts the model's server itself.
 func (s Spec) Args(c Cell, out string) []string {
-	d := s.Duration
-	if c.Timeline {
-		d = s.Timeline
-	}
-	args := []string{"-model", c.Model, "-proto", c.Proto, "-c", strconv.Itoa(c.Conns),
-		"-d", d.String(), "-warmup", s.Warmup.String(), "-size", strconv.Itoa(s.Size), "-q", "-o", out}
-	if c.Reconnect {
-		args = append(args, "-reconnect")
-	}
+	args := append([]string{"-model", c.Model}, s.loadArgs(c, out)...)
 	if c.Work != "" && c.Work != "none" {
 		args = append(args, "-server-arg=-work="+c.Work)
 	}
 	return args
 }
 
-// runTrial runs loadgen for one trial and adopts its output. The error is
-// non-nil only when the trial cannot be recorded: ctx was cancelled (the trial
-// is discarded) or the files could not be moved.
+// PeerArgs are loadgen's arguments for a trial of a reference peer bench started:
+// its address and pid (loadgen samples its process tree from /proc) and the CPU
+// sets, which loadgen applies to itself and records.
+func (s Spec) PeerArgs(c Cell, out, addr string, pid int, serverCPUs, clientCPUs []int) []string {
+	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid),
+		"-server-cpus", cpuList(serverCPUs), "-client-cpus", cpuList(clientCPUs)}
+	return append(args, s.loadArgs(c, out)...)
+}
+
+// loadArgs are the workload's arguments, common to models and peers.
+func (s Spec) loadArgs(c Cell, out string) []string {
+	d := s.Duration
+	if c.Timeline {
+		d = s.Timeline
+	}
+	args := []string{"-proto", c.Proto, "-c", strconv.Itoa(c.Conns), "-d", d.String(), "-warmup", s.Warmup.String()}
+	switch c.Proto {
+	case "file":
+		if s.File != "" {
+			args = append(args, "-file", s.File)
+		}
+	case "http":
+		if s.Path != "" {
+			args = append(args, "-path", s.Path)
+		}
+	default: // a file or http request is a name: it has no payload size
+		args = append(args, "-size", strconv.Itoa(s.Size))
+	}
+	args = append(args, "-q", "-o", out)
+	if c.Reconnect {
+		args = append(args, "-reconnect")
+	}
+	return args
+}
+
+// runTrial runs one trial and adopts its output. The error is non-nil only when
+// the trial cannot be recorded: ctx was cancelled (the trial is discarded) or the
+// files could not be moved.
 func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
+	if IsPeer(t.Cell.Model) {
+		return r.runPeerTrial(ctx, t)
+	}
+	return r.runLoadgen(ctx, t, r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json"))
+}
+
+// runPeerTrial starts the cell's peer, runs loadgen against it, and stops it —
+// also when loadgen fails or ctx is cancelled. A peer that cannot be started
+// (not installed, or it never accepted) fails the trial with the reason.
+func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, err error) {
+	started := time.Now()
+	failed := func(run *PeerRun, why error) (TrialRecord, error) {
+		if ctx.Err() != nil {
+			return TrialRecord{}, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
+		}
+		return TrialRecord{Trial: t, Started: started, ExitCode: -1, Seconds: time.Since(started).Seconds(), Peer: run,
+			Status: StatusFailed, Failure: FailPeer, Reason: t.Cell.Model + ": " + why.Error()}, nil
+	}
+	serverCPUs, clientCPUs, err := r.Peers.peerCPUs()
+	if err != nil {
+		return failed(nil, err)
+	}
+	p, run, err := r.startPeer(ctx, t, serverCPUs)
+	if err != nil {
+		return failed(run, err)
+	}
+	defer func() {
+		if run.Exit == nil { // not stopped below: a panic on the way
+			run.Exit = p.stop(r.grace())
+		}
+	}()
+	args := r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, serverCPUs, clientCPUs)
+	rec, err = r.runLoadgen(ctx, t, args)
+	run.Exit = p.stop(r.grace())
+	rec.Started, rec.Peer = started, run
+	rec.Seconds = time.Since(started).Seconds()
+	if err != nil {
+		return rec, err
+	}
+	switch {
+	case run.Exit.Clean:
+	case rec.Status == StatusOK:
+		rec.Status, rec.Failure, rec.Reason = StatusFailed, FailServerExit, t.Cell.Model+": "+run.Exit.Error
+	default: // loadgen's reason first; the peer's end often explains it
+		rec.Reason += "; " + t.Cell.Model + ": " + exitString(run.Exit)
+	}
+	if rec.Status != StatusOK {
+		run.Output = p.out.String()
+	}
+	return rec, nil
+}
+
+// runLoadgen runs loadgen with args for one trial and adopts its output.
+func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialRecord, error) {
 	rec := TrialRecord{Trial: t, Started: time.Now(), ExitCode: -1}
 	slack := r.Slack
 	if slack == 0 {
@@ -173,16 +284,30 @@ func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
 	limit := r.Spec.TrialDuration(t.Cell) + slack + time.Duration(t.Cell.Conns/500)*time.Second
 	tctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cmd := exec.CommandContext(tctx, r.Loadgen, r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json")...)
+	cmd := exec.CommandContext(tctx, r.Loadgen, args...)
 	// SIGINT lets loadgen stop its server cleanly; a loadgen that does not exit in
 	// 20 s more is killed.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	cmd.Cancel = func() error {
+		if ctx.Err() != nil {
+			r.logf("bench: interrupted: stopping %s rep %d (loadgen stops its server)", t.Cell, t.Rep)
+		}
+		return cmd.Process.Signal(syscall.SIGINT)
+	}
 	cmd.WaitDelay = 20 * time.Second
+	// loadgen leads a process group of its own, which its server and the server's
+	// workers join: whatever of it outlives loadgen is found and killed below. It
+	// also keeps a terminal's ^C, sent to bench's group, to bench, which stops
+	// loadgen, which stops its server, in that order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr tail
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
 	err := cmd.Run()
 	rec.Seconds = time.Since(rec.Started).Seconds()
+	// loadgen waits for its server and the server for its workers: a live member
+	// of the group is a leak (or was left by a loadgen killed past WaitDelay), and
+	// must not run on into the next trial.
+	leaked := cmd.Process != nil && killGroup(cmd.Process.Pid)
 	if ctx.Err() != nil {
 		return rec, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
 	}
@@ -195,13 +320,23 @@ func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
 	}
 	rec.Result = path
 	var res *result.Run
+	unreadable := false
 	if path != "" {
-		if res, aerr = result.ReadFile(filepath.Join(r.Store.Dir, path)); aerr != nil {
-			rec.Result, res = "", nil
+		// Read as a resumed run will, so that a trial recorded here is never
+		// found damaged later.
+		if res, aerr = r.Store.ReadResult(rec); aerr != nil {
+			rec.Result, res, unreadable = "", nil, true
 			rec.Reason = "unreadable result: " + aerr.Error()
 		}
 	}
 	rec.Status, rec.Failure = classify(rec.ExitCode, tctx.Err() != nil, err, res)
+	switch {
+	case rec.Status == StatusOK && unreadable:
+		rec.Status, rec.Failure = StatusFailed, FailNoResult
+	case rec.Status == StatusOK && leaked:
+		rec.Status, rec.Failure = StatusFailed, FailServerExit
+		rec.Reason = "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"
+	}
 	if rec.Status != StatusOK {
 		rec.Stderr = stderr.String()
 		if rec.Reason == "" {
@@ -238,9 +373,13 @@ func classify(code int, timedOut bool, runErr error, res *result.Run) (status, f
 func failureReason(rec TrialRecord, runErr error, res *result.Run) string {
 	switch rec.Failure {
 	case FailErrors:
+		// A server that died mid-run explains the errors: say both.
+		if e := res.Server; e != nil && e.Exit != nil && !e.Exit.Clean {
+			return ErrorsString(res.Load.Errors) + "; server: " + exitString(e.Exit)
+		}
 		return ErrorsString(res.Load.Errors)
 	case FailServerExit:
-		return res.Server.Exit.Error
+		return exitString(res.Server.Exit)
 	case FailTimeout:
 		return "loadgen did not finish in time and was stopped"
 	}
@@ -277,6 +416,16 @@ func (rec TrialRecord) headline() string {
 		return s
 	}
 	return rec.Headline
+}
+
+// exitString is a server's unclean exit for a reason: what went wrong and how it
+// ended, "the server exited before loadgen stopped it (signal: killed)".
+func exitString(e *result.Exit) string {
+	how := describeExit(&result.Exit{Code: e.Code, Signal: e.Signal})
+	if e.Error == "" {
+		return how
+	}
+	return e.Error + " (" + how + ")"
 }
 
 func lastLine(s string) string {

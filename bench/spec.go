@@ -12,6 +12,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,10 +23,18 @@ import (
 // saved as plan.json in the run directory, so a report can be redrawn from data
 // alone and a resumed run can check it measures the same thing.
 type Spec struct {
-	Preset string   `json:"preset,omitempty"` // the preset it came from, if any
-	Models []string `json:"models"`           // registered model names
-	Conns  []int    `json:"conns"`            // concurrency sweep (connections)
-	Protos []string `json:"protos"`           // "echo", "rpc"
+	Preset string `json:"preset,omitempty"` // the preset it came from, if any
+	// Models are registered model names and reference peers ("peer:cepoll",
+	// "peer:nginx": servers bench starts itself, see PeerNames). In a preset,
+	// "all" stands for every registered model (see ExpandModels).
+	Models []string `json:"models"`
+	Conns  []int    `json:"conns"`  // concurrency sweep (connections)
+	Protos []string `json:"protos"` // "echo", "rpc", "file", "http"
+	// File is the file every file request downloads ("" is loadgen's default,
+	// 1k.bin); Path is the path every http request GETs ("" is loadgen's default,
+	// /index.html). Both name the standard test files (internal/testfiles).
+	File string `json:"file,omitempty"`
+	Path string `json:"path,omitempty"`
 	// Works are the per-request work kinds ("none", "sleep:1ms", "cpu:50us"). Work is
 	// an rpc feature: echo cells are run with "none" only.
 	Works []string `json:"works"`
@@ -38,7 +47,8 @@ type Spec struct {
 	// Duration and Warmup are each trial's measured time and unmeasured lead-in.
 	Duration time.Duration `json:"duration_ns"`
 	Warmup   time.Duration `json:"warmup_ns"`
-	// Size is the request payload, bytes.
+	// Size is the request payload of echo and rpc, bytes (file and http requests
+	// are a name).
 	Size int `json:"size"`
 	// Timeline, if positive, adds one longer trial per model (echo, or the first
 	// protocol, at TimelineConns) to show a run's second-by-second course.
@@ -52,23 +62,63 @@ type Spec struct {
 
 // Presets are the named matrices: quick is what `make bench` runs.
 var Presets = map[string]Spec{
-	// quick: every model, echo, a concurrency sweep, 6 repetitions (the fewest for
-	// which the order-statistic interval of a median, [min, max], covers ≥ 95%:
-	// 96.9%), plus a 4 s timeline per model. Short trials buy the repetitions:
-	// about 8 minutes with 12 models on a 2-core machine.
+	// quick: every model and the C reference peer, echo, a concurrency sweep, 6
+	// repetitions (the fewest for which the order-statistic interval of a median,
+	// [min, max], covers ≥ 95%: 96.9%), plus a 4 s timeline per model. Short
+	// trials buy the repetitions: about 8 minutes with 12 models on a 2-core
+	// machine. peer:cepoll is the line a one-core event loop in plain C reaches:
+	// the report says how close the models get to it and never ranks it.
 	"quick": {
-		Conns: []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
+		Models: []string{"all", "peer:cepoll"},
+		Conns:  []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
 		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Timeline: 4 * time.Second, TimelineConns: 100,
 	},
 	// full: both protocols, blocking work, reconnect mode, up to 10,000
 	// connections, 5 repetitions of 5 s. Hours, not minutes.
 	"full": {
-		Conns: []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
+		Models: []string{"all"},
+		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
 		Reconnect: "both", Repeat: 5, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
 		Timeline: 15 * time.Second, TimelineConns: 100,
 	},
+	// http: the one-thread event loops, the goroutine baseline and the
+	// multi-reactor serving a small static page over HTTP/1.1 keep-alive, against
+	// nginx with one worker on the same CPUs. 6 short repetitions, no timeline:
+	// about 2 minutes.
+	"http": {
+		Models: []string{"epoll-et", "reactor", "goroutine", "multireactor", "peer:nginx"},
+		Conns:  []int{10, 100}, Protos: []string{"http"}, Path: "/index.html", Works: []string{"none"},
+		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+	},
 }
+
+// PresetNames lists the presets, sorted.
+func PresetNames() []string { return slices.Sorted(maps.Keys(Presets)) }
+
+// ExpandModels replaces "all" in a model list by every registered model, keeping
+// the order and dropping repeats.
+func ExpandModels(list, registered []string) []string {
+	var out []string
+	add := func(m string) {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	for _, m := range list {
+		if m == "all" {
+			for _, r := range registered {
+				add(r)
+			}
+			continue
+		}
+		add(m)
+	}
+	return out
+}
+
+// Protocols are the protocols a spec may sweep.
+var Protocols = []string{"echo", "rpc", "file", "http"}
 
 // Cell is one point of the matrix: a model under one workload.
 type Cell struct {
@@ -229,14 +279,19 @@ func (s Spec) TrialDuration(c Cell) time.Duration {
 	return s.Duration + s.Warmup
 }
 
-// Validate checks the spec against the registered models (known).
+// Validate checks the spec against the registered models (known) and the known
+// peers.
 func (s Spec) Validate(known []string) error {
 	var errs []error
 	if len(s.Models) == 0 {
 		errs = append(errs, errors.New("no models"))
 	}
 	for _, m := range s.Models {
-		if !slices.Contains(known, m) {
+		switch _, peer := lookupPeer(m); {
+		case peer:
+		case IsPeer(m):
+			errs = append(errs, fmt.Errorf("unknown peer %q (known: %s)", m, strings.Join(PeerNames(), ", ")))
+		case !slices.Contains(known, m):
 			errs = append(errs, fmt.Errorf("unknown model %q (registered: %s)", m, strings.Join(known, ", ")))
 		}
 	}
@@ -249,9 +304,18 @@ func (s Spec) Validate(known []string) error {
 		}
 	}
 	for _, p := range s.Protos {
-		if p != "echo" && p != "rpc" {
-			errs = append(errs, fmt.Errorf("protocol %q: want echo or rpc", p))
+		if !slices.Contains(Protocols, p) {
+			errs = append(errs, fmt.Errorf("protocol %q: want %s", p, strings.Join(Protocols, ", ")))
 		}
+	}
+	if s.File != "" && !slices.Contains(s.Protos, "file") {
+		errs = append(errs, fmt.Errorf("file %q without the file protocol", s.File))
+	}
+	if s.Path != "" && !slices.Contains(s.Protos, "http") {
+		errs = append(errs, fmt.Errorf("path %q without the http protocol", s.Path))
+	}
+	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+		errs = append(errs, fmt.Errorf("path %q: must start with /", s.Path))
 	}
 	for _, w := range s.Works {
 		if w != "none" && !strings.HasPrefix(w, "sleep:") && !strings.HasPrefix(w, "cpu:") {
@@ -288,6 +352,12 @@ func (s Spec) SameMeasurement(saved Spec) string {
 	}
 	if s.Timeline != saved.Timeline {
 		diffs = append(diffs, fmt.Sprintf("timeline %v vs %v", s.Timeline, saved.Timeline))
+	}
+	if s.File != saved.File {
+		diffs = append(diffs, fmt.Sprintf("file %q vs %q", s.File, saved.File))
+	}
+	if s.Path != saved.Path {
+		diffs = append(diffs, fmt.Sprintf("path %q vs %q", s.Path, saved.Path))
 	}
 	return strings.Join(diffs, ", ")
 }

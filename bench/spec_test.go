@@ -69,11 +69,21 @@ func TestValidate(t *testing.T) {
 	if err := good.Validate(known); err != nil {
 		t.Fatalf("good spec: %v", err)
 	}
+	withPeers := good
+	withPeers.Models = []string{"epoll-et", "peer:cepoll", "peer:nginx"}
+	withPeers.Protos, withPeers.Path, withPeers.File = []string{"echo", "http", "file"}, "/index.html", "64k.bin"
+	if err := withPeers.Validate(known); err != nil {
+		t.Errorf("peers, http and file: %v", err)
+	}
 	for name, mut := range map[string]func(*Spec){
 		"unknown model": func(s *Spec) { s.Models = []string{"nope"} },
 		"no conns":      func(s *Spec) { s.Conns = nil },
 		"zero conns":    func(s *Spec) { s.Conns = []int{0} },
-		"bad proto":     func(s *Spec) { s.Protos = []string{"http"} },
+		"bad proto":     func(s *Spec) { s.Protos = []string{"gopher"} },
+		"unknown peer":  func(s *Spec) { s.Models = []string{"peer:apache"} },
+		"path no http":  func(s *Spec) { s.Path = "/index.html" },
+		"file no file":  func(s *Spec) { s.File = "1k.bin" },
+		"relative path": func(s *Spec) { s.Protos, s.Path = []string{"http"}, "index.html" },
 		"bad work":      func(s *Spec) { s.Works = []string{"spin"} },
 		"bad reconnect": func(s *Spec) { s.Reconnect = "maybe" },
 		"no repeat":     func(s *Spec) { s.Repeat = 0 },
@@ -102,6 +112,55 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+func TestPeerArgs(t *testing.T) {
+	sp := Spec{Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64, Path: "/index.html", File: "64k.bin"}
+	got := strings.Join(sp.PeerArgs(Cell{Model: "peer:nginx", Proto: "http", Work: "none", Conns: 10}, "x.json", "127.0.0.1:4000", 77, []int{0}, []int{1, 2}), " ")
+	want := "-addr 127.0.0.1:4000 -server-pid 77 -server-cpus 0 -client-cpus 1,2 -proto http -c 10 -d 1s -warmup 300ms -path /index.html -q -o x.json"
+	if got != want {
+		t.Errorf("peer args\n got %s\nwant %s", got, want)
+	}
+	// A model's file cell: the file instead of a payload size.
+	got = strings.Join(sp.Args(Cell{Model: "poll", Proto: "file", Work: "none", Conns: 1}, "y.json"), " ")
+	if want := "-model poll -proto file -c 1 -d 1s -warmup 300ms -file 64k.bin -q -o y.json"; got != want {
+		t.Errorf("file args\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestPeerSkip(t *testing.T) {
+	for _, tt := range []struct {
+		cell Cell
+		want string
+	}{
+		{Cell{Model: "peer:cepoll", Proto: "echo", Work: "none"}, ""},
+		{Cell{Model: "peer:cepoll", Proto: "rpc", Work: "none", Reconnect: true}, ""},
+		{Cell{Model: "peer:cepoll", Proto: "http", Work: "none"}, "peer:cepoll does not speak http (it serves echo, rpc)"},
+		{Cell{Model: "peer:nginx", Proto: "echo", Work: "none"}, "peer:nginx does not speak echo (it serves http)"},
+		{Cell{Model: "peer:cepoll", Proto: "rpc", Work: "sleep:1ms"}, "peer:cepoll has no per-request work (work sleep:1ms is a flag of concbench's server)"},
+		{Cell{Model: "epoll-et", Proto: "http", Work: "none"}, ""},
+	} {
+		if got := PeerSkip(tt.cell); got != tt.want {
+			t.Errorf("PeerSkip(%s) = %q, want %q", tt.cell, got, tt.want)
+		}
+	}
+}
+
+func TestExpandModels(t *testing.T) {
+	got := ExpandModels([]string{"all", "peer:cepoll", "poll"}, []string{"epoll-et", "poll"})
+	if want := []string{"epoll-et", "poll", "peer:cepoll"}; !slices.Equal(got, want) {
+		t.Errorf("ExpandModels = %q, want %q", got, want)
+	}
+	if q := Presets["quick"].Models; !slices.Equal(q, []string{"all", "peer:cepoll"}) {
+		t.Errorf("quick preset models %q: want every model and peer:cepoll", q)
+	}
+	h := Presets["http"]
+	if !slices.Contains(h.Models, "peer:nginx") || !slices.Equal(h.Protos, []string{"http"}) || h.Path != "/index.html" || !slices.Equal(h.Conns, []int{10, 100}) {
+		t.Errorf("http preset %+v", h)
+	}
+	if err := h.Validate([]string{"epoll-et", "reactor", "goroutine", "multireactor"}); err != nil {
+		t.Errorf("http preset with its own models: %v", err)
+	}
+}
+
 func TestSameMeasurement(t *testing.T) {
 	a := Presets["quick"]
 	if why := a.SameMeasurement(a); why != "" {
@@ -112,6 +171,11 @@ func TestSameMeasurement(t *testing.T) {
 	b.Models = []string{"other"} // the matrix may change; the measurement may not
 	if why := a.SameMeasurement(b); !strings.Contains(why, "duration") {
 		t.Errorf("different duration: %q", why)
+	}
+	c := Presets["http"]
+	c.Path = "/1m.bin"
+	if why := Presets["http"].SameMeasurement(c); !strings.Contains(why, "path") {
+		t.Errorf("different path: %q", why)
 	}
 }
 

@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +25,15 @@ import (
 // KEY is Trial.Key, e.g. echo/c100/epoll-et/rep2. Every file is written to a
 // temporary name and renamed into place, so a crash leaves either the whole
 // trial or nothing of it.
+//
+// A file bench cannot use — cut short, not JSON, of another schema, or another
+// trial's — did not come from bench: a disk that filled under a copy, an editor,
+// another tool. Reading it gives a *DamagedError naming the file and what is
+// wrong, and its trial counts as not run (never as failed: nothing is known of
+// how it went): a resumed run runs it again, overwriting the file, and a report
+// leaves it out and lists the file. A damaged plan.json is an error: without it
+// nothing says how the trials were measured. Files of trials the plan does not
+// hold (a run resumed with fewer models or repetitions) are never read.
 
 // Trial statuses.
 const (
@@ -38,6 +49,7 @@ const (
 	FailNoResult   = "no_result"   // loadgen could not run the trial (no result written)
 	FailUsage      = "usage"       // loadgen refused its arguments
 	FailTimeout    = "timeout"     // loadgen did not finish in time and was stopped
+	FailPeer       = "peer"        // a reference peer could not be run (not installed, did not start)
 )
 
 // TrialRecord is what bench records about one trial.
@@ -59,6 +71,9 @@ type TrialRecord struct {
 	Seconds float64   `json:"seconds"` // wall time the trial took
 	// Headline is the one-line summary shown in progress.
 	Headline string `json:"headline,omitempty"`
+	// Peer is how bench ran the reference server of a peer:NAME cell; nil for
+	// models (loadgen starts their server) and for peer cells that were skipped.
+	Peer *PeerRun `json:"peer,omitempty"`
 }
 
 // Plan is plan.json.
@@ -76,6 +91,44 @@ const (
 // Store is a run directory.
 type Store struct{ Dir string }
 
+// DamagedError is a file of a run directory that bench cannot use (see above).
+type DamagedError struct {
+	Path string // the file, under Store.Dir
+	Why  string // what is wrong with it
+}
+
+func (e *DamagedError) Error() string { return e.Path + ": " + e.Why }
+
+// decodeJSON reads the JSON file path into v, which names what the file should
+// be ("trial record"). A file that is not one JSON value of v's shape is a
+// *DamagedError; a file that cannot be read is the read's error.
+func decodeJSON(path, what string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	err = dec.Decode(v)
+	if err == nil && dec.Decode(&json.RawMessage{}) != io.EOF {
+		return &DamagedError{path, fmt.Sprintf("not one JSON value: more data after byte %d", dec.InputOffset())}
+	}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		return &DamagedError{path, "empty"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &DamagedError{path, fmt.Sprintf("cut short: the JSON ends mid-value after %d bytes", len(b))}
+	case errors.As(err, &syntax):
+		return &DamagedError{path, fmt.Sprintf("not JSON: %v at byte %d", err, syntax.Offset)}
+	case errors.As(err, &typ):
+		return &DamagedError{path, fmt.Sprintf("not a %s: %v", what, err)}
+	}
+	return &DamagedError{path, fmt.Sprintf("not a %s: %v", what, err)}
+}
+
 // TrialPath is where a trial's files go, without extension.
 func (s Store) TrialPath(t Trial) string {
 	return filepath.Join(s.Dir, trialsDir, filepath.FromSlash(t.Key()))
@@ -86,10 +139,30 @@ func (s Store) TmpPath(t Trial) string {
 	return filepath.Join(s.Dir, tmpDir, strings.ReplaceAll(t.Key(), "/", "_"))
 }
 
-// Done reports whether the trial has a record.
+// Done reports whether the trial has a usable record (see Check).
 func (s Store) Done(t Trial) bool {
-	_, err := os.Stat(s.TrialPath(t) + ".trial.json")
-	return err == nil
+	done, _ := s.Check(t)
+	return done
+}
+
+// Check reports whether the trial is done: its record and the result the record
+// names can be read and are the trial's. A trial with a damaged file is not done,
+// and the error is a *DamagedError saying which file and why; other errors
+// (permissions, I/O) are returned as they are. No record is not done, no error.
+func (s Store) Check(t Trial) (bool, error) {
+	rec, err := s.ReadRecord(t)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.Result != "" {
+		if _, err := s.ReadResult(rec); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // WritePlan writes plan.json atomically.
@@ -97,15 +170,15 @@ func (s Store) WritePlan(p Plan) error {
 	return writeJSONAtomic(filepath.Join(s.Dir, planFile), p)
 }
 
-// ReadPlan reads plan.json.
+// ReadPlan reads plan.json; one that is not a plan is a *DamagedError.
 func (s Store) ReadPlan() (Plan, error) {
 	var p Plan
-	b, err := os.ReadFile(filepath.Join(s.Dir, planFile))
-	if err != nil {
+	path := filepath.Join(s.Dir, planFile)
+	if err := decodeJSON(path, "bench plan", &p); err != nil {
 		return p, err
 	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%s: %w", planFile, err)
+	if len(p.Spec.Models) == 0 || p.Spec.Repeat < 1 {
+		return p, &DamagedError{path, "not a bench plan: it plans no trials (no models or no repetitions)"}
 	}
 	return p, nil
 }
@@ -115,17 +188,55 @@ func (s Store) WriteRecord(r TrialRecord) error {
 	return writeJSONAtomic(s.TrialPath(r.Trial)+".trial.json", r)
 }
 
-// ReadRecord reads a trial's record.
+// ReadRecord reads a trial's record; one that is not a record of t is a
+// *DamagedError.
 func (s Store) ReadRecord(t Trial) (TrialRecord, error) {
 	var r TrialRecord
-	b, err := os.ReadFile(s.TrialPath(t) + ".trial.json")
-	if err != nil {
+	path := s.TrialPath(t) + ".trial.json"
+	if err := decodeJSON(path, "trial record", &r); err != nil {
 		return r, err
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%s: %w", t.Key(), err)
+	switch {
+	case r.Cell.Model == "" || r.Rep < 1:
+		return r, &DamagedError{path, "not a trial record: it names no trial"}
+	case r.Key() != t.Key():
+		return r, &DamagedError{path, fmt.Sprintf("the record of trial %s, not of %s", r.Key(), t.Key())}
+	case r.Status != StatusOK && r.Status != StatusFailed && r.Status != StatusSkipped:
+		return r, &DamagedError{path, fmt.Sprintf("not a trial record: status %q", r.Status)}
 	}
 	return r, nil
+}
+
+// ReadResult reads the loadgen result a record names. One that is missing, is
+// not a result of this build's schema, or is the result of another workload or
+// model is a *DamagedError.
+func (s Store) ReadResult(rec TrialRecord) (*result.Run, error) {
+	path := filepath.Join(s.Dir, filepath.FromSlash(rec.Result))
+	var r result.Run
+	err := decodeJSON(path, "loadgen result", &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &DamagedError{path, "missing: the trial's record names it as its result"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Schema != result.SchemaVersion {
+		if r.Schema == 0 {
+			return nil, &DamagedError{path, "not a loadgen result: no schema version"}
+		}
+		return nil, &DamagedError{path, fmt.Sprintf("a loadgen result of schema %d: this build reads %d", r.Schema, result.SchemaVersion)}
+	}
+	c, w := rec.Cell, r.Config.Workload
+	if w.Proto == "" {
+		w.Proto = "echo"
+	}
+	if w.Conns == 0 {
+		w.Conns = 1
+	}
+	if w.Proto != c.Proto || w.Conns != c.Conns || w.Reconnect != c.Reconnect || (!IsPeer(c.Model) && r.Config.Model != c.Model) {
+		return nil, &DamagedError{path, fmt.Sprintf("the result of another trial: model %q, %s, c=%d, reconnect %v", r.Config.Model, w.Proto, w.Conns, w.Reconnect)}
+	}
+	return &r, nil
 }
 
 // CleanTmp removes what an interrupted trial left in the scratch directory.
@@ -162,10 +273,15 @@ type Dataset struct {
 	Plan    Plan
 	Records map[string]TrialRecord // by Trial.Key
 	Results map[string]*result.Run // by Trial.Key, for records with a result
+	// Damaged are the planned trials' files that could not be used, in plan
+	// order; their trials have no record here: they count as not run.
+	Damaged []*DamagedError
 }
 
 // Load reads a run directory: the plan, then every planned trial's record and
-// result. Trials without a record were not run (yet).
+// result. Trials without a record were not run (yet); those with a damaged
+// record or result are left out too, and the file listed in Damaged. A damaged
+// plan.json is an error (a *DamagedError).
 func (s Store) Load() (*Dataset, error) {
 	p, err := s.ReadPlan()
 	if err != nil {
@@ -174,21 +290,24 @@ func (s Store) Load() (*Dataset, error) {
 	d := &Dataset{Plan: p, Records: map[string]TrialRecord{}, Results: map[string]*result.Run{}}
 	for _, t := range p.Spec.Plan() {
 		rec, err := s.ReadRecord(t)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		var r *result.Run
+		if err == nil && rec.Result != "" {
+			r, err = s.ReadResult(rec)
 		}
-		if err != nil {
+		var damaged *DamagedError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case errors.As(err, &damaged):
+			d.Damaged = append(d.Damaged, damaged)
+			continue
+		case err != nil:
 			return nil, err
 		}
 		d.Records[t.Key()] = rec
-		if rec.Result == "" {
-			continue
+		if r != nil {
+			d.Results[t.Key()] = r
 		}
-		r, err := result.ReadFile(filepath.Join(s.Dir, rec.Result))
-		if err != nil {
-			return nil, err
-		}
-		d.Results[t.Key()] = r
 	}
 	return d, nil
 }

@@ -5,17 +5,31 @@ import (
 	"testing"
 	"time"
 
+	"concbench/internal/proto"
 	"concbench/internal/result"
+	"concbench/internal/testfiles"
 )
 
-// cycleLoop is one loop with one closed-loop connection to an uppercasing server
-// whose own path does not allocate, loading, ready for cycle. Uppercasing every
-// byte serves rpc too: a frame header of a small length has no byte in a–z.
+// cycleLoop is one loop with one closed-loop connection to a server whose own path
+// does not allocate, loading, ready for cycle. For echo and rpc the server
+// uppercases every byte (which serves rpc too: a frame header of a small length
+// has no byte in a–z); for file and http it answers every request, whose length it
+// knows, with a precomputed correct reply.
 func cycleLoop(tb testing.TB, w result.Workload) (*loop, func()) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
+	}
+	var reqLen int
+	var reply []byte
+	switch w.Proto {
+	case "file":
+		b, _ := testfiles.Content(w.File)
+		reqLen, reply = len(proto.AppendFrame(nil, []byte(w.File))), fileReplyBytes(len(b), b, 64<<10)
+	case "http":
+		b, _ := testfiles.Content(w.Path[1:])
+		reqLen, reply = len(httpRequest(w.Path, ln.Addr().String(), false)), httpReplyBytes(b, "Content-Type: text/html")
 	}
 	go func() {
 		c, err := ln.Accept()
@@ -24,10 +38,19 @@ func cycleLoop(tb testing.TB, w result.Workload) (*loop, func()) {
 		}
 		defer c.Close()
 		buf := make([]byte, 64<<10)
+		pending := 0 // request bytes received and not answered (file, http)
 		for {
 			n, err := c.Read(buf)
 			if err != nil {
 				return
+			}
+			if reply != nil {
+				for pending += n; pending >= reqLen; pending -= reqLen {
+					if _, err := c.Write(reply); err != nil {
+						return
+					}
+				}
+				continue
 			}
 			for i, b := range buf[:n] {
 				if b-'a' < 26 {
@@ -76,9 +99,9 @@ func (l *loop) cycle() {
 // BenchmarkRequestCycle is one request cycle of the engine: write, epoll_wait,
 // read, verify, record, next write. It must report 0 allocs/op.
 func BenchmarkRequestCycle(b *testing.B) {
-	for _, p := range []string{"echo", "rpc"} {
-		b.Run(p, func(b *testing.B) {
-			l, done := cycleLoop(b, result.Workload{Proto: p, Size: 64})
+	for _, w := range cycleWorkloads {
+		b.Run(cycleName(w), func(b *testing.B) {
+			l, done := cycleLoop(b, w)
 			defer done()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -93,16 +116,48 @@ func BenchmarkRequestCycle(b *testing.B) {
 	}
 }
 
-// TestRequestCycleAllocs holds the hot path to zero allocations, pipelined too.
+// cycleWorkloads are the request cycles measured: each protocol, and files whose
+// replies take one read and many.
+var cycleWorkloads = []result.Workload{
+	{Proto: "echo", Size: 64},
+	{Proto: "rpc", Size: 64},
+	{Proto: "file", File: "1k.bin"},
+	{Proto: "file", File: "1m.bin"},
+	{Proto: "http", Path: "/index.html"},
+	{Proto: "http", Path: "/64k.bin"},
+}
+
+func cycleName(w result.Workload) string {
+	switch w.Proto {
+	case "file":
+		return "file-" + w.File
+	case "http":
+		return "http-" + w.Path[1:]
+	}
+	return w.Proto
+}
+
+// TestRequestCycleAllocs holds the hot path to zero allocations for every
+// protocol, pipelined too.
 func TestRequestCycleAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
-	for _, pipe := range []int{1, 4} {
-		l, done := cycleLoop(t, result.Workload{Proto: "rpc", Size: 64, Pipeline: pipe})
-		if a := testing.AllocsPerRun(2000, l.cycle); a != 0 {
-			t.Errorf("pipeline %d: %v allocs per request cycle, want 0", pipe, a)
+	for _, w := range cycleWorkloads {
+		for _, pipe := range []int{1, 4} {
+			w.Pipeline = pipe
+			l, done := cycleLoop(t, w)
+			runs := 2000
+			if w.File == "1m.bin" {
+				runs = 100
+			}
+			if a := testing.AllocsPerRun(runs, l.cycle); a != 0 {
+				t.Errorf("%s pipeline %d: %v allocs per request cycle, want 0", cycleName(w), pipe, a)
+			}
+			if l.st.errors != [numErrorKinds]int64{} {
+				t.Errorf("%s pipeline %d: errors %v", cycleName(w), pipe, l.st.errors)
+			}
+			done()
 		}
-		done()
 	}
 }

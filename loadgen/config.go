@@ -2,13 +2,36 @@
 // each owning a slice of the connections. It ramps connections up at a bounded
 // number of connects in flight, drives them closed-loop (-pipeline K requests
 // outstanding per connection) or open-loop on a schedule (latency from the intended
-// send time: coordinated omission corrected), verifies every reply byte, and
-// records latency in HdrHistograms per loop, merged at the end.
+// send time: coordinated omission corrected), verifies every reply, and records
+// latency (from the send, or the intended send, to the reply's last byte) in
+// HdrHistograms per loop, merged at the end.
 //
-// The request cycle does no allocation and starts no goroutine: requests and
-// expected replies are precomputed (payloads rotate through 26 patterns so a stale
-// or misrouted reply is caught), reads land in one buffer per loop and are compared
-// in place, and each loop's histograms and per-second counters exist before the run.
+// The request cycle does no allocation and starts no goroutine: requests are
+// precomputed; reads land in one buffer per loop and are checked in place; each
+// loop's histograms and per-second counters exist before the run. Echo and rpc
+// replies are compared byte for byte with precomputed expected replies (payloads
+// rotate through 26 patterns so a stale or misrouted reply is caught). File and http
+// replies are parsed incrementally by a fixed-size parser per connection (reply.go):
+// framing, status, announced size against the bytes that came, and for a standard
+// file (package testfiles) its size and the CRC32C of the content.
+//
+// Protocol by protocol (wire formats in package proto):
+//
+//   - echo, rpc: -size bytes of payload per request (in an rpc frame for rpc).
+//   - file: one rpc frame holding File; the reply is a frame "OK <size>", the
+//     content in frames of at most 64 KiB, and a zero-length frame (or one frame
+//     "ERR <reason>": a server_error, and the connection is closed).
+//   - http: "GET Path HTTP/1.1" with Host and User-Agent, keep-alive; responses are
+//     read by Content-Length (a status other than 200 is an http_status error, and
+//     the connection is closed). A response with "Connection: close" is followed by
+//     a reconnect without error when nothing else was outstanding.
+//
+// Reconnect mode (a connection per request): echo, rpc and file half-close after
+// the request and the server closes after its reply (the client's FIN went first,
+// so TIME_WAIT is on the client's side; Linux reuses such ports for new loopback
+// connects, net.ipv4.tcp_tw_reuse=2). http sends "Connection: close" instead and
+// does not half-close (an HTTP server may take a FIN as an abort): the server
+// closes first, and TIME_WAIT is on its side, as with real HTTP clients.
 package loadgen
 
 import (
@@ -16,6 +39,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +47,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/result"
+	"concbench/internal/testfiles"
 )
 
 // Config is a run of the engine: the workload (documented field by field in
@@ -47,7 +72,79 @@ const (
 	DefaultConnectInFlight = 256
 	DefaultTimeout         = 5 * time.Second
 	DefaultBackoff         = 100 * time.Millisecond
+	DefaultFile            = "1k.bin"      // proto file
+	DefaultPath            = "/index.html" // proto http
 )
+
+// StdNames lists the standard files (package testfiles) that a concbench server
+// started without -root serves, and whose replies loadgen verifies by checksum.
+func StdNames() []string {
+	names := make([]string, len(testfiles.Std))
+	for i, f := range testfiles.Std {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// IsStd reports whether a file name (proto file) or an http path (proto http)
+// names a standard file, whose content loadgen verifies by checksum.
+func IsStd(proto, nameOrPath string) bool {
+	_, ok := StdSize(proto, nameOrPath)
+	return ok
+}
+
+// StdSize is the size of the standard file that a file name (proto file) or an
+// http path (proto http) names.
+func StdSize(proto, nameOrPath string) (int64, bool) {
+	s, ok := testfiles.Lookup(stdName(proto, nameOrPath))
+	return s.Size, ok
+}
+
+// stdName is the name of the file asked for, as testfiles.Lookup takes it. A
+// file-protocol name is one already; an http path loses its query, and one ending
+// in "/" names the directory's index.html.
+func stdName(proto, nameOrPath string) string {
+	if proto != "http" {
+		return nameOrPath
+	}
+	p, _, _ := strings.Cut(nameOrPath, "?")
+	if strings.HasSuffix(p, "/") {
+		p += "index.html"
+	}
+	return p
+}
+
+// CheckFile reports what is wrong with a file-protocol name, if anything: it is
+// relative to the server's root, stays inside it, and fits a frame.
+func CheckFile(name string) error {
+	valid := "want a name relative to the server's root, such as one of the standard files " + strings.Join(StdNames(), ", ")
+	switch {
+	case name == "":
+		return fmt.Errorf("file name is empty: %s", valid)
+	case strings.HasPrefix(name, "/"):
+		return fmt.Errorf("file %q: %s (no leading /)", name, valid)
+	case strings.IndexByte(name, 0) >= 0 || len(name) > 4096:
+		return fmt.Errorf("file %q: %s", name, valid)
+	case slices.Contains(strings.Split(name, "/"), ".."):
+		return fmt.Errorf("file %q leaves the server's root: %s", name, valid)
+	}
+	return nil
+}
+
+// CheckPath reports what is wrong with an http path, if anything: it starts with
+// a slash and has no byte that would break the request line.
+func CheckPath(path string) error {
+	valid := "want /NAME, such as one of the standard files /" + strings.Join(StdNames(), ", /")
+	if !strings.HasPrefix(path, "/") || len(path) > 8192 {
+		return fmt.Errorf("path %q: %s", path, valid)
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c == 0x7f {
+			return fmt.Errorf("path %q: byte %#x at %d would break the request line (percent-encode it): %s", path, c, i, valid)
+		}
+	}
+	return nil
+}
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("bad load configuration")
@@ -67,9 +164,45 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	if w.Proto == "" {
 		w.Proto = "echo"
 	}
+	bad := func(format string, a ...any) (result.Workload, error) {
+		return w, fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	switch w.Proto {
+	case "echo", "rpc":
+		if w.File != "" || w.Path != "" {
+			return bad("a file name (-file) is for proto file and a path (-path) for proto http, not %s", w.Proto)
+		}
+		def(&w.Size, DefaultSize)
+	case "file", "http":
+		if w.Size != 0 {
+			return bad("proto %s requests a name, not a payload: size is for echo and rpc", w.Proto)
+		}
+		if w.Proto == "file" {
+			if w.Path != "" {
+				return bad("a path (-path) is for proto http; proto file asks for -file NAME")
+			}
+			if w.File == "" {
+				w.File = DefaultFile
+			}
+			if err := CheckFile(w.File); err != nil {
+				return bad("%v", err)
+			}
+		} else {
+			if w.File != "" {
+				return bad("a file name (-file) is for proto file; proto http asks for -path /PATH")
+			}
+			if w.Path == "" {
+				w.Path = DefaultPath
+			}
+			if err := CheckPath(w.Path); err != nil {
+				return bad("%v", err)
+			}
+		}
+	default:
+		return bad("proto %q: want echo, rpc, file or http", w.Proto)
+	}
 	def(&w.Conns, DefaultConns)
 	def(&w.Pipeline, DefaultPipeline)
-	def(&w.Size, DefaultSize)
 	def(&w.ConnectInFlight, DefaultConnectInFlight)
 	if w.Loops == 0 {
 		w.Loops = max(1, len(w.CPUs))
@@ -78,12 +211,7 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	defDur(&w.Timeout, DefaultTimeout)
 	defDur(&w.ConnectTimeout, DefaultTimeout)
 	defDur(&w.Backoff, DefaultBackoff)
-	bad := func(format string, a ...any) (result.Workload, error) {
-		return w, fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
-	}
 	switch {
-	case w.Proto != "echo" && w.Proto != "rpc":
-		return bad("proto %q: want echo or rpc", w.Proto)
 	case w.Conns < 0 || w.Pipeline < 0 || w.Size < 0 || w.Loops < 0 || w.ConnectInFlight < 0:
 		return bad("counts must not be negative")
 	case w.Rate < 0:

@@ -21,8 +21,10 @@ const (
 	ErrEOF                             // the server closed with requests outstanding (a short read)
 	ErrClosedIdle                      // the server closed a connection with nothing outstanding
 	ErrTimeout                         // no reply within Timeout
-	ErrMismatch                        // a reply's payload differs from the expected bytes
-	ErrBadFrame                        // an rpc reply header is wrong: the stream cannot be trusted
+	ErrMismatch                        // a well-framed reply is wrong: payload bytes (echo, rpc); size or CRC32C of the content (file, http)
+	ErrBadFrame                        // a reply's framing is wrong (rpc or file frame header, http status line or headers): the stream cannot be trusted
+	ErrServerError                     // file: the server answered with an ERR frame
+	ErrHTTPStatus                      // http: the status was not 200
 	ErrUnexpected                      // bytes arrived with no request outstanding
 	ErrIO                              // another read or write error
 	numErrorKinds
@@ -30,7 +32,8 @@ const (
 
 var errorNames = [numErrorKinds]string{
 	"connect_refused", "connect_timeout", "connect_addr", "connect_fd", "connect_other",
-	"reset", "eof", "closed_idle", "timeout", "mismatch", "bad_frame", "unexpected", "io",
+	"reset", "eof", "closed_idle", "timeout", "mismatch", "bad_frame",
+	"server_error", "http_status", "unexpected", "io",
 }
 
 func (k ErrorKind) String() string {

@@ -34,7 +34,21 @@ func TestResolve(t *testing.T) {
 		{"no port", result.Workload{Addr: "127.0.0.1"}, false},
 		{"unix", result.Workload{Addr: "unix:/tmp/x.sock"}, true},
 		{"unix no path", result.Workload{Addr: "unix:"}, false},
-		{"bad proto", result.Workload{Addr: "127.0.0.1:1", Proto: "http"}, false},
+		{"bad proto", result.Workload{Addr: "127.0.0.1:1", Proto: "gopher"}, false},
+		{"file defaults", result.Workload{Addr: "127.0.0.1:1", Proto: "file"}, true},
+		{"http defaults", result.Workload{Addr: "127.0.0.1:1", Proto: "http"}, true},
+		{"file other name", result.Workload{Addr: "127.0.0.1:1", Proto: "file", File: "dir/mine.txt"}, true},
+		{"http query", result.Workload{Addr: "127.0.0.1:1", Proto: "http", Path: "/1m.bin?x=1"}, true},
+		{"file size", result.Workload{Addr: "127.0.0.1:1", Proto: "file", Size: 64}, false},
+		{"http size", result.Workload{Addr: "127.0.0.1:1", Proto: "http", Size: 64}, false},
+		{"file absolute", result.Workload{Addr: "127.0.0.1:1", Proto: "file", File: "/1k.bin"}, false},
+		{"file dotdot", result.Workload{Addr: "127.0.0.1:1", Proto: "file", File: "a/../../etc/passwd"}, false},
+		{"http relative", result.Workload{Addr: "127.0.0.1:1", Proto: "http", Path: "index.html"}, false},
+		{"http space", result.Workload{Addr: "127.0.0.1:1", Proto: "http", Path: "/a b"}, false},
+		{"http crlf", result.Workload{Addr: "127.0.0.1:1", Proto: "http", Path: "/a\r\nX: y"}, false},
+		{"file with path", result.Workload{Addr: "127.0.0.1:1", Proto: "file", Path: "/1k.bin"}, false},
+		{"http with file", result.Workload{Addr: "127.0.0.1:1", Proto: "http", File: "1k.bin"}, false},
+		{"echo with file", result.Workload{Addr: "127.0.0.1:1", File: "1k.bin"}, false},
 		{"negative rate", result.Workload{Addr: "127.0.0.1:1", Rate: -1}, false},
 		{"reconnect pipeline", result.Workload{Addr: "127.0.0.1:1", Reconnect: true, Pipeline: 2}, false},
 		{"requests open loop", result.Workload{Addr: "127.0.0.1:1", Requests: 5, Rate: 10}, false},
@@ -50,6 +64,12 @@ func TestResolve(t *testing.T) {
 			}
 			if tt.name == "defaults" && (w.Conns != 1 || w.Size != 64 || w.Duration != DefaultDuration || w.Proto != "echo" || w.Loops != 1) {
 				t.Fatalf("defaults not filled: %+v", w)
+			}
+			if tt.name == "file defaults" && (w.File != "1k.bin" || w.Size != 0) {
+				t.Fatalf("file defaults: file %q size %d, want 1k.bin and 0", w.File, w.Size)
+			}
+			if tt.name == "http defaults" && (w.Path != "/index.html" || w.Size != 0) {
+				t.Fatalf("http defaults: path %q size %d, want /index.html and 0", w.Path, w.Size)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,10 @@ const (
 	histDigits = 3
 	secDigits  = 2
 )
+
+// readBufFiles is the read buffer of a loop for file and http, whose replies run
+// to megabytes: larger reads mean fewer system calls per reply.
+const readBufFiles = 256 << 10
 
 // sweepEvery is how often a loop checks timeouts, retries backoffs and the stop flag.
 const sweepEvery = 20 * time.Millisecond
@@ -68,16 +73,28 @@ type conn struct {
 	cycleDone     bool
 }
 
+// protoKind is how a protocol's replies are verified.
+type protoKind uint8
+
+const (
+	kEcho protoKind = iota // compared with a precomputed reply
+	kRPC                   // compared with a precomputed reply, frame header first
+	kFile                  // parsed by a fileReply
+	kHTTP                  // parsed by an httpReply
+)
+
 // shared is what every loop of a run reads: the workload, precomputed requests and
 // replies, the clock base and the stop flag.
 type shared struct {
 	cfg      Config
 	sa       unix.Sockaddr
 	family   int
+	kind     protoKind
 	reqs     [][]byte // request for sequence s is reqs[s % rot]
-	reps     [][]byte // its expected reply
+	reps     [][]byte // its expected reply (echo, rpc)
 	rot      uint64
-	framed   bool // rpc: the first proto.HeaderLen reply bytes are a frame header
+	expect   expect // what file and http replies must carry
+	halfShut bool   // reconnect mode: half-close after the request
 	base     time.Time
 	stop     atomic.Bool
 	open     bool    // open loop
@@ -93,7 +110,27 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shared{cfg: cfg, base: base, framed: cfg.Proto == "rpc", family: family, sa: sa}
+	s := &shared{cfg: cfg, base: base, family: family, sa: sa, halfShut: cfg.Reconnect}
+	if cfg.Rate > 0 {
+		s.open = true
+		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9
+		s.phaseNS = 1e9 / cfg.Rate
+	}
+	switch cfg.Proto {
+	case "file":
+		s.kind, s.rot = kFile, 1
+		s.reqs = [][]byte{proto.AppendFrame(nil, []byte(cfg.File))}
+		s.expect = expectFor("file", cfg.File)
+		return s, nil
+	case "http":
+		s.kind, s.rot = kHTTP, 1
+		s.reqs = [][]byte{httpRequest(cfg.Path, cfg.Addr, cfg.Reconnect)}
+		s.expect = expectFor("http", cfg.Path)
+		s.halfShut = false // "Connection: close" instead
+		return s, nil
+	case "rpc":
+		s.kind = kRPC
+	}
 	s.rot = 26
 	if cfg.Size > 1<<16 {
 		s.rot = 1
@@ -104,7 +141,7 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 	}
 	for r := range int(s.rot) {
 		payload := lower[r : r+cfg.Size]
-		if s.framed {
+		if s.kind == kRPC {
 			s.reqs = append(s.reqs, proto.AppendFrame(nil, payload))
 			s.reps = append(s.reps, proto.AppendFrame(nil, proto.AppendUpper(nil, payload)))
 		} else {
@@ -112,12 +149,22 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 			s.reps = append(s.reps, proto.AppendUpper(nil, payload))
 		}
 	}
-	if cfg.Rate > 0 {
-		s.open = true
-		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9
-		s.phaseNS = 1e9 / cfg.Rate
-	}
 	return s, nil
+}
+
+// httpRequest is the GET every http request sends. Host is the address as given
+// (localhost for a Unix domain socket); in reconnect mode it asks the server to
+// close after the response.
+func httpRequest(path, addr string, reconnect bool) []byte {
+	host := addr
+	if strings.HasPrefix(addr, "unix:") {
+		host = "localhost"
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: concbench-loadgen\r\n"
+	if reconnect {
+		req += "Connection: close\r\n"
+	}
+	return []byte(req + "\r\n")
 }
 
 // loopStats is what one loop measured.
@@ -144,6 +191,8 @@ type loop struct {
 	conns  []conn
 	events []unix.EpollEvent
 	buf    []byte
+	files  []fileReply // proto file: the reply parser of conns[i]
+	https  []httpReply // proto http: the reply parser of conns[i]
 	heap   dueHeap
 	pipe   int
 	sa     unix.Sockaddr // this loop's copy: unix.Connect writes into it
@@ -206,6 +255,14 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 	l.heap = dueHeap{idx: make([]int32, 0, len(gids)), conns: l.conns}
 	l.events = make([]unix.EpollEvent, min(len(gids)+1, 512))
 	l.buf = make([]byte, 64<<10)
+	switch sh.kind {
+	case kFile:
+		l.files = make([]fileReply, len(gids))
+		l.buf = make([]byte, readBufFiles)
+	case kHTTP:
+		l.https = make([]httpReply, len(gids))
+		l.buf = make([]byte, readBufFiles)
+	}
 	l.st.latency = hdr.New(histMin, histMax, histDigits)
 	l.st.connect = hdr.New(histMin, histMax, histDigits)
 	if sh.open {
@@ -543,9 +600,9 @@ func (l *loop) flush(c *conn) bool {
 	}
 	c.woff = 0
 	c.wseq++
-	if l.sh.cfg.Reconnect {
-		// Half-close: the server replies, then closes first, so TIME_WAIT stays on
-		// its side and the client's ephemeral ports are not exhausted.
+	if l.sh.halfShut {
+		// Reconnect mode: the half-close tells the server there is no more to come:
+		// it replies and closes, and its close ends the cycle.
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
 	}
 	return true
@@ -607,7 +664,11 @@ func (l *loop) readAll(c *conn, shortDone bool) bool {
 }
 
 // consume verifies p against the expected replies, completing each one it ends.
+// It returns false if c was closed.
 func (l *loop) consume(c *conn, p []byte, now int64) bool {
+	if l.sh.kind >= kFile {
+		return l.parse(c, p, now)
+	}
 	for len(p) > 0 {
 		if c.n == 0 || c.cycleDone {
 			l.fail(c, ErrUnexpected, now)
@@ -615,7 +676,7 @@ func (l *loop) consume(c *conn, p []byte, now int64) bool {
 		}
 		want := l.sh.reps[c.rseq%l.sh.rot]
 		k := min(len(want)-c.roff, len(p))
-		if l.sh.framed && c.roff < proto.HeaderLen {
+		if l.sh.kind == kRPC && c.roff < proto.HeaderLen {
 			h := min(proto.HeaderLen-c.roff, k)
 			if !bytes.Equal(want[c.roff:c.roff+h], p[:h]) {
 				l.fail(c, ErrBadFrame, now)
@@ -632,6 +693,67 @@ func (l *loop) consume(c *conn, p []byte, now int64) bool {
 		}
 	}
 	return true
+}
+
+// parse feeds p to c's reply parser (file, http), completing each reply it ends.
+// It returns false if c was closed.
+func (l *loop) parse(c *conn, p []byte, now int64) bool {
+	for len(p) > 0 {
+		if c.n == 0 || c.cycleDone {
+			l.fail(c, ErrUnexpected, now)
+			return false
+		}
+		var (
+			n       int
+			v       verdict
+			closing bool
+		)
+		if l.sh.kind == kFile {
+			n, v = l.files[c.idx].feed(p, &l.sh.expect)
+		} else {
+			r := &l.https[c.idx]
+			n, v = r.feed(p, &l.sh.expect)
+			closing = r.closing
+		}
+		p = p[n:]
+		switch v {
+		case vMore:
+		case vOK, vWrong:
+			c.bad = v == vWrong
+			l.complete(c, now)
+			if closing && !l.sh.cfg.Reconnect {
+				l.serverClosing(c, now)
+				return false
+			}
+		case vBadFrame:
+			l.fail(c, ErrBadFrame, now)
+			return false
+		case vServerError:
+			l.fail(c, ErrServerError, now)
+			return false
+		case vHTTPStatus:
+			l.fail(c, ErrHTTPStatus, now)
+			return false
+		}
+	}
+	return true
+}
+
+// serverClosing handles an http response that announced the server's close
+// ("Connection: close"; a server's keep-alive request limit, say). Requests
+// pipelined behind it are lost: that is an eof error. Otherwise it is no error:
+// close and connect again at once.
+func (l *loop) serverClosing(c *conn, now int64) {
+	if c.n > 0 {
+		l.fail(c, ErrEOF, now)
+		return
+	}
+	l.closeConn(c)
+	if l.loading && c.quota != 0 {
+		l.connect(c, now)
+	} else {
+		c.retryAt = now
+	}
 }
 
 // complete ends the reply at the head of c's ring.
@@ -725,6 +847,13 @@ func (l *loop) closeConn(c *conn) {
 	}
 	c.state = stDown
 	c.head, c.n, c.woff, c.roff, c.bad, c.cycleDone = 0, 0, 0, 0, false, false
+	// A new connection's first reply starts afresh.
+	switch l.sh.kind {
+	case kFile:
+		l.files[c.idx] = fileReply{}
+	case kHTTP:
+		l.https[c.idx] = httpReply{}
+	}
 }
 
 // sweep runs every sweepEvery: it times out connects and requests and reconnects
@@ -740,6 +869,10 @@ func (l *loop) sweep(now int64) {
 			}
 		case stOpen:
 			if c.n > 0 && now-c.ring[c.head].sent > timeout {
+				l.fail(c, ErrTimeout, now)
+			} else if c.cycleDone && now-c.connStart > timeout {
+				// Reconnect mode: the reply came but the server's close, which
+				// ends the cycle, did not.
 				l.fail(c, ErrTimeout, now)
 			}
 		case stDown:

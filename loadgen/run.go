@@ -209,8 +209,19 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time) *Outcome {
 	if !w.Reconnect && ld.Connect.Established < w.Conns {
 		o.Warnings = append(o.Warnings, fmt.Sprintf("only %d of %d connections were established when the ramp ended", ld.Connect.Established, w.Conns))
 	}
+	if sh.kind >= kFile && !sh.expect.std {
+		o.Warnings = append(o.Warnings, fmt.Sprintf("%s is not a standard file: replies were checked for framing and a size consistent with the one announced, not for content", target(w)))
+	}
 	o.Latency = lat
 	return o
+}
+
+// target is what a file or http workload asks for.
+func target(w result.Workload) string {
+	if w.Proto == "file" {
+		return w.File
+	}
+	return w.Path
 }
 
 // Percentiles summarises a histogram of µs values.

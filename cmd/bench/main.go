@@ -5,12 +5,20 @@
 //
 //	bench                          the quick preset (what `make bench` runs)
 //	bench -preset full             everything, hours
+//	bench -preset http             the event loops against nginx over HTTP/1.1
 //	bench -models epoll-et,poll -c 10,1000 -repeat 5 -d 5s -out results/mine
+//	bench -models epoll-et,peer:cepoll -c 10,100 -repeat 2 -d 1s -out /tmp/peerrun
 //	bench report -in results/quick redraw the report and plots from saved data
+//
+// A model named peer:NAME is a reference server (peer:cepoll, peer:nginx) that
+// bench starts itself, pinned like a model's server, and drives with loadgen.
 //
 // A run is resumable: every finished trial is saved at once, and rerunning with
 // the same -out skips them. It exits 1 on an error or interruption, 2 on a usage
-// error. Failed trials are recorded in the report, not fatal.
+// error. Failed trials are recorded in the report, not fatal. A file of the run
+// directory that is damaged (cut short, not JSON, another schema or another
+// trial's) is named in a warning and its trial counts as not run: the report
+// leaves it out, and the next run runs it again.
 package main
 
 import (
@@ -22,6 +30,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +44,7 @@ type options struct {
 	out     string
 	plots   string
 	loadgen string
+	peers   bench.PeerOptions
 	report  bool // the report subcommand: redraw only
 }
 
@@ -60,7 +71,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fs := flag.NewFlagSet("bench report", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		fs.StringVar(&o.out, "in", "results/quick", "the run directory to report on")
-		fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/ + the run directory's name)")
+		fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/NAME for -in results/NAME, else DIR/plots)")
 		fs.Usage = func() {
 			fmt.Fprint(fs.Output(), "usage: bench report [-in DIR] [-plots DIR]\n\nRedraws REPORT.md, the CSV tables and the plots of a run from its saved data; runs nothing.\n\n")
 			fs.PrintDefaults()
@@ -77,10 +88,12 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	preset := fs.String("preset", "quick", "quick | full: the matrix the other flags refine")
-	modelsFlag := fs.String("models", "all", "models to compare, comma-separated, or all")
+	preset := fs.String("preset", "quick", strings.Join(bench.PresetNames(), " | ")+": the matrix the other flags refine")
+	modelsFlag := fs.String("models", "", "models and peers to compare, comma-separated; all is every registered model, peer:cepoll and peer:nginx are reference servers (default: the preset's)")
 	conns := fs.String("c", "", "concurrency sweep, e.g. 1,10,100,1000 (default: the preset's)")
-	protos := fs.String("proto", "", "protocols: echo,rpc (default: the preset's)")
+	protos := fs.String("proto", "", "protocols: "+strings.Join(bench.Protocols, ",")+" (default: the preset's)")
+	file := fs.String("file", "", "the file every file request downloads (default: 1k.bin, one of the standard test files)")
+	path := fs.String("path", "", "the path every http request GETs (default: /index.html)")
 	works := fs.String("work", "", "per-request work of rpc cells: none,sleep:1ms,cpu:50us (default: the preset's)")
 	reconnect := fs.String("reconnect", "", "off | on | both: a new connection per request (default: the preset's)")
 	repeat := fs.Int("repeat", 0, "repetitions of every cell (default: the preset's)")
@@ -89,8 +102,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	timeline := fs.Duration("timeline", -1, "length of the one timeline trial per model; 0 for none (default: the preset's)")
 	focus := fs.Int("focus", 0, "concurrency of the per-model plots (default: 100 if swept, else the highest)")
 	fs.StringVar(&o.out, "out", "", "run directory; rerunning with the same one resumes (default: results/PRESET)")
-	fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/ + the run directory's name)")
+	fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/NAME for -out results/NAME, else DIR/plots)")
 	fs.StringVar(&o.loadgen, "loadgen", "", "loadgen executable (default: loadgen beside bench)")
+	fs.StringVar(&o.peers.Cepoll, "cepoll", "", "cepoll executable for peer:cepoll (default: cepoll beside loadgen)")
+	fs.StringVar(&o.peers.Nginx, "nginx", "", "nginx executable for peer:nginx (default: nginx on PATH, else /usr/sbin/nginx)")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,19 +115,19 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	sp, ok := bench.Presets[*preset]
 	if !ok {
-		return o, fmt.Errorf("preset %q: want quick or full", *preset)
+		return o, fmt.Errorf("preset %q: want %s", *preset, strings.Join(bench.PresetNames(), ", "))
 	}
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "c", "proto", "work", "reconnect", "repeat", "d", "warmup", "timeline":
+		case "models", "c", "proto", "file", "path", "work", "reconnect", "repeat", "d", "warmup", "timeline":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
-	sp.Models = models.Names()
-	if *modelsFlag != "all" {
+	if *modelsFlag != "" {
 		sp.Models = bench.ParseList(*modelsFlag)
 	}
+	sp.Models = bench.ExpandModels(sp.Models, models.Names())
 	if *conns != "" {
 		cs, err := bench.ParseInts(*conns)
 		if err != nil {
@@ -122,6 +137,18 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if *protos != "" {
 		sp.Protos = bench.ParseList(*protos)
+	}
+	// A preset's file or path goes with its protocol: -preset http -proto echo
+	// drops the path; -file and -path given without their protocol are errors.
+	if *file != "" {
+		sp.File = *file
+	} else if !slices.Contains(sp.Protos, "file") {
+		sp.File = ""
+	}
+	if *path != "" {
+		sp.Path = *path
+	} else if !slices.Contains(sp.Protos, "http") {
+		sp.Path = ""
 	}
 	if *works != "" {
 		sp.Works = bench.ParseList(*works)
@@ -154,41 +181,63 @@ func parse(args []string, stderr io.Writer) (options, error) {
 }
 
 // plotsDir is the default plot directory of a run directory: plots/NAME beside
-// results/NAME.
+// results/NAME, and DIR/plots for a run directory elsewhere (-out /tmp/run must
+// not write /plots/run).
 func plotsDir(out, flagValue string) string {
 	if flagValue != "" {
 		return flagValue
 	}
-	return filepath.Join(filepath.Dir(filepath.Dir(filepath.Clean(out))), "plots", filepath.Base(out))
+	out = filepath.Clean(out)
+	if filepath.Base(filepath.Dir(out)) != "results" {
+		return filepath.Join(out, "plots")
+	}
+	return filepath.Join(filepath.Dir(filepath.Dir(out)), "plots", filepath.Base(out))
 }
 
 func usage(fs *flag.FlagSet) {
-	fmt.Fprintf(fs.Output(), `usage: bench [-preset quick|full] [-models a,b|all] [-c 1,10,100] [-proto echo,rpc]
-             [-work none,sleep:1ms] [-reconnect off|on|both] [-repeat N] [-d 5s] [-out DIR]
+	fmt.Fprintf(fs.Output(), `usage: bench [-preset quick|full|http] [-models a,b|all] [-c 1,10,100] [-proto echo,rpc,file,http]
+             [-file NAME] [-path /P] [-work none,sleep:1ms] [-reconnect off|on|both] [-repeat N]
+             [-d 5s] [-out DIR]
        bench report [-in DIR]
 
 Runs the comparison matrix: each trial is one bin/loadgen run (which starts the
 server pinned to half the CPUs), every cell repeated, repetitions interleaved
 across models. Every finished trial is saved at once under -out; rerunning with
 the same -out resumes. Then writes DIR/REPORT.md, DIR/GROUP.csv and PNG plots
-under plots/NAME. Cells a model cannot serve are run and their failures recorded.
+under plots/NAME (for -out results/NAME; else under DIR/plots). Cells a model
+cannot serve are run and their failures recorded.
+
+Reference peers run like models under the name peer:NAME: bench starts the server
+itself, pinned to the CPUs a model's server gets, drives it with loadgen -addr
+-server-pid (same pinning and /proc sampling), and stops it after each trial.
+They are marked in the report and plots and never ranked with the models.
+  peer:cepoll  echo, rpc: single-threaded C epoll server (bin/cepoll, make peers)
+  peer:nginx   http: nginx with one worker, static files (make deps installs it)
+A peer that does not speak a cell's protocol skips the cell; one that is not
+installed fails its cells with the reason, and the matrix goes on.
 
 Presets:
-  quick  every model, echo, c = 1,10,100,1000, 6 repetitions of 1 s, a 4 s timeline
-         per model (what make bench runs; 7.5 minutes on 2 cores, build included)
-  full   echo and rpc, work none and sleep:1ms, reconnect both, c up to 10000,
-         5 repetitions of 5 s (hours)
+  quick  every model and peer:cepoll, echo, c = 1,10,100,1000, 6 repetitions of
+         1 s, a 4 s timeline per model (what make bench runs; about 8 minutes on
+         2 cores, build included)
+  full   every model, echo and rpc, work none and sleep:1ms, reconnect both, c up
+         to 10000, 5 repetitions of 5 s (hours)
+  http   epoll-et, reactor, goroutine, multireactor and peer:nginx, http GET
+         /index.html, c = 10,100, 6 repetitions of 1 s (about 2 minutes)
 
 Models: %s
+Peers: %s
 
 Examples:
   bench
   bench -models epoll-et,goroutine,thread -c 10,100,1000 -repeat 5 -out results/three
+  bench -models epoll-et,peer:cepoll -c 10,100 -repeat 2 -d 1s -out /tmp/peerrun
+  bench -preset http -out results/http
   bench -preset full -out results/full
   bench report -in results/quick
 
 Flags:
-`, fmt.Sprint(models.Names()))
+`, fmt.Sprint(models.Names()), fmt.Sprint(bench.PeerNames()))
 	fs.PrintDefaults()
 }
 
@@ -199,22 +248,29 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr}
+		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers}
 		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d repetitions + timelines); progress below\n",
 			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat)
 		n, err := r.Run(ctx)
+		if errors.Is(err, bench.ErrInterrupted) {
+			return fmt.Errorf("%w; the finished trials are saved in %s: rerun the same command to resume", err, o.out)
+		}
 		if err != nil {
-			if errors.Is(err, bench.ErrInterrupted) {
-				fmt.Fprintf(stderr, "bench: %v; finished trials are saved: rerun the same command to resume\n", err)
-			}
 			return err
 		}
-		fmt.Fprintf(stderr, "bench: done in %s: %d trials ok, %d failed, %d skipped, %d resumed from an earlier run\n",
-			n.Elapsed.Round(time.Second), n.OK, n.Failed, n.Skipped, n.Resumed)
+		rerun := ""
+		if n.Rerun > 0 {
+			rerun = fmt.Sprintf(" (%d run again: their files were damaged)", n.Rerun)
+		}
+		fmt.Fprintf(stderr, "bench: done in %s: %d trials ok, %d failed, %d skipped%s, %d resumed from an earlier run\n",
+			n.Elapsed.Round(time.Second), n.OK, n.Failed, n.Skipped, rerun, n.Resumed)
 	}
 	d, err := store.Load()
 	if err != nil {
 		return err
+	}
+	for _, e := range d.Damaged {
+		fmt.Fprintf(stderr, "bench: warning: %v: left out, its trial counts as not run (bench with the same -out runs it again)\n", e)
 	}
 	files, err := bench.WriteAll(d, o.out, o.plots)
 	for _, f := range files {

@@ -1,14 +1,16 @@
-// Command loadgen drives a concbench server (or any echo/rpc server) with load and
-// reports throughput, latency percentiles, errors by kind, and the server's CPU,
-// memory, threads and processes.
+// Command loadgen drives a concbench server (or any echo, rpc, file or HTTP
+// server) with load and reports throughput, latency percentiles, errors by kind,
+// and the server's CPU, memory, threads and processes.
 //
 //	loadgen -model epoll-et -c 10000 -d 10s
 //	loadgen -addr 127.0.0.1:7000 -proto rpc -c 64 -rate 50000 -o run.json
+//	loadgen -model epoll-et -proto http -path /1m.bin -c 100
+//	loadgen -addr 127.0.0.1:8080 -proto http -server-pid 4242 -c 100
 //
 // With -model it starts the server itself (bin/server beside it), pins server and
 // loadgen to disjoint CPUs, runs, stops the server with SIGTERM and checks its exit.
-// It exits 1 if any request failed or the server did not exit cleanly, 2 on a usage
-// error.
+// With -addr and -server-pid it samples a server someone else started. It exits 1
+// if any request failed or the server did not exit cleanly, 2 on a usage error.
 package main
 
 import (
@@ -44,6 +46,7 @@ type options struct {
 	out        string
 	quiet      bool
 	unix       bool // -model: serve on a Unix domain socket in a temporary directory
+	serverPID  int  // -addr: sample this externally started server's process tree
 }
 
 // errFailed means the run completed but something failed: errors were counted or
@@ -75,11 +78,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.model, "model", "", "start `server -model NAME` and drive it (exclusive with -addr)")
 	fs.StringVar(&o.w.Addr, "addr", "", "drive a server already listening at HOST:PORT, or at a Unix domain socket unix:PATH")
 	fs.BoolVar(&o.unix, "unix", false, "with -model: start the server on a Unix domain socket (unix:$TMPDIR/concbench-*/server.sock) instead of loopback TCP")
-	fs.StringVar(&o.w.Proto, "proto", "echo", "protocol: echo | rpc")
+	fs.StringVar(&o.w.Proto, "proto", "echo", "protocol: echo | rpc | file | http")
+	fs.StringVar(&o.w.File, "file", "", "proto file: the `NAME` every request asks for, relative to the server's root (default "+loadgen.DefaultFile+"; standard files: "+strings.Join(loadgen.StdNames(), ", ")+")")
+	fs.StringVar(&o.w.Path, "path", "", "proto http: the `PATH` every request GETs (default "+loadgen.DefaultPath+")")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "with -addr: sample the CPU, memory, threads and processes of this `PID`'s process tree, a server loadgen did not start")
 	fs.IntVar(&o.w.Conns, "c", 1, "concurrent connections")
 	fs.DurationVar(&o.w.Duration, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&o.w.Warmup, "warmup", 2*time.Second, "load before the measured duration, not measured")
-	fs.IntVar(&o.w.Size, "size", 64, "request payload bytes")
+	fs.IntVar(&o.w.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
 	fs.Float64Var(&o.w.Rate, "rate", 0, "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
 	fs.IntVar(&o.w.Pipeline, "pipeline", 1, "requests outstanding per connection")
 	fs.BoolVar(&o.w.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
@@ -99,6 +105,20 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	o.serverArgs = append(serverArgs, fs.Args()...)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	files := o.w.Proto == "file" || o.w.Proto == "http"
+	switch {
+	case files && set["size"]:
+		return o, fmt.Errorf("-size is for echo and rpc: a %s request asks for a name (-file NAME for file, -path /PATH for http)", o.w.Proto)
+	case o.w.File != "" && o.w.Proto != "file":
+		return o, fmt.Errorf("-file is for -proto file (with -proto %s)", o.w.Proto)
+	case o.w.Path != "" && o.w.Proto != "http":
+		return o, fmt.Errorf("-path is for -proto http (with -proto %s)", o.w.Proto)
+	}
+	if files {
+		o.w.Size = 0
+	}
 	switch {
 	case (o.model == "") == (o.w.Addr == ""):
 		return o, errors.New("give exactly one of -model NAME and -addr HOST:PORT")
@@ -106,8 +126,17 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-unix is for -model; with -addr, give unix:PATH")
 	case o.model == "" && len(o.serverArgs) > 0:
 		return o, fmt.Errorf("server arguments %q without -model", o.serverArgs)
-	case o.w.Conns < 1 || o.w.Size < 1 || o.w.Pipeline < 1 || o.w.Duration <= 0:
+	case o.w.Conns < 1 || (!files && o.w.Size < 1) || o.w.Pipeline < 1 || o.w.Duration <= 0:
 		return o, errors.New("-c, -size, -pipeline and -d must be positive")
+	case o.serverPID != 0 && o.model != "":
+		return o, errors.New("-server-pid is for a server loadgen did not start (-addr); with -model loadgen samples its own")
+	case o.serverPID < 0 || o.serverPID == os.Getpid():
+		return o, fmt.Errorf("-server-pid %d: want the pid of the server process", o.serverPID)
+	}
+	if o.serverPID != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", o.serverPID)); err != nil {
+			return o, fmt.Errorf("-server-pid %d: no such process (%v)", o.serverPID, err)
+		}
 	}
 	if o.model != "" {
 		// Same build as the server: refuse an unknown model before starting anything.
@@ -119,18 +148,63 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if probe.Addr == "" {
 		probe.Addr = "127.0.0.1:1"
 	}
-	if _, err := loadgen.Resolve(probe); err != nil {
+	w, err := loadgen.Resolve(probe)
+	if err != nil {
 		return o, err
+	}
+	// A server started without -root serves only the standard files: another name
+	// could only fail.
+	if files && o.model != "" && !hasRoot(o.serverArgs) {
+		name, flagName := w.File, "-file"
+		if w.Proto == "http" {
+			name, flagName = w.Path, "-path"
+		}
+		if !loadgen.IsStd(w.Proto, name) {
+			prefix := ""
+			if w.Proto == "http" {
+				prefix = "/"
+			}
+			return o, fmt.Errorf("%s %s: the server -model starts serves the standard files only: %s%s (or give it -server-arg=-root=DIR)",
+				flagName, name, prefix, strings.Join(loadgen.StdNames(), ", "+prefix))
+		}
 	}
 	return o, nil
 }
 
-func usage(fs *flag.FlagSet) {
-	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME [-unix] | -addr HOST:PORT|unix:PATH) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
+// hasRoot reports whether server arguments set the server's -root.
+func hasRoot(args []string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == "root" || strings.HasPrefix(a, "root=") {
+			return true
+		}
+	}
+	return false
+}
 
-Drives an echo or rpc server with N connections, verifies every reply, and reports
-throughput, latency percentiles (HdrHistogram), errors by kind, and (with -model)
-the server's CPU, memory, threads and processes sampled from /proc.
+func usage(fs *flag.FlagSet) {
+	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME [-unix] | -addr HOST:PORT|unix:PATH [-server-pid PID]) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
+
+Drives a server with N connections, verifies every reply, and reports throughput,
+latency percentiles (HdrHistogram), errors by kind, and (with -model, or -addr with
+-server-pid) the server's CPU, memory, threads and processes sampled from /proc.
+
+Protocols (-proto):
+  echo  -size bytes of lowercase letters; the reply is them uppercased
+  rpc   the same in frames: 4-byte big-endian length, then the payload
+  file  one frame naming -file NAME; the reply is a frame "OK <size>", the content
+        in frames of at most 64 KiB, and an empty frame (or one frame "ERR <reason>")
+  http  GET -path /PATH over HTTP/1.1 keep-alive; the response by Content-Length
+For file and http, -size does not apply (giving it is an error). The standard
+files, which a concbench server started without -root serves, are
+  `+strings.Join(loadgen.StdNames(), ", ")+`
+and their replies are verified by size and CRC32C; any other file by its framing
+and a size consistent with the one announced.
+A wrong size or checksum is a mismatch error, an ERR frame a server_error, an
+HTTP status other than 200 an http_status error (the connection is then closed).
+Latency runs to the last byte of the reply. With -reconnect, http asks
+"Connection: close" and the server closes after the response; echo, rpc and file
+half-close after the request instead.
 
 Closed loop by default: each connection keeps -pipeline requests outstanding and
 latency is from the actual send. With -rate, open loop: sends follow a schedule
@@ -139,7 +213,12 @@ uncorrected latency and the send lag are reported beside it.
 
 With -model, loadgen starts the server itself, pins it and loadgen to disjoint
 CPUs (default: the first half of the CPUs for the server), and passes it
--server-arg values and everything after --.
+-proto, -server-arg values and everything after --. For file and http the server
+then serves the standard files.
+
+With -addr and -server-pid PID, loadgen samples the process tree of PID (a
+server it did not start: a C peer, nginx's master with its workers) as it would
+its own, and records the CPUs PID may run on; it does not stop it.
 
 Examples:
   loadgen -model epoll-et -c 10000 -d 10s
@@ -148,6 +227,11 @@ Examples:
   loadgen -addr 127.0.0.1:7000 -c 100 -pipeline 4
   loadgen -model epoll-et -unix -c 100 -d 5s      # over a Unix domain socket
   loadgen -addr unix:/tmp/concbench.sock -c 100
+  loadgen -model epoll-et -proto http -path /index.html -c 100 -d 5s
+  loadgen -model epoll-et -proto http -path /1m.bin -c 100 -pipeline 2
+  loadgen -model epoll-et -proto file -file 1m.bin -c 10 -d 5s
+  loadgen -model thread -proto file -file 16k.bin -c 50 -reconnect
+  loadgen -addr 127.0.0.1:8080 -proto http -path /64k.bin -server-pid 4242 -client-cpus 1 -c 100
 
 Flags:
 `)

@@ -63,7 +63,7 @@ func TestParseFlags(t *testing.T) {
 	if !errors.Is(err, models.ErrUnknownModel) || !strings.Contains(err.Error(), "epoll-et") {
 		t.Errorf("unknown model: err = %v, want ErrUnknownModel listing the valid names", err)
 	}
-	for _, bad := range [][]string{{}, {"-model", "x", "-addr", "127.0.0.1:1"}, {"-addr", "127.0.0.1:1", "--", "-x"}, {"-addr", "127.0.0.1:1", "-proto", "http"}, {"-addr", "unix:/tmp/x.sock", "-unix"}, {"-addr", "unix:"}} {
+	for _, bad := range [][]string{{}, {"-model", "x", "-addr", "127.0.0.1:1"}, {"-addr", "127.0.0.1:1", "--", "-x"}, {"-addr", "127.0.0.1:1", "-proto", "gopher"}, {"-addr", "unix:/tmp/x.sock", "-unix"}, {"-addr", "unix:"}} {
 		if _, err := parse(bad, io.Discard); err == nil {
 			t.Errorf("parse(%q): no error", bad)
 		}

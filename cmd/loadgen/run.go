@@ -60,6 +60,19 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 			return nil, err
 		}
 	}
+	if o.serverPID != 0 && serverCPUs == nil {
+		// An external server's CPUs are whatever it was started with: record them.
+		if serverCPUs, err = allowedCPUs(o.serverPID); err != nil {
+			return nil, fmt.Errorf("-server-pid %d: %w", o.serverPID, err)
+		}
+	} else if o.serverPID != 0 {
+		if got, err := allowedCPUs(o.serverPID); err != nil || !slices.Equal(got, serverCPUs) {
+			warn("server pid %d runs on CPUs %v, not the %v given by -server-cpus (%v): loadgen does not pin a server it did not start", o.serverPID, got, serverCPUs, err)
+			if err == nil {
+				serverCPUs = got
+			}
+		}
+	}
 	if o.model != "" && (serverCPUs == nil || clientCPUs == nil) {
 		ds, dc, err := splitCPUs(avail)
 		if err != nil {
@@ -143,8 +156,18 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 
 	// Sampling and the measured window's marks.
 	var sampler *procstat.Sampler
+	serverPID := o.serverPID
 	if srv != nil {
-		sampler = procstat.Start("/proc", srv.pid(), sampleEvery)
+		serverPID = srv.pid()
+	}
+	if serverPID != 0 {
+		sampler = procstat.Start("/proc", serverPID, sampleEvery)
+	}
+	if o.serverPID != 0 {
+		if clientCPUs == nil {
+			warn("loadgen is not pinned (-client-cpus): it may share CPUs with the server pid %d", o.serverPID)
+		}
+		info("sampling external server pid %d on CPUs %s", o.serverPID, formatCPUs(serverCPUs))
 	}
 	var (
 		mu                   sync.Mutex
@@ -208,9 +231,10 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		r.Client.Busy = r.Client.CPUCores / float64(ncpu)
 		r.ClientBound = r.Client.Busy >= result.ClientBoundAt
 	}
-	if srv != nil {
+	if sampler != nil {
 		samples, serr := sampler.Stop()
-		r.Server = serverFigures(samples, srv.pid(), out.LoadStart, mStart, mEnd)
+		r.Server = serverFigures(samples, serverPID, out.LoadStart, mStart, mEnd)
+		r.Server.External = srv == nil
 		if haveCtxS && haveCtxEnd {
 			r.Server.VoluntaryCtxSwitches = int64(ctxEnd[0]) - int64(ctxStart[0])
 			r.Server.InvoluntaryCtxSwitches = int64(ctxEnd[1]) - int64(ctxStart[1])
@@ -218,9 +242,11 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		if serr != nil {
 			warn("server sampling ended early: %v", serr)
 		}
-		r.Server.Exit = srv.stop(10 * time.Second)
-		if !r.Server.Exit.Clean {
-			warn("server exit: %s (code %d %s)", r.Server.Exit.Error, r.Server.Exit.Code, r.Server.Exit.Signal)
+		if srv != nil {
+			r.Server.Exit = srv.stop(10 * time.Second)
+			if !r.Server.Exit.Clean {
+				warn("server exit: %s (code %d %s)", r.Server.Exit.Error, r.Server.Exit.Code, r.Server.Exit.Signal)
+			}
 		}
 	}
 	mu.Unlock()
@@ -249,7 +275,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		return r, fmt.Errorf("%w: interrupted; the figures are partial", errFailed)
 	case r.Load.ErrorsTotal > 0:
 		return r, fmt.Errorf("%w: %d errors", errFailed, r.Load.ErrorsTotal)
-	case r.Server != nil && !r.Server.Exit.Clean:
+	case r.Server != nil && r.Server.Exit != nil && !r.Server.Exit.Clean:
 		return r, fmt.Errorf("%w: server exit: %s", errFailed, r.Server.Exit.Error)
 	}
 	return r, nil

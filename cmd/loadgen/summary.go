@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"concbench/internal/result"
+	"concbench/loadgen"
 )
 
 // printSummary writes the human summary of r, in the manner of wrk's.
@@ -22,7 +23,7 @@ func printSummary(w io.Writer, r *result.Run) {
 	if ld.Mode == "open" {
 		mode = fmt.Sprintf("open loop at %g req/s (latency from the intended send: coordinated omission corrected)", wl.Rate)
 	}
-	fmt.Fprintf(w, "loadgen: %s, %s %d B, %d connections", target, wl.Proto, wl.Size, wl.Conns)
+	fmt.Fprintf(w, "loadgen: %s, %s, %d connections", target, describeRequest(wl), wl.Conns)
 	if wl.Pipeline > 1 {
 		fmt.Fprintf(w, " × pipeline %d", wl.Pipeline)
 	}
@@ -57,6 +58,9 @@ func printSummary(w io.Writer, r *result.Run) {
 		row("closed loop", ld.Latency)
 	}
 	fmt.Fprintf(w, "\n  %d requests in %s: %.1f req/s", ld.Requests, secs(ld.Seconds), ld.Throughput)
+	if size, ok := contentSize(wl); ok && size > 0 {
+		fmt.Fprintf(w, " (%s/s of content)", mib(int64(ld.Throughput*float64(size))))
+	}
 	if ld.RateShortfall {
 		fmt.Fprintf(w, "  — SHORT of the %g req/s asked", ld.TargetRate)
 	}
@@ -75,6 +79,9 @@ func printSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  in flight at the end (not counted): %d\n", ld.InFlightAtEnd)
 	}
 	if s := r.Server; s != nil {
+		if s.External {
+			fmt.Fprintf(w, "  server: pid %d (external: sampled, not started nor stopped by loadgen)\n", s.PID)
+		}
 		fmt.Fprintf(w, "  server: CPU %.2f cores (max %.2f), RSS %s, threads %d, processes %d, ctx switches %d voluntary / %d involuntary\n",
 			s.CPUCoresMean, s.CPUCoresMax, mib(s.RSSMaxBytes), s.ThreadsMax, s.ProcsMax, s.VoluntaryCtxSwitches, s.InvoluntaryCtxSwitches)
 		if s.Exit != nil {
@@ -92,6 +99,35 @@ func printSummary(w io.Writer, r *result.Run) {
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
 	}
+}
+
+// describeRequest says what each request is, and for file and http how the reply
+// is verified.
+func describeRequest(wl result.Workload) string {
+	var what string
+	switch wl.Proto {
+	case "file":
+		what = "file " + wl.File
+	case "http":
+		what = "http GET " + wl.Path
+	default:
+		return fmt.Sprintf("%s %d B", wl.Proto, wl.Size)
+	}
+	if size, ok := contentSize(wl); ok {
+		return fmt.Sprintf("%s (%d B, size and CRC32C checked)", what, size)
+	}
+	return what + " (not a standard file: framing and size checked, not content)"
+}
+
+// contentSize is the size of a standard file that wl asks for.
+func contentSize(wl result.Workload) (int64, bool) {
+	switch wl.Proto {
+	case "file":
+		return loadgen.StdSize("file", wl.File)
+	case "http":
+		return loadgen.StdSize("http", wl.Path)
+	}
+	return 0, false
 }
 
 func orNone(cpus []int) string {

@@ -24,8 +24,9 @@ type Run struct {
 	Config  Config    `json:"config"`  // what produced the figures
 	Env     Env       `json:"env"`     // where they were produced
 	Load    Load      `json:"load"`    // client-side figures: throughput, latency, errors
-	// Server is the server's process tree as sampled from /proc; nil when loadgen
-	// drove a server it did not start (-addr) and so cannot see.
+	// Server is the server's process tree as sampled from /proc: the server loadgen
+	// started (-model), or one started by someone else and named by -server-pid; nil
+	// when loadgen drove -addr without -server-pid and so could not see it.
 	Server *Server `json:"server,omitempty"`
 	Client Client  `json:"client"` // the load generator's own CPU use
 	// ClientBound is set when the load generator's CPUs were at least 90% busy: the
@@ -42,13 +43,21 @@ type Run struct {
 // value is valid with Addr set; every default is stated on its field.
 type Workload struct {
 	Addr  string `json:"addr"`  // server address, HOST:PORT or unix:PATH
-	Proto string `json:"proto"` // "echo" or "rpc"; "" means echo
+	Proto string `json:"proto"` // "echo", "rpc", "file" or "http"; "" means echo
 	// Conns is the number of concurrent connections; 0 means 1.
 	Conns int `json:"conns"`
 	// Pipeline is the requests outstanding per connection; 0 means 1.
 	Pipeline int `json:"pipeline"`
-	// Size is the request payload in bytes (the rpc frame header is extra); 0 means 64.
+	// Size is the request payload in bytes (the rpc frame header is extra); 0 means
+	// 64 for echo and rpc. It stays 0 for file and http, whose requests are a name.
 	Size int `json:"size"`
+	// File is the name every file request asks for, relative to the server's root;
+	// "" means 1k.bin. Only for proto file. A standard file (package testfiles) is
+	// verified by size and CRC32C, any other by framing and a consistent size.
+	File string `json:"file,omitempty"`
+	// Path is the path every http request GETs; "" means /index.html. Only for proto
+	// http. A standard file's path is verified by size and CRC32C.
+	Path string `json:"path,omitempty"`
 	// Rate is the open-loop target in requests per second over all connections;
 	// 0 means closed loop (each connection sends when its previous reply arrived).
 	Rate float64 `json:"rate,omitempty"`
@@ -196,7 +205,10 @@ type Second struct {
 
 // Server is the server's process tree as sampled from /proc.
 type Server struct {
-	PID int `json:"pid"` // the server process loadgen started
+	PID int `json:"pid"` // the server process: started by loadgen, or given by -server-pid
+	// External is set when loadgen did not start the server (-server-pid): it was
+	// sampled but not stopped, so Exit is nil.
+	External bool `json:"external,omitempty"`
 	// CPUCoresMean is the tree's CPU time over the measured window divided by its
 	// length: 1.0 is one core fully busy. Exited, reaped descendants are included.
 	CPUCoresMean float64 `json:"cpu_cores_mean"`
@@ -211,7 +223,7 @@ type Server struct {
 	InvoluntaryCtxSwitches int64 `json:"involuntary_ctx_switches"`
 	// Samples are the raw samples, every 100 ms, over the whole run.
 	Samples []ProcSample `json:"samples"`
-	// Exit is how the server ended when loadgen stopped it.
+	// Exit is how the server ended when loadgen stopped it; nil for an external one.
 	Exit *Exit `json:"exit,omitempty"`
 }
 

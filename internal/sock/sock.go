@@ -254,6 +254,11 @@ func Accept(lfd, flags int) (int, error) {
 		fd, _, err := unix.Accept4(lfd, flags|unix.SOCK_CLOEXEC)
 		switch {
 		case err == nil:
+			// Every model sets TCP_NODELAY, as Go's net package (the goroutine
+			// model) and nginx do: a small write (a frame header between sendfile
+			// pieces, a reply behind an unacknowledged one) must not wait for the
+			// peer's delayed ACK, 40 ms. It fails harmlessly on a Unix socket.
+			_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 			return fd, nil
 		case err == unix.EINTR, err == unix.ECONNABORTED:
 			continue
