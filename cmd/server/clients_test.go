@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"concbench/internal/testfiles"
+	"concbench/models"
+)
+
+// TestRealHTTPClients: the http protocol of every model works with the clients
+// people use — curl (keep-alive across two requests), wrk (20 connections for a
+// second: no socket error, no non-2xx) and ab (HTTP/1.0 with keep-alive, 500
+// requests: none failed) — each skipped when not installed (`make deps` installs
+// them; the CI machine has none). The server runs without -root, so it serves
+// the generated standard files.
+func TestRealHTTPClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts every model")
+	}
+	tools := map[string]bool{}
+	for _, tool := range []string{"curl", "wrk", "ab"} {
+		_, err := exec.LookPath(tool)
+		tools[tool] = err == nil
+	}
+	if !tools["curl"] && !tools["wrk"] && !tools["ab"] {
+		t.Skip("none of curl, wrk, ab installed (make deps)")
+	}
+	bin := build(t)
+	index, _ := testfiles.Lookup("index.html")
+	for _, model := range models.Names() {
+		t.Run(model, func(t *testing.T) {
+			args := []string{"-model", model, "-proto", "http", "-addr", "127.0.0.1:0"}
+			if model == "procpool" {
+				// A blocking pool serves one connection per worker: wrk's 20
+				// keep-alive connections need 20 workers, or 18 of them time out.
+				args = append(args, "-workers", "24")
+			}
+			addr, stop := startServer(t, bin, args...)
+			defer stop()
+			url := "http://" + addr + "/index.html"
+			if tools["curl"] {
+				out := runTool(t, "curl", "-sS", "-o", "/dev/null", "-o", "/dev/null",
+					"-w", "%{http_code} %{size_download} %{num_connects}\n", url, url)
+				want := "200 " + strconv.FormatInt(index.Size, 10)
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if len(lines) != 2 || !strings.HasPrefix(lines[0], want+" 1") || !strings.HasPrefix(lines[1], want+" 0") {
+					t.Errorf("curl: %q, want two %q, the second on the kept connection (0 new connects)", out, want)
+				}
+			}
+			if tools["wrk"] {
+				out := runTool(t, "wrk", "-t1", "-c20", "-d1s", url)
+				if strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+					t.Errorf("wrk reported errors:\n%s", out)
+				}
+				if m := regexp.MustCompile(`(\d+) requests in`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+					t.Errorf("wrk made no requests:\n%s", out)
+				}
+			}
+			if tools["ab"] {
+				out := runTool(t, "ab", "-q", "-k", "-n", "500", "-c", "10", url)
+				for _, want := range []string{"Complete requests:      500", "Failed requests:        0", "Keep-Alive requests:    500"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("ab: no %q in:\n%s", want, out)
+					}
+				}
+				if strings.Contains(out, "Non-2xx") {
+					t.Errorf("ab reported non-2xx responses:\n%s", out)
+				}
+			}
+		})
+	}
+}
+
+// startServer starts bin with args and returns its address and a stop function
+// that SIGTERMs it and expects exit 0.
+func startServer(t *testing.T, bin string, args ...string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if err != nil || !ok {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("first line %q (%v), want \"listening on HOST:PORT\"", line, err)
+	}
+	return addr, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server exit: %v, want 0", err)
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("server still running 15s after SIGTERM")
+		}
+	}
+}
+
+// runTool runs a client tool and returns its output; a failure to run fails the test.
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
