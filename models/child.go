@@ -57,10 +57,12 @@ const firstFD = 3
 // Exit statuses of a worker process. 1 and 2 are left to the Go runtime (fatal
 // errors, panics) and 66 to the race detector, so a crash is not read as a result.
 const (
-	exitOK         = 0
-	exitProtoError = 3 // the connection was closed for malformed input
-	exitIOError    = 4 // the connection was closed by a read or write error
-	exitSetup      = 5 // the worker could not start: bad role, config or descriptors
+	exitOK           = 0
+	exitProtoError   = 3 // the connection was closed for malformed input
+	exitIOError      = 4 // the connection was closed by a read or write error
+	exitSetup        = 5 // the worker could not start: bad role, config or descriptors
+	exitIdle         = 6 // the connection was closed for idleness (Config.IdleTimeout)
+	exitOutputCapped = 7 // the connection was closed for owing too much (Config.MaxOutput)
 )
 
 // connStatus is how one connection served by a worker ended. It is also the byte a
@@ -71,6 +73,8 @@ const (
 	connOK connStatus = iota
 	connProtoError
 	connIOError
+	connIdle         // no byte read or written for Config.IdleTimeout
+	connOutputCapped // one Feed's replies above Config.MaxOutput
 )
 
 func (s connStatus) exitCode() int {
@@ -79,19 +83,50 @@ func (s connStatus) exitCode() int {
 		return exitProtoError
 	case connIOError:
 		return exitIOError
+	case connIdle:
+		return exitIdle
+	case connOutputCapped:
+		return exitOutputCapped
 	}
 	return exitOK
 }
 
-// count adds a finished connection's outcome to st (the connection was counted as
-// opened when it was handed to the worker).
-func (s connStatus) count(st *Stats) {
+// exitStatus is the connStatus a fork child's exit code stands for, and false for a
+// code that is none (a crash, a setup failure).
+func exitStatus(code int) (connStatus, bool) {
+	switch code {
+	case exitOK:
+		return connOK, true
+	case exitProtoError:
+		return connProtoError, true
+	case exitIOError:
+		return connIOError, true
+	case exitIdle:
+		return connIdle, true
+	case exitOutputCapped:
+		return connOutputCapped, true
+	}
+	return connOK, false
+}
+
+// countEnd adds a finished connection's outcome to st, without closing it there.
+func (s connStatus) countEnd(st *Stats) {
 	switch s {
 	case connProtoError:
 		st.protoErrors.Add(1)
 	case connIOError:
 		st.ioErrors.Add(1)
+	case connIdle:
+		st.idleClosed.Add(1)
+	case connOutputCapped:
+		st.outputCapped.Add(1)
 	}
+}
+
+// count adds a finished connection's outcome to st and counts it closed (it was
+// counted as opened when it was handed to the worker).
+func (s connStatus) count(st *Stats) {
+	s.countEnd(st)
 	st.done()
 }
 
@@ -279,12 +314,28 @@ func terminate(logger *log.Logger, children []*proc, exited func(p *proc, ws uni
 // of input (everything owed is written by then, since writes are synchronous) or an
 // error: read, feed the session, write all it returns. A blocked write stops the
 // reading too, which is the back-pressure. buf is the read buffer.
-func serveBlocking(fd int, p proto.Protocol, buf []byte) connStatus {
-	sess := p.NewSession()
+//
+// Config.IdleTimeout is SO_RCVTIMEO and SO_SNDTIMEO on the socket: a read that gets
+// no byte, or a write that can send none, for that long fails with EAGAIN (on a
+// blocking socket, only a timeout does), and the connection ends as connIdle. A write
+// that sent part before the timeout returns the part, and writeOut's next write gets
+// a fresh timeout: only time with no byte moving counts. What the blocking models owe
+// after a Feed is that Feed's replies (the last ones were written in full), so the
+// cap, Config.MaxOutput, is checked on them before they are written.
+func serveBlocking(fd int, env *Env, buf []byte) connStatus {
+	if err := setIdleTimeout(fd, env.Config.IdleTimeout); err != nil {
+		env.Log.Print(err)
+		return connIOError
+	}
+	maxOut := env.Config.maxOutput()
+	sess := env.Proto.NewSession()
 	var out proto.Out
 	defer out.Reset()
 	for {
 		n, err := sock.Read(fd, buf)
+		if err == unix.EAGAIN {
+			return connIdle
+		}
 		if err != nil {
 			return connIOError
 		}
@@ -292,8 +343,13 @@ func serveBlocking(fd int, p proto.Protocol, buf []byte) connStatus {
 			return connOK
 		}
 		ferr := sess.Feed(&out, buf[:n])
+		if owed(&out) > maxOut {
+			return connOutputCapped
+		}
 		// Replies of the complete requests before a protocol error are still owed.
-		if err := writeOut(fd, &out); err != nil {
+		if err := writeOut(fd, &out); err == unix.EAGAIN {
+			return connIdle
+		} else if err != nil {
 			return connIOError
 		}
 		switch {
@@ -303,6 +359,21 @@ func serveBlocking(fd int, p proto.Protocol, buf []byte) connStatus {
 			return connOK // the session ended it (ErrClose), its output written
 		}
 	}
+}
+
+// setIdleTimeout sets SO_RCVTIMEO and SO_SNDTIMEO on the blocking socket fd to d
+// (at least a microsecond, the options' resolution; 0 leaves them off).
+func setIdleTimeout(fd int, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	tv := unix.NsecToTimeval(max(d, time.Microsecond).Nanoseconds())
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("setsockopt SO_RCVTIMEO/SO_SNDTIMEO", err))
+		}
+	}
+	return nil
 }
 
 // memAvailable reads MemAvailable from /proc/meminfo, in bytes.

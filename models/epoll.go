@@ -38,7 +38,7 @@ type epollLoop struct {
 	edge      bool
 	exclusive bool
 	lnFD      int
-	lnOn      bool      // the listener is in the interest set (level-triggered only)
+	lnOn      bool      // the listener is in the interest set (out during an accept pause: level-triggered, exclusive)
 	ready     []*evConn // edge-triggered: connections that used their read budget
 }
 
@@ -72,6 +72,7 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		if err != nil {
 			return os.NewSyscallError("epoll_wait", err)
 		}
+		el.tick()
 		if err := el.resumeAccept(); err != nil {
 			return err
 		}
@@ -91,6 +92,9 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 			}
 		}
 		el.drainReady()
+		if el.sweepDue() {
+			el.sweepIdle()
+		}
 	}
 	return nil
 }
@@ -151,11 +155,23 @@ func (el *epollLoop) acceptAll() error {
 		}
 		el.addConn(fd)
 	}
-	if el.acceptPaused() && !el.edge && el.lnOn {
-		// Level-triggered: a listener left in the set while out of descriptors
-		// would wake every pass — the accept storm. Take it out until the pause ends.
-		el.lnOn = false
-		return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, 0)
+	if el.acceptPaused() && el.lnOn {
+		switch {
+		case el.exclusive:
+			// EPOLLEXCLUSIVE wakes one of the loops sharing the listener per new
+			// connection; a loop out of descriptors would take that wake-up and
+			// fail, while another loop with descriptors to spare never hears of
+			// the connection. Leave the set until the pause ends (as nginx does);
+			// an exclusive registration cannot be modified, only deleted and added.
+			el.lnOn = false
+			return el.ctl(unix.EPOLL_CTL_DEL, el.lnFD, 0)
+		case !el.edge:
+			// Level-triggered: a listener left in the set while out of descriptors
+			// would wake every pass — the accept storm. Take it out until the
+			// pause ends.
+			el.lnOn = false
+			return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, 0)
+		}
 	}
 	return nil
 }
@@ -183,6 +199,12 @@ func (el *epollLoop) addConn(fd int) {
 func (el *epollLoop) resumeAccept() error {
 	if el.pausedUntil.IsZero() || el.acceptPaused() {
 		return nil
+	}
+	if el.exclusive && !el.lnOn {
+		el.lnOn = true
+		if err := el.ctl(unix.EPOLL_CTL_ADD, el.lnFD, el.listenEvents()); err != nil {
+			return err
+		}
 	}
 	if el.edge {
 		return el.acceptAll()
@@ -227,6 +249,21 @@ func (el *epollLoop) drainReady() {
 		}
 		el.settle(c)
 	}
+}
+
+// sweepIdle closes the connections idle for longer than the timeout and returns how
+// many. It runs after a pass's events and ready list are done with: closing a
+// descriptor takes it out of the epoll set, so no event of the next wait names it,
+// and an edge-triggered connection still in the ready list is skipped there as closed.
+func (el *epollLoop) sweepIdle() int {
+	n := 0
+	for _, c := range el.conns {
+		if c != nil && el.idleExpired(c) {
+			el.closeIdle(c)
+			n++
+		}
+	}
+	return n
 }
 
 // settle closes a finished connection, or (level-triggered) brings its interest in

@@ -14,9 +14,10 @@ import (
 
 // This file is the machinery the single-threaded event-loop models share (select,
 // poll, epoll-lt, epoll-et): the per-connection state, read → session → write with
-// back-pressure, accept with EMFILE back-off, and the eventfd that wakes a loop for
-// shutdown. Each model keeps its own readiness mechanism and loop; only the work done
-// on a ready connection is here, so the models differ exactly where the syscalls do.
+// back-pressure and the output cap, accept with EMFILE back-off, the idle clock and
+// sweep, and the eventfd that wakes a loop for shutdown. Each model keeps its own
+// readiness mechanism and loop; only the work done on a ready connection is here, so
+// the models differ exactly where the syscalls do.
 
 // acceptPause is how long accepting stops after EMFILE/ENFILE: the listener stays
 // readable while out of descriptors, and a level-triggered loop would spin on it.
@@ -25,6 +26,18 @@ const acceptPause = 100 * time.Millisecond
 // acceptBatch bounds the accepts of one readiness pass in level-triggered loops, so a
 // connection storm cannot starve the connections already being served.
 const acceptBatch = 64
+
+// maxSweepEvery caps the interval of the idle sweep: a loop sweeps its connections
+// every min(IdleTimeout/4, maxSweepEvery), so one is closed at most that much later
+// than its timeout.
+const maxSweepEvery = time.Second
+
+// clockStart is the epoch of monoNow, one for the process, so that times read on
+// different threads (threadpool's poller and workers) compare.
+var clockStart = time.Now()
+
+// monoNow is the monotonic clock (vDSO clock_gettime, no syscall) since clockStart.
+func monoNow() time.Duration { return time.Since(clockStart) }
 
 // evConn is one connection of an event loop.
 type evConn struct {
@@ -41,6 +54,9 @@ type evConn struct {
 	events uint32
 	// idx is the position in a select/poll model's table of live connections.
 	idx int
+	// lastActive is when a byte was last read from or written to the connection, on
+	// its loop's clock (loop.now); the idle sweep compares it with Config.IdleTimeout.
+	lastActive time.Duration
 }
 
 func (c *evConn) pending() int { return int(c.out.Len()) }
@@ -50,16 +66,81 @@ func (c *evConn) pending() int { return int(c.out.Len()) }
 type loop struct {
 	env     *Env
 	high    int
+	maxOut  int64     // Config.MaxOutput: owing more closes a connection
 	buf     []byte    // one read
 	scratch proto.Out // replies produced by one read, before written or queued
 	conns   []*evConn // indexed by fd
 
 	pausedUntil time.Time // accepting is paused until then (EMFILE back-off)
 	loggedPause bool
+
+	// The idle timeout (Config.IdleTimeout; 0 disables it all): now is the clock,
+	// read once per wake-up (tick) rather than per event; a connection's lastActive
+	// is set from it whenever bytes move; every sweepEvery the loop closes the
+	// connections idle for longer than idle, and its wait never outlasts nextSweep.
+	idle       time.Duration
+	sweepEvery time.Duration
+	nextSweep  time.Duration
+	now        time.Duration
 }
 
 func newLoop(env *Env) *loop {
-	return &loop{env: env, high: env.Config.highWater(), buf: make([]byte, env.Config.readBuf())}
+	l := &loop{env: env, high: env.Config.highWater(), maxOut: env.Config.maxOutput(), buf: make([]byte, env.Config.readBuf())}
+	l.setIdle(env.Config.IdleTimeout)
+	return l
+}
+
+// setIdle sets the idle timeout d (0 disables the sweep) and schedules the first
+// sweep.
+func (l *loop) setIdle(d time.Duration) {
+	l.idle = d
+	if d <= 0 {
+		return
+	}
+	l.sweepEvery = max(time.Millisecond, min(d/4, maxSweepEvery))
+	l.now = monoNow()
+	l.nextSweep = l.now + l.sweepEvery
+}
+
+// tick reads the clock; a loop calls it once per wake-up, before it handles events.
+func (l *loop) tick() {
+	if l.idle > 0 {
+		l.now = monoNow()
+	}
+}
+
+// sweepDue reports whether the idle sweep is due (as of the last tick), and if so
+// schedules the next one.
+func (l *loop) sweepDue() bool {
+	if l.idle <= 0 || l.now < l.nextSweep {
+		return false
+	}
+	l.nextSweep = l.now + l.sweepEvery
+	return true
+}
+
+// idleExpired reports whether no byte moved on c for longer than the idle timeout.
+func (l *loop) idleExpired(c *evConn) bool { return l.idle > 0 && l.now-c.lastActive > l.idle }
+
+// closeIdle closes c for idleness and counts it.
+func (l *loop) closeIdle(c *evConn) {
+	l.env.Stats.idleClosed.Add(1)
+	l.release(c)
+}
+
+// sweepTable closes the idle connections of a select/poll model's table of live
+// connections and returns the table without them.
+func (l *loop) sweepTable(clients []*evConn) []*evConn {
+	for i := 0; i < len(clients); {
+		c := clients[i]
+		if !l.idleExpired(c) {
+			i++
+			continue
+		}
+		clients = removeClient(clients, c)
+		l.closeIdle(c) // clients[i] is now another connection
+	}
+	return clients
 }
 
 // add takes ownership of a connected, non-blocking fd.
@@ -67,7 +148,7 @@ func (l *loop) add(fd int) *evConn {
 	for fd >= len(l.conns) {
 		l.conns = append(l.conns, make([]*evConn, len(l.conns)+64)...)
 	}
-	c := &evConn{fd: fd, sess: l.env.Proto.NewSession(), canWrite: true}
+	c := &evConn{fd: fd, sess: l.env.Proto.NewSession(), canWrite: true, lastActive: l.now}
 	l.conns[fd] = c
 	l.env.Stats.opened()
 	return c
@@ -110,12 +191,29 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 		c.eof = true
 		return false
 	}
+	c.lastActive = l.now
 	ferr := c.sess.Feed(&l.scratch, l.buf[:n])
+	// The cap applies to everything c owes once the replies are made, before any
+	// is written: the memory is held at this moment either way.
+	if owed(&c.out)+owed(&l.scratch) > l.maxOut {
+		l.scratch.Reset()
+		l.capOutput(c)
+		return false
+	}
 	l.send(c, &l.scratch)
 	if ferr != nil {
 		l.ended(c, ferr)
 	}
 	return false
+}
+
+// capOutput marks c for closing at once because it owes more than Config.MaxOutput,
+// and counts it; what it owes is dropped when it is released.
+func (l *loop) capOutput(c *evConn) {
+	if !c.dead {
+		l.env.Stats.outputCapped.Add(1)
+	}
+	c.dead = true
 }
 
 // ended applies a session's Feed error to c: drain the output, then close
@@ -144,9 +242,15 @@ func (l *loop) send(c *evConn, o *proto.Out) {
 // flush writes queued output until it is gone or the socket is full.
 func (l *loop) flush(c *evConn) { l.write(c, &c.out) }
 
-// write writes o to c until done, EAGAIN or an error.
+// write writes o to c until done, EAGAIN or an error. Any byte written makes c
+// active.
 func (l *loop) write(c *evConn, o *proto.Out) {
-	switch err := writeOut(c.fd, o); err {
+	before := o.Len()
+	err := writeOut(c.fd, o)
+	if o.Len() < before {
+		c.lastActive = l.now
+	}
+	switch err {
 	case nil:
 	case unix.EAGAIN:
 		c.canWrite = false
@@ -241,12 +345,22 @@ func (l *loop) acceptPaused() bool {
 	return false
 }
 
-// timeoutMS is how long the loop may block: forever, or until an accept pause ends.
+// timeoutMS is how long the loop may block: until an accept pause ends or the next
+// idle sweep is due, whichever is first; forever if neither is pending.
 func (l *loop) timeoutMS() int {
-	if l.pausedUntil.IsZero() {
-		return -1
+	t := -1
+	if !l.pausedUntil.IsZero() {
+		t = max(1, int(time.Until(l.pausedUntil).Milliseconds())+1)
 	}
-	return max(1, int(time.Until(l.pausedUntil).Milliseconds())+1)
+	if l.idle > 0 {
+		// Rounded up: waking a little late is harmless, waking early spins.
+		until := l.nextSweep - monoNow()
+		ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
+		if t < 0 || ms < t {
+			t = ms
+		}
+	}
+	return t
 }
 
 // waker is an eventfd that becomes readable when ctx is cancelled, so a loop

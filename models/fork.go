@@ -18,7 +18,7 @@ package models
 // microseconds), and a child costs a whole Go process's memory. The parent learns of
 // each exit through the child's pidfd in its epoll set and reaps that pid only;
 // the child's exit status is the connection's outcome (0 ok, 3 protocol error,
-// 4 I/O error), which the parent counts.
+// 4 I/O error, 6 closed idle, 7 output capped: child.go), which the parent counts.
 //
 // Config.MaxProcs caps live children; 0 sizes the cap to the machine at start-up:
 // MemAvailable / forkChildMem, and at most kernel.pid_max / forkChildThreads since
@@ -80,6 +80,10 @@ type forker struct {
 
 	pausedUntil time.Time // accepting paused for lack of descriptors or processes
 	loggedPause bool
+	// held is a connection accepted when spawning its child then failed for lack
+	// of descriptors (the pidfd, the exec's pipe): it waits for the pause to end
+	// and is served first, instead of being closed unserved. -1 if none.
+	held int
 
 	live, spawned atomic.Int64 // gauges
 }
@@ -94,7 +98,7 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		return err
 	}
 	defer release()
-	f := &forker{env: env, epfd: epfd, lnFD: ln.FD, maxProcs: forkMaxProcs(env), children: map[int]*proc{}}
+	f := &forker{env: env, epfd: epfd, lnFD: ln.FD, maxProcs: forkMaxProcs(env), children: map[int]*proc{}, held: -1}
 	defer f.shutdown()
 	maxProcs := int64(f.maxProcs)
 	env.Stats.Gauge("children_live", f.live.Load)
@@ -120,10 +124,15 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 				f.exited(pr)
 			}
 		}
+		accepted := false
 		for i := range events[:n] {
 			if int(events[i].Fd) == ln.FD {
 				f.acceptSome()
+				accepted = true
 			}
+		}
+		if f.held >= 0 && !accepted {
+			f.acceptSome() // the held connection's pause may be over
 		}
 		if err := f.watchListener(); err != nil {
 			return err
@@ -160,7 +169,11 @@ func forkMaxProcs(env *Env) int {
 func (f *forker) acceptSome() {
 	for k := 0; k < acceptBatch && len(f.children) < f.maxProcs && !f.acceptPaused(); k++ {
 		// A blocking connection: the child does blocking I/O.
-		fd, err := sock.Accept(f.lnFD, 0)
+		fd, err := f.held, error(nil)
+		f.held = -1
+		if fd < 0 {
+			fd, err = sock.Accept(f.lnFD, 0)
+		}
 		if err != nil {
 			if sock.IsFDLimit(err) {
 				f.pause(err)
@@ -170,6 +183,12 @@ func (f *forker) acceptSome() {
 			return
 		}
 		pr, err := spawn("fork", f.env.Config, "", fd)
+		if err != nil && sock.IsFDLimit(err) {
+			// Out of descriptors: keep the connection and retry after the pause.
+			f.held = fd
+			f.pause(err)
+			return
+		}
 		unix.Close(fd) // the child has its own reference
 		if err != nil {
 			// Out of processes or memory (EAGAIN, ENOMEM): this connection is
@@ -249,13 +268,12 @@ func (f *forker) exited(pr *proc) {
 
 // count adds a reaped child's connection to the stats by its exit status.
 func (f *forker) count(pr *proc, ws unix.WaitStatus) {
-	st := connOK
+	st, ok := connOK, false
+	if ws.Exited() {
+		st, ok = exitStatus(ws.ExitStatus())
+	}
 	switch {
-	case ws.Exited() && ws.ExitStatus() == exitOK:
-	case ws.Exited() && ws.ExitStatus() == exitProtoError:
-		st = connProtoError
-	case ws.Exited() && ws.ExitStatus() == exitIOError:
-		st = connIOError
+	case ok:
 	case f.stopped && ws.Signaled():
 		// Stopped at shutdown: a connection closed, not an error.
 	default:
@@ -269,6 +287,10 @@ func (f *forker) count(pr *proc, ws unix.WaitStatus) {
 // read or write dies of it, closing the connection) and reaps them all.
 func (f *forker) shutdown() {
 	f.stopped = true
+	if f.held >= 0 {
+		unix.Close(f.held)
+		f.held = -1
+	}
 	procs := make([]*proc, 0, len(f.children))
 	for _, pr := range f.children {
 		procs = append(procs, pr)
@@ -283,7 +305,7 @@ func (f *forker) shutdown() {
 // forkChild is the child process: serve the connection on descriptor 3 to its end
 // and exit with its outcome.
 func forkChild(env *Env, _ string) int {
-	st := serveBlocking(firstFD, env.Proto, make([]byte, env.Config.readBuf()))
+	st := serveBlocking(firstFD, env, make([]byte, env.Config.readBuf()))
 	unix.Close(firstFD)
 	return st.exitCode()
 }

@@ -11,6 +11,11 @@ package models
 // Strengths: simple code; uses every core; a blocking handler (-work sleep:…)
 // parks only its own goroutine. Limits: a goroutine stack (≥ 8 KiB) and a read
 // buffer per connection; scheduler and GC overheads that a hand-written loop avoids.
+//
+// Config.IdleTimeout is net.Conn's deadlines, as a Go server sets them: a read
+// deadline before each Read, a write deadline before each write call; one that
+// passes closes the connection (counted in idle_closed). A write call covers a whole
+// reply, so a reply trickling out for longer than the timeout counts as idle too.
 
 import (
 	"context"
@@ -20,6 +25,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -104,10 +110,13 @@ func (goroutineModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) er
 
 // serveConn reads, feeds the session, writes what it returns, until end of input
 // (then everything owed is already written, since writes are synchronous) or an
-// error. A blocked write blocks the reading too: back-pressure for free.
+// error. A blocked write blocks the reading too: back-pressure for free. A read or
+// write that sees no byte move for Config.IdleTimeout ends the connection, and so do
+// replies above Config.MaxOutput.
 func serveConn(c net.Conn, env *Env) {
 	sess := env.Proto.NewSession()
 	buf := make([]byte, env.Config.readBuf())
+	idle, maxOut := env.Config.IdleTimeout, env.Config.maxOutput()
 	var out proto.Out
 	defer out.Reset()
 	rc, err := c.(syscall.Conn).SyscallConn()
@@ -116,11 +125,22 @@ func serveConn(c net.Conn, env *Env) {
 		return
 	}
 	for {
+		if idle > 0 {
+			c.SetReadDeadline(time.Now().Add(idle))
+		}
 		n, err := c.Read(buf)
 		if n > 0 {
 			ferr := sess.Feed(&out, buf[:n])
-			if werr := writeOutConn(c, rc, &out); werr != nil {
-				env.Stats.ioErrors.Add(1)
+			if owed(&out) > maxOut {
+				env.Stats.outputCapped.Add(1)
+				return
+			}
+			if werr := writeOutConn(c, rc, &out, idle); werr != nil {
+				if errors.Is(werr, os.ErrDeadlineExceeded) {
+					env.Stats.idleClosed.Add(1)
+				} else {
+					env.Stats.ioErrors.Add(1)
+				}
 				return
 			}
 			if ferr != nil {
@@ -129,7 +149,10 @@ func serveConn(c net.Conn, env *Env) {
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				env.Stats.idleClosed.Add(1)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				env.Stats.ioErrors.Add(1)
 			}
 			return

@@ -100,9 +100,20 @@ type Config struct {
 	// Balance is multireactor's hand-off policy: "rr" (round-robin, the zero value's
 	// meaning) or "least" (fewest connections).
 	Balance string `json:"balance,omitempty"`
-	// IdleTimeout closes connections silent for longer (reactor's sweep); 0 disables.
-	// The server flag's default is 60s.
+	// IdleTimeout closes a connection from which no byte was read and to which no
+	// byte was written for longer, in every model (counted in idle_closed); 0
+	// disables. A client that stops reading its replies is closed by it too: once
+	// back-pressure stops reading it, its writes make no progress. The event loops
+	// sweep their connections every min(IdleTimeout/4, 1s); thread, fork and
+	// procpool set SO_RCVTIMEO and SO_SNDTIMEO on the blocking socket; goroutine
+	// sets a deadline before each read and write. The server flag's default is 60s.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	// MaxOutput caps the reply bytes one connection may hold in memory, bytes: a
+	// connection that owes more after a Feed is closed at once (counted in
+	// output_capped); 0 means 4 MiB. Back-pressure (HighWater) keeps echo and rpc
+	// well below it; it is the safety net for requests whose replies are large. The
+	// blocking models write synchronously, so what they owe is one Feed's replies.
+	MaxOutput int `json:"max_output"`
 	// Accept is prefork's accept distribution: "exclusive" (EPOLLEXCLUSIVE on the one
 	// inherited socket, the zero value's meaning) or "reuseport" (a SO_REUSEPORT
 	// socket per worker).
@@ -111,17 +122,21 @@ type Config struct {
 
 // protoOptions are the protocol's options from c.
 func (c Config) protoOptions() proto.Options {
-	return proto.Options{MaxFrame: c.MaxFrame, Work: c.Work, Root: c.Root}
+	return proto.Options{MaxFrame: c.MaxFrame, Work: c.Work, Root: c.Root, MaxOutput: c.MaxOutput}
 }
 
 // Defaults for the zero values of Config.
 const (
 	DefaultHighWater = 256 << 10
 	DefaultReadBuf   = 64 << 10
+	DefaultMaxOutput = 4 << 20
 )
 
 func (c Config) highWater() int { return orDefault(c.HighWater, DefaultHighWater) }
 func (c Config) readBuf() int   { return orDefault(c.ReadBuf, DefaultReadBuf) }
+func (c Config) maxOutput() int64 {
+	return int64(orDefault(c.MaxOutput, DefaultMaxOutput))
+}
 
 func orDefault(v, d int) int {
 	if v > 0 {
@@ -135,6 +150,7 @@ func orDefault(v, d int) int {
 // workers busy, threads live, queue length…) with Gauge.
 type Stats struct {
 	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
+	idleClosed, outputCapped                                               atomic.Int64
 
 	mu         sync.Mutex
 	gauges     map[string]func() int64
@@ -171,6 +187,8 @@ type StatsSnapshot struct {
 	IOErrors     int64 `json:"io_errors"`     // connections closed by a read or write error (reset, EPIPE)
 	Refused      int64 `json:"refused"`       // connections accepted and closed at once (e.g. select's FD_SETSIZE)
 	AcceptPauses int64 `json:"accept_pauses"` // times accepting was paused for lack of descriptors
+	IdleClosed   int64 `json:"idle_closed"`   // connections closed for no byte read or written for Config.IdleTimeout
+	OutputCapped int64 `json:"output_capped"` // connections closed for owing more than Config.MaxOutput bytes of replies
 	// Gauges are the model's own figures by name (see each model's doc).
 	Gauges map[string]int64 `json:"gauges,omitempty"`
 }
@@ -187,6 +205,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
 		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
 		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
+		IdleClosed: s.idleClosed.Load(), OutputCapped: s.outputCapped.Load(),
 		Gauges: s.readGauges(),
 	}
 }

@@ -161,13 +161,14 @@ func (s *subReactor) run(ctx context.Context) error {
 	events := make([]unix.EpollEvent, epollEvents)
 	var taken []int
 	for ctx.Err() == nil {
-		n, err := unix.EpollWait(el.epfd, events, -1)
+		n, err := unix.EpollWait(el.epfd, events, el.timeoutMS())
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return os.NewSyscallError("epoll_wait", err)
 		}
+		el.tick()
 		for i := range events[:n] {
 			fd := int(events[i].Fd)
 			if fd == s.w.fd {
@@ -180,6 +181,9 @@ func (s *subReactor) run(ctx context.Context) error {
 					s.live.Add(-1) // handle closed it
 				}
 			}
+		}
+		if el.sweepDue() {
+			s.live.Add(-int64(el.sweepIdle()))
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package models
 import (
 	"errors"
 	"io"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -43,12 +44,17 @@ func writeOut(fd int, o *proto.Out) error {
 // writeOutConn writes o through the net package's poller: bytes with w (a
 // net.Conn's Write, which waits for room in Go's netpoller), file ranges with
 // sendfile(2) inside rc.Write, which is what the net package does for io.Copy from
-// an *os.File. It returns once everything went or an error happened.
-func writeOutConn(w io.Writer, rc rawWriter, o *proto.Out) error {
+// an *os.File. With idle > 0 each write call gets a deadline idle from its start,
+// and one that passes returns an error wrapping os.ErrDeadlineExceeded. It returns
+// once everything went or an error happened.
+func writeOutConn(w deadlineWriter, rc rawWriter, o *proto.Out, idle time.Duration) error {
 	for {
 		p := o.Head()
 		var n int
 		var err error
+		if idle > 0 && (p.Bytes != nil || p.N > 0) {
+			w.SetWriteDeadline(time.Now().Add(idle))
+		}
 		switch {
 		case p.Bytes != nil:
 			n, err = w.Write(p.Bytes)
@@ -71,6 +77,17 @@ func writeOutConn(w io.Writer, rc rawWriter, o *proto.Out) error {
 		}
 		o.Advance(n)
 	}
+}
+
+// owed is what Config.MaxOutput caps: the reply bytes o holds in memory. File
+// ranges cost no memory (sendfile sends them from the page cache) and are not
+// counted.
+func owed(o *proto.Out) int64 { return int64(o.Buffered()) }
+
+// deadlineWriter is the writing side of a net.Conn.
+type deadlineWriter interface {
+	io.Writer
+	SetWriteDeadline(t time.Time) error
 }
 
 // rawWriter is the write half of syscall.RawConn.

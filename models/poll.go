@@ -52,6 +52,10 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	var clients []*evConn // clients[i] is watched by pfds[pollFirst+i]
 	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
 	for ctx.Err() == nil {
+		// The idle sweep runs between passes, while the table and pfds need not agree.
+		if l.sweepDue() {
+			clients = l.sweepTable(clients)
+		}
 		// A negative fd is skipped by the kernel: that is how the listener leaves the
 		// array while accepting is paused.
 		pfds[pollListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
@@ -76,6 +80,7 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		if err != nil {
 			return os.NewSyscallError("poll", err)
 		}
+		l.tick()
 		if n == 0 {
 			continue
 		}

@@ -287,8 +287,11 @@ func (pf *prefork) retire(i int, lost bool) {
 	}
 	pf.retired.Refused += c.Refused
 	pf.retired.AcceptPauses += c.AcceptPauses
+	pf.retired.IdleClosed += c.IdleClosed
+	pf.retired.OutputCapped += c.OutputCapped
 	pf.accepted[i] += c.Accepted
-	for _, v := range []*atomic.Int64{&s.accepted, &s.active, &s.closed, &s.protoErrors, &s.ioErrors, &s.refused, &s.acceptPauses} {
+	for _, v := range []*atomic.Int64{&s.accepted, &s.active, &s.closed, &s.protoErrors, &s.ioErrors, &s.refused, &s.acceptPauses,
+		&s.idleClosed, &s.outputCapped} {
 		v.Store(0)
 	}
 }
@@ -300,6 +303,7 @@ func loadCounters(s *Stats) StatsSnapshot {
 		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
 		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
 		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
+		IdleClosed: s.idleClosed.Load(), OutputCapped: s.outputCapped.Load(),
 	}
 }
 
@@ -355,6 +359,8 @@ func (pf *prefork) sync() {
 		sum.IOErrors += c.IOErrors
 		sum.Refused += c.Refused
 		sum.AcceptPauses += c.AcceptPauses
+		sum.IdleClosed += c.IdleClosed
+		sum.OutputCapped += c.OutputCapped
 	}
 	st := pf.env.Stats
 	st.accepted.Store(sum.Accepted)
@@ -364,6 +370,8 @@ func (pf *prefork) sync() {
 	st.ioErrors.Store(sum.IOErrors)
 	st.refused.Store(sum.Refused)
 	st.acceptPauses.Store(sum.AcceptPauses)
+	st.idleClosed.Store(sum.IdleClosed)
+	st.outputCapped.Store(sum.OutputCapped)
 }
 
 // shutdown sends SIGTERM to every worker — each stops its loop, closes its

@@ -11,10 +11,14 @@ package models
 // sendmsg + SCM_RIGHTS (on one byte of ordinary data: control data cannot travel
 // alone), marks it busy and closes its own copy. The child blocks in recvmsg, serves
 // the connection to its end, closes it and writes one byte — the connection's
-// outcome: 0 ok, 1 protocol error, 2 I/O error — which marks it idle again. The
+// outcome: 0 ok, 1 protocol error, 2 I/O error, 3 closed idle, 4 output capped
+// (connStatus, child.go) — which marks it idle again. The
 // received descriptor number may differ from the sent one; both name the same open
 // socket. When no child is idle the parent stops watching the listener
 // (EPOLL_CTL_MOD to no events) and the kernel's backlog holds the waiting clients.
+//
+// A worker's connection has SO_RCVTIMEO and SO_SNDTIMEO set to Config.IdleTimeout, so
+// a silent client, or one that stops reading, frees its worker after that long.
 //
 // Go cannot fork() and keep running Go, so each worker is this binary re-executed in
 // the "procpool" role (see child.go); the pool is started once, so that cost is paid
@@ -458,7 +462,7 @@ func procpoolWorker(env *Env, _ string) int {
 			env.Log.Print(err)
 			return exitSetup
 		}
-		st := serveBlocking(fd, env.Proto, buf)
+		st := serveBlocking(fd, env, buf)
 		unix.Close(fd)
 		if _, err := sock.Write(ctl, []byte{byte(st)}); err != nil { // one byte: all or nothing
 			env.Log.Printf("reporting to the parent: %v", os.NewSyscallError("write", err))

@@ -10,9 +10,11 @@ package models
 // callback writes → once its output is flushed, back to read. The seed does the
 // switch with EPOLL_CTL_DEL then EPOLL_CTL_ADD; this does it with one EPOLL_CTL_MOD,
 // which is the same change in one syscall. A periodic sweep, driven by the
-// epoll_wait timeout, closes connections whose last activity is older than
-// Config.IdleTimeout — the seed's last_active check, which is also how it drops a
-// client that missed its heartbeats.
+// epoll_wait timeout, closes connections whose last activity (a byte read or
+// written) is older than Config.IdleTimeout — the seed's last_active check, which is
+// also how it drops a client that missed its heartbeats. (Every event loop now
+// sweeps the same way, with the clock and counters of evloop.go; the sweep is this
+// model's in the seed.)
 //
 // Where it comes from: the Reactor pattern (Schmidt, 1995); the seed's myevent_s
 // server; libevent's event_base and bufferevent are its library form.
@@ -24,16 +26,15 @@ package models
 // costs two epoll_ctl calls and one more epoll_wait wake-up per request than epoll-lt,
 // which writes a reply at once; the sweep scans every connection. Config.HighWater
 // does not apply: a connection is not read at all while it owes output, so what it
-// can queue is the replies of one read (Config.ReadBuf, or one rpc frame).
+// can queue is the replies of one read (Config.ReadBuf, or one rpc frame); above
+// Config.MaxOutput the connection is closed.
 //
-// Gauges: idle_closed, connections closed by the idle sweep.
+// Connections closed by the idle sweep are counted in the common idle_closed.
 
 import (
 	"context"
 	"os"
 	"runtime"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -49,19 +50,15 @@ var _ Model = reactorModel{}
 
 type reactorModel struct{}
 
-// maxSweepEvery caps the interval of the idle sweep.
-const maxSweepEvery = time.Second
-
 // rEvent is the seed's myevent_s: one descriptor, what epoll watches on it for us,
 // and what to call when that happens. The connection state (session, output
-// buffer, end of input) is the evConn shared with the other event loops; the
-// listener's and the waker's objects leave it empty.
+// buffer, end of input, last active) is the evConn shared with the other event
+// loops; the listener's and the waker's objects leave it empty.
 type rEvent struct {
 	evConn
-	conn       bool          // a connection (not the listener or the waker)
-	interest   uint32        // events registered with epoll
-	cb         callback      // what to do when one of them fires
-	lastActive time.Duration // when bytes last moved, since the reactor started
+	conn     bool     // a connection (not the listener or the waker)
+	interest uint32   // events registered with epoll
+	cb       callback // what to do when one of them fires
 }
 
 // callback handles the events got on ev. An error is fatal to the reactor; a
@@ -69,18 +66,11 @@ type rEvent struct {
 type callback func(r *reactor, ev *rEvent, got uint32) error
 
 type reactor struct {
-	*loop // read buffer, flush, accept back-off, counters
+	*loop // read buffer, flush, accept back-off, idle clock and sweep timing, counters
 	epfd  int
 	evs   []*rEvent // indexed by fd
 	lnEv  *rEvent
 	lnOn  bool // the listener has read interest (off while accepting is paused)
-
-	start      time.Time
-	now        time.Duration // since start, read once per wake-up
-	idle       time.Duration // Config.IdleTimeout; 0 disables the sweep
-	sweepEvery time.Duration
-	nextSweep  time.Duration
-	idleClosed *atomic.Int64
 }
 
 func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
@@ -98,13 +88,7 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	// Closing epfd also takes the listener out of it: ln belongs to the caller.
 	defer unix.Close(epfd)
 
-	r := &reactor{loop: newLoop(env), epfd: epfd, start: time.Now(), idle: env.Config.IdleTimeout,
-		idleClosed: new(atomic.Int64)}
-	env.Stats.Gauge("idle_closed", r.idleClosed.Load)
-	if r.idle > 0 {
-		r.sweepEvery = max(time.Millisecond, min(r.idle/4, maxSweepEvery))
-		r.nextSweep = r.sweepEvery
-	}
+	r := &reactor{loop: newLoop(env), epfd: epfd}
 	defer r.closeConns()
 	if _, err := r.register(w.fd, false, unix.EPOLLIN, (*reactor).onWake); err != nil {
 		return err
@@ -116,14 +100,14 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 
 	events := make([]unix.EpollEvent, epollEvents)
 	for ctx.Err() == nil {
-		n, err := unix.EpollWait(epfd, events, r.waitMS())
+		n, err := unix.EpollWait(epfd, events, r.timeoutMS())
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return os.NewSyscallError("epoll_wait", err)
 		}
-		r.now = time.Since(r.start)
+		r.tick()
 		if !r.lnOn && !r.acceptPaused() {
 			r.lnOn = true
 			if err := r.setInterest(r.lnEv, unix.EPOLLIN); err != nil {
@@ -143,27 +127,11 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 				return err
 			}
 		}
-		if r.idle > 0 && r.now >= r.nextSweep {
+		if r.sweepDue() {
 			r.sweep()
-			r.nextSweep = r.now + r.sweepEvery
 		}
 	}
 	return nil
-}
-
-// waitMS is how long epoll_wait may block: until the next sweep or the end of an
-// accept pause, whichever is first; forever if neither is due.
-func (r *reactor) waitMS() int {
-	t := r.timeoutMS()
-	if r.idle > 0 {
-		// Rounded up: waking a little late is harmless, waking early spins.
-		until := r.nextSweep - time.Since(r.start)
-		ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
-		if t < 0 || ms < t {
-			t = ms
-		}
-	}
-	return t
 }
 
 // register creates the event object of fd and adds it to epoll.
@@ -171,7 +139,7 @@ func (r *reactor) register(fd int, conn bool, interest uint32, cb callback) (*rE
 	for fd >= len(r.evs) {
 		r.evs = append(r.evs, make([]*rEvent, len(r.evs)+64)...)
 	}
-	ev := &rEvent{evConn: evConn{fd: fd}, conn: conn, interest: interest, cb: cb, lastActive: r.now}
+	ev := &rEvent{evConn: evConn{fd: fd, lastActive: r.now}, conn: conn, interest: interest, cb: cb}
 	if err := epollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, interest); err != nil {
 		return nil, err
 	}
@@ -233,16 +201,19 @@ func (r *reactor) onRead(ev *rEvent, _ uint32) error {
 	case n == 0:
 		c.eof = true
 	default:
-		ev.lastActive = r.now
-		if ferr := c.sess.Feed(&c.out, r.buf[:n]); ferr != nil {
-			if feedEnd(r.env.Stats, ferr) {
-				c.eof = true // the session is done: write its replies, then close
-			} else {
-				// The replies to the complete requests before the bad one go out
-				// if the socket takes them now; the bad one gets none.
-				r.flush(c)
-				c.dead = true
-			}
+		c.lastActive = r.now
+		ferr := c.sess.Feed(&c.out, r.buf[:n])
+		switch {
+		case owed(&c.out) > r.maxOut:
+			r.capOutput(c) // closed at once, its replies dropped
+		case ferr == nil:
+		case feedEnd(r.env.Stats, ferr):
+			c.eof = true // the session is done: write its replies, then close
+		default:
+			// The replies to the complete requests before the bad one go out if
+			// the socket takes them now; the bad one gets none.
+			r.flush(c)
+			c.dead = true
 		}
 	}
 	r.settle(ev)
@@ -250,14 +221,9 @@ func (r *reactor) onRead(ev *rEvent, _ uint32) error {
 }
 
 // onWrite is a connection's callback while it listens for write: write what is
-// queued until done or the socket is full.
+// queued until done or the socket is full (a byte written makes it active).
 func (r *reactor) onWrite(ev *rEvent, _ uint32) error {
-	c := &ev.evConn
-	before := c.pending()
-	r.flush(c)
-	if c.pending() < before {
-		ev.lastActive = r.now
-	}
+	r.flush(&ev.evConn)
 	r.settle(ev)
 	return nil
 }
@@ -287,9 +253,9 @@ func (r *reactor) settle(ev *rEvent) {
 // sweep closes the connections idle for longer than the timeout.
 func (r *reactor) sweep() {
 	for _, ev := range r.evs {
-		if ev != nil && ev.conn && r.now-ev.lastActive > r.idle {
+		if ev != nil && ev.conn && r.idleExpired(&ev.evConn) {
 			r.closeConn(ev)
-			r.idleClosed.Add(1)
+			r.env.Stats.idleClosed.Add(1)
 		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 
 // TestReactorIdleSweep: a connection silent for longer than IdleTimeout is closed by
 // the server, while one that makes a round trip every 50ms stays open and working;
-// the idle_closed gauge counts exactly the one closure.
+// the idle_closed counter counts exactly the one closure.
 func TestReactorIdleSweep(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	s := start(t, "reactor", "echo", func(c *models.Config) { c.IdleTimeout = idle })
@@ -65,7 +65,7 @@ func TestReactorIdleSweep(t *testing.T) {
 	req, want := request("echo", rng, 1000)
 	roundTrip(t, active, req, want)
 	st := s.env.Stats.Snapshot()
-	if got := st.Gauges["idle_closed"]; got != 1 {
+	if got := st.IdleClosed; got != 1 {
 		t.Errorf("idle_closed = %d, want 1", got)
 	}
 	if st.Active != 1 || st.Closed != 1 {
@@ -80,7 +80,7 @@ func TestReactorNoIdleTimeout(t *testing.T) {
 	defer c.Close()
 	time.Sleep(300 * time.Millisecond)
 	roundTrip(t, c, []byte("still here"), []byte("STILL HERE"))
-	if got := s.env.Stats.Snapshot().Gauges["idle_closed"]; got != 0 {
+	if got := s.env.Stats.Snapshot().IdleClosed; got != 0 {
 		t.Errorf("idle_closed = %d, want 0", got)
 	}
 }

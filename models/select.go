@@ -57,6 +57,9 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		loggedRefuse bool
 	)
 	for ctx.Err() == nil {
+		if l.sweepDue() {
+			clients = l.sweepTable(clients)
+		}
 		// The seed's allset, rebuilt from the table on each pass.
 		rset.Zero()
 		wset.Zero()
@@ -87,6 +90,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		if err != nil {
 			return os.NewSyscallError("select", err)
 		}
+		l.tick()
 		if rset.IsSet(w.fd) {
 			nready--
 		}

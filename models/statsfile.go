@@ -11,7 +11,8 @@ import (
 // default, and a last one at shutdown): when it was taken and the counters then.
 //
 //	{"unix_ms":1795000000123,"elapsed_ms":100,"accepted":10,"active":10,"closed":0,
-//	 "proto_errors":0,"io_errors":0,"refused":0,"accept_pauses":0,"gauges":{...}}
+//	 "proto_errors":0,"io_errors":0,"refused":0,"accept_pauses":0,"idle_closed":0,
+//	 "output_capped":0,"gauges":{...}}
 type StatsLine struct {
 	UnixMS    int64 `json:"unix_ms"`    // wall clock, milliseconds since the epoch
 	ElapsedMS int64 `json:"elapsed_ms"` // milliseconds since the writer started

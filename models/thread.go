@@ -7,7 +7,9 @@ package models
 // without SOCK_NONBLOCK, so its descriptor blocks, and starts one goroutine per
 // connection that calls runtime.LockOSThread and never unlocks: it owns an OS thread
 // for its whole life, every unix.Read and unix.Write parks that thread in the kernel,
-// and when the goroutine returns the runtime terminates the thread with it.
+// and when the goroutine returns the runtime terminates the thread with it. The idle
+// timeout is the kernel's too: SO_RCVTIMEO and SO_SNDTIMEO on the socket (child.go's
+// serveBlocking, shared with fork and procpool).
 //
 // Where it comes from: the classic Unix server after fork (pthreads, 1995; Apache's
 // worker MPM, Java's java.io servers before NIO): the C10K paper's "one thread per
@@ -206,13 +208,14 @@ func (ts *threadServer) connThread(fd int) {
 }
 
 // serveBlocking serves the connection with child.go's serveBlocking (read, feed,
-// write the whole reply before reading again) and counts how it ended.
+// write the whole reply before reading again; SO_RCVTIMEO and SO_SNDTIMEO for the
+// idle timeout) and counts how it ended.
 func (ts *threadServer) serveBlocking(fd int) {
-	switch serveBlocking(fd, ts.env.Proto, make([]byte, ts.env.Config.readBuf())) {
+	switch st := serveBlocking(fd, ts.env, make([]byte, ts.env.Config.readBuf())); st {
 	case connIOError:
 		ts.ioError()
-	case connProtoError:
-		ts.env.Stats.protoErrors.Add(1)
+	default:
+		st.countEnd(ts.env.Stats)
 	}
 }
 

@@ -24,6 +24,10 @@ package models
 // only considers exiting while the queue is empty, so a signal meant for a task is
 // never swallowed by a thread on its way out.
 //
+// Idle connections (Config.IdleTimeout) are swept by the poller between epoll_waits,
+// and only those armed in epoll: one queued or being served is in a worker's hands
+// (see sweepIdle).
+//
 // Where it comes from: the seed's C pool (threadpool_create/add/destroy with
 // adjust_thread), itself the shape of Java's ThreadPoolExecutor; an epoll poller
 // feeding a pool is the "half-sync/half-async" pattern (Schmidt, 1996), and the shape
@@ -82,6 +86,11 @@ const (
 type tpConn struct {
 	mu sync.Mutex
 	evConn
+	// armed: registered in epoll and armed, with no event delivered for it since,
+	// so neither queued nor served — the only state in which the idle sweep may
+	// close it. Guarded by mu: set by whoever arms it, cleared by the poller when an
+	// event turns it into a task.
+	armed bool
 }
 
 // tpTask is one queued readiness event.
@@ -111,6 +120,8 @@ type tpool struct {
 
 	connMu sync.Mutex // guards conns, the fd → connection table
 	conns  []*tpConn
+
+	sweepBuf []*tpConn // the poller's scratch for sweepIdle
 }
 
 func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
@@ -159,7 +170,8 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 	if err := p.ctl(unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
 		return err
 	}
-	acc := &loop{env: env} // for its accept back-off state only
+	acc := &loop{env: env} // for its accept back-off state and the idle sweep's clock only
+	acc.setIdle(env.Config.IdleTimeout)
 	lnOn := true
 	events := make([]unix.EpollEvent, epollEvents)
 	for ctx.Err() == nil {
@@ -170,6 +182,7 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		if err != nil {
 			return os.NewSyscallError("epoll_wait", err)
 		}
+		acc.tick()
 		if !lnOn && !acc.acceptPaused() {
 			lnOn = true
 			if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, unix.EPOLLIN); err != nil {
@@ -191,13 +204,72 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 					}
 				}
 			default:
-				if c := p.lookup(fd); c != nil && !p.push(tpTask{c, events[i].Events}) {
+				if c := p.lookup(fd); c != nil && !p.dispatch(c, events[i].Events) {
 					return nil // shutting down
 				}
 			}
 		}
+		// Here, between waits and with every delivered event queued, is the one
+		// place a connection may be closed by anyone but its worker (sweepIdle).
+		if acc.sweepDue() {
+			p.sweepIdle(acc)
+		}
 	}
 	return nil
+}
+
+// dispatch queues the event that disarmed c (oneshot) as a task. It reports false
+// if the pool is shutting down.
+func (p *tpool) dispatch(c *tpConn, ev uint32) bool {
+	// c is armed, so no worker holds it, except one between its re-arm and its
+	// unlock (serve): the wait is that short.
+	c.mu.Lock()
+	c.armed = false
+	c.mu.Unlock()
+	return p.push(tpTask{c, ev})
+}
+
+// sweepIdle closes the connections idle for longer than the timeout that are in
+// nobody's hands. A connection is always in one of three: armed in epoll (waiting for
+// an event), queued as a task, or served by a worker, which closes or re-arms it.
+// Closing one queued or served would leave a task or a worker with a closed — and
+// perhaps already reused — descriptor, so only armed ones are closed, and three
+// things make "armed" true when acted on. The flag changes only under c.mu: set by
+// the worker together with its EPOLL_CTL_MOD (serve), cleared by the poller when an
+// event hands c to the queue (dispatch). The sweep runs on the poller thread, the
+// only one that calls epoll_wait, between two waits and after every event of the
+// last one was dispatched: no event for c can be delivered and not yet handled. And
+// it deletes c from the epoll set before it lets go of c.mu, so no later wait can
+// deliver one. A worker holds c.mu for its whole task, so the sweep only tries the
+// lock: a connection being served (by a slow request, perhaps) is skipped, not
+// waited for.
+func (p *tpool) sweepIdle(acc *loop) {
+	p.connMu.Lock()
+	cands := p.sweepBuf[:0]
+	for _, c := range p.conns {
+		if c != nil {
+			cands = append(cands, c)
+		}
+	}
+	p.connMu.Unlock()
+	for _, c := range cands {
+		if !c.mu.TryLock() {
+			continue // a worker serves it: active by definition
+		}
+		if !c.armed || !acc.idleExpired(&c.evConn) {
+			c.mu.Unlock()
+			continue
+		}
+		c.armed = false
+		if err := p.ctl(unix.EPOLL_CTL_DEL, c.fd, 0); err != nil {
+			p.env.Log.Print(err) // the close below takes it out of the set all the same
+		}
+		c.mu.Unlock()
+		p.env.Stats.idleClosed.Add(1)
+		p.release(c)
+	}
+	clear(cands)
+	p.sweepBuf = cands[:0]
 }
 
 func (p *tpool) gauge(f func() int) func() int64 {
@@ -224,7 +296,9 @@ func (p *tpool) acceptAll(acc *loop, lfd int) {
 		if fd < 0 {
 			return
 		}
-		c := &tpConn{evConn: evConn{fd: fd, sess: p.env.Proto.NewSession(), canWrite: true}}
+		// Armed from the start: the ADD below arms it, and only this thread could
+		// see the flag before then.
+		c := &tpConn{evConn: evConn{fd: fd, sess: p.env.Proto.NewSession(), canWrite: true, lastActive: acc.now}, armed: true}
 		p.connMu.Lock()
 		for fd >= len(p.conns) {
 			p.conns = append(p.conns, make([]*tpConn, len(p.conns)+64)...)
@@ -335,6 +409,7 @@ func (p *tpool) worker() {
 func (p *tpool) serve(l *loop, t tpTask) {
 	c := t.c
 	c.mu.Lock()
+	l.tick()
 	ec := &c.evConn
 	// EPOLLHUP/EPOLLERR come whatever was armed: the read or write that follows meets
 	// the error or the end of input and closes the connection.
@@ -363,10 +438,16 @@ func (p *tpool) serve(l *loop, t tpTask) {
 	if l.wantWrite(ec) {
 		want |= unix.EPOLLOUT
 	}
+	// Re-armed with c.mu held, and flagged armed under it, so the idle sweep never
+	// sees the flag and the registration disagree (see sweepIdle). From the MOD on,
+	// the next event may hand c to another worker, which waits for the unlock.
+	c.armed = true
+	err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, want)
+	if err != nil {
+		c.armed = false // not re-armed, so no event can hand c to anyone: it is still ours
+	}
 	c.mu.Unlock()
-	// After this call the next event may hand c to another worker at once.
-	if err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
-		// Not re-armed, so no event can hand c to anyone: it is still ours.
+	if err != nil {
 		p.env.Log.Print(err)
 		p.release(c)
 	}

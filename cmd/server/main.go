@@ -30,6 +30,7 @@ type options struct {
 	cfg         models.Config
 	allowRemote bool
 	statsPath   string
+	nofile      int // RLIMIT_NOFILE to set, soft and hard; 0 leaves it
 }
 
 func main() {
@@ -58,9 +59,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&o.cfg.Work, "work", "per-request work for rpc: none | cpu:DUR | sleep:DUR (e.g. cpu:50us)")
 	fs.IntVar(&o.cfg.MaxFrame, "max-frame", proto.DefaultMaxFrame, "largest rpc payload in bytes; a larger frame closes the connection")
 	fs.IntVar(&o.cfg.HighWater, "high-water", models.DefaultHighWater, "stop reading a connection whose unsent output exceeds this many bytes")
+	fs.IntVar(&o.cfg.MaxOutput, "max-output", models.DefaultMaxOutput, "close a connection whose replies held in memory exceed this many bytes, at once (counted in output_capped)")
 	fs.IntVar(&o.cfg.ReadBuf, "read-buf", models.DefaultReadBuf, "bytes per read")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow binding a non-loopback address (prints a warning)")
 	fs.StringVar(&o.statsPath, "stats", "", "write counters and gauges as JSON lines to `FILE` every 100ms")
+	fs.IntVar(&o.nofile, "nofile", 0, fmt.Sprintf("set RLIMIT_NOFILE, soft and hard, to `N` descriptors (at least %d) before serving; worker processes inherit it (0: unchanged)", minNofile))
 	fs.IntVar(&o.cfg.Workers, "workers", 0, "worker processes of procpool and prefork (0: one per CPU)")
 	fs.IntVar(&o.cfg.MaxProcs, "max-procs", 0, "cap on live children of fork (0: sized to memory)")
 	fs.IntVar(&o.cfg.MinThreads, "min-threads", models.DefaultMinThreads, "threadpool: fewest live threads")
@@ -69,7 +72,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.cfg.AdjustInterval, "adjust-interval", models.DefaultAdjustInterval, "threadpool: how often the manager resizes the pool")
 	fs.IntVar(&o.cfg.Loops, "loops", 0, "multireactor: sub-reactor threads (0: one per CPU)")
 	fs.StringVar(&o.cfg.Balance, "balance", "rr", "multireactor: hand-off policy, rr | least")
-	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "reactor: close connections idle longer than this (0 disables)")
+	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "every model: close a connection with no byte read or written for this long, counted in idle_closed (event loops: a sweep every min(timeout/4, 1s); thread, fork, procpool: SO_RCVTIMEO/SO_SNDTIMEO; goroutine: read and write deadlines); 0 disables")
 	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
 	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }
@@ -94,7 +97,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame, Root: o.cfg.Root}); err != nil {
 		return o, err
 	}
-	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-read-buf": o.cfg.ReadBuf,
+	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-max-output": o.cfg.MaxOutput, "-read-buf": o.cfg.ReadBuf,
 		"-min-threads": o.cfg.MinThreads, "-max-threads": o.cfg.MaxThreads, "-queue-cap": o.cfg.QueueCap} {
 		if v <= 0 {
 			return o, fmt.Errorf("%s %d: must be positive", name, v)
@@ -116,6 +119,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := oneOf("-accept", o.cfg.Accept, "exclusive", "reuseport"); err != nil {
 		return o, err
+	}
+	if o.nofile != 0 && o.nofile < minNofile {
+		return o, fmt.Errorf("-nofile %d: must be 0 (unchanged) or at least %d, the descriptors a server needs before its first connection", o.nofile, minNofile)
 	}
 	return o, nil
 }
@@ -160,6 +166,11 @@ func run(o options) error {
 	if o.allowRemote {
 		logger.Printf("warning: -allow-remote: %s may be reachable from other hosts", o.cfg.Addr)
 	}
+	if o.nofile > 0 {
+		if err := setNofile(o.nofile); err != nil {
+			return err
+		}
+	}
 	srv := &models.Server{
 		Config:      o.cfg,
 		AllowRemote: o.allowRemote,
@@ -168,4 +179,24 @@ func run(o options) error {
 		OnListen:    func(addr string) { fmt.Printf("listening on %s\n", addr) },
 	}
 	return srv.Run(ctx)
+}
+
+// minNofile is the smallest -nofile accepted: a server holds about ten descriptors
+// before its first connection (standard streams, the listener, epoll instances and
+// eventfds, the Go runtime's poller).
+const minNofile = 16
+
+// setNofile sets RLIMIT_NOFILE, soft and hard, to n. Both: procpool and prefork
+// raise the soft limit to the hard one at start. Through package syscall, which
+// then lets children inherit it (otherwise ForkExec restores the limit the process
+// started with).
+func setNofile(n int) error {
+	lim := syscall.Rlimit{Cur: uint64(n), Max: uint64(n)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		var cur syscall.Rlimit
+		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur)
+		return fmt.Errorf("-nofile %d (hard limit now %d; raising it needs CAP_SYS_RESOURCE): %w",
+			n, cur.Max, os.NewSyscallError("setrlimit", err))
+	}
+	return nil
 }

@@ -148,6 +148,7 @@ func (o *Out) MoveFrom(src *Out) {
 		src.drained()
 		return
 	}
+	o.compact()
 	shift := len(o.Buf) - src.off
 	o.Buf = append(o.Buf, src.Buf[src.off:]...)
 	for _, p := range src.files {
@@ -159,6 +160,21 @@ func (o *Out) MoveFrom(src *Out) {
 	src.files = src.files[:0]
 	src.fileLeft = 0
 	src.drained()
+}
+
+// compact moves the unwritten bytes of Buf to its front once the written ones
+// are at least half of it, so an Out that never drains completely (a connection
+// always owing something) does not keep every byte it ever sent.
+func (o *Out) compact() {
+	if o.off < 4096 || o.off < len(o.Buf)/2 {
+		return
+	}
+	n := copy(o.Buf, o.Buf[o.off:])
+	o.Buf = o.Buf[:n]
+	for i := range o.files {
+		o.files[i].at -= o.off
+	}
+	o.off = 0
 }
 
 // Reset drops everything owed and closes the files.

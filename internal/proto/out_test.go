@@ -249,6 +249,8 @@ func TestOutMoveFrom(t *testing.T) {
 		{"empty", nil, 0},
 		{"bytes pending", []seg{bytesSeg("dst-pending")}, 4},
 		{"file pending", []seg{bytesSeg("d"), fileSeg(content, 7, 20000, 0), bytesSeg("e")}, 100},
+		// Most of dst's bytes written: the move compacts Buf, shifting the file's place.
+		{"mostly sent, then a file", []seg{bytesSeg(string(pattern(8000, 9))), fileSeg(content, 7, 20000, 0), bytesSeg("e")}, 6000},
 	}
 	for _, d := range dsts {
 		t.Run(d.name, func(t *testing.T) {
