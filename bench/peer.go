@@ -669,6 +669,7 @@ events {
 http {
     access_log off;
     sendfile on;
+    tcp_nopush on;
     keepalive_requests 10000000;
     keepalive_timeout 65s;
 

@@ -30,7 +30,7 @@ func TestNginxConfig(t *testing.T) {
 	for _, want := range []string{
 		"daemon off;\n", "master_process on;\n", "worker_processes 1;\n", "worker_rlimit_nofile 2320;\n",
 		"pid /path/to/run/peers/nginx/nginx.pid;\n", "error_log /path/to/run/peers/nginx/error.log warn;\n",
-		"worker_connections 1128;\n", "access_log off;\n", "sendfile on;\n", "keepalive_requests 10000000;\n",
+		"worker_connections 1128;\n", "access_log off;\n", "sendfile on;\n", "tcp_nopush on;\n", "keepalive_requests 10000000;\n",
 		"keepalive_timeout 65s;\n", "listen 127.0.0.1:8080 backlog=4096;\n", "root /tmp/concbench-files;\n",
 		"client_body_temp_path /path/to/run/peers/nginx/tmp/body;\n",
 	} {

@@ -24,6 +24,8 @@ func writeOut(fd int, o *proto.Out) error {
 		var n int
 		var err error
 		switch {
+		case p.More:
+			n, err = sock.WriteMore(fd, p.Bytes) // a header, then sendfile: one segment
 		case p.Bytes != nil:
 			n, err = sock.Write(fd, p.Bytes)
 		case p.N > 0:

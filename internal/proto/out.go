@@ -35,8 +35,12 @@ type filePart struct {
 }
 
 // Piece is the next thing to send: either Bytes, or N bytes of the open file FD
-// (File) from offset Off. A zero Piece means nothing is owed.
+// (File) from offset Off. A zero Piece means nothing is owed. More marks Bytes that
+// a file range follows at once: a writer should let the kernel hold them back to
+// share a segment with it (MSG_MORE), or a small header goes out as a packet of
+// its own ahead of every file.
 type Piece struct {
+	More  bool
 	Bytes []byte
 	File  *os.File
 	FD    int
@@ -82,7 +86,7 @@ func (o *Out) Head() Piece {
 		end = o.files[0].at
 	}
 	if o.off < end {
-		return Piece{Bytes: o.Buf[o.off:end]}
+		return Piece{Bytes: o.Buf[o.off:end], More: len(o.files) > 0}
 	}
 	if len(o.files) == 0 {
 		return Piece{}
@@ -95,7 +99,7 @@ func (o *Out) Head() Piece {
 			p.nh = 0
 		}
 		if p.nh < HeaderLen {
-			return Piece{Bytes: p.hdr[p.nh:]}
+			return Piece{Bytes: p.hdr[p.nh:], More: true}
 		}
 		return Piece{File: p.f, FD: p.fd, Off: p.off, N: int(min(p.chunk, maxSendfile))}
 	}

@@ -305,3 +305,15 @@ func Sendfile(fd, infd int, off int64, n int) (int, error) {
 		}
 	}
 }
+
+// WriteMore writes once from p with MSG_MORE, retrying EINTR: the kernel may hold
+// the bytes back to send them in one segment with what the next call writes (a
+// reply header and the file that sendfile sends after it). Unix sockets ignore it.
+func WriteMore(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.SendmsgN(fd, p, nil, nil, unix.MSG_MORE)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
