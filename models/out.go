@@ -58,6 +58,16 @@ func writeOutConn(w deadlineWriter, rc rawWriter, o *proto.Out, idle time.Durati
 			w.SetWriteDeadline(time.Now().Add(idle))
 		}
 		switch {
+		case p.More:
+			// A header before a file: net.Conn has no MSG_MORE, so through the
+			// raw descriptor, as for sendfile, to share a segment with the file.
+			werr := rc.Write(func(fd uintptr) bool {
+				n, err = sock.WriteMore(int(fd), p.Bytes)
+				return err != unix.EAGAIN
+			})
+			if err == nil {
+				err = werr
+			}
 		case p.Bytes != nil:
 			n, err = w.Write(p.Bytes)
 		case p.N > 0:
