@@ -289,7 +289,7 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 	// 20 s more is killed.
 	cmd.Cancel = func() error {
 		if ctx.Err() != nil {
-			r.logf("bench: interrupted: stopping %s rep %d (loadgen stops its server)", t.Cell, t.Rep)
+			r.logf("bench: interrupted: stopping the trial in flight, %s rep %d", t.Cell, t.Rep)
 		}
 		return cmd.Process.Signal(syscall.SIGINT)
 	}
@@ -299,15 +299,37 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 	// also keeps a terminal's ^C, sent to bench's group, to bench, which stops
 	// loadgen, which stops its server, in that order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// stderr is a pipe of our own rather than an io.Writer: exec would make Wait
+	// wait for every holder of the pipe — the server and its workers inherit it —
+	// so a server left behind would hold up the kill below. stdout (loadgen's
+	// summary; the result is the file) goes to /dev/null.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return rec, err
+	}
+	defer pr.Close()
 	var stderr tail
-	cmd.Stderr = &stderr
-	cmd.Stdout = io.Discard
-	err := cmd.Run()
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&stderr, pr)
+		close(copied)
+	}()
+	cmd.Stderr = pw
+	err = cmd.Start()
+	pw.Close()
+	if err == nil {
+		err = cmd.Wait()
+	}
 	rec.Seconds = time.Since(rec.Started).Seconds()
+	timedOut := tctx.Err() != nil // before the waits below can pass the limit
 	// loadgen waits for its server and the server for its workers: a live member
 	// of the group is a leak (or was left by a loadgen killed past WaitDelay), and
 	// must not run on into the next trial.
 	leaked := cmd.Process != nil && killGroup(cmd.Process.Pid)
+	select { // the pipe is at its end once the group is gone and it is read
+	case <-copied:
+	case <-time.After(time.Second):
+	}
 	if ctx.Err() != nil {
 		return rec, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
 	}
@@ -329,18 +351,22 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 			rec.Reason = "unreadable result: " + aerr.Error()
 		}
 	}
-	rec.Status, rec.Failure = classify(rec.ExitCode, tctx.Err() != nil, err, res)
-	switch {
-	case rec.Status == StatusOK && unreadable:
+	rec.Status, rec.Failure = classify(rec.ExitCode, timedOut, err, res)
+	if rec.Status == StatusOK && unreadable {
 		rec.Status, rec.Failure = StatusFailed, FailNoResult
-	case rec.Status == StatusOK && leaked:
-		rec.Status, rec.Failure = StatusFailed, FailServerExit
-		rec.Reason = "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"
 	}
 	if rec.Status != StatusOK {
 		rec.Stderr = stderr.String()
 		if rec.Reason == "" {
 			rec.Reason = failureReason(rec, err, res)
+		}
+	}
+	if leaked {
+		const leak = "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"
+		if rec.Status == StatusOK {
+			rec.Status, rec.Failure, rec.Reason, rec.Stderr = StatusFailed, FailServerExit, leak, stderr.String()
+		} else {
+			rec.Reason += "; " + leak
 		}
 	}
 	if res != nil {

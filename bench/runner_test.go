@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,5 +140,192 @@ func TestRunnerResume(t *testing.T) {
 	r3 := &Runner{Spec: sp, Store: store, Loadgen: r.Loadgen}
 	if _, err := r3.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "measured differently") {
 		t.Errorf("run 3 with another duration: err = %v", err)
+	}
+}
+
+// fakeLoadgenScript stands in for loadgen: it acts by its -model argument, and
+// writes a result (schema 1, the trial's workload) for any model not named here.
+//
+//	fail   says why on stderr and exits 1, writing nothing (a server that exits at once)
+//	hang   never ends (sleep, which a SIGINT ends)
+//	trunc  writes half a result and exits 1
+//	leak   leaves a process behind, holding its stderr, and succeeds
+const fakeLoadgenScript = `#!/bin/sh
+model= out= conns=1 proto=echo reconnect=false
+while [ $# -gt 0 ]; do
+	case $1 in
+	-model) model=$2; shift ;;
+	-o) out=$2; shift ;;
+	-c) conns=$2; shift ;;
+	-proto) proto=$2; shift ;;
+	-reconnect) reconnect=true ;;
+	esac
+	shift
+done
+case $model in
+fail)
+	echo "loadgen: starting the server: exited before listening (exit status 3)" >&2
+	exit 1 ;;
+hang)
+	exec sleep 30 ;;
+trunc)
+	printf '{"schema": 1, "config": {"model": "trunc", "workl' >"$out"
+	exit 1 ;;
+leak)
+	sleep 30 &
+	echo $! >"$out.pid" ;;
+esac
+cat >"$out" <<END
+{"schema": 1, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect}},
+ "load": {"mode": "closed", "requests": 1000, "seconds": 1, "throughput": 1000}}
+END
+`
+
+// fakeLoadgen writes fakeLoadgenScript into a temporary directory.
+func fakeLoadgen(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "loadgen")
+	if err := os.WriteFile(p, []byte(fakeLoadgenScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A failing cell is recorded as failed with its reason, and the matrix goes on:
+// loadgen failing with a message, hanging past the trial's limit (stopped, not
+// waited for), writing half a result, leaving a process behind (killed at once,
+// not waited for); the last cell still runs and succeeds.
+func TestRunnerFailuresGoOn(t *testing.T) {
+	sp := Spec{Models: []string{"fail", "hang", "trunc", "leak", "ok"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 1, Duration: 100 * time.Millisecond, Size: 16}
+	store := Store{Dir: t.TempDir()}
+	pr := &progress{}
+	r := &Runner{Spec: sp, Store: store, Loadgen: fakeLoadgen(t), Slack: 400 * time.Millisecond, Progress: pr}
+	start := time.Now()
+	n, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Errorf("the run took %v: the hung loadgen was not stopped at its limit (0.5 s), or the leaky one's process was waited for", el)
+	}
+	if n.OK != 1 || n.Failed != 4 {
+		t.Errorf("counts %+v, want 1 ok and 4 failed", n)
+	}
+	want := map[string]struct{ status, failure, reason string }{
+		"fail":  {StatusFailed, FailNoResult, "loadgen: starting the server: exited before listening (exit status 3)"},
+		"hang":  {StatusFailed, FailTimeout, "loadgen did not finish in time and was stopped"},
+		"trunc": {StatusFailed, FailNoResult, "unreadable result: " + filepath.Join(store.Dir, "trials", "echo", "c2", "trunc", "rep1.json") + ": cut short"},
+		"leak":  {StatusFailed, FailServerExit, "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"},
+		"ok":    {StatusOK, "", ""},
+	}
+	for _, tr := range sp.Plan() {
+		rec, err := store.ReadRecord(tr)
+		if err != nil {
+			t.Errorf("%s: %v", tr.Key(), err)
+			continue
+		}
+		w := want[tr.Cell.Model]
+		if rec.Status != w.status || rec.Failure != w.failure || !strings.HasPrefix(rec.Reason, w.reason) {
+			t.Errorf("%s: %s/%s %q, want %s/%s %q…", tr.Key(), rec.Status, rec.Failure, rec.Reason, w.status, w.failure, w.reason)
+		}
+		if (rec.Result != "") != (rec.Status == StatusOK || tr.Cell.Model == "leak") {
+			t.Errorf("%s: result %q with status %s", tr.Key(), rec.Result, rec.Status)
+		}
+	}
+	// The process the leaky loadgen left (its pid is beside its scratch output).
+	b, err := os.ReadFile(store.TmpPath(sp.Plan()[3]) + ".json.pid")
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || pid == 0 {
+		t.Errorf("the leaky loadgen left no pid: %q, %v", b, err)
+	} else if !gone(pid) {
+		t.Errorf("the process %d it left is still running", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if len(pr.lines) != 5 || !strings.Contains(pr.lines[0], "FAILED (no_result): loadgen: starting the server") {
+		t.Errorf("progress:\n%s", strings.Join(pr.lines, "\n"))
+	}
+}
+
+// socketCount is the number of sockets process pid holds.
+func socketCount(pid int) int {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// killServing SIGKILLs the first process running exe once it holds sockets
+// sockets (its listener and every connection of the load: the trial is under
+// way), and sends its pid; it gives up at ctx's end.
+func killServing(ctx context.Context, exe string, sockets int) <-chan int {
+	killed := make(chan int, 1)
+	go func() {
+		defer close(killed)
+		for ctx.Err() == nil {
+			for _, pid := range running(exe) {
+				if socketCount(pid) >= sockets && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed <- pid
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return killed
+}
+
+// A server that dies mid-trial — a model's server (loadgen started it) or a
+// peer (bench did) — fails its trial with loadgen's reason, which says the
+// server exited before it was stopped; the matrix goes on to a good repetition.
+func TestRunnerServerKilled(t *testing.T) {
+	bin := buildTools(t)
+	testCPUs(t)
+	for _, tc := range []struct{ model, exe, died string }{
+		{"epoll-et", filepath.Join(bin, "server"), "server: the server exited before loadgen stopped it (signal: killed)"},
+		{"peer:cepoll", "", "peer:cepoll: the peer exited before bench stopped it (signal: killed)"},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			var peers PeerOptions
+			if IsPeer(tc.model) {
+				peers.Cepoll = buildCepoll(t)
+				tc.exe = peers.Cepoll
+			}
+			sp := Spec{Models: []string{tc.model}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
+				Reconnect: "off", Repeat: 2, Duration: 1500 * time.Millisecond, Size: 16}
+			store := Store{Dir: t.TempDir()}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			killed := killServing(ctx, tc.exe, 1+2)
+			r := &Runner{Spec: sp, Store: store, Loadgen: filepath.Join(bin, "loadgen"), Peers: peers}
+			n, err := r.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, ok := <-killed
+			if !ok {
+				t.Fatal("the server was never seen serving, nor killed")
+			}
+			plan := sp.Plan()
+			rec, err := store.ReadRecord(plan[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("killed pid %d; rep 1: %s (%s): %s", pid, rec.Status, rec.Failure, rec.Reason)
+			if rec.Status != StatusFailed || !strings.Contains(rec.Reason, tc.died) || rec.ExitCode != 1 {
+				t.Errorf("rep 1: %s (%s) exit %d, reason %q; want failed, loadgen exit 1, and the reason to say %q",
+					rec.Status, rec.Failure, rec.ExitCode, rec.Reason, tc.died)
+			}
+			if rec.Failure == FailErrors && rec.Result == "" {
+				t.Errorf("rep 1 failed with errors but kept no (partial) result")
+			}
+			if rec2, err := store.ReadRecord(plan[1]); err != nil || rec2.Status != StatusOK || n.OK != 1 || n.Failed != 1 {
+				t.Errorf("rep 2: %+v, %v; counts %+v: want the matrix to go on, rep 2 ok", rec2, err, n)
+			}
+		})
 	}
 }

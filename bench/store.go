@@ -27,13 +27,14 @@ import (
 // trial or nothing of it.
 //
 // A file bench cannot use — cut short, not JSON, of another schema, or another
-// trial's — did not come from bench: a disk that filled under a copy, an editor,
-// another tool. Reading it gives a *DamagedError naming the file and what is
-// wrong, and its trial counts as not run (never as failed: nothing is known of
-// how it went): a resumed run runs it again, overwriting the file, and a report
-// leaves it out and lists the file. A damaged plan.json is an error: without it
-// nothing says how the trials were measured. Files of trials the plan does not
-// hold (a run resumed with fewer models or repetitions) are never read.
+// trial's — did not come from bench but from outside: a copy cut short, a full
+// disk, an editor, another tool. Reading it gives a *DamagedError naming the
+// file and what is wrong, and its trial counts as not run (never as failed:
+// nothing is known of how it went): a resumed run runs it again, overwriting the
+// file, and a report leaves it out and lists the file. A damaged plan.json is an
+// error: without it nothing says how the trials were measured. Files of trials
+// the plan does not hold (a run resumed with fewer models or repetitions) are
+// never read.
 
 // Trial statuses.
 const (
