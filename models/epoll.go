@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -60,7 +61,18 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	el.lnOn = true
 
 	events := make([]unix.EpollEvent, epollEvents)
-	for ctx.Err() == nil {
+	for {
+		if ctx.Err() != nil {
+			if env.Config.Grace <= 0 {
+				break
+			}
+			if !el.draining {
+				el.beginDrain(env.Config.Grace)
+			}
+			if el.live == 0 || el.drainExpired() {
+				break
+			}
+		}
 		timeout := el.timeoutMS()
 		if len(el.ready) > 0 {
 			timeout = 0 // connections with input left must not wait for an edge
@@ -73,15 +85,20 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		el.tick()
-		if err := el.resumeAccept(); err != nil {
-			return err
+		if !el.draining {
+			if err := el.resumeAccept(); err != nil {
+				return err
+			}
 		}
 		for i := range events[:n] {
 			ev := events[i].Events
 			switch fd := int(events[i].Fd); fd {
 			case w.fd:
-				// Shutdown: the loop condition sees ctx.
+				// Shutdown: the loop sees ctx. Cleared so that a draining loop
+				// does not find it readable on every wait.
+				w.clear()
 			case ln.FD:
+				// Out of the set once draining (beginDrain runs between waits).
 				if err := el.acceptAll(); err != nil {
 					return err
 				}
@@ -191,6 +208,36 @@ func (el *epollLoop) addConn(fd int) {
 		el.env.Log.Print(err)
 		el.release(c)
 	}
+}
+
+// beginDrain starts the graceful shutdown (Config.Grace): the listener leaves the
+// set, and every connection is settled once in draining mode — an idle one has its
+// write side shut now, a back-pressured one is read (and its input discarded) from
+// now on; edge-triggered, a connection whose read was latched while back-pressured
+// is driven now, since no edge will come for input already waiting. It returns how
+// many connections that closed.
+func (el *epollLoop) beginDrain(grace time.Duration) int {
+	el.loop.beginDrain(grace)
+	if el.lnFD >= 0 {
+		if err := el.ctl(unix.EPOLL_CTL_DEL, el.lnFD, 0); err != nil {
+			el.env.Log.Print(err) // closing epfd takes it out all the same
+		}
+		el.lnOn = false
+	}
+	n := 0
+	for _, c := range el.conns {
+		if c == nil {
+			continue
+		}
+		if el.edge && el.driveET(c) {
+			el.ready = append(el.ready, c)
+		}
+		el.settle(c)
+		if el.conns[c.fd] != c {
+			n++
+		}
+	}
+	return n
 }
 
 // resumeAccept ends an accept pause whose time is up: level-triggered, by putting the

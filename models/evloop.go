@@ -15,7 +15,8 @@ import (
 // This file is the machinery the single-threaded event-loop models share (select,
 // poll, epoll-lt, epoll-et): the per-connection state, read → session → write with
 // back-pressure and the output cap, accept with EMFILE back-off, the idle clock and
-// sweep, and the eventfd that wakes a loop for shutdown. Each model keeps its own
+// sweep, the draining mode of a graceful shutdown (Config.Grace), and the eventfd
+// that wakes a loop for shutdown. Each model keeps its own
 // readiness mechanism and loop; only the work done on a ready connection is here, so
 // the models differ exactly where the syscalls do.
 
@@ -46,6 +47,11 @@ type evConn struct {
 	out  proto.Out // output not yet written
 	eof  bool      // no more input (the peer half-closed, or the session ended): close once out drains
 	dead bool      // a read/write error or protocol error: close now
+
+	// Draining (see loop.draining): rdEOF, a read returned 0 — the peer closed its
+	// end (set in every mode); wrShut, the write side was shut down once
+	// everything owed was written.
+	rdEOF, wrShut bool
 
 	// Edge-triggered latches: set by an event, cleared when the syscall says EAGAIN.
 	canRead, canWrite bool
@@ -82,6 +88,19 @@ type loop struct {
 	sweepEvery time.Duration
 	nextSweep  time.Duration
 	now        time.Duration
+
+	// live counts the connections taken and not yet released (add and release;
+	// the reactor keeps it with its own registration and close).
+	live int
+
+	// draining is the graceful shutdown (Config.Grace), entered with beginDrain
+	// and never left: a connection's input is read and discarded instead of fed
+	// to its session (no new request), its output is still written, its write
+	// side is shut once nothing is owed, and it is finished once the peer closes
+	// its end. The loop ends when no connection is left or at drainEnd (on the
+	// loop's clock), and its wait never outlasts drainEnd.
+	draining bool
+	drainEnd time.Duration
 }
 
 func newLoop(env *Env) *loop {
@@ -104,10 +123,23 @@ func (l *loop) setIdle(d time.Duration) {
 
 // tick reads the clock; a loop calls it once per wake-up, before it handles events.
 func (l *loop) tick() {
-	if l.idle > 0 {
+	if l.idle > 0 || l.draining {
 		l.now = monoNow()
 	}
 }
+
+// beginDrain enters draining mode (see loop.draining) with the deadline grace
+// from now. The caller stops watching its listener and settles every connection
+// once (finished, or its interest brought in line with draining): a connection
+// idle in the kernel gets no event to do it.
+func (l *loop) beginDrain(grace time.Duration) {
+	l.draining = true
+	l.now = monoNow()
+	l.drainEnd = l.now + grace
+}
+
+// drainExpired reports whether the drain's deadline has passed.
+func (l *loop) drainExpired() bool { return monoNow() >= l.drainEnd }
 
 // sweepDue reports whether the idle sweep is due (as of the last tick), and if so
 // schedules the next one.
@@ -143,6 +175,22 @@ func (l *loop) sweepTable(clients []*evConn) []*evConn {
 	return clients
 }
 
+// settleTable applies finished to every connection of a select/poll model's table
+// (at the start of a drain: see beginDrain) and returns the table without the ones
+// it released.
+func (l *loop) settleTable(clients []*evConn) []*evConn {
+	for i := 0; i < len(clients); {
+		c := clients[i]
+		if !l.finished(c) {
+			i++
+			continue
+		}
+		clients = removeClient(clients, c)
+		l.release(c) // clients[i] is now another connection
+	}
+	return clients
+}
+
 // add takes ownership of a connected, non-blocking fd.
 func (l *loop) add(fd int) *evConn {
 	for fd >= len(l.conns) {
@@ -150,6 +198,7 @@ func (l *loop) add(fd int) *evConn {
 	}
 	c := &evConn{fd: fd, sess: l.env.Proto.NewSession(), canWrite: true, lastActive: l.now}
 	l.conns[fd] = c
+	l.live++
 	l.env.Stats.opened()
 	return c
 }
@@ -159,6 +208,7 @@ func (l *loop) release(c *evConn) {
 	c.out.Reset()
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
+	l.live--
 	l.env.Stats.done()
 }
 
@@ -171,14 +221,57 @@ func (l *loop) closeAll() {
 	}
 }
 
-func (l *loop) wantRead(c *evConn) bool  { return !c.eof && !c.dead && c.pending() < l.high }
+// wantRead reports whether c is to be read: while it takes requests and is not
+// back-pressured; while draining, until the peer closes (what is read is
+// discarded, so back-pressure does not apply).
+func (l *loop) wantRead(c *evConn) bool {
+	if l.draining {
+		return !c.dead && !c.rdEOF
+	}
+	return !c.eof && !c.dead && c.pending() < l.high
+}
+
 func (l *loop) wantWrite(c *evConn) bool { return !c.dead && c.pending() > 0 }
-func (l *loop) finished(c *evConn) bool  { return c.dead || (c.eof && c.pending() == 0) }
+
+// finished reports whether c is done with and must be released. While draining it
+// is also the drain's step: once c owes nothing its write side is shut (the peer
+// reads EOF), and c is finished when the peer has closed its end too, or on an
+// error.
+func (l *loop) finished(c *evConn) bool {
+	if l.draining {
+		return l.lingerDone(c)
+	}
+	return c.dead || (c.eof && c.pending() == 0)
+}
+
+// lingerDone is finished while draining: the lingering close.
+func (l *loop) lingerDone(c *evConn) bool {
+	switch {
+	case c.dead:
+		return true
+	case c.pending() > 0:
+		return false
+	case c.rdEOF:
+		// The peer sends nothing more, so nothing unread can turn the close into
+		// a reset: close(2) sends the FIN.
+		return true
+	case !c.wrShut:
+		c.wrShut = true
+		if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+			l.ioError(c) // ENOTCONN: the peer reset
+			return true
+		}
+	}
+	return false
+}
 
 // readOnce does one read on c and feeds it to the session; replies are written at
 // once where the socket takes them (most replies never touch c.out). It reports
 // whether the read found nothing (EAGAIN).
 func (l *loop) readOnce(c *evConn) (again bool) {
+	if l.draining {
+		return l.discard(c)
+	}
 	n, err := sock.Read(c.fd, l.buf)
 	switch {
 	case err == unix.EAGAIN:
@@ -188,7 +281,7 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 		l.ioError(c)
 		return false
 	case n == 0:
-		c.eof = true
+		c.eof, c.rdEOF = true, true
 		return false
 	}
 	c.lastActive = l.now
@@ -203,6 +296,26 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 	l.send(c, &l.scratch)
 	if ferr != nil {
 		l.ended(c, ferr)
+	}
+	return false
+}
+
+// discard is readOnce while draining: one read, thrown away (a draining connection
+// takes no request). Reading it matters all the same: input left unread when the
+// connection is closed makes the kernel answer with a reset, and a client that
+// writes everything before it reads would never get to read.
+func (l *loop) discard(c *evConn) (again bool) {
+	n, err := sock.Read(c.fd, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		c.canRead = false
+		return true
+	case err != nil:
+		l.ioError(c)
+	case n == 0:
+		c.rdEOF = true
+	default:
+		c.lastActive = l.now
 	}
 	return false
 }
@@ -345,20 +458,31 @@ func (l *loop) acceptPaused() bool {
 	return false
 }
 
-// timeoutMS is how long the loop may block: until an accept pause ends or the next
-// idle sweep is due, whichever is first; forever if neither is pending.
+// timeoutMS is how long the loop may block: until an accept pause ends, the next
+// idle sweep is due or the drain's deadline, whichever is first; forever if none
+// is pending.
 func (l *loop) timeoutMS() int {
 	t := -1
-	if !l.pausedUntil.IsZero() {
+	if !l.pausedUntil.IsZero() && !l.draining {
 		t = max(1, int(time.Until(l.pausedUntil).Milliseconds())+1)
 	}
 	if l.idle > 0 {
-		// Rounded up: waking a little late is harmless, waking early spins.
-		until := l.nextSweep - monoNow()
-		ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
-		if t < 0 || ms < t {
-			t = ms
-		}
+		t = untilMS(t, l.nextSweep)
+	}
+	if l.draining {
+		t = untilMS(t, l.drainEnd)
+	}
+	return t
+}
+
+// untilMS is the wait t (in ms, -1 for forever) shortened to end at `at` on the
+// loop clock if that comes first.
+func untilMS(t int, at time.Duration) int {
+	// Rounded up: waking a little late is harmless, waking early spins.
+	until := at - monoNow()
+	ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
+	if t < 0 || ms < t {
+		return ms
 	}
 	return t
 }
@@ -389,6 +513,16 @@ func (w *waker) wake() {
 		var one = [8]byte{1}
 		unix.Write(w.fd, one[:])
 	}
+}
+
+// clear resets the eventfd, so that a loop that goes on after the wake-up (a
+// draining loop) does not find it readable again on every wait.
+func (w *waker) clear() { clearEventfd(w.fd) }
+
+// clearEventfd reads an eventfd's counter back to zero; EAGAIN means it was zero.
+func clearEventfd(fd int) {
+	var b [8]byte
+	sock.Read(fd, b[:])
 }
 
 func (w *waker) close() {

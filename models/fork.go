@@ -283,8 +283,11 @@ func (f *forker) count(pr *proc, ws unix.WaitStatus) {
 	st.count(f.env.Stats)
 }
 
-// shutdown sends SIGTERM to every live child (a child blocked in its connection's
-// read or write dies of it, closing the connection) and reaps them all.
+// shutdown sends SIGTERM to every live child and reaps them all. With Config.Grace
+// 0 a child dies of it (a child blocked in its connection's read or write too),
+// closing its connection; otherwise the child drains its connection (forkChild)
+// and exits once it is closed, and the ones still running at the grace deadline
+// plus childMargin are killed.
 func (f *forker) shutdown() {
 	f.stopped = true
 	if f.held >= 0 {
@@ -295,7 +298,7 @@ func (f *forker) shutdown() {
 	for _, pr := range f.children {
 		procs = append(procs, pr)
 	}
-	terminate(f.env.Log, procs, func(pr *proc, ws unix.WaitStatus) {
+	terminate(f.env.Log, procs, stopWait(f.env.Config.Grace), func(pr *proc, ws unix.WaitStatus) {
 		f.live.Add(-1)
 		f.count(pr, ws)
 	})
@@ -303,9 +306,13 @@ func (f *forker) shutdown() {
 }
 
 // forkChild is the child process: serve the connection on descriptor 3 to its end
-// and exit with its outcome.
+// and exit with its outcome. With Config.Grace, SIGTERM (the parent stopping) makes
+// it drain the connection and cut it at the grace deadline.
 func forkChild(env *Env, _ string) int {
-	st := serveBlocking(firstFD, env, make([]byte, env.Config.readBuf()))
-	unix.Close(firstFD)
+	b := newBlockingConn(firstFD)
+	stop := drainOnSIGTERM(env.Config.Grace, b.drain, b.cut)
+	st := serveBlocking(b, env, make([]byte, env.Config.readBuf()))
+	stop()
+	b.close()
 	return st.exitCode()
 }

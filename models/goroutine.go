@@ -16,6 +16,9 @@ package models
 // deadline before each Read, a write deadline before each write call; one that
 // passes closes the connection (counted in idle_closed). A write call covers a whole
 // reply, so a reply trickling out for longer than the timeout counts as idle too.
+// A graceful shutdown (Config.Grace) is a flag and a read deadline of now, which
+// wakes a goroutine blocked in Read; it then closes its write side (CloseWrite) and
+// reads to discard until its client closes or the drain's deadline (lingerConn).
 
 import (
 	"context"
@@ -24,6 +27,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,26 +59,15 @@ func (goroutineModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) er
 	if err != nil {
 		return err
 	}
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
-	)
-	stop := context.AfterFunc(ctx, func() {
-		nl.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
+	g := &gServer{conns: map[*gConn]struct{}{}}
+	// Closing the listener wakes Accept: that is how Serve learns of ctx.
+	stop := context.AfterFunc(ctx, func() { nl.Close() })
 	defer stop()
-	defer wg.Wait()
 	for {
 		c, err := nl.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			// The runtime already retries EINTR/ECONNABORTED and backs off nothing
 			// for EMFILE, so do it here as net/http does.
@@ -84,27 +77,83 @@ func (goroutineModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) er
 				continue
 			}
 			nl.Close()
+			g.closeAll()
+			g.wg.Wait()
 			return err
 		}
-		mu.Lock()
-		if ctx.Err() != nil { // shutdown raced with this accept
-			mu.Unlock()
-			c.Close()
-			continue
-		}
-		conns[c] = struct{}{}
-		mu.Unlock()
+		gc := &gConn{Conn: c}
+		g.mu.Lock()
+		g.conns[gc] = struct{}{}
+		g.mu.Unlock()
 		env.Stats.opened()
-		wg.Add(1)
+		g.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			serveConn(c, env)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
-			c.Close()
+			defer g.wg.Done()
+			serveConn(gc, env)
+			g.mu.Lock()
+			delete(g.conns, gc)
+			g.mu.Unlock()
+			gc.Close()
 			env.Stats.done()
 		}()
+	}
+	// Accepting has stopped; every connection accepted is in g.conns.
+	if grace := env.Config.Grace; grace > 0 {
+		g.drain(grace)
+	}
+	g.closeAll()
+	g.wg.Wait()
+	return nil
+}
+
+// gServer is Serve's view of its connections.
+type gServer struct {
+	mu    sync.Mutex // guards conns
+	conns map[*gConn]struct{}
+	wg    sync.WaitGroup
+}
+
+// gConn is one connection and its drain state.
+type gConn struct {
+	net.Conn
+	draining atomic.Bool
+	end      time.Time // the drain's deadline; written before draining is set
+}
+
+// drain is the graceful shutdown (Config.Grace): every connection is marked
+// draining and its read deadline set to now, which wakes a goroutine blocked in
+// Read; one writing replies finishes them first. Each goroutine then lingers
+// (serveConn) until its client closes or the deadline. drain returns when every
+// goroutine has, or at the deadline.
+func (g *gServer) drain(grace time.Duration) {
+	end := time.Now().Add(grace)
+	g.mu.Lock()
+	for c := range g.conns {
+		c.end = end
+		c.draining.Store(true)
+		c.SetReadDeadline(time.Now())
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// closeAll closes every connection left, which ends its goroutine's Read or Write
+// with net.ErrClosed.
+func (g *gServer) closeAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		c.Close()
 	}
 }
 
@@ -112,8 +161,10 @@ func (goroutineModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) er
 // (then everything owed is already written, since writes are synchronous) or an
 // error. A blocked write blocks the reading too: back-pressure for free. A read or
 // write that sees no byte move for Config.IdleTimeout ends the connection, and so do
-// replies above Config.MaxOutput.
-func serveConn(c net.Conn, env *Env) {
+// replies above Config.MaxOutput. Once the connection is draining it takes no more
+// requests (what a read returns then is discarded) and lingers (lingerConn).
+func serveConn(g *gConn, env *Env) {
+	c := g.Conn
 	sess := env.Proto.NewSession()
 	buf := make([]byte, env.Config.readBuf())
 	idle, maxOut := env.Config.IdleTimeout, env.Config.maxOutput()
@@ -128,7 +179,18 @@ func serveConn(c net.Conn, env *Env) {
 		if idle > 0 {
 			c.SetReadDeadline(time.Now().Add(idle))
 		}
+		// Checked after the deadline is set and again after the read: drain sets
+		// the flag before the deadline that wakes the read, so a read that the
+		// first check lets start is woken.
+		if g.draining.Load() {
+			lingerConn(g, buf, env)
+			return
+		}
 		n, err := c.Read(buf)
+		if g.draining.Load() {
+			lingerConn(g, buf, env)
+			return
+		}
 		if n > 0 {
 			ferr := sess.Feed(&out, buf[:n])
 			if owed(&out) > maxOut {
@@ -136,9 +198,10 @@ func serveConn(c net.Conn, env *Env) {
 				return
 			}
 			if werr := writeOutConn(c, rc, &out, idle); werr != nil {
-				if errors.Is(werr, os.ErrDeadlineExceeded) {
+				switch {
+				case errors.Is(werr, os.ErrDeadlineExceeded):
 					env.Stats.idleClosed.Add(1)
-				} else {
+				case !errors.Is(werr, net.ErrClosed): // closed by Serve at shutdown
 					env.Stats.ioErrors.Add(1)
 				}
 				return
@@ -152,6 +215,36 @@ func serveConn(c net.Conn, env *Env) {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				env.Stats.idleClosed.Add(1)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+				env.Stats.ioErrors.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// lingerConn ends a draining connection, everything owed written: shut the write
+// side (the client reads EOF), then read and discard until the client closes its
+// end — the lingering close, so that input left unread does not turn the close into
+// a reset that destroys replies still in flight — or the drain's deadline (the read
+// deadline) or the idle timeout passes, or Serve closes the connection.
+func lingerConn(g *gConn, buf []byte, env *Env) {
+	c, idle := g.Conn, env.Config.IdleTimeout
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite() // an error (the peer reset) is the next read's to meet
+	}
+	for {
+		d := g.end
+		if idle > 0 && time.Now().Add(idle).Before(d) {
+			d = time.Now().Add(idle)
+		}
+		c.SetReadDeadline(d)
+		if _, err := c.Read(buf); err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if time.Now().Before(g.end) {
+					env.Stats.idleClosed.Add(1)
+				}
 			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				env.Stats.ioErrors.Add(1)
 			}

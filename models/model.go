@@ -36,10 +36,24 @@ var (
 // Model is one way of accepting and scheduling connections.
 type Model interface {
 	// Serve accepts connections on ln and serves each with a session of env.Proto
-	// until ctx is cancelled. It then stops accepting, closes every connection it
-	// holds, releases every descriptor, thread and goroutine it started, and returns
-	// nil. ln belongs to the caller and stays open. A non-nil error means the model
-	// could not start or hit a fault it cannot serve through.
+	// until ctx is cancelled. It then stops accepting at once (ln belongs to the
+	// caller and stays open; Serve stops watching it) and ends every connection it
+	// holds:
+	//
+	//   - with env.Config.Grace zero, it closes them all at once;
+	//   - with Grace above zero, it drains them: a connection takes no new request
+	//     (no more input is fed to its session) but writes everything it already
+	//     owes; then its write side is shut down (shutdown(SHUT_WR): the client reads
+	//     EOF right after the last owed byte), and it is closed when the client
+	//     closes its end (a read returns 0) or when Grace has passed since the
+	//     cancel, whichever comes first. Input that arrives meanwhile is read and
+	//     discarded — a lingering close: closing a socket with unread input makes
+	//     the kernel send a reset, which destroys replies still in flight. At the
+	//     deadline whatever is left is closed at once.
+	//
+	// Either way Serve releases every descriptor, thread, goroutine and process it
+	// started and returns nil. A non-nil error means the model could not start or
+	// hit a fault it cannot serve through.
 	Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 }
 
@@ -114,6 +128,17 @@ type Config struct {
 	// well below it; it is the safety net for requests whose replies are large. The
 	// blocking models write synchronously, so what they owe is one Feed's replies.
 	MaxOutput int `json:"max_output"`
+	// Grace is how long Serve drains its connections after ctx is cancelled (see
+	// Model): each takes no new request, writes what it owes, shuts its write side
+	// and is closed when the client closes its end, or when Grace has passed,
+	// whichever comes first. 0 closes every connection at once. The event loops
+	// drain in their loop, their wait bounded by the deadline; thread and
+	// goroutine tell each connection's thread or goroutine to drain (blockingConn,
+	// gConn); fork, procpool and prefork send their children SIGTERM, on which a
+	// child drains its connections the same way (prefork's workers with their
+	// epoll-et loop), and wait for them up to Grace plus childMargin (1s) before
+	// SIGKILL. The server flag's default is 5s.
+	Grace time.Duration `json:"grace,omitempty"`
 	// Accept is prefork's accept distribution: "exclusive" (EPOLLEXCLUSIVE on the one
 	// inherited socket, the zero value's meaning) or "reuseport" (a SO_REUSEPORT
 	// socket per worker).

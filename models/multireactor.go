@@ -152,7 +152,8 @@ func (s *subReactor) handOff(fd int) bool {
 }
 
 // run is the loop: on its own locked thread, it serves its connections and adopts
-// the ones handed to it until ctx is cancelled, then closes everything it holds.
+// the ones handed to it until ctx is cancelled, then drains them (Config.Grace)
+// and closes everything it holds.
 func (s *subReactor) run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -160,7 +161,20 @@ func (s *subReactor) run(ctx context.Context) error {
 	el := s.el
 	events := make([]unix.EpollEvent, epollEvents)
 	var taken []int
-	for ctx.Err() == nil {
+	for {
+		if ctx.Err() != nil {
+			if el.env.Config.Grace <= 0 {
+				break
+			}
+			if !el.draining {
+				s.live.Add(-int64(el.beginDrain(el.env.Config.Grace)))
+			}
+			// live counts the connections queued for this loop too: those are
+			// adopted and drained like the others.
+			if s.live.Load() == 0 || el.drainExpired() {
+				break
+			}
+		}
 		n, err := unix.EpollWait(el.epfd, events, el.timeoutMS())
 		if err == unix.EINTR {
 			continue
@@ -203,8 +217,13 @@ func (s *subReactor) adopt(buf []int) []int {
 	s.mu.Unlock()
 	for _, fd := range buf {
 		s.el.addConn(fd)
+		if c := s.el.conns[fd]; c != nil && s.el.draining {
+			// Handed off as the server stopped: drained like the others (it
+			// owes nothing, so its write side is shut at once).
+			s.el.settle(c)
+		}
 		if s.el.conns[fd] == nil {
-			s.live.Add(-1) // could not be registered: closed
+			s.live.Add(-1) // could not be registered, or drained at once: closed
 		}
 	}
 	return buf

@@ -51,15 +51,29 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 
 	var clients []*evConn // clients[i] is watched by pfds[pollFirst+i]
 	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
-	for ctx.Err() == nil {
+	for {
+		if ctx.Err() != nil {
+			if env.Config.Grace <= 0 {
+				break
+			}
+			if !l.draining {
+				// Graceful shutdown: the listener leaves the array (below), and
+				// every connection is settled once in draining mode.
+				l.beginDrain(env.Config.Grace)
+				clients = l.settleTable(clients)
+			}
+			if len(clients) == 0 || l.drainExpired() {
+				break
+			}
+		}
 		// The idle sweep runs between passes, while the table and pfds need not agree.
 		if l.sweepDue() {
 			clients = l.sweepTable(clients)
 		}
 		// A negative fd is skipped by the kernel: that is how the listener leaves the
-		// array while accepting is paused.
+		// array while accepting is paused or for good once draining.
 		pfds[pollListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
-		if l.acceptPaused() {
+		if l.draining || l.acceptPaused() {
 			pfds[pollListen].Fd = -1
 		}
 		pfds = pfds[:pollFirst]
@@ -83,6 +97,9 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		l.tick()
 		if n == 0 {
 			continue
+		}
+		if pfds[pollWake].Revents != 0 {
+			w.clear() // a draining loop must not find it readable on every pass
 		}
 		// Serve the connections polled this pass before accepting, so the indices of
 		// pfds and clients still agree; removals swap from the end, so walk backwards.

@@ -374,8 +374,10 @@ func (pf *prefork) sync() {
 	st.outputCapped.Store(sum.OutputCapped)
 }
 
-// shutdown sends SIGTERM to every worker — each stops its loop, closes its
-// connections and exits — and reaps them all.
+// shutdown sends SIGTERM to every worker — each stops accepting, drains its
+// connections for Config.Grace (closes them at once without one) and exits — and
+// reaps them all, killing the ones still running at the grace deadline plus
+// childMargin.
 func (pf *prefork) shutdown() {
 	pf.stopped = true
 	procs := make([]*proc, 0, len(pf.byPidfd))
@@ -384,7 +386,7 @@ func (pf *prefork) shutdown() {
 		procs = append(procs, wk.proc)
 		slots[wk.proc] = wk.slot
 	}
-	terminate(pf.env.Log, procs, func(pr *proc, ws unix.WaitStatus) {
+	terminate(pf.env.Log, procs, stopWait(pf.env.Config.Grace), func(pr *proc, ws unix.WaitStatus) {
 		pf.live.Add(-1)
 		pf.pids[slots[pr]].Store(0)
 		if !(ws.Exited() && ws.ExitStatus() == exitOK) {

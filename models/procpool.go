@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -421,8 +422,11 @@ func (p *pool) watchListener() error {
 }
 
 // shutdown stops the pool: accepting stops (the loop has ended), every worker gets
-// SIGTERM — a worker blocked in a connection's read or write dies of it, closing
-// the connection — and all are reaped, their sockets closed.
+// SIGTERM, and all are reaped, their sockets closed. With Config.Grace 0 a worker
+// dies of it (one blocked in a connection's read or write too), closing the
+// connection; otherwise a worker drains the connection it holds and exits once it
+// is closed (procpoolWorker), and the ones still running at the grace deadline plus
+// childMargin are killed.
 func (p *pool) shutdown() {
 	p.stopped = true
 	byProc := make(map[*proc]*poolWorker, len(p.workers))
@@ -431,7 +435,7 @@ func (p *pool) shutdown() {
 		byProc[wk.proc] = wk
 		procs = append(procs, wk.proc)
 	}
-	terminate(p.env.Log, procs, func(pr *proc, ws unix.WaitStatus) {
+	terminate(p.env.Log, procs, stopWait(p.env.Config.Grace), func(pr *proc, ws unix.WaitStatus) {
 		p.closeWorker(byProc[pr])
 	})
 }
@@ -450,9 +454,37 @@ func describeExit(ws unix.WaitStatus) string {
 // procpoolWorker is the worker process: receive a connection, serve it to its end,
 // close it, report its outcome (which says "free"), and again, until the parent
 // closes its end of the socket or signals.
+//
+// With Config.Grace, SIGTERM (the parent stopping) makes it drain: the connection
+// it serves drains (blockingConn) and is cut at the grace deadline, and its socket
+// to the parent is shut for reading, which wakes an idle worker's recvmsg. recvmsg
+// still returns a connection already sent (it is drained at once: it owes nothing),
+// then end of input, on which the worker exits.
 func procpoolWorker(env *Env, _ string) int {
 	const ctl = firstFD
 	buf := make([]byte, env.Config.readBuf())
+	var (
+		mu            sync.Mutex // guards the three below against the SIGTERM goroutine
+		cur           *blockingConn
+		draining, cut bool
+	)
+	stop := drainOnSIGTERM(env.Config.Grace, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		draining = true
+		if cur != nil {
+			cur.drain()
+		}
+		unix.Shutdown(ctl, unix.SHUT_RD)
+	}, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cut = true
+		if cur != nil {
+			cur.cut()
+		}
+	})
+	defer stop()
 	for {
 		fd, err := recvFD(ctl)
 		if errors.Is(err, io.EOF) {
@@ -462,8 +494,21 @@ func procpoolWorker(env *Env, _ string) int {
 			env.Log.Print(err)
 			return exitSetup
 		}
-		st := serveBlocking(fd, env, buf)
-		unix.Close(fd)
+		b := newBlockingConn(fd)
+		mu.Lock()
+		cur = b
+		if draining {
+			b.drain()
+		}
+		if cut {
+			b.cut()
+		}
+		mu.Unlock()
+		st := serveBlocking(b, env, buf)
+		mu.Lock()
+		cur = nil
+		mu.Unlock()
+		b.close()
 		if _, err := sock.Write(ctl, []byte{byte(st)}); err != nil { // one byte: all or nothing
 			env.Log.Printf("reporting to the parent: %v", os.NewSyscallError("write", err))
 			return exitSetup

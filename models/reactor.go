@@ -29,12 +29,15 @@ package models
 // can queue is the replies of one read (Config.ReadBuf, or one rpc frame); above
 // Config.MaxOutput the connection is closed.
 //
-// Connections closed by the idle sweep are counted in the common idle_closed.
+// Connections closed by the idle sweep are counted in the common idle_closed. At a
+// graceful shutdown (Config.Grace) every connection's callback becomes onDrain:
+// flush what it owes and discard what it reads, at once rather than alternating.
 
 import (
 	"context"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -99,7 +102,18 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	r.lnOn = true
 
 	events := make([]unix.EpollEvent, epollEvents)
-	for ctx.Err() == nil {
+	for {
+		if ctx.Err() != nil {
+			if env.Config.Grace <= 0 {
+				break
+			}
+			if !r.draining {
+				r.beginDrain(env.Config.Grace)
+			}
+			if r.live == 0 || r.drainExpired() {
+				break
+			}
+		}
 		n, err := unix.EpollWait(epfd, events, r.timeoutMS())
 		if err == unix.EINTR {
 			continue
@@ -108,7 +122,7 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		r.tick()
-		if !r.lnOn && !r.acceptPaused() {
+		if !r.lnOn && !r.draining && !r.acceptPaused() {
 			r.lnOn = true
 			if err := r.setInterest(r.lnEv, unix.EPOLLIN); err != nil {
 				return err
@@ -158,8 +172,29 @@ func (r *reactor) setInterest(ev *rEvent, interest uint32) error {
 	return nil
 }
 
-// onWake is the shutdown eventfd's callback: nothing to do, the loop sees ctx.
-func (r *reactor) onWake(*rEvent, uint32) error { return nil }
+// onWake is the shutdown eventfd's callback: the loop sees ctx; the eventfd is
+// cleared, so that a draining reactor does not find it readable on every wait.
+func (r *reactor) onWake(ev *rEvent, _ uint32) error {
+	clearEventfd(ev.fd)
+	return nil
+}
+
+// beginDrain starts the graceful shutdown (Config.Grace): the listener's object
+// leaves epoll and the table, and every connection switches to the drain callback
+// (settle), an idle one having its write side shut at once.
+func (r *reactor) beginDrain(grace time.Duration) {
+	r.loop.beginDrain(grace)
+	if err := epollCtl(r.epfd, unix.EPOLL_CTL_DEL, r.lnEv.fd, 0); err != nil {
+		r.env.Log.Print(err) // closing epfd takes it out all the same
+	}
+	r.evs[r.lnEv.fd] = nil
+	r.lnOn = false
+	for _, ev := range r.evs {
+		if ev != nil && ev.conn {
+			r.settle(ev)
+		}
+	}
+}
 
 // onAccept is the listener's callback: accept a batch, give each connection an event
 // object listening for read.
@@ -176,6 +211,7 @@ func (r *reactor) onAccept(ev *rEvent, _ uint32) error {
 			continue
 		}
 		c.sess = r.env.Proto.NewSession()
+		r.live++
 		r.env.Stats.opened()
 	}
 	if r.acceptPaused() && r.lnOn {
@@ -199,7 +235,7 @@ func (r *reactor) onRead(ev *rEvent, _ uint32) error {
 	case err != nil:
 		r.ioError(c)
 	case n == 0:
-		c.eof = true
+		c.eof, c.rdEOF = true, true
 	default:
 		c.lastActive = r.now
 		ferr := c.sess.Feed(&c.out, r.buf[:n])
@@ -228,9 +264,28 @@ func (r *reactor) onWrite(ev *rEvent, _ uint32) error {
 	return nil
 }
 
+// onDrain is every connection's callback once the reactor drains: write what it
+// owes when the socket takes it, read and discard what the client sends (no new
+// request; see loop.discard), until settle shuts the write side and, once the
+// client has closed, the connection.
+func (r *reactor) onDrain(ev *rEvent, got uint32) error {
+	c := &ev.evConn
+	broken := got&(unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if (got&unix.EPOLLOUT != 0 || broken) && c.pending() > 0 {
+		r.flush(c)
+	}
+	if (got&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 || broken) && r.wantRead(c) {
+		r.discard(c)
+	}
+	r.settle(ev)
+	return nil
+}
+
 // settle closes a finished connection or points it at its next callback: write
 // while output is queued (so it is not read meanwhile: that is the back-pressure,
-// bounded by the replies of one read), read once it is flushed.
+// bounded by the replies of one read), read once it is flushed. Draining, it waits
+// for both at once with the drain callback: reading discards, so it cannot add to
+// the output, and a client that writes before it reads must not be left blocked.
 func (r *reactor) settle(ev *rEvent) {
 	c := &ev.evConn
 	if r.finished(c) {
@@ -238,7 +293,16 @@ func (r *reactor) settle(ev *rEvent) {
 		return
 	}
 	interest, cb := uint32(unix.EPOLLIN), (*reactor).onRead
-	if c.pending() > 0 {
+	switch {
+	case r.draining:
+		interest, cb = 0, (*reactor).onDrain
+		if r.wantRead(c) {
+			interest |= unix.EPOLLIN | unix.EPOLLRDHUP
+		}
+		if r.wantWrite(c) {
+			interest |= unix.EPOLLOUT
+		}
+	case c.pending() > 0:
 		interest, cb = unix.EPOLLOUT, (*reactor).onWrite
 	}
 	if err := r.setInterest(ev, interest); err != nil {
@@ -266,6 +330,7 @@ func (r *reactor) closeConn(ev *rEvent) {
 	ev.out.Reset()
 	unix.Close(ev.fd)
 	r.evs[ev.fd] = nil
+	r.live--
 	r.env.Stats.done()
 }
 

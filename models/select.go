@@ -56,7 +56,21 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		rset, wset   unix.FdSet
 		loggedRefuse bool
 	)
-	for ctx.Err() == nil {
+	for {
+		if ctx.Err() != nil {
+			if env.Config.Grace <= 0 {
+				break
+			}
+			if !l.draining {
+				// Graceful shutdown: the listener leaves the sets (below), and
+				// every connection is settled once in draining mode.
+				l.beginDrain(env.Config.Grace)
+				clients = l.settleTable(clients)
+			}
+			if len(clients) == 0 || l.drainExpired() {
+				break
+			}
+		}
 		if l.sweepDue() {
 			clients = l.sweepTable(clients)
 		}
@@ -65,7 +79,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		wset.Zero()
 		rset.Set(w.fd)
 		maxfd := max(w.fd, ln.FD)
-		accepting := !l.acceptPaused()
+		accepting := !l.draining && !l.acceptPaused()
 		if accepting {
 			rset.Set(ln.FD)
 		}
@@ -93,6 +107,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		l.tick()
 		if rset.IsSet(w.fd) {
 			nready--
+			w.clear() // a draining loop must not find it readable on every pass
 		}
 		if accepting && rset.IsSet(ln.FD) {
 			nready--

@@ -9,7 +9,10 @@ package models
 // for its whole life, every unix.Read and unix.Write parks that thread in the kernel,
 // and when the goroutine returns the runtime terminates the thread with it. The idle
 // timeout is the kernel's too: SO_RCVTIMEO and SO_SNDTIMEO on the socket (child.go's
-// serveBlocking, shared with fork and procpool).
+// serveBlocking, shared with fork and procpool). At a graceful shutdown
+// (Config.Grace) the acceptor tells each connection to drain through its
+// blockingConn (child.go), waits for the threads up to the deadline, and then wakes
+// what is left with shutdown(SHUT_RDWR).
 //
 // Where it comes from: the classic Unix server after fork (pthreads, 1995; Apache's
 // worker MPM, Java's java.io servers before NIO): the C10K paper's "one thread per
@@ -57,6 +60,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -73,23 +77,25 @@ var _ Model = threadModel{}
 type threadModel struct{}
 
 // threadServer is the acceptor's view of the connection threads: enough to count
-// them, wake them at shutdown and wait for them to exit.
+// them, drain and wake them at shutdown and wait for them to exit.
 type threadServer struct {
 	env   *Env
 	limit int64 // most connection threads at once
-	freed int   // eventfd written when a thread exits at the limit, to resume accepting
+	// freed is an eventfd written when a thread exits at the limit, to resume
+	// accepting, and, while draining, when any thread exits.
+	freed int
 
 	loggedLimit bool // acceptor only
 
 	live     atomic.Int64
-	stopping atomic.Bool // errors met while shutting down are not the peer's fault
+	draining atomic.Bool
 	wg       sync.WaitGroup
 
-	// mu guards fds: the descriptors whose thread has not closed them yet. A thread
-	// leaves the set before closing its descriptor, and shutdown(2) is called with mu
-	// held, so it never reaches a descriptor number already closed and reused.
-	mu  sync.Mutex
-	fds map[int]struct{}
+	// mu guards conns: the connections whose thread has not finished yet, which
+	// drain and stop reach from the acceptor (each blockingConn guards its own
+	// descriptor against its close).
+	mu    sync.Mutex
+	conns map[*blockingConn]struct{}
 }
 
 func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
@@ -102,7 +108,7 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	if prev := debug.SetMaxThreads(ceiling); prev > ceiling {
 		debug.SetMaxThreads(prev)
 	}
-	ts := &threadServer{env: env, limit: int64(ceiling - ceiling/8), fds: map[int]struct{}{}}
+	ts := &threadServer{env: env, limit: int64(ceiling - ceiling/8), conns: map[*blockingConn]struct{}{}}
 	env.Log.Printf("thread: connection threads capped at %d, 7/8 of the ceiling %d (%s)", ts.limit, ceiling, from)
 	env.Stats.Gauge("threads_live", ts.live.Load)
 
@@ -153,7 +159,10 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 			ts.acceptBatch(l, ln.FD)
 		}
 	}
-	return nil
+	if env.Config.Grace > 0 {
+		ts.drain(env.Config.Grace)
+	}
+	return nil // the deferred stop cuts what is left
 }
 
 // acceptBatch accepts up to acceptBatch connections, each on a thread of its own,
@@ -166,13 +175,14 @@ func (ts *threadServer) acceptBatch(l *loop, lfd int) {
 		if fd < 0 {
 			return
 		}
+		b := newBlockingConn(fd)
 		ts.mu.Lock()
-		ts.fds[fd] = struct{}{}
+		ts.conns[b] = struct{}{}
 		ts.mu.Unlock()
 		ts.live.Add(1)
 		ts.env.Stats.opened()
 		ts.wg.Add(1)
-		go ts.connThread(fd)
+		go ts.connThread(b)
 		// Only accepting raises the count, so this is where the cap is reached.
 		if ts.live.Load() >= ts.limit {
 			ts.env.Stats.acceptPauses.Add(1)
@@ -186,57 +196,65 @@ func (ts *threadServer) acceptBatch(l *loop, lfd int) {
 }
 
 // connThread serves one connection on an OS thread of its own and exits with it.
-func (ts *threadServer) connThread(fd int) {
+func (ts *threadServer) connThread(b *blockingConn) {
 	// Never unlocked: when this goroutine returns, the runtime terminates the thread
 	// instead of returning it to its pool. That is the model: the thread lives and
 	// dies with the connection.
 	runtime.LockOSThread()
 	defer ts.wg.Done()
 
-	ts.serveBlocking(fd)
+	// child.go's serveBlocking: read, feed, write the whole reply before reading
+	// again; SO_RCVTIMEO and SO_SNDTIMEO for the idle timeout; drain when told.
+	serveBlocking(b, ts.env, make([]byte, ts.env.Config.readBuf())).countEnd(ts.env.Stats)
 
 	ts.mu.Lock()
-	delete(ts.fds, fd)
+	delete(ts.conns, b)
 	ts.mu.Unlock()
-	unix.Close(fd)
+	b.close()
 	ts.env.Stats.done()
-	if ts.live.Add(-1) == ts.limit-1 {
-		// This exit brought the count below the limit: wake a paused acceptor.
+	if ts.live.Add(-1) == ts.limit-1 || ts.draining.Load() {
+		// This exit brought the count below the limit: wake a paused acceptor; or
+		// the acceptor waits for the drained threads to exit.
 		one := [8]byte{1}
 		unix.Write(ts.freed, one[:])
 	}
 }
 
-// serveBlocking serves the connection with child.go's serveBlocking (read, feed,
-// write the whole reply before reading again; SO_RCVTIMEO and SO_SNDTIMEO for the
-// idle timeout) and counts how it ended.
-func (ts *threadServer) serveBlocking(fd int) {
-	switch st := serveBlocking(fd, ts.env, make([]byte, ts.env.Config.readBuf())); st {
-	case connIOError:
-		ts.ioError()
-	default:
-		st.countEnd(ts.env.Stats)
-	}
-}
-
-// ioError counts a read or write error (reset, EPIPE), unless it is the one Serve's
-// own shutdown(2) caused.
-func (ts *threadServer) ioError() {
-	if !ts.stopping.Load() {
-		ts.env.Stats.ioErrors.Add(1)
-	}
-}
-
-// stop wakes every connection thread and waits until all have exited. close(2) does
-// not wake a thread blocked in read(2) or write(2) on Linux (the open file lives on
-// until the syscall returns), and closing here would let the number be reused under
-// the thread's feet; shutdown(SHUT_RDWR) wakes both — read returns 0, write EPIPE —
-// and the owning thread closes its own descriptor.
-func (ts *threadServer) stop() {
-	ts.stopping.Store(true)
+// drain is the graceful shutdown (Config.Grace): every connection is told to drain
+// (blockingConn: one waiting for a request has its write side shut at once, one
+// busy finishes its replies first; both then linger until the client closes), and
+// the acceptor waits until every connection thread has exited, or grace has
+// passed. stop cuts what is left.
+func (ts *threadServer) drain(grace time.Duration) {
+	ts.draining.Store(true)
 	ts.mu.Lock()
-	for fd := range ts.fds {
-		unix.Shutdown(fd, unix.SHUT_RDWR) // ENOTCONN: the peer is gone and the thread is on its way out
+	for b := range ts.conns {
+		b.drain()
+	}
+	ts.mu.Unlock()
+	deadline := time.Now().Add(grace)
+	pfd := []unix.PollFd{{Fd: int32(ts.freed), Events: unix.POLLIN}}
+	for ts.live.Load() > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+			ts.env.Log.Printf("thread: drain: %v", os.NewSyscallError("poll", err))
+			return
+		}
+		var b [8]byte
+		unix.Read(ts.freed, b[:]) // reset the counter; EAGAIN if the poll timed out
+	}
+}
+
+// stop cuts every connection (blockingConn.cut: shutdown(SHUT_RDWR), which wakes a
+// thread blocked in read or write; the errors that follow are not counted) and
+// waits until every connection thread has exited; each closes its own descriptor.
+func (ts *threadServer) stop() {
+	ts.mu.Lock()
+	for b := range ts.conns {
+		b.cut()
 	}
 	ts.mu.Unlock()
 	ts.wg.Wait()

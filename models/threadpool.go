@@ -26,7 +26,9 @@ package models
 //
 // Idle connections (Config.IdleTimeout) are swept by the poller between epoll_waits,
 // and only those armed in epoll: one queued or being served is in a worker's hands
-// (see sweepIdle).
+// (see sweepIdle). A graceful shutdown (Config.Grace) follows the same rule: the
+// poller sets a flag the workers read at each task, drains the armed connections
+// itself (drainPass), and the workers run until the drain ends.
 //
 // Where it comes from: the seed's C pool (threadpool_create/add/destroy with
 // adjust_thread), itself the shape of Java's ThreadPoolExecutor; an epoll poller
@@ -49,6 +51,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -91,6 +94,10 @@ type tpConn struct {
 	// close it. Guarded by mu: set by whoever arms it, cleared by the poller when an
 	// event turns it into a task.
 	armed bool
+	// drained: handled in draining mode at least once (its interest is a draining
+	// one, its write side shut if it owed nothing), by a worker or by the poller's
+	// drainPass. Guarded by mu.
+	drained bool
 }
 
 // tpTask is one queued readiness event.
@@ -118,8 +125,16 @@ type tpool struct {
 	live, busy, waitExit int
 	shutdown             bool
 
-	connMu sync.Mutex // guards conns, the fd → connection table
+	connMu sync.Mutex // guards conns, the fd → connection table, and nconns
 	conns  []*tpConn
+	nconns int
+
+	// draining is the graceful shutdown (Config.Grace), shared by the poller, which
+	// sets it when ctx ends, and the workers, which read it at each task (see serve
+	// and drainPass). Until the drain ends the workers keep running; the one that
+	// releases the last connection wakes the poller through w to end it.
+	draining atomic.Bool
+	w        *waker
 
 	sweepBuf []*tpConn // the poller's scratch for sweepIdle
 }
@@ -151,12 +166,16 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 	// Closing the epoll instance also takes the listener out of it: ln stays the
 	// caller's, with no registration left behind.
 	defer release()
-	p.epfd = epfd
+	p.epfd, p.w = epfd, w
 	// Deferred last so it runs first: workers are joined before the epoll instance
 	// they re-arm connections with is closed.
 	defer p.stop()
-	stopWake := context.AfterFunc(ctx, p.beginShutdown)
-	defer stopWake()
+	if env.Config.Grace <= 0 {
+		// No drain: the workers stop as soon as ctx ends (a poller waiting for
+		// room in the queue gives up); draining, they run until p.stop.
+		stopWake := context.AfterFunc(ctx, p.beginShutdown)
+		defer stopWake()
+	}
 
 	p.mu.Lock()
 	for range p.min {
@@ -173,9 +192,40 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 	acc := &loop{env: env} // for its accept back-off state and the idle sweep's clock only
 	acc.setIdle(env.Config.IdleTimeout)
 	lnOn := true
+	allDrained := false // a drainPass found every connection drained: none is added later
 	events := make([]unix.EpollEvent, epollEvents)
-	for ctx.Err() == nil {
-		n, err := unix.EpollWait(p.epfd, events, acc.timeoutMS())
+	for {
+		retry := false
+		if ctx.Err() != nil {
+			if env.Config.Grace <= 0 {
+				return nil
+			}
+			if !acc.draining {
+				// Graceful shutdown: the listener leaves the set; workers see the
+				// flag at their next task, and drainPass handles the armed
+				// connections, as the idle sweep does.
+				acc.beginDrain(env.Config.Grace)
+				if err := p.ctl(unix.EPOLL_CTL_DEL, ln.FD, 0); err != nil {
+					env.Log.Print(err) // closing epfd takes it out all the same
+				}
+				lnOn = false
+				p.draining.Store(true)
+			}
+			// Some connection may be in a worker's hands: look again soon (its
+			// worker re-arms it drained only if it saw the flag in time).
+			if !allDrained {
+				allDrained = p.drainPass(acc) == 0
+				retry = !allDrained
+			}
+			if p.connCount() == 0 || acc.drainExpired() {
+				return nil
+			}
+		}
+		timeout := acc.timeoutMS() // bounded by the drain's deadline once draining
+		if retry {
+			timeout = min(timeout, tpDrainRetryMS)
+		}
+		n, err := unix.EpollWait(p.epfd, events, timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -183,7 +233,7 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		acc.tick()
-		if !lnOn && !acc.acceptPaused() {
+		if !lnOn && !acc.draining && !acc.acceptPaused() {
 			lnOn = true
 			if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, unix.EPOLLIN); err != nil {
 				return err
@@ -192,7 +242,9 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		for i := range events[:n] {
 			switch fd := int(events[i].Fd); fd {
 			case w.fd:
-				// Shutdown: the loop condition sees ctx.
+				// Shutdown: the loop sees ctx. Cleared so that a draining poller
+				// does not find it readable on every wait.
+				w.clear()
 			case ln.FD:
 				p.acceptAll(acc, ln.FD)
 				if acc.acceptPaused() && lnOn {
@@ -210,12 +262,90 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 			}
 		}
 		// Here, between waits and with every delivered event queued, is the one
-		// place a connection may be closed by anyone but its worker (sweepIdle).
+		// place a connection may be closed by anyone but its worker (sweepIdle, and
+		// drainPass at the top of the loop).
 		if acc.sweepDue() {
 			p.sweepIdle(acc)
 		}
 	}
-	return nil
+}
+
+// tpDrainRetryMS is how soon the poller looks again at connections that were in a
+// worker's hands when it began draining.
+const tpDrainRetryMS = 10
+
+// drainPass brings the connections not yet drained into draining mode where it is
+// the poller's to do, and returns how many are left to a worker. It is the idle
+// sweep's reasoning (see sweepIdle): an armed connection is in nobody's hands and
+// no event of it is pending, so the poller may act on it — shut its write side if
+// it owes nothing (finished, in draining mode), and re-arm it for what a draining
+// connection waits for: input to discard until the peer closes, and room for what
+// it still owes. One queued or served is left to its worker, which reads the flag
+// at the start and at the end of its task; one whose worker read it too early to
+// see it was re-armed undrained and is drained on a later pass.
+func (p *tpool) drainPass(acc *loop) (left int) {
+	p.connMu.Lock()
+	cands := p.sweepBuf[:0]
+	for _, c := range p.conns {
+		if c != nil {
+			cands = append(cands, c)
+		}
+	}
+	p.connMu.Unlock()
+	for _, c := range cands {
+		if !c.mu.TryLock() {
+			left++ // a worker serves it
+			continue
+		}
+		if c.drained {
+			c.mu.Unlock()
+			continue
+		}
+		if !c.armed {
+			c.mu.Unlock()
+			left++ // queued: its worker will see the flag
+			continue
+		}
+		c.drained = true
+		ec := &c.evConn
+		if !acc.finished(ec) {
+			err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, drainInterest(acc, ec))
+			if err == nil {
+				c.mu.Unlock()
+				continue
+			}
+			p.env.Log.Print(err)
+		}
+		c.armed = false
+		if err := p.ctl(unix.EPOLL_CTL_DEL, c.fd, 0); err != nil {
+			p.env.Log.Print(err) // the close below takes it out of the set all the same
+		}
+		c.mu.Unlock()
+		p.release(c)
+	}
+	clear(cands)
+	p.sweepBuf = cands[:0]
+	return left
+}
+
+// drainInterest is what c is armed for next (oneshot): input while the loop wants
+// to read it, room to write while it owes output.
+func drainInterest(l *loop, c *evConn) uint32 {
+	want := uint32(unix.EPOLLONESHOT)
+	if l.wantRead(c) {
+		want |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if l.wantWrite(c) {
+		want |= unix.EPOLLOUT
+	}
+	return want
+}
+
+// connCount is how many connections the pool holds.
+func (p *tpool) connCount() int {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	return p.nconns
 }
 
 // dispatch queues the event that disarmed c (oneshot) as a task. It reports false
@@ -304,6 +434,7 @@ func (p *tpool) acceptAll(acc *loop, lfd int) {
 			p.conns = append(p.conns, make([]*tpConn, len(p.conns)+64)...)
 		}
 		p.conns[fd] = c
+		p.nconns++
 		p.connMu.Unlock()
 		p.env.Stats.opened()
 		if err := p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT); err != nil {
@@ -327,7 +458,12 @@ func (p *tpool) lookup(fd int) *tpConn {
 func (p *tpool) release(c *tpConn) {
 	p.connMu.Lock()
 	p.conns[c.fd] = nil
+	p.nconns--
+	last := p.nconns == 0
 	p.connMu.Unlock()
+	if last && p.draining.Load() {
+		p.w.wake() // the drain is over: the poller may be waiting for its deadline
+	}
 	c.out.Reset() // no worker holds c: it left the table and is not armed
 	unix.Close(c.fd)
 	p.env.Stats.done()
@@ -409,6 +545,9 @@ func (p *tpool) worker() {
 func (p *tpool) serve(l *loop, t tpTask) {
 	c := t.c
 	c.mu.Lock()
+	// Draining (the flag only ever goes on): this task reads to discard, and
+	// re-arms c for draining (see drainPass).
+	l.draining = l.draining || p.draining.Load()
 	l.tick()
 	ec := &c.evConn
 	// EPOLLHUP/EPOLLERR come whatever was armed: the read or write that follows meets
@@ -425,19 +564,21 @@ func (p *tpool) serve(l *loop, t tpTask) {
 			}
 		}
 	}
+	// Draining may have begun during the task: applied before c is re-armed, so
+	// that drainPass, which skips a connection it finds in a worker's hands, has
+	// nothing left to do for it — or, if it began after this look, sees c armed
+	// and undrained on its next pass.
+	l.draining = l.draining || p.draining.Load()
+	if l.draining {
+		c.drained = true
+	}
 	if l.finished(ec) {
 		c.mu.Unlock()
 		p.release(c)
 		return
 	}
 	// Not finished, so it waits for input, for room to write, or both.
-	want := uint32(unix.EPOLLONESHOT)
-	if l.wantRead(ec) {
-		want |= unix.EPOLLIN | unix.EPOLLRDHUP
-	}
-	if l.wantWrite(ec) {
-		want |= unix.EPOLLOUT
-	}
+	want := drainInterest(l, ec)
 	// Re-armed with c.mu held, and flagged armed under it, so the idle sweep never
 	// sees the flag and the registration disagree (see sweepIdle). From the MOD on,
 	// the next event may hand c to another worker, which waits for the unlock.

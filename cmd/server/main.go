@@ -3,8 +3,10 @@
 //	server -model epoll-et -proto echo -addr 127.0.0.1:7000
 //
 // Its first line on stdout, once connections are being accepted, is exactly
-// "listening on HOST:PORT". SIGTERM or SIGINT stops it: it stops accepting, closes
-// every connection and exits 0.
+// "listening on HOST:PORT". SIGTERM or SIGINT stops it: it stops accepting, drains
+// every connection for up to -grace (each takes no new request, writes what it owes,
+// shuts its write side and is closed when the client closes), closes what is left
+// and exits 0.
 package main
 
 import (
@@ -73,6 +75,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.Loops, "loops", 0, "multireactor: sub-reactor threads (0: one per CPU)")
 	fs.StringVar(&o.cfg.Balance, "balance", "rr", "multireactor: hand-off policy, rr | least")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "every model: close a connection with no byte read or written for this long, counted in idle_closed (event loops: a sweep every min(timeout/4, 1s); thread, fork, procpool: SO_RCVTIMEO/SO_SNDTIMEO; goroutine: read and write deadlines); 0 disables")
+	fs.DurationVar(&o.cfg.Grace, "grace", 5*time.Second, "on SIGTERM or SIGINT, drain connections for up to this long: stop accepting; each connection takes no new request but writes every reply it owes, then shuts its write side (the client reads EOF) and is closed when the client closes, input meanwhile discarded; whatever is left at the deadline is closed (0: close every connection at once)")
 	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
 	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }
@@ -114,6 +117,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if o.cfg.AdjustInterval <= 0 || o.cfg.IdleTimeout < 0 {
 		return o, fmt.Errorf("-adjust-interval must be positive and -idle-timeout not negative")
 	}
+	if o.cfg.Grace < 0 {
+		return o, fmt.Errorf("-grace %v: must be 0 (close at once) or positive", o.cfg.Grace)
+	}
 	if err := oneOf("-balance", o.cfg.Balance, "rr", "least"); err != nil {
 		return o, err
 	}
@@ -140,7 +146,8 @@ func usage(fs *flag.FlagSet) {
 	fmt.Fprint(w, `usage: server -model NAME [-proto echo|rpc] [-addr 127.0.0.1:7000] [flags]
 
 Serves one protocol with one concurrency model. The first stdout line is
-"listening on HOST:PORT" (or "listening on unix:PATH"); SIGTERM or SIGINT stops it cleanly (exit 0).
+"listening on HOST:PORT" (or "listening on unix:PATH"); SIGTERM or SIGINT stops it cleanly
+(exit 0), after draining connections for up to -grace.
 
 Examples:
   server -model epoll-et -proto echo -addr 127.0.0.1:7000

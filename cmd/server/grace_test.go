@@ -1,0 +1,222 @@
+package main
+
+// The graceful shutdown of the server binary (-grace): on SIGTERM it drains its
+// connections, exits 0 by the deadline, and leaves no worker process behind.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/procstat"
+	"concbench/internal/proto"
+	"concbench/models"
+)
+
+// TestGraceSIGTERM runs every model with -grace 2s and two rpc clients that wrote
+// more requests than the server would read without them reading replies, so that
+// it owes them output: one reads after the SIGTERM, the other never reads and
+// never closes. The first must get every reply owed — whole frames, a prefix of
+// the expected stream — then EOF, not a reset; the server must exit 0 at the
+// deadline (the second client holds it that long), not much later; and a process
+// model must leave none of its children behind, running or unreaped: this test
+// process makes itself the child subreaper, so what the server leaves at its exit
+// becomes this process's child (an unreaped child as a zombie) and is found.
+func TestGraceSIGTERM(t *testing.T) {
+	const grace = 2 * time.Second
+	bin := build(t)
+	req, want := graceStream(24 << 20)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(os.NewSyscallError("prctl PR_SET_CHILD_SUBREAPER", err))
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	for _, model := range models.Names() {
+		t.Run(model, func(t *testing.T) {
+			args := []string{"-model", model, "-proto", "rpc", "-addr", "127.0.0.1:0", "-grace", grace.String()}
+			if model == "procpool" || model == "prefork" {
+				args = append(args, "-workers", "2")
+			}
+			cmd := exec.Command(bin, args...)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			var (
+				kids       []int // the server's children while it served
+				exitedSelf bool  // the server exited after SIGTERM, by itself
+			)
+			defer func() {
+				if !exitedSelf {
+					cmd.Process.Kill()
+					<-exited
+				}
+				// Whatever the server left is now this process's child (the
+				// subreaper): reaped here, and an error if the server exited by
+				// itself (killed, its children die of their parent-death signal).
+				for _, pid := range kids {
+					st, err := graceStat(pid)
+					if err != nil || st.PPID != os.Getpid() {
+						continue // gone
+					}
+					var ws unix.WaitStatus
+					unix.Wait4(pid, &ws, 0, nil) // if still running: killed by its parent-death signal
+					if exitedSelf {
+						t.Errorf("child %d of the server left behind (state %c)", pid, st.State)
+					}
+				}
+			}()
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
+			if err != nil || !ok {
+				t.Fatalf("first line %q, %v", line, err)
+			}
+
+			owing, stuck := graceFlood(t, addr, req), graceFlood(t, addr, req)
+			sent := owing.sent
+			kids = graceChildren(t, cmd.Process.Pid)
+			if processModel(model) && len(kids) == 0 {
+				t.Fatalf("no child process of the server %d while serving", cmd.Process.Pid)
+			}
+
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			owing.c.SetReadDeadline(time.Now().Add(grace + 5*time.Second))
+			// Errorf, not Fatalf, until the server has exited: how it exits and
+			// what it leaves behind are checked whatever the client got.
+			got, err := io.ReadAll(owing.c)
+			switch {
+			case err != nil:
+				t.Errorf("read after SIGTERM: %v after %d bytes; want every owed reply, then EOF", err, len(got))
+			case len(got) > sent || !bytes.Equal(got, want[:len(got)]):
+				t.Errorf("the %d bytes of replies to %d bytes of requests are not a prefix of the expected replies", len(got), sent)
+			case len(got) == 0 || graceFrameEnd(want, len(got)) != len(got):
+				t.Errorf("got %d bytes of replies, the frame in progress ending at %d: want whole frames, at least one", len(got), graceFrameEnd(want, len(got)))
+			}
+			owing.c.Close()
+
+			const late = 3 * time.Second // the process models' parent waits grace + 1s before SIGKILL
+			select {
+			case err := <-exited:
+				exitedSelf = true
+				after := time.Since(t0)
+				if err != nil {
+					t.Errorf("after SIGTERM: %v, want exit 0", err)
+				}
+				if after < grace-200*time.Millisecond || after > grace+late {
+					t.Errorf("exited %v after SIGTERM, want at the %v deadline (a client held it open), at most %v later", after.Round(time.Millisecond), grace, late)
+				}
+				t.Logf("the client got %d KiB of replies to %d KiB of requests; the server exited (%v) %v after SIGTERM; %d child processes before",
+					len(got)>>10, sent>>10, err, after.Round(time.Millisecond), len(kids))
+			case <-time.After(grace + late + 5*time.Second):
+				t.Fatalf("still running %v after SIGTERM", time.Since(t0).Round(time.Millisecond))
+			}
+			stuck.c.Close()
+		})
+	}
+}
+
+func processModel(model string) bool {
+	return model == "fork" || model == "procpool" || model == "prefork"
+}
+
+// graceClient is a client connection that wrote requests without reading.
+type graceClient struct {
+	c    net.Conn
+	sent int
+}
+
+// graceFlood dials addr and writes req until the server stops reading it (writes
+// stall for 1s: back-pressure), without reading.
+func graceFlood(t *testing.T, addr string, req []byte) graceClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	n, err := c.Write(req)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %d bytes, %v; want the server to stop reading (back-pressure)", n, err)
+	}
+	return graceClient{c, n}
+}
+
+// graceStream is an rpc request stream of random frames up to 64 KiB, about total
+// bytes, and the replies to it.
+func graceStream(total int) (req, want []byte) {
+	rng := rand.New(rand.NewPCG(51, 52))
+	for len(req) < total {
+		p := make([]byte, rng.IntN(64<<10+1))
+		for i := 0; i < len(p); i += 8 {
+			x := rng.Uint64()
+			for j := i; j < min(i+8, len(p)); j++ {
+				p[j] = ' ' + byte(x%95) // printable ASCII: upper-casing maps a-z only
+				x >>= 8
+			}
+		}
+		req = proto.AppendFrame(req, p)
+		want = proto.AppendFrame(want, bytes.ToUpper(p))
+	}
+	return req, want
+}
+
+// graceFrameEnd is the offset of the end of the rpc frame that contains offset n
+// (n itself at a frame boundary).
+func graceFrameEnd(stream []byte, n int) int {
+	off := 0
+	for off < n {
+		off += proto.HeaderLen + int(binary.BigEndian.Uint32(stream[off:]))
+	}
+	return off
+}
+
+// graceChildren lists the children of pid.
+func graceChildren(t *testing.T, pid int) []int {
+	t.Helper()
+	paths, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, p := range paths {
+		child, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		if st, err := graceStat(child); err == nil && st.PPID == pid {
+			kids = append(kids, child)
+		}
+	}
+	return kids
+}
+
+func graceStat(pid int) (procstat.Stat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procstat.Stat{}, err
+	}
+	return procstat.ParseStat(b)
+}
