@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/result"
 	"concbench/internal/testfiles"
 )
@@ -144,41 +144,16 @@ type PeerRun struct {
 	Output string `json:"output,omitempty"`
 }
 
-// splitCPUs is loadgen's default pinning (cmd/loadgen: splitCPUs): the first
-// half of the available CPUs for the server, the second half for loadgen.
-func splitCPUs(avail []int) (server, client []int, err error) {
-	if len(avail) < 2 {
-		return nil, nil, fmt.Errorf("only %d CPU available: cannot give the peer and loadgen disjoint CPUs", len(avail))
-	}
-	h := len(avail) / 2
-	return avail[:h], avail[h:], nil
-}
-
-// availableCPUs lists the CPUs this process may run on.
-func availableCPUs() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, os.NewSyscallError("sched_getaffinity", err)
-	}
-	var out []int
-	for c := range 1024 {
-		if set.IsSet(c) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
 // peerCPUs are the CPU sets of a peer trial.
 func (o PeerOptions) peerCPUs() (server, client []int, err error) {
 	if o.ServerCPUs != nil && o.ClientCPUs != nil {
 		return o.ServerCPUs, o.ClientCPUs, nil
 	}
-	avail, err := availableCPUs()
+	avail, err := cpuset.Available()
 	if err != nil {
 		return nil, nil, err
 	}
-	server, client, err = splitCPUs(avail)
+	server, client, err = cpuset.Split(avail)
 	if o.ServerCPUs != nil {
 		server = o.ServerCPUs
 	}
@@ -256,7 +231,7 @@ func startPeerProc(cmd *exec.Cmd, cpus []int) (*peerProc, error) {
 	}
 	cmd.Stdout, cmd.Stderr = pipes[0][1], pipes[1][1]
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err := forkPinned(cmd, cpus)
+	err := cpuset.StartPinned(cmd, cpus)
 	pipes[0][1].Close()
 	pipes[1][1].Close()
 	if err != nil {
@@ -294,29 +269,6 @@ func closeAll(pipes [][2]*os.File) {
 		p[0].Close()
 		p[1].Close()
 	}
-}
-
-func forkPinned(cmd *exec.Cmd, cpus []int) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return os.NewSyscallError("sched_getaffinity", err)
-	}
-	if len(cpus) > 0 {
-		var set unix.CPUSet
-		for _, c := range cpus {
-			set.Set(c)
-		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return os.NewSyscallError("sched_setaffinity", err)
-		}
-	}
-	err := cmd.Start()
-	if err2 := unix.SchedSetaffinity(0, &old); err2 != nil && err == nil {
-		err = os.NewSyscallError("sched_setaffinity", err2)
-	}
-	return err
 }
 
 func (p *peerProc) pid() int { return p.cmd.Process.Pid }
@@ -559,7 +511,7 @@ func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*pee
 	if err := p.waitAccept(ctx, addr, startTimeout); err != nil {
 		return fail(err)
 	}
-	run.CPUs, _ = allowedCPUs(p.pid())
+	run.CPUs, _ = cpuset.Allowed(p.pid())
 	return p, run, nil
 }
 
@@ -699,60 +651,4 @@ func (c NginxConfig) Render() string {
 		return "# " + err.Error() + "\n"
 	}
 	return b.String()
-}
-
-// allowedCPUs reads the Cpus_allowed_list of a process.
-func allowedCPUs(pid int) ([]int, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return nil, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			return ParseCPUList(strings.TrimSpace(v))
-		}
-	}
-	return nil, fmt.Errorf("pid %d: no Cpus_allowed_list", pid)
-}
-
-// ParseCPUList parses the kernel's cpulist format: "0-3,6".
-func ParseCPUList(s string) ([]int, error) {
-	var out []int
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("cpu list %q: bad CPU %q", s, lo)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("cpu list %q: bad range %q", s, part)
-			}
-		}
-		for c := a; c <= b; c++ {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("cpu list %q is empty", s)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// cpuList formats CPUs in cpulist form for loadgen's flags: "0,1" (a plain list is
-// valid cpulist).
-func cpuList(cpus []int) string {
-	var s []string
-	for _, c := range cpus {
-		s = append(s, strconv.Itoa(c))
-	}
-	return strings.Join(s, ",")
 }

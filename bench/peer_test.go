@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/result"
 	"concbench/internal/testfiles"
 )
@@ -173,14 +174,14 @@ func gone(pid int) bool {
 }
 
 func testCPUs(t *testing.T) (server, client []int) {
-	avail, err := availableCPUs()
+	avail, err := cpuset.Available()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(avail) < 2 {
 		t.Skip("one CPU: no disjoint server and client sets")
 	}
-	server, client, _ = splitCPUs(avail)
+	server, client, _ = cpuset.Split(avail)
 	return server, client
 }
 
@@ -426,7 +427,7 @@ func TestPeerStartStopNginx(t *testing.T) {
 		t.Errorf("nginx master %d has children %v, want one worker", p.pid(), workers)
 	}
 	for _, pid := range append(workers, p.pid()) {
-		if got, err := allowedCPUs(pid); err != nil || !slices.Equal(got, serverCPUs) {
+		if got, err := cpuset.Allowed(pid); err != nil || !slices.Equal(got, serverCPUs) {
 			t.Errorf("nginx pid %d on CPUs %v (%v), want %v", pid, got, err, serverCPUs)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/envinfo"
 	"concbench/internal/result"
 )
@@ -188,7 +189,7 @@ func (s Spec) Args(c Cell, out string) []string {
 // sets, which loadgen applies to itself and records.
 func (s Spec) PeerArgs(c Cell, out, addr string, pid int, serverCPUs, clientCPUs []int) []string {
 	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid),
-		"-server-cpus", cpuList(serverCPUs), "-client-cpus", cpuList(clientCPUs)}
+		"-server-cpus", cpuset.Format(serverCPUs), "-client-cpus", cpuset.Format(clientCPUs)}
 	return append(args, s.loadArgs(c, out)...)
 }
 

@@ -115,7 +115,7 @@ func TestArgs(t *testing.T) {
 func TestPeerArgs(t *testing.T) {
 	sp := Spec{Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64, Path: "/index.html", File: "64k.bin"}
 	got := strings.Join(sp.PeerArgs(Cell{Model: "peer:nginx", Proto: "http", Work: "none", Conns: 10}, "x.json", "127.0.0.1:4000", 77, []int{0}, []int{1, 2}), " ")
-	want := "-addr 127.0.0.1:4000 -server-pid 77 -server-cpus 0 -client-cpus 1,2 -proto http -c 10 -d 1s -warmup 300ms -path /index.html -q -o x.json"
+	want := "-addr 127.0.0.1:4000 -server-pid 77 -server-cpus 0 -client-cpus 1-2 -proto http -c 10 -d 1s -warmup 300ms -path /index.html -q -o x.json"
 	if got != want {
 		t.Errorf("peer args\n got %s\nwant %s", got, want)
 	}

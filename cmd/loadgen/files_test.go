@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/proto"
 	"concbench/internal/result"
 )
@@ -85,7 +86,7 @@ func TestRunModelFiles(t *testing.T) {
 		}
 		var out bytes.Buffer
 		_, err = run(context.Background(), o, &out)
-		if perr := pinProcess(cpus); perr != nil {
+		if perr := cpuset.PinProcess(cpus); perr != nil {
 			t.Fatal(perr)
 		}
 		if err != nil {
@@ -113,7 +114,7 @@ func TestServerPID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := forkPinned(cmd, cpus[:1]); err != nil {
+	if err := cpuset.StartPinned(cmd, cpus[:1]); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
@@ -129,7 +130,7 @@ func TestServerPID(t *testing.T) {
 	}
 	var out bytes.Buffer
 	r, err := run(context.Background(), o, &out)
-	if perr := pinProcess(cpus); perr != nil {
+	if perr := cpuset.PinProcess(cpus); perr != nil {
 		t.Fatal(perr)
 	}
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/result"
 	"concbench/models"
 )
@@ -29,24 +30,24 @@ func TestParseCPUs(t *testing.T) {
 		{"5,1-2,2", []int{1, 2, 5}},
 	}
 	for _, tt := range tests {
-		got, err := parseCPUs(tt.in)
+		got, err := cpuset.Parse(tt.in)
 		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("parseCPUs(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("cpuset.Parse(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
-		if back, _ := parseCPUs(formatCPUs(got)); !slices.Equal(back, tt.want) {
-			t.Errorf("formatCPUs(%v) = %q does not parse back", got, formatCPUs(got))
+		if back, _ := cpuset.Parse(cpuset.Format(got)); !slices.Equal(back, tt.want) {
+			t.Errorf("cpuset.Format(%v) = %q does not parse back", got, cpuset.Format(got))
 		}
 	}
 	for _, bad := range []string{"", "a", "3-1", "-1"} {
-		if _, err := parseCPUs(bad); err == nil {
-			t.Errorf("parseCPUs(%q): no error", bad)
+		if _, err := cpuset.Parse(bad); err == nil {
+			t.Errorf("cpuset.Parse(%q): no error", bad)
 		}
 	}
-	s, c, err := splitCPUs([]int{0, 1, 2, 3})
+	s, c, err := cpuset.Split([]int{0, 1, 2, 3})
 	if err != nil || !slices.Equal(s, []int{0, 1}) || !slices.Equal(c, []int{2, 3}) {
 		t.Errorf("splitCPUs = %v %v %v", s, c, err)
 	}
-	if _, _, err := splitCPUs([]int{0}); err == nil {
+	if _, _, err := cpuset.Split([]int{0}); err == nil {
 		t.Error("splitCPUs of one CPU: no error")
 	}
 }
@@ -84,7 +85,7 @@ func TestRunModelUnix(t *testing.T) {
 		_, err = run(context.Background(), o, &out)
 		// run pins this whole process to the client CPUs: undo it for the next run
 		// and the tests after this one.
-		if perr := pinProcess(cpus); perr != nil {
+		if perr := cpuset.PinProcess(cpus); perr != nil {
 			t.Fatal(perr)
 		}
 		if err != nil {
@@ -211,7 +212,7 @@ func buildServer(t *testing.T) (dir, bin string, cpus []int) {
 	if testing.Short() {
 		t.Skip("builds the server")
 	}
-	cpus, err := availableCPUs()
+	cpus, err := cpuset.Available()
 	if err != nil || len(cpus) < 2 {
 		t.Skip("needs 2 CPUs")
 	}

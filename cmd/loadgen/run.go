@@ -16,6 +16,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/envinfo"
 	"concbench/internal/procstat"
 	"concbench/internal/result"
@@ -45,28 +46,28 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 	}
 
 	// CPU sets.
-	avail, err := availableCPUs()
+	avail, err := cpuset.Available()
 	if err != nil {
 		return nil, err
 	}
 	var serverCPUs, clientCPUs []int
 	if o.serverCPUs != "" {
-		if serverCPUs, err = parseCPUs(o.serverCPUs); err != nil {
+		if serverCPUs, err = cpuset.Parse(o.serverCPUs); err != nil {
 			return nil, err
 		}
 	}
 	if o.clientCPUs != "" {
-		if clientCPUs, err = parseCPUs(o.clientCPUs); err != nil {
+		if clientCPUs, err = cpuset.Parse(o.clientCPUs); err != nil {
 			return nil, err
 		}
 	}
 	if o.serverPID != 0 && serverCPUs == nil {
 		// An external server's CPUs are whatever it was started with: record them.
-		if serverCPUs, err = allowedCPUs(o.serverPID); err != nil {
+		if serverCPUs, err = cpuset.Allowed(o.serverPID); err != nil {
 			return nil, fmt.Errorf("-server-pid %d: %w", o.serverPID, err)
 		}
 	} else if o.serverPID != 0 {
-		if got, err := allowedCPUs(o.serverPID); err != nil || !slices.Equal(got, serverCPUs) {
+		if got, err := cpuset.Allowed(o.serverPID); err != nil || !slices.Equal(got, serverCPUs) {
 			warn("server pid %d runs on CPUs %v, not the %v given by -server-cpus (%v): loadgen does not pin a server it did not start", o.serverPID, got, serverCPUs, err)
 			if err == nil {
 				serverCPUs = got
@@ -74,7 +75,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		}
 	}
 	if o.model != "" && (serverCPUs == nil || clientCPUs == nil) {
-		ds, dc, err := splitCPUs(avail)
+		ds, dc, err := cpuset.Split(avail)
 		if err != nil {
 			return nil, err
 		}
@@ -92,12 +93,12 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 	}
 	for _, c := range clientCPUs {
 		if slices.Contains(serverCPUs, c) {
-			warn("server CPUs %s and loadgen CPUs %s overlap: they compete for CPU", formatCPUs(serverCPUs), formatCPUs(clientCPUs))
+			warn("server CPUs %s and loadgen CPUs %s overlap: they compete for CPU", cpuset.Format(serverCPUs), cpuset.Format(clientCPUs))
 			break
 		}
 	}
 	if clientCPUs != nil {
-		if err := pinProcess(clientCPUs); err != nil {
+		if err := cpuset.PinProcess(clientCPUs); err != nil {
 			return nil, err
 		}
 		runtime.GOMAXPROCS(len(clientCPUs))
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		if r.Config.PinningDefault {
 			how = "default: the machine's CPUs split in half; set -server-cpus and -client-cpus to change"
 		}
-		info("pinning: server on CPUs %s, loadgen on CPUs %s (%s)", formatCPUs(serverCPUs), formatCPUs(clientCPUs), how)
+		info("pinning: server on CPUs %s, loadgen on CPUs %s (%s)", cpuset.Format(serverCPUs), cpuset.Format(clientCPUs), how)
 	}
 
 	// Descriptors, then preflight checks against -c.
@@ -147,7 +148,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 			}
 		}()
 		o.w.Addr = srv.addr
-		if got, err := allowedCPUs(srv.pid()); err != nil || !slices.Equal(got, serverCPUs) {
+		if got, err := cpuset.Allowed(srv.pid()); err != nil || !slices.Equal(got, serverCPUs) {
 			warn("server pid %d runs on CPUs %v, not %v (%v)", srv.pid(), got, serverCPUs, err)
 		}
 		info("server %s pid %d listening on %s", o.model, srv.pid(), srv.addr)
@@ -167,7 +168,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		if clientCPUs == nil {
 			warn("loadgen is not pinned (-client-cpus): it may share CPUs with the server pid %d", o.serverPID)
 		}
-		info("sampling external server pid %d on CPUs %s", o.serverPID, formatCPUs(serverCPUs))
+		info("sampling external server pid %d on CPUs %s", o.serverPID, cpuset.Format(serverCPUs))
 	}
 	var (
 		mu                   sync.Mutex

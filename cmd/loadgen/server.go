@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"concbench/internal/cpuset"
 	"concbench/internal/result"
 )
 
@@ -56,7 +54,7 @@ func startServer(bin string, args []string, cpus []int, wait time.Duration) (*se
 	if err != nil {
 		return nil, err
 	}
-	if err := forkPinned(cmd, cpus); err != nil {
+	if err := cpuset.StartPinned(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &serverProc{cmd: cmd, exited: make(chan struct{})}
@@ -84,25 +82,6 @@ func startServer(bin string, args []string, cpus []int, wait time.Duration) (*se
 		s.kill()
 		return nil, fmt.Errorf("server did not print its address within %v", wait)
 	}
-}
-
-func forkPinned(cmd *exec.Cmd, cpus []int) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return os.NewSyscallError("sched_getaffinity", err)
-	}
-	if len(cpus) > 0 {
-		if err := unix.SchedSetaffinity(0, cpuSet(cpus)); err != nil {
-			return os.NewSyscallError("sched_setaffinity", err)
-		}
-	}
-	err := cmd.Start()
-	if err2 := unix.SchedSetaffinity(0, &old); err2 != nil && err == nil {
-		err = os.NewSyscallError("sched_setaffinity", err2)
-	}
-	return err
 }
 
 func (s *serverProc) pid() int { return s.cmd.Process.Pid }

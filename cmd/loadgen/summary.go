@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/result"
 	"concbench/loadgen"
 )
@@ -134,7 +135,7 @@ func orNone(cpus []int) string {
 	if len(cpus) == 0 {
 		return "any"
 	}
-	return formatCPUs(cpus)
+	return cpuset.Format(cpus)
 }
 
 // us formats microseconds with a unit that keeps 3 figures.

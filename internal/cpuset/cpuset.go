@@ -1,9 +1,16 @@
-package main
+// Package cpuset is CPU affinity for the processes concbench starts and samples:
+// the kernel's cpulist format, the default split of the CPUs between a server and
+// its load generator, pinning this process, starting a pinned child, and reading a
+// process's allowed CPUs. loadgen and bench share it, so a model's server and a
+// reference peer get the same CPUs.
+package cpuset
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// parseCPUs parses a CPU list like "0-3,6" (the kernel's cpulist format).
-func parseCPUs(s string) ([]int, error) {
+// Parse parses a CPU list like "0-3,6" (the kernel's cpulist format).
+func Parse(s string) ([]int, error) {
 	var out []int
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
@@ -43,8 +50,8 @@ func parseCPUs(s string) ([]int, error) {
 	return out, nil
 }
 
-// formatCPUs writes a sorted CPU list in cpulist form.
-func formatCPUs(cpus []int) string {
+// Format writes a sorted CPU list in cpulist form.
+func Format(cpus []int) string {
 	var b strings.Builder
 	for i := 0; i < len(cpus); {
 		j := i
@@ -64,9 +71,9 @@ func formatCPUs(cpus []int) string {
 	return b.String()
 }
 
-// splitCPUs is the default pinning: the first half of the CPUs for the server,
+// Split is the default pinning: the first half of the CPUs for the server,
 // the second half for loadgen.
-func splitCPUs(avail []int) (server, client []int, err error) {
+func Split(avail []int) (server, client []int, err error) {
 	if len(avail) < 2 {
 		return nil, nil, fmt.Errorf("only %d CPU available: cannot give server and loadgen disjoint CPUs (set -server-cpus and -client-cpus to share on purpose)", len(avail))
 	}
@@ -74,8 +81,8 @@ func splitCPUs(avail []int) (server, client []int, err error) {
 	return avail[:h], avail[h:], nil
 }
 
-// availableCPUs lists the CPUs this process may run on.
-func availableCPUs() ([]int, error) {
+// Available lists the CPUs this process may run on.
+func Available() ([]int, error) {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return nil, os.NewSyscallError("sched_getaffinity", err)
@@ -89,7 +96,7 @@ func availableCPUs() ([]int, error) {
 	return out, nil
 }
 
-func cpuSet(cpus []int) *unix.CPUSet {
+func set(cpus []int) *unix.CPUSet {
 	var set unix.CPUSet
 	for _, c := range cpus {
 		set.Set(c)
@@ -97,15 +104,15 @@ func cpuSet(cpus []int) *unix.CPUSet {
 	return &set
 }
 
-// pinProcess restricts every thread of this process to cpus. Threads created
+// PinProcess restricts every thread of this process to cpus. Threads created
 // later inherit the mask of the thread that creates them, so the whole Go runtime
 // stays on cpus.
-func pinProcess(cpus []int) error {
+func PinProcess(cpus []int) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
 	}
-	set := cpuSet(cpus)
+	set := set(cpus)
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
 		if err != nil {
@@ -118,16 +125,38 @@ func pinProcess(cpus []int) error {
 	return nil
 }
 
-// allowedCPUs reads the Cpus_allowed_list of a process, to check its pinning.
-func allowedCPUs(pid int) ([]int, error) {
+// Allowed reads the Cpus_allowed_list of a process, to check its pinning.
+func Allowed(pid int) ([]int, error) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		return nil, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			return parseCPUs(strings.TrimSpace(v))
+			return Parse(strings.TrimSpace(v))
 		}
 	}
 	return nil, fmt.Errorf("pid %d: no Cpus_allowed_list", pid)
+}
+
+// StartPinned starts cmd with its threads restricted to cpus (none: unchanged): it
+// forks on a locked thread whose affinity is set to cpus for the moment of the
+// fork, since a child inherits the mask of the thread that forks it.
+func StartPinned(cmd *exec.Cmd, cpus []int) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return os.NewSyscallError("sched_getaffinity", err)
+	}
+	if len(cpus) > 0 {
+		if err := unix.SchedSetaffinity(0, set(cpus)); err != nil {
+			return os.NewSyscallError("sched_setaffinity", err)
+		}
+	}
+	err := cmd.Start()
+	if err2 := unix.SchedSetaffinity(0, &old); err2 != nil && err == nil {
+		err = os.NewSyscallError("sched_setaffinity", err2)
+	}
+	return err
 }
