@@ -163,30 +163,37 @@ func (l *loop) closeIdle(c *evConn) {
 // sweepTable closes the idle connections of a select/poll model's table of live
 // connections and returns the table without them.
 func (l *loop) sweepTable(clients []*evConn) []*evConn {
-	for i := 0; i < len(clients); {
-		c := clients[i]
+	return pruneTable(clients, func(c *evConn) bool {
 		if !l.idleExpired(c) {
-			i++
-			continue
+			return false
 		}
-		clients = removeClient(clients, c)
-		l.closeIdle(c) // clients[i] is now another connection
-	}
-	return clients
+		l.closeIdle(c)
+		return true
+	})
 }
 
 // settleTable applies finished to every connection of a select/poll model's table
 // (at the start of a drain: see beginDrain) and returns the table without the ones
 // it released.
 func (l *loop) settleTable(clients []*evConn) []*evConn {
-	for i := 0; i < len(clients); {
-		c := clients[i]
+	return pruneTable(clients, func(c *evConn) bool {
 		if !l.finished(c) {
-			i++
+			return false
+		}
+		l.release(c)
+		return true
+	})
+}
+
+// pruneTable removes from a table of live connections every one for which drop,
+// which releases it, returns true.
+func pruneTable(clients []*evConn, drop func(*evConn) bool) []*evConn {
+	for i := 0; i < len(clients); {
+		if c := clients[i]; drop(c) {
+			clients = removeClient(clients, c) // clients[i] is now another connection
 			continue
 		}
-		clients = removeClient(clients, c)
-		l.release(c) // clients[i] is now another connection
+		i++
 	}
 	return clients
 }
