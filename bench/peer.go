@@ -293,7 +293,7 @@ func (p *peerProc) waitAccept(ctx context.Context, addr string, timeout time.Dur
 			return nil
 		}
 		if !p.alive() {
-			return fmt.Errorf("exited before accepting connections (%s)", describeExit(exitOf(p.err)))
+			return fmt.Errorf("exited before accepting connections (%s)", describeExit(result.ExitOf(p.err)))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not accepting connections on %s after %v: %v", addr, timeout, err)
@@ -315,14 +315,14 @@ func (p *peerProc) waitAccept(ctx context.Context, addr string, timeout time.Dur
 func (p *peerProc) stop(grace time.Duration) *result.Exit {
 	var e *result.Exit
 	if !p.alive() {
-		e = exitOf(p.err)
+		e = result.ExitOf(p.err)
 		e.Clean = false
 		e.Error = "the peer exited before bench stopped it"
 	} else {
 		syscall.Kill(p.pid(), syscall.SIGTERM)
 		select {
 		case <-p.exited:
-			e = exitOf(p.err)
+			e = result.ExitOf(p.err)
 			if !e.Clean {
 				e.Error = "unclean exit after SIGTERM"
 			}
@@ -391,20 +391,6 @@ func groupAlive(pgid int) bool {
 		}
 	}
 	return false
-}
-
-func exitOf(err error) *result.Exit {
-	if err == nil {
-		return &result.Exit{Code: 0, Clean: true}
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return &result.Exit{Code: -1, Signal: ws.Signal().String()}
-		}
-		return &result.Exit{Code: ee.ExitCode()}
-	}
-	return &result.Exit{Code: -1, Error: err.Error()}
 }
 
 func describeExit(e *result.Exit) string {
@@ -500,7 +486,7 @@ func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*pee
 			}
 			addr = a
 		case <-p.exited:
-			return fail(fmt.Errorf("exited before listening (%s)", describeExit(exitOf(p.err))))
+			return fail(fmt.Errorf("exited before listening (%s)", describeExit(result.ExitOf(p.err))))
 		case <-time.After(startTimeout):
 			return fail(fmt.Errorf("did not print its address within %v", startTimeout))
 		case <-ctx.Done():

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -105,7 +104,7 @@ func (s *serverProc) kill() {
 // grace the server is killed and the exit is not clean.
 func (s *serverProc) stop(grace time.Duration) *result.Exit {
 	if !s.alive() {
-		e := exitOf(s.err)
+		e := result.ExitOf(s.err)
 		e.Clean = false
 		e.Error = "the server exited before loadgen stopped it"
 		return e
@@ -115,7 +114,7 @@ func (s *serverProc) stop(grace time.Duration) *result.Exit {
 	}
 	select {
 	case <-s.exited:
-		e := exitOf(s.err)
+		e := result.ExitOf(s.err)
 		if !e.Clean {
 			e.Error = "unclean exit after SIGTERM"
 		}
@@ -124,18 +123,4 @@ func (s *serverProc) stop(grace time.Duration) *result.Exit {
 		s.kill()
 		return &result.Exit{Code: -1, Signal: "killed", Error: fmt.Sprintf("still running %v after SIGTERM: killed", grace)}
 	}
-}
-
-func exitOf(err error) *result.Exit {
-	if err == nil {
-		return &result.Exit{Code: 0, Clean: true}
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return &result.Exit{Code: -1, Signal: ws.Signal().String()}
-		}
-		return &result.Exit{Code: ee.ExitCode()}
-	}
-	return &result.Exit{Code: -1, Error: err.Error()}
 }

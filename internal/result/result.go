@@ -9,8 +9,11 @@ package result
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -280,4 +283,19 @@ func ReadFile(path string) (*Run, error) {
 		return nil, fmt.Errorf("%s: schema %d, this build reads %d", path, r.Schema, SchemaVersion)
 	}
 	return &r, nil
+}
+
+// ExitOf is the Exit of a process from the error its exec.Cmd's Wait returned.
+func ExitOf(err error) *Exit {
+	if err == nil {
+		return &Exit{Code: 0, Clean: true}
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &Exit{Code: -1, Signal: ws.Signal().String()}
+		}
+		return &Exit{Code: ee.ExitCode()}
+	}
+	return &Exit{Code: -1, Error: err.Error()}
 }
