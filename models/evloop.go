@@ -185,6 +185,30 @@ func (l *loop) settleTable(clients []*evConn) []*evConn {
 	})
 }
 
+// tablePass is what a select/poll model does before each pass over its table of
+// live connections: on shutdown, stop at once (no grace) or drain — the listener
+// leaves the sets, every connection is settled once in draining mode, and the loop
+// ends when the table is empty or the deadline passed — and the idle sweep. It
+// returns the table and whether the loop must end.
+func (l *loop) tablePass(ctx context.Context, clients []*evConn) ([]*evConn, bool) {
+	if ctx.Err() != nil {
+		if l.env.Config.Grace <= 0 {
+			return clients, true
+		}
+		if !l.draining {
+			l.beginDrain(l.env.Config.Grace)
+			clients = l.settleTable(clients)
+		}
+		if len(clients) == 0 || l.drainExpired() {
+			return clients, true
+		}
+	}
+	if l.sweepDue() {
+		clients = l.sweepTable(clients)
+	}
+	return clients, false
+}
+
 // pruneTable removes from a table of live connections every one for which drop,
 // which releases it, returns true.
 func pruneTable(clients []*evConn, drop func(*evConn) bool) []*evConn {

@@ -52,23 +52,11 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	var clients []*evConn // clients[i] is watched by pfds[pollFirst+i]
 	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
 	for {
-		if ctx.Err() != nil {
-			if env.Config.Grace <= 0 {
-				break
-			}
-			if !l.draining {
-				// Graceful shutdown: the listener leaves the array (below), and
-				// every connection is settled once in draining mode.
-				l.beginDrain(env.Config.Grace)
-				clients = l.settleTable(clients)
-			}
-			if len(clients) == 0 || l.drainExpired() {
-				break
-			}
-		}
-		// The idle sweep runs between passes, while the table and pfds need not agree.
-		if l.sweepDue() {
-			clients = l.sweepTable(clients)
+		// Shutdown, drain and the idle sweep run between passes, while the table
+		// and pfds need not agree.
+		var stop bool
+		if clients, stop = l.tablePass(ctx, clients); stop {
+			break
 		}
 		// A negative fd is skipped by the kernel: that is how the listener leaves the
 		// array while accepting is paused or for good once draining.

@@ -57,22 +57,9 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		loggedRefuse bool
 	)
 	for {
-		if ctx.Err() != nil {
-			if env.Config.Grace <= 0 {
-				break
-			}
-			if !l.draining {
-				// Graceful shutdown: the listener leaves the sets (below), and
-				// every connection is settled once in draining mode.
-				l.beginDrain(env.Config.Grace)
-				clients = l.settleTable(clients)
-			}
-			if len(clients) == 0 || l.drainExpired() {
-				break
-			}
-		}
-		if l.sweepDue() {
-			clients = l.sweepTable(clients)
+		var stop bool
+		if clients, stop = l.tablePass(ctx, clients); stop {
+			break
 		}
 		// The seed's allset, rebuilt from the table on each pass.
 		rset.Zero()
