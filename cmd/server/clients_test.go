@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"concbench/internal/testfiles"
 	"concbench/models"
@@ -37,15 +33,15 @@ func TestRealHTTPClients(t *testing.T) {
 	index, _ := testfiles.Lookup("index.html")
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
-			args := []string{"-model", model, "-proto", "http", "-addr", "127.0.0.1:0"}
+			args := []string{"-proto", "http"}
 			if model == "procpool" {
 				// A blocking pool serves one connection per worker: wrk's 20
 				// keep-alive connections need 20 workers, or 18 of them time out.
 				args = append(args, "-workers", "24")
 			}
-			addr, stop := startServer(t, bin, args...)
-			defer stop()
-			url := "http://" + addr + "/index.html"
+			srv := startBinary(t, bin, model, args...)
+			defer srv.stop(t)
+			url := "http://" + srv.addr + "/index.html"
 			if tools["curl"] {
 				out := runTool(t, "curl", "-sS", "-o", "/dev/null", "-o", "/dev/null",
 					"-w", "%{http_code} %{size_download} %{num_connects}\n", url, url)
@@ -76,42 +72,6 @@ func TestRealHTTPClients(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// startServer starts bin with args and returns its address and a stop function
-// that SIGTERMs it and expects exit 0.
-func startServer(t *testing.T, bin string, args ...string) (string, func()) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-	if err != nil || !ok {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("first line %q (%v), want \"listening on HOST:PORT\"", line, err)
-	}
-	return addr, func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server exit: %v, want 0", err)
-			}
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("server still running 15s after SIGTERM")
-		}
 	}
 }
 
