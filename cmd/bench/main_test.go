@@ -335,8 +335,9 @@ func startBench(t *testing.T, exe string, args []string) *benchRun {
 	return b
 }
 
-// waitFor polls bench's descendants until one satisfies match, and returns them all.
-func (b *benchRun) waitFor(t *testing.T, what string, match func(proc) bool) []proc {
+// waitFor waits until, for every one of matches, some process under bench
+// matches it, and returns bench's processes at that moment.
+func (b *benchRun) waitFor(t *testing.T, what string, matches ...func(proc) bool) []proc {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		select {
@@ -345,7 +346,11 @@ func (b *benchRun) waitFor(t *testing.T, what string, match func(proc) bool) []p
 		default:
 		}
 		ps := descendants(b.cmd.Process.Pid)
-		if slices.ContainsFunc(ps, match) {
+		all := true
+		for _, m := range matches {
+			all = all && slices.ContainsFunc(ps, m)
+		}
+		if all {
 			return ps
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -425,7 +430,9 @@ func TestInterruptResume(t *testing.T) {
 	interrupt := func(name string, match func(proc) bool, signal func(pid int) error, during string) {
 		t.Helper()
 		b := startBench(t, exe, args)
-		ps := b.waitFor(t, name, match)
+		// A peer starts before the loadgen that drives it: wait for both.
+		isLoadgen := func(p proc) bool { return strings.Contains(p.argv0, "loadgen") }
+		ps := b.waitFor(t, name, match, isLoadgen)
 		t.Logf("%s: bench %d started %v", name, b.cmd.Process.Pid, ps)
 		for _, want := range []string{"loadgen", name} {
 			if !slices.ContainsFunc(ps, func(p proc) bool { return strings.Contains(p.argv0, want) }) {
