@@ -53,7 +53,7 @@ fuzz:
 	done
 
 bench: build
-	@echo ">> bench: quick preset (every model, echo, c=1..1000, 3 repetitions); resumes results/quick if interrupted"
+	@echo ">> bench: quick preset (every model and peer:cepoll, echo, c=1..1000, 6 repetitions); resumes results/quick if interrupted"
 	$(BIN)/bench -preset quick -out results/quick $(BENCHFLAGS)
 
 bench-full: build
