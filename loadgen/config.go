@@ -56,8 +56,9 @@ type Config struct {
 	result.Workload
 
 	// OnMeasure, if set, is called once when the measured window starts (after the
-	// warm-up) and once when the run stops, with the instant. It runs on the
-	// coordinating goroutine, not a loop: it may take a few milliseconds.
+	// warm-up) and, if it was, once when the run stops, with the instant: after
+	// every loop stopped loading and before any closes its connections. It runs on
+	// the coordinating goroutine, not a loop: it may take a few milliseconds.
 	OnMeasure func(start bool, at time.Time) `json:"-"`
 	// OnLoad, if set, is called when the ramp is over and load starts.
 	OnLoad func(at time.Time) `json:"-"`

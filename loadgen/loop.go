@@ -299,8 +299,9 @@ func (l *loop) close() {
 }
 
 // run is the loop's life: pin, ramp, report, wait for the start, load, stop. The
-// start channel delivers the load start time (0: do not load).
-func (l *loop) run(rampDone chan<- struct{}, start <-chan int64) {
+// start channel delivers the load start time (0: do not load). A loop that loaded
+// says so on stopped and keeps its connections until release is closed.
+func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- struct{}, release <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer l.close()
@@ -342,6 +343,8 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64) {
 		l.poll()
 	}
 	l.st.stopped = min(l.now(), l.end)
+	stopped <- struct{}{}
+	<-release
 }
 
 // rampFill starts initial connects while fewer than rampMax are in flight.

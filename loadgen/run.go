@@ -76,12 +76,17 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 
 	rampDone := make(chan struct{}, len(loops))
 	start := make(chan int64, len(loops))
+	// Loops that loaded say they stopped, then keep their connections open until
+	// release: the end of the window is marked while the server still holds every
+	// connection (a process or thread per connection is still there to be read).
+	stopped := make(chan struct{}, len(loops))
+	release := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, l := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.run(rampDone, start)
+			l.run(rampDone, start, stopped, release)
 		}()
 	}
 	finished := make(chan struct{})
@@ -106,20 +111,31 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	for range loops {
 		start <- t0
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	if t0 != 0 && cfg.OnMeasure != nil {
-		select {
-		case <-time.After(time.Until(loadStart.Add(w.Warmup))):
-			cfg.OnMeasure(true, time.Now())
-		case <-done:
+	if t0 != 0 {
+		allStopped := make(chan struct{})
+		go func() {
+			for range loops {
+				<-stopped
+			}
+			close(allStopped)
+		}()
+		measuring := false
+		if cfg.OnMeasure != nil {
+			select {
+			case <-time.After(time.Until(loadStart.Add(w.Warmup))):
+				cfg.OnMeasure(true, time.Now())
+				measuring = true
+			case <-allStopped:
+			}
+		}
+		<-allStopped
+		if measuring {
+			cfg.OnMeasure(false, time.Now())
 		}
 	}
-	<-done
+	close(release)
+	wg.Wait()
 	close(finished)
-	if t0 != 0 && cfg.OnMeasure != nil {
-		cfg.OnMeasure(false, time.Now())
-	}
 	return merge(sh, loops, t0, loadStart), nil
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	"concbench/internal/cpuset"
 	"concbench/internal/proto"
-	"concbench/internal/result"
 )
 
 func TestParseFileFlags(t *testing.T) {
@@ -79,28 +77,13 @@ func TestRunModelFiles(t *testing.T) {
 		{"-proto", "http", "-path", "/index.html", "-c", "20"},
 		{"-proto", "http", "-path", "/1m.bin", "-c", "3", "-reconnect"},
 	} {
-		o, err := parse(append([]string{"-model", "epoll-et", "-d", "500ms", "-warmup", "100ms", "-q",
-			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, args...), io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		_, err = run(context.Background(), o, &out)
-		if perr := cpuset.PinProcess(cpus); perr != nil {
-			t.Fatal(perr)
-		}
-		if err != nil {
-			t.Fatalf("%v: run: %v\n%s", args, err, out.String())
-		}
-		r, err := result.ReadFile(filepath.Join(dir, "r.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, out := runCmd(t, cpus, append([]string{"-model", "epoll-et", "-d", "500ms", "-warmup", "100ms", "-q",
+			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, args...))
 		if r.Load.Requests == 0 || r.Load.ErrorsTotal != 0 || r.Server == nil || !r.Server.Exit.Clean {
 			t.Errorf("%v: requests %d, errors %v, server %+v", args, r.Load.Requests, r.Load.Errors, r.Server)
 		}
-		if !strings.Contains(out.String(), "CRC32C checked") || !strings.Contains(out.String(), "of content") {
-			t.Errorf("%v: summary does not say how replies were checked:\n%s", args, out.String())
+		if !strings.Contains(out, "CRC32C checked") || !strings.Contains(out, "of content") {
+			t.Errorf("%v: summary does not say how replies were checked:\n%s", args, out)
 		}
 	}
 }
@@ -123,19 +106,8 @@ func TestServerPID(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("server's first line %q, %v", line, err)
 	}
-	o, err := parse([]string{"-addr", addr, "-proto", "rpc", "-server-pid", fmt.Sprint(cmd.Process.Pid),
-		"-client-cpus", fmt.Sprint(cpus[1]), "-c", "4", "-d", "1s", "-warmup", "200ms", "-q"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	r, err := run(context.Background(), o, &out)
-	if perr := cpuset.PinProcess(cpus); perr != nil {
-		t.Fatal(perr)
-	}
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	r, out := runCmd(t, cpus, []string{"-addr", addr, "-proto", "rpc", "-server-pid", fmt.Sprint(cmd.Process.Pid),
+		"-client-cpus", fmt.Sprint(cpus[1]), "-c", "4", "-d", "1s", "-warmup", "200ms", "-q"})
 	s := r.Server
 	if s == nil || !s.External || s.Exit != nil || s.PID != cmd.Process.Pid {
 		t.Fatalf("server %+v: want the external pid %d, not stopped", s, cmd.Process.Pid)
@@ -154,8 +126,8 @@ func TestServerPID(t *testing.T) {
 	if len(r.Config.ServerCPUs) != 1 || r.Config.ServerCPUs[0] != cpus[0] {
 		t.Errorf("server CPUs recorded %v, want [%d]", r.Config.ServerCPUs, cpus[0])
 	}
-	if !strings.Contains(out.String(), "external") {
-		t.Errorf("summary does not say the server is external:\n%s", out.String())
+	if !strings.Contains(out, "external") {
+		t.Errorf("summary does not say the server is external:\n%s", out)
 	}
 	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("the external server is gone after the run: %v", err)

@@ -76,25 +76,8 @@ func TestParseFlags(t *testing.T) {
 func TestRunModelUnix(t *testing.T) {
 	dir, bin, cpus := buildServer(t)
 	for _, extra := range [][]string{{"-c", "10"}, {"-c", "3", "-reconnect"}} {
-		o, err := parse(append([]string{"-model", "epoll-et", "-unix", "-d", "500ms", "-warmup", "100ms", "-q",
-			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, extra...), io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		_, err = run(context.Background(), o, &out)
-		// run pins this whole process to the client CPUs: undo it for the next run
-		// and the tests after this one.
-		if perr := cpuset.PinProcess(cpus); perr != nil {
-			t.Fatal(perr)
-		}
-		if err != nil {
-			t.Fatalf("%v: run: %v\n%s", extra, err, out.String())
-		}
-		r, err := result.ReadFile(filepath.Join(dir, "r.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, _ := runCmd(t, cpus, append([]string{"-model", "epoll-et", "-unix", "-d", "500ms", "-warmup", "100ms", "-q",
+			"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, extra...))
 		path, ok := strings.CutPrefix(r.Config.Workload.Addr, "unix:")
 		if !ok || !slices.Contains(r.Config.ServerArgs, r.Config.Workload.Addr) {
 			t.Errorf("%v: addr %q, server args %q: want the server on unix:PATH", extra, r.Config.Workload.Addr, r.Config.ServerArgs)
@@ -113,20 +96,9 @@ func TestRunModelUnix(t *testing.T) {
 
 // The whole command against a real server binary that it starts, pins and stops.
 func TestRunModel(t *testing.T) {
-	dir, bin, _ := buildServer(t)
-	o, err := parse([]string{"-model", "epoll-et", "-proto", "rpc", "-c", "20", "-d", "1s", "-warmup", "200ms", "-q",
-		"-server-bin", bin, "-o", filepath.Join(dir, "r.json")}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if _, err := run(context.Background(), o, &out); err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
-	r, err := result.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, bin, cpus := buildServer(t)
+	r, out := runCmd(t, cpus, []string{"-model", "epoll-et", "-proto", "rpc", "-c", "20", "-d", "1s", "-warmup", "200ms", "-q",
+		"-server-bin", bin, "-o", filepath.Join(dir, "r.json")})
 	if r.Load.Requests == 0 || r.Load.ErrorsTotal != 0 {
 		t.Errorf("requests %d, errors %v", r.Load.Requests, r.Load.Errors)
 	}
@@ -137,9 +109,39 @@ func TestRunModel(t *testing.T) {
 		t.Errorf("config/env incomplete: %+v %+v", r.Config, r.Env)
 	}
 	for _, want := range []string{"connect ramp: 20/20", "req/s", "server: CPU", "client_bound=", "errors: none"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Context switches over the window are per thread: with a fixed set of threads
+// (epoll-et) they are exact; with a process per connection that comes and goes
+// (fork, reconnecting) the result and the summary say the figure is a lower
+// bound, and it is never negative.
+func TestRunModelCtxSwitches(t *testing.T) {
+	dir, bin, cpus := buildServer(t)
+	tests := []struct {
+		model     string
+		extra     []string
+		wantExits bool
+	}{
+		{"epoll-et", nil, false},
+		{"fork", []string{"-reconnect"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.model, func(t *testing.T) {
+			r, out := runCmd(t, cpus, append([]string{"-model", tt.model, "-proto", "echo", "-c", "4", "-d", "1s", "-warmup", "200ms", "-q",
+				"-server-bin", bin, "-o", filepath.Join(dir, tt.model+".json")}, tt.extra...))
+			s := r.Server
+			if s == nil || s.VoluntaryCtxSwitches <= 0 || s.InvoluntaryCtxSwitches < 0 {
+				t.Fatalf("server ctx switches %+v: want some, none negative", s)
+			}
+			said := strings.Contains(out, "threads came and went mid-window")
+			if s.CtxSwitchesLowerBound != tt.wantExits || said != tt.wantExits {
+				t.Errorf("ctx switches a lower bound: %v (summary says so: %v), want %v\n%s", s.CtxSwitchesLowerBound, said, tt.wantExits, out)
+			}
+		})
 	}
 }
 
@@ -202,6 +204,32 @@ func (u upper) Read(p []byte) (int, error) {
 	n, err := u.r.Read(p)
 	copy(p[:n], bytes.ToUpper(p[:n]))
 	return n, err
+}
+
+// runCmd runs the whole command with args, then pins this process back to cpus
+// (run pins it to the client CPUs) so the next run and the tests after this one
+// see them all. It fails the test if run fails, and returns the result (read
+// back from -o when args name one) and what the command printed.
+func runCmd(t *testing.T, cpus []int, args []string) (*result.Run, string) {
+	t.Helper()
+	o, err := parse(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r, err := run(context.Background(), o, &out)
+	if perr := cpuset.PinProcess(cpus); perr != nil {
+		t.Fatal(perr)
+	}
+	if err != nil {
+		t.Fatalf("%q: run: %v\n%s", args, err, out.String())
+	}
+	if i := slices.Index(args, "-o"); i >= 0 && i+1 < len(args) {
+		if r, err = result.ReadFile(args[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, out.String()
 }
 
 // buildServer builds cmd/server into a temporary directory and returns it, the

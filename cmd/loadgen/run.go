@@ -174,25 +174,25 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		mu                   sync.Mutex
 		mStart, mEnd         time.Time
 		ruStart, ruEnd       float64
-		ctxStart, ctxEnd     [2]uint64
+		ctxStart, ctxEnd     map[int]procstat.Switches
 		haveCtxS, haveCtxEnd bool
 	)
 	mark := func(start bool, at time.Time) {
 		cpu := selfCPUSeconds()
-		var vol, invol uint64
+		var sw map[int]procstat.Switches
 		have := false
 		if sampler != nil {
 			if t, ok := sampler.Latest(); ok {
-				vol, invol = procstat.CtxSwitches("/proc", t.PIDs)
-				have = true
+				sw = procstat.ThreadSwitches("/proc", t.PIDs)
+				have = len(sw) > 0
 			}
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		if start {
-			mStart, ruStart, ctxStart, haveCtxS = at, cpu, [2]uint64{vol, invol}, have
+			mStart, ruStart, ctxStart, haveCtxS = at, cpu, sw, have
 		} else {
-			mEnd, ruEnd, ctxEnd, haveCtxEnd = at, cpu, [2]uint64{vol, invol}, have
+			mEnd, ruEnd, ctxEnd, haveCtxEnd = at, cpu, sw, have
 		}
 	}
 	mode := "closed loop"
@@ -237,8 +237,10 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		r.Server = serverFigures(samples, serverPID, out.LoadStart, mStart, mEnd)
 		r.Server.External = srv == nil
 		if haveCtxS && haveCtxEnd {
-			r.Server.VoluntaryCtxSwitches = int64(ctxEnd[0]) - int64(ctxStart[0])
-			r.Server.InvoluntaryCtxSwitches = int64(ctxEnd[1]) - int64(ctxStart[1])
+			d, churn := procstat.SwitchesDelta(ctxStart, ctxEnd)
+			r.Server.VoluntaryCtxSwitches = int64(d.Vol)
+			r.Server.InvoluntaryCtxSwitches = int64(d.Invol)
+			r.Server.CtxSwitchesLowerBound = churn > 0 || treeChanged(samples, mStart, mEnd)
 		}
 		if serr != nil {
 			warn("server sampling ended early: %v", serr)
@@ -314,6 +316,24 @@ func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd tim
 		s.CPUCoresMean = procstat.CPUSeconds(last.CPUTicks-first.CPUTicks) / last.When.Sub(first.When).Seconds()
 	}
 	return s
+}
+
+// treeChanged says whether the server's processes or its thread count changed
+// between samples taken in the window [mStart, mEnd].
+func treeChanged(samples []procstat.Tree, mStart, mEnd time.Time) bool {
+	var first *procstat.Tree
+	for i := range samples {
+		t := &samples[i]
+		if t.When.Before(mStart) || t.When.After(mEnd) {
+			continue
+		}
+		if first == nil {
+			first = t
+		} else if t.Threads != first.Threads || !slices.Equal(t.PIDs, first.PIDs) {
+			return true
+		}
+	}
+	return false
 }
 
 func writeHgrm(path string, out *loadgen.Outcome) error {

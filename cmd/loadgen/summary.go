@@ -83,8 +83,12 @@ func printSummary(w io.Writer, r *result.Run) {
 		if s.External {
 			fmt.Fprintf(w, "  server: pid %d (external: sampled, not started nor stopped by loadgen)\n", s.PID)
 		}
-		fmt.Fprintf(w, "  server: CPU %.2f cores (max %.2f), RSS %s, threads %d, processes %d, ctx switches %d voluntary / %d involuntary\n",
+		fmt.Fprintf(w, "  server: CPU %.2f cores (max %.2f), RSS %s, threads %d, processes %d, ctx switches %d voluntary / %d involuntary",
 			s.CPUCoresMean, s.CPUCoresMax, mib(s.RSSMaxBytes), s.ThreadsMax, s.ProcsMax, s.VoluntaryCtxSwitches, s.InvoluntaryCtxSwitches)
+		if s.CtxSwitchesLowerBound {
+			fmt.Fprint(w, " (at least: threads came and went mid-window, and the kernel drops an exited thread's count)")
+		}
+		fmt.Fprintln(w)
 		if s.Exit != nil {
 			if s.Exit.Clean {
 				fmt.Fprintln(w, "  server exit: clean (0 after SIGTERM)")

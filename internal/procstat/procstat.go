@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -126,7 +127,8 @@ type Tree struct {
 func (t Tree) Procs() int { return len(t.PIDs) }
 
 // Descendants returns root and every process descending from it, given each
-// process's parent, breadth first. Pure: the caller reads the parents.
+// process's parent, breadth first, siblings in ascending order. Pure: the caller
+// reads the parents.
 func Descendants(root int, parent map[int]int) []int {
 	children := map[int][]int{}
 	for pid, pp := range parent {
@@ -134,7 +136,9 @@ func Descendants(root int, parent map[int]int) []int {
 	}
 	out := []int{root}
 	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
+		kids := children[out[i]]
+		slices.Sort(kids) // the same tree gives the same list
+		out = append(out, kids...)
 	}
 	return out
 }
@@ -184,24 +188,56 @@ func readStat(procfs string, pid int) (Stat, error) {
 	return ParseStat(b)
 }
 
-// CtxSwitches sums the context switches of every thread of pids (read from
-// /proc/PID/task/*/status). Threads that exited are not counted.
-func CtxSwitches(procfs string, pids []int) (vol, invol uint64) {
+// Switches are the context switches of one thread so far.
+type Switches struct{ Vol, Invol uint64 }
+
+// ThreadSwitches reads the context switches of every thread of pids (from
+// /proc/PID/task/TID/status), by thread ID. The kernel keeps these counts per
+// thread and drops them when a thread exits, so a sum over the threads alive at
+// two moments is not a difference over the interval: compare with SwitchesDelta.
+func ThreadSwitches(procfs string, pids []int) map[int]Switches {
+	m := make(map[int]Switches)
 	for _, pid := range pids {
 		tasks, _ := filepath.Glob(filepath.Join(procfs, strconv.Itoa(pid), "task", "*", "status"))
 		for _, f := range tasks {
-			b, err := os.ReadFile(f)
+			tid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
 			if err != nil {
 				continue
 			}
-			v, i, err := ParseCtxSwitches(b)
-			if err == nil {
-				vol += v
-				invol += i
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // exited between the glob and the read
+			}
+			if v, i, err := ParseCtxSwitches(b); err == nil {
+				m[tid] = Switches{v, i}
 			}
 		}
 	}
-	return vol, invol
+	return m
+}
+
+// SwitchesDelta is the context switches made between two ThreadSwitches
+// readings: for a thread alive at both, the difference; for one that appeared
+// since start, all of its count. Churn counts the threads seen at only one end.
+// An exited thread's switches since start are lost with it, and threads born and
+// gone in between are never seen: when threads come and go the figures are a
+// lower bound (Churn > 0 says so for the threads these two readings saw).
+func SwitchesDelta(start, end map[int]Switches) (d Switches, churn int) {
+	for tid, e := range end {
+		s, ok := start[tid]
+		if !ok || e.Vol < s.Vol || e.Invol < s.Invol { // new (or a reused ID)
+			s = Switches{}
+			churn++
+		}
+		d.Vol += e.Vol - s.Vol
+		d.Invol += e.Invol - s.Invol
+	}
+	for tid := range start {
+		if _, ok := end[tid]; !ok {
+			churn++
+		}
+	}
+	return d, churn
 }
 
 // CPUSeconds converts ticks to seconds.

@@ -38,10 +38,9 @@ func TestParseCtxSwitches(t *testing.T) {
 }
 
 func TestDescendants(t *testing.T) {
-	parent := map[int]int{2: 1, 3: 1, 4: 2, 5: 99, 6: 4}
-	got := Descendants(1, parent)
-	slices.Sort(got)
-	if want := []int{1, 2, 3, 4, 6}; !slices.Equal(got, want) {
+	parent := map[int]int{3: 1, 2: 1, 7: 2, 4: 2, 5: 99, 6: 4}
+	got := Descendants(1, parent) // breadth first, siblings in order
+	if want := []int{1, 2, 3, 4, 7, 6}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
@@ -90,7 +89,11 @@ func TestSampleRealTree(t *testing.T) {
 	if cores < 0.1 {
 		t.Errorf("tree used %.2f cores while a busy loop ran", cores)
 	}
-	if v, _ := CtxSwitches("/proc", last.PIDs); v == 0 {
+	var vol uint64
+	for _, sw := range ThreadSwitches("/proc", last.PIDs) {
+		vol += sw.Vol
+	}
+	if vol == 0 {
 		t.Errorf("no voluntary context switches in a tree of sleeping processes")
 	}
 }
@@ -111,5 +114,60 @@ func TestSampler(t *testing.T) {
 	samples, err := s.Stop()
 	if err != nil || len(samples) < 3 {
 		t.Fatalf("%d samples, err %v", len(samples), err)
+	}
+}
+
+func TestSwitchesDelta(t *testing.T) {
+	tests := []struct {
+		name       string
+		start, end map[int]Switches
+		want       Switches
+		churn      int
+	}{
+		{"same threads", map[int]Switches{1: {10, 2}, 2: {5, 5}}, map[int]Switches{1: {15, 3}, 2: {5, 9}}, Switches{5, 5}, 0},
+		{"a thread born", map[int]Switches{1: {10, 2}}, map[int]Switches{1: {12, 2}, 7: {4, 1}}, Switches{6, 1}, 1},
+		{"a thread exited", map[int]Switches{1: {10, 2}, 2: {100, 100}}, map[int]Switches{1: {12, 2}}, Switches{2, 0}, 1},
+		{"an ID reused", map[int]Switches{3: {100, 100}}, map[int]Switches{3: {4, 1}}, Switches{4, 1}, 1},
+		{"nothing", nil, nil, Switches{}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, churn := SwitchesDelta(tt.start, tt.end)
+			if got != tt.want || churn != tt.churn {
+				t.Errorf("SwitchesDelta = %+v, churn %d; want %+v, %d", got, churn, tt.want, tt.churn)
+			}
+		})
+	}
+}
+
+// A thread that exits mid-interval must not make the delta negative or drop the
+// switches of the threads that stayed: the sum-of-alive-threads reading did both.
+func TestThreadSwitchesThreadExits(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 0.05; (sleep 0.3) & wait; sleep 5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	time.Sleep(150 * time.Millisecond) // the subshell runs
+	tree := func() []int {
+		tr, err := Sample("/proc", pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.PIDs
+	}
+	start := ThreadSwitches("/proc", tree())
+	if len(start) < 2 {
+		t.Skipf("saw %d threads in the shell tree, want the shell and its subshell", len(start))
+	}
+	time.Sleep(400 * time.Millisecond) // the subshell exits, the shell wakes from wait
+	end := ThreadSwitches("/proc", tree())
+	d, churn := SwitchesDelta(start, end)
+	if churn < 1 {
+		t.Errorf("churn %d, want the subshell gone (start %v, end %v)", churn, start, end)
+	}
+	if d.Vol < 1 {
+		t.Errorf("delta %+v: the shell woke from wait at least once", d)
 	}
 }

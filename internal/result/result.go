@@ -221,9 +221,14 @@ type Server struct {
 	ThreadsMax  int     `json:"threads_max"`   // highest summed thread count of the tree
 	ProcsMax    int     `json:"procs_max"`     // highest number of processes in the tree
 	// VoluntaryCtxSwitches and InvoluntaryCtxSwitches are the context switches of the
-	// tree's threads over the measured window (threads alive at its ends).
+	// tree's threads over the measured window: per thread, its count at the end
+	// less its count at the start (all of it for a thread born since). The kernel
+	// drops a thread's count when it exits, so when threads or processes came and
+	// went during the window (a process or thread per connection that closes)
+	// CtxSwitchesLowerBound is set: the figures leave the exited ones out.
 	VoluntaryCtxSwitches   int64 `json:"voluntary_ctx_switches"`
 	InvoluntaryCtxSwitches int64 `json:"involuntary_ctx_switches"`
+	CtxSwitchesLowerBound  bool  `json:"ctx_switches_lower_bound,omitempty"`
 	// Samples are the raw samples, every 100 ms, over the whole run.
 	Samples []ProcSample `json:"samples"`
 	// Exit is how the server ended when loadgen stopped it; nil for an external one.
