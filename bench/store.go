@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"concbench/internal/result"
+
+	"golang.org/x/sys/unix"
 )
 
 // A run directory holds:
@@ -350,4 +352,40 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// lockFile, in a run directory, is held (flock) by the bench writing to it.
+const lockFile = ".lock"
+
+// ErrBusy is returned by Lock when another bench holds the run directory.
+var ErrBusy = errors.New("in use by another bench")
+
+// Lock takes the run directory for this process, so two benches cannot
+// interleave their trials and reports in one directory; the directory must
+// exist. It fails at once with ErrBusy (naming the holder's pid) if another
+// process holds it. The lock is an flock on Dir/.lock: the kernel drops it when
+// its holder exits, however it exits, so a crashed bench never leaves the
+// directory locked. unlock releases it.
+func (s Store) Lock() (unlock func(), err error) {
+	path := filepath.Join(s.Dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			who := ""
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who = " (pid " + pid + ")"
+			}
+			return nil, fmt.Errorf("%s: %w%s: wait for it to finish or give another -out", s.Dir, ErrBusy, who)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	return func() { f.Close() }, nil
 }

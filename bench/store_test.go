@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,29 @@ func TestDamagedFiles(t *testing.T) {
 		if got, _ := os.ReadFile(plan); string(got) != string(tt.content) {
 			t.Errorf("Run rewrote the damaged plan")
 		}
+	}
+}
+
+// One bench at a time in a run directory: a second Lock fails at once saying who
+// holds it, and the directory is free again once the holder unlocks (or exits:
+// the lock is the kernel's, tested in cmd/bench).
+func TestLock(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	unlock, err := s.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Lock()
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) || !strings.Contains(err.Error(), s.Dir) {
+		t.Fatalf("second Lock: %v; want ErrBusy naming %s and pid %d", err, s.Dir, os.Getpid())
+	}
+	unlock()
+	unlock2, err := s.Lock()
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	unlock2()
+	if _, err := (Store{Dir: filepath.Join(s.Dir, "missing")}).Lock(); err == nil || errors.Is(err, ErrBusy) {
+		t.Errorf("Lock of a missing directory: %v; want an error other than busy", err)
 	}
 }

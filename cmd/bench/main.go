@@ -244,6 +244,19 @@ Flags:
 func run(ctx context.Context, o options, stderr io.Writer) error {
 	store := bench.Store{Dir: o.out}
 	if !o.report {
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return err
+		}
+	}
+	// A report of a directory that does not exist fails below, saying so.
+	if _, err := os.Stat(o.out); err == nil {
+		unlock, err := store.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	if !o.report {
 		lg, err := findLoadgen(o.loadgen)
 		if err != nil {
 			return err

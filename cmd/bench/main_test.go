@@ -125,6 +125,44 @@ END
 	return p
 }
 
+// A second bench on a run directory in use stops at once with a clear error and
+// writes nothing there; `bench report` waits its turn the same way; once the
+// holder is gone the run goes ahead.
+func TestBusyOutDir(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := bench.Store{Dir: out}.Lock() // the other bench
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parse([]string{"-models", "epoll-et", "-c", "2", "-repeat", "1", "-d", "100ms", "-timeline", "0",
+		"-out", out, "-loadgen", fakeLoadgen(t)}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := parse([]string{"report", "-in", out}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []options{o, rep} {
+		var stderr strings.Builder
+		err := run(context.Background(), opts, &stderr)
+		if !errors.Is(err, bench.ErrBusy) || !strings.Contains(err.Error(), out) {
+			t.Errorf("report %v: %v; want busy, naming %s", opts.report, err, out)
+		}
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 1 {
+		t.Errorf("the busy directory holds %d entries, want only the lock file", len(ents))
+	}
+	unlock()
+	var stderr strings.Builder
+	if err := run(context.Background(), o, &stderr); err != nil {
+		t.Fatalf("run once the directory is free: %v\n%s", err, stderr.String())
+	}
+}
+
 // `bench report` and a resumed run over damaged files: each is named with what is
 // wrong, the report is still written (without those trials), a resumed run runs
 // them again, and a damaged plan.json is an error naming it, not a crash.
