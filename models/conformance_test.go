@@ -546,6 +546,10 @@ func TestSelectRefusesPastFDSetSize(t *testing.T) {
 	s := start(t, "select", "echo", nil)
 	ok := s.dial(t)
 	defer ok.Close()
+	// A reply means the loop runs, its own descriptors (the wake-up one) taken:
+	// a connect alone completes in the kernel's backlog, maybe before Serve has
+	// set up, and its wake-up descriptor would then land above FD_SETSIZE.
+	roundTrip(t, ok, []byte("first"), []byte("FIRST"))
 
 	// Occupy every descriptor below FD_SETSIZE, so the next accept gets one above.
 	var fillers []int
