@@ -220,3 +220,99 @@ func graceStat(pid int) (procstat.Stat, error) {
 	}
 	return procstat.ParseStat(b)
 }
+
+// TestGraceStuckChild: a process model's child that does not end by itself when
+// told to (here it is stopped with SIGSTOP, so SIGTERM cannot reach it) is killed
+// by its parent once grace + 1 s has passed, and reaped; the server still exits 0
+// by then and leaves no process behind.
+func TestGraceStuckChild(t *testing.T) {
+	const grace = time.Second
+	bin := build(t)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(os.NewSyscallError("prctl PR_SET_CHILD_SUBREAPER", err))
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	for _, model := range []string{"fork", "procpool", "prefork"} {
+		t.Run(model, func(t *testing.T) {
+			cmd := exec.Command(bin, "-model", model, "-proto", "rpc", "-addr", "127.0.0.1:0", "-grace", grace.String())
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			var (
+				kids []int
+				gone bool // the server's exit was received from exited
+			)
+			defer func() {
+				if !gone {
+					cmd.Process.Kill()
+					<-exited
+				}
+				for _, pid := range kids { // anything left is this process's child now
+					if st, err := graceStat(pid); err == nil && st.PPID == os.Getpid() {
+						syscall.Kill(pid, syscall.SIGKILL)
+						var ws unix.WaitStatus
+						unix.Wait4(pid, &ws, 0, nil)
+						t.Errorf("child %d of the server left behind (state %c)", pid, st.State)
+					}
+				}
+			}()
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
+			if err != nil || !ok {
+				t.Fatalf("first line %q, %v", line, err)
+			}
+			// One round trip: the connection is in a child's hands.
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(proto.AppendFrame(nil, []byte("ping"))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, proto.HeaderLen+4)); err != nil {
+				t.Fatal(err)
+			}
+			kids = graceChildren(t, cmd.Process.Pid)
+			if len(kids) == 0 {
+				t.Fatalf("no child process of the server %d while serving", cmd.Process.Pid)
+			}
+			for _, pid := range kids {
+				if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			select {
+			case err := <-exited:
+				gone = true
+				after := time.Since(t0)
+				if err != nil {
+					t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+				}
+				// The parent gives its children grace + 1 s, then kills them.
+				if after < grace+time.Second-200*time.Millisecond || after > grace+time.Second+2*time.Second {
+					t.Errorf("exited %v after SIGTERM, want just after grace + 1 s (%v)", after.Round(time.Millisecond), grace+time.Second)
+				}
+				if !strings.Contains(stderr.String(), "after SIGTERM: killing it") {
+					t.Errorf("the server does not say it killed its stuck child:\n%s", stderr.String())
+				}
+				t.Logf("%d stopped children; the server exited (%v) %v after SIGTERM", len(kids), err, after.Round(time.Millisecond))
+			case <-time.After(grace + 10*time.Second):
+				t.Fatalf("still running %v after SIGTERM, its children stopped:\n%s", time.Since(t0).Round(time.Millisecond), stderr.String())
+			}
+		})
+	}
+}
