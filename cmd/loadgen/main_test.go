@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -194,6 +196,69 @@ func TestRunServerDies(t *testing.T) {
 	}
 	if _, err := result.ReadFile(filepath.Join(dir, "r.json")); err != nil {
 		t.Errorf("partial result not written: %v", err)
+	}
+}
+
+// A server that exits mid-run — loadgen's own (-model) or an external one
+// (-server-pid) — ends the load soon after, not at -d: the run fails, says the
+// server exited, and keeps the partial figures.
+func TestRunServerExitsEarly(t *testing.T) {
+	dir, bin, cpus := buildServer(t)
+	// The server binary, killed 1.5 s after it starts.
+	doomed := filepath.Join(dir, "doomed-server")
+	script := "#!/bin/sh\nexec timeout -s KILL 1.5 " + bin + " \"$@\"\n"
+	if err := os.WriteFile(doomed, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// An external server, killed 1.5 s after it starts.
+	external := func(t *testing.T) []string {
+		cmd := exec.Command("timeout", "-s", "KILL", "1.5", bin, "-model", "epoll-et", "-proto", "echo", "-addr", "127.0.0.1:0")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cpuset.StartPinned(cmd, cpus[:1]); err != nil {
+			t.Skipf("no timeout(1)? %v", err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+		if err != nil || !ok {
+			t.Fatalf("external server's first line %q, %v", line, err)
+		}
+		return []string{"-addr", addr, "-server-pid", fmt.Sprint(cmd.Process.Pid), "-client-cpus", fmt.Sprint(cpus[1])}
+	}
+	tests := []struct {
+		name string
+		args func(t *testing.T) []string
+	}{
+		{"started", func(*testing.T) []string { return []string{"-model", "epoll-et", "-server-bin", doomed} }},
+		{"external", external},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parse(append([]string{"-c", "4", "-d", "20s", "-warmup", "200ms", "-q"}, tt.args(t)...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			var out bytes.Buffer
+			r, err := run(context.Background(), o, &out)
+			took := time.Since(begin)
+			if perr := cpuset.PinProcess(cpus); perr != nil {
+				t.Fatal(perr)
+			}
+			if !errors.Is(err, errFailed) {
+				t.Fatalf("err = %v, want errFailed\n%s", err, out.String())
+			}
+			if took > 8*time.Second {
+				t.Errorf("took %v with -d 20s: the load went on after the server exited", took.Round(time.Millisecond))
+			}
+			if r == nil || r.Load.Requests == 0 || !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, "exited") && strings.Contains(w, "into the run") }) {
+				t.Errorf("want partial figures and a warning that the server exited; got %+v", r)
+			}
+			t.Logf("returned after %v: %v", took.Round(time.Millisecond), err)
+		})
 	}
 }
 

@@ -200,7 +200,17 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		mode = fmt.Sprintf("open loop at %g req/s", o.w.Rate)
 	}
 	info("%d connections, %s, %v + %v warm-up…", o.w.Conns, mode, o.w.Duration, o.w.Warmup)
-	out, err := loadgen.Run(ctx, loadgen.Config{Workload: o.w, OnMeasure: mark})
+	// A server that exits mid-run ends the load there, instead of leaving loadgen
+	// to count refused connects until -d is over.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	watched, serverDied := watchServer(loadCtx, srv, o.serverPID, stopLoad)
+	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: o.w, OnMeasure: mark})
+	stopLoad()
+	died, diedAt := serverDied()
+	if died {
+		warn("the server (pid %d) exited %v into the run: loadgen stopped the load there, and the figures cover the run until then",
+			serverPID, diedAt.Sub(watched).Round(time.Millisecond))
+	}
 	if err != nil {
 		if sampler != nil {
 			sampler.Stop()
@@ -280,8 +290,58 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 		return r, fmt.Errorf("%w: %d errors", errFailed, r.Load.ErrorsTotal)
 	case r.Server != nil && r.Server.Exit != nil && !r.Server.Exit.Clean:
 		return r, fmt.Errorf("%w: server exit: %s", errFailed, r.Server.Exit.Error)
+	case died:
+		return r, fmt.Errorf("%w: the server exited mid-run", errFailed)
 	}
 	return r, nil
+}
+
+// watchServer watches the server loadgen started (srv) or the external server
+// pid, from now until ctx is done, and calls stop if it exits meanwhile. died, to
+// be called once ctx is done, waits for the watch to end and says whether the
+// server exited during it, and when.
+func watchServer(ctx context.Context, srv *serverProc, pid int, stop func()) (since time.Time, died func() (bool, time.Time)) {
+	since = time.Now()
+	var (
+		exited bool
+		at     time.Time
+	)
+	done := make(chan struct{})
+	record := func() { exited, at = true, time.Now(); stop() }
+	switch {
+	case srv != nil:
+		go func() {
+			defer close(done)
+			select {
+			case <-srv.exited:
+				record()
+			case <-ctx.Done():
+			}
+		}()
+	case pid != 0:
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			close(done) // cannot watch it: the sampler still notices it gone
+			break
+		}
+		go func() {
+			defer close(done)
+			defer unix.Close(pidfd)
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			for ctx.Err() == nil {
+				if n, err := unix.Poll(fds, 100); err == nil && n > 0 {
+					record()
+					return
+				}
+			}
+		}()
+	default:
+		close(done)
+	}
+	return since, func() (bool, time.Time) {
+		<-done
+		return exited, at
+	}
 }
 
 // serverFigures turns /proc samples into the server's figures: samples over the
