@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/procstat"
 	"concbench/internal/result"
 	"concbench/models"
 )
@@ -117,10 +118,12 @@ func TestRunModel(t *testing.T) {
 	}
 }
 
-// Context switches over the window are per thread: with a fixed set of threads
-// (epoll-et) they are exact; with a process per connection that comes and goes
-// (fork, reconnecting) the result and the summary say the figure is a lower
-// bound, and it is never negative.
+// Context switches over the window are per thread, never negative; with a
+// process per connection that comes and goes (fork, reconnecting) the result and
+// the summary say the figure is a lower bound. (Whether epoll-et's figure is
+// exact depends on its Go runtime starting no thread in the window, which a
+// loaded machine can make it do: the exact case is TestTreeChanged's and
+// procstat's TestSwitchesDelta's.)
 func TestRunModelCtxSwitches(t *testing.T) {
 	dir, bin, cpus := buildServer(t)
 	tests := []struct {
@@ -140,7 +143,7 @@ func TestRunModelCtxSwitches(t *testing.T) {
 				t.Fatalf("server ctx switches %+v: want some, none negative", s)
 			}
 			said := strings.Contains(out, "threads came and went mid-window")
-			if s.CtxSwitchesLowerBound != tt.wantExits || said != tt.wantExits {
+			if said != s.CtxSwitchesLowerBound || (tt.wantExits && !said) {
 				t.Errorf("ctx switches a lower bound: %v (summary says so: %v), want %v\n%s", s.CtxSwitchesLowerBound, said, tt.wantExits, out)
 			}
 		})
@@ -258,6 +261,33 @@ func TestRunServerExitsEarly(t *testing.T) {
 				t.Errorf("want partial figures and a warning that the server exited; got %+v", r)
 			}
 			t.Logf("returned after %v: %v", took.Round(time.Millisecond), err)
+		})
+	}
+}
+
+func TestTreeChanged(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int, threads int, pids ...int) procstat.Tree {
+		return procstat.Tree{When: t0.Add(time.Duration(ms) * time.Millisecond), Threads: threads, PIDs: pids}
+	}
+	end := t0.Add(time.Second)
+	tests := []struct {
+		name    string
+		samples []procstat.Tree
+		want    bool
+	}{
+		{"steady", []procstat.Tree{at(100, 6, 1), at(200, 6, 1), at(900, 6, 1)}, false},
+		{"steady tree", []procstat.Tree{at(100, 12, 1, 2, 3), at(500, 12, 1, 2, 3)}, false},
+		{"a thread more", []procstat.Tree{at(100, 6, 1), at(200, 7, 1)}, true},
+		{"a process replaced", []procstat.Tree{at(100, 12, 1, 2), at(200, 12, 1, 3)}, true},
+		{"changes outside the window", []procstat.Tree{at(-100, 9, 1, 5), at(100, 6, 1), at(900, 6, 1), at(1100, 2, 1)}, false},
+		{"no samples", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := treeChanged(tt.samples, t0, end); got != tt.want {
+				t.Errorf("treeChanged = %v, want %v", got, tt.want)
+			}
 		})
 	}
 }
