@@ -143,29 +143,32 @@ func TestSwitchesDelta(t *testing.T) {
 // A thread that exits mid-interval must not make the delta negative or drop the
 // switches of the threads that stayed: the sum-of-alive-threads reading did both.
 func TestThreadSwitchesThreadExits(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 0.05; (sleep 0.3) & wait; sleep 5")
+	cmd := exec.Command("sh", "-c", "sleep 1 & wait; exec sleep 30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := cmd.Process.Pid
-	time.Sleep(150 * time.Millisecond) // the subshell runs
-	tree := func() []int {
-		tr, err := Sample("/proc", pid)
-		if err != nil {
-			t.Fatal(err)
+	// tree waits (up to 10 s) until the shell's tree has procs processes.
+	tree := func(procs int) []int {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			tr, err := Sample("/proc", pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Procs() == procs {
+				return tr.PIDs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the shell's tree has %d processes, want %d", tr.Procs(), procs)
+			}
 		}
-		return tr.PIDs
 	}
-	start := ThreadSwitches("/proc", tree())
-	if len(start) < 2 {
-		t.Skipf("saw %d threads in the shell tree, want the shell and its subshell", len(start))
-	}
-	time.Sleep(400 * time.Millisecond) // the subshell exits, the shell wakes from wait
-	end := ThreadSwitches("/proc", tree())
+	start := ThreadSwitches("/proc", tree(2)) // the shell and its child
+	end := ThreadSwitches("/proc", tree(1))   // the child exited and was reaped: the shell woke from wait
 	d, churn := SwitchesDelta(start, end)
-	if churn < 1 {
-		t.Errorf("churn %d, want the subshell gone (start %v, end %v)", churn, start, end)
+	if len(start) != 2 || churn != 1 {
+		t.Errorf("start %v, end %v: churn %d, want the child's thread gone", start, end, churn)
 	}
 	if d.Vol < 1 {
 		t.Errorf("delta %+v: the shell woke from wait at least once", d)
