@@ -406,7 +406,9 @@ func failureReason(rec TrialRecord, runErr error, res *result.Run) string {
 		}
 		return ErrorsString(res.Load.Errors)
 	case FailServerExit:
-		return exitString(res.Server.Exit)
+		// As with errors above: the server died, possibly before any request
+		// failed (loadgen stops the load as soon as its server exits).
+		return "server: " + exitString(res.Server.Exit)
 	case FailTimeout:
 		return "loadgen did not finish in time and was stopped"
 	}
@@ -449,8 +451,11 @@ func (rec TrialRecord) headline() string {
 // ended, "the server exited before loadgen stopped it (signal: killed)".
 func exitString(e *result.Exit) string {
 	how := describeExit(&result.Exit{Code: e.Code, Signal: e.Signal})
-	if e.Error == "" {
+	switch {
+	case e.Error == "":
 		return how
+	case e.Code == -1 && e.Signal == "": // status unknown (a server loadgen did not start)
+		return e.Error
 	}
 	return e.Error + " (" + how + ")"
 }

@@ -258,7 +258,10 @@ func TestRunServerExitsEarly(t *testing.T) {
 				t.Errorf("took %v with -d 20s: the load went on after the server exited", took.Round(time.Millisecond))
 			}
 			if r == nil || r.Load.Requests == 0 || !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, "exited") && strings.Contains(w, "into the run") }) {
-				t.Errorf("want partial figures and a warning that the server exited; got %+v", r)
+				t.Fatalf("want partial figures and a warning that the server exited; got %+v", r)
+			}
+			if r.Server == nil || r.Server.Exit == nil || r.Server.Exit.Clean {
+				t.Errorf("server %+v: want its exit recorded, not clean", r.Server)
 			}
 			t.Logf("returned after %v: %v", took.Round(time.Millisecond), err)
 		})

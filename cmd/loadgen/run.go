@@ -260,6 +260,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (*result.Run, error) 
 			if !r.Server.Exit.Clean {
 				warn("server exit: %s (code %d %s)", r.Server.Exit.Error, r.Server.Exit.Code, r.Server.Exit.Signal)
 			}
+		} else if died {
+			// Not loadgen's child: how it ended is its parent's to know.
+			r.Server.Exit = &result.Exit{Code: -1, Error: "the server exited during the run (started elsewhere: its exit status is unknown here)"}
 		}
 	}
 	mu.Unlock()

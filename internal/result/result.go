@@ -231,7 +231,8 @@ type Server struct {
 	CtxSwitchesLowerBound  bool  `json:"ctx_switches_lower_bound,omitempty"`
 	// Samples are the raw samples, every 100 ms, over the whole run.
 	Samples []ProcSample `json:"samples"`
-	// Exit is how the server ended when loadgen stopped it; nil for an external one.
+	// Exit is how the server ended when loadgen stopped it; nil for an external
+	// one, unless it exited during the run (then not clean, its status unknown).
 	Exit *Exit `json:"exit,omitempty"`
 }
 
