@@ -4,7 +4,6 @@ package main
 // connections, exits 0 by the deadline, and leaves no worker process behind.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,65 +38,25 @@ func TestGraceSIGTERM(t *testing.T) {
 	const grace = 2 * time.Second
 	bin := build(t)
 	req, want := graceStream(24 << 20)
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(os.NewSyscallError("prctl PR_SET_CHILD_SUBREAPER", err))
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	subreap(t)
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
-			args := []string{"-model", model, "-proto", "rpc", "-addr", "127.0.0.1:0", "-grace", grace.String()}
+			args := []string{"-proto", "rpc", "-grace", grace.String()}
 			if model == "procpool" || model == "prefork" {
 				args = append(args, "-workers", "2")
 			}
-			cmd := exec.Command(bin, args...)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			var (
-				kids       []int // the server's children while it served
-				exitedSelf bool  // the server exited after SIGTERM, by itself
-			)
-			defer func() {
-				if !exitedSelf {
-					cmd.Process.Kill()
-					<-exited
-				}
-				// Whatever the server left is now this process's child (the
-				// subreaper): reaped here, and an error if the server exited by
-				// itself (killed, its children die of their parent-death signal).
-				for _, pid := range kids {
-					st, err := graceStat(pid)
-					if err != nil || st.PPID != os.Getpid() {
-						continue // gone
-					}
-					var ws unix.WaitStatus
-					unix.Wait4(pid, &ws, 0, nil) // if still running: killed by its parent-death signal
-					if exitedSelf {
-						t.Errorf("child %d of the server left behind (state %c)", pid, st.State)
-					}
-				}
-			}()
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
-			if err != nil || !ok {
-				t.Fatalf("first line %q, %v", line, err)
-			}
+			srv := startBinary(t, bin, model, args...)
+			var kids []int // the server's children while it served
+			defer func() { leftBehind(t, srv, kids) }()
 
-			owing, stuck := graceFlood(t, addr, req), graceFlood(t, addr, req)
+			owing, stuck := graceFlood(t, srv.addr, req), graceFlood(t, srv.addr, req)
 			sent := owing.sent
-			kids = graceChildren(t, cmd.Process.Pid)
+			kids = graceChildren(t, srv.cmd.Process.Pid)
 			if processModel(model) && len(kids) == 0 {
-				t.Fatalf("no child process of the server %d while serving", cmd.Process.Pid)
+				t.Fatalf("no child process of the server %d while serving", srv.cmd.Process.Pid)
 			}
 
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			t0 := time.Now()
@@ -117,21 +75,19 @@ func TestGraceSIGTERM(t *testing.T) {
 			owing.c.Close()
 
 			const late = 3 * time.Second // the process models' parent waits grace + 1s before SIGKILL
-			select {
-			case err := <-exited:
-				exitedSelf = true
-				after := time.Since(t0)
-				if err != nil {
-					t.Errorf("after SIGTERM: %v, want exit 0", err)
-				}
-				if after < grace-200*time.Millisecond || after > grace+late {
-					t.Errorf("exited %v after SIGTERM, want at the %v deadline (a client held it open), at most %v later", after.Round(time.Millisecond), grace, late)
-				}
-				t.Logf("the client got %d KiB of replies to %d KiB of requests; the server exited (%v) %v after SIGTERM; %d child processes before",
-					len(got)>>10, sent>>10, err, after.Round(time.Millisecond), len(kids))
-			case <-time.After(grace + late + 5*time.Second):
+			exited, err := srv.wait(grace + late + 5*time.Second)
+			if !exited {
 				t.Fatalf("still running %v after SIGTERM", time.Since(t0).Round(time.Millisecond))
 			}
+			after := time.Since(t0)
+			if err != nil {
+				t.Errorf("after SIGTERM: %v, want exit 0", err)
+			}
+			if after < grace-200*time.Millisecond || after > grace+late {
+				t.Errorf("exited %v after SIGTERM, want at the %v deadline (a client held it open), at most %v later", after.Round(time.Millisecond), grace, late)
+			}
+			t.Logf("the client got %d KiB of replies to %d KiB of requests; the server exited (%v) %v after SIGTERM; %d child processes before",
+				len(got)>>10, sent>>10, err, after.Round(time.Millisecond), len(kids))
 			stuck.c.Close()
 		})
 	}
@@ -228,49 +184,14 @@ func graceStat(pid int) (procstat.Stat, error) {
 func TestGraceStuckChild(t *testing.T) {
 	const grace = time.Second
 	bin := build(t)
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(os.NewSyscallError("prctl PR_SET_CHILD_SUBREAPER", err))
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	subreap(t)
 	for _, model := range []string{"fork", "procpool", "prefork"} {
 		t.Run(model, func(t *testing.T) {
-			cmd := exec.Command(bin, "-model", model, "-proto", "rpc", "-addr", "127.0.0.1:0", "-grace", grace.String())
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			var (
-				kids []int
-				gone bool // the server's exit was received from exited
-			)
-			defer func() {
-				if !gone {
-					cmd.Process.Kill()
-					<-exited
-				}
-				for _, pid := range kids { // anything left is this process's child now
-					if st, err := graceStat(pid); err == nil && st.PPID == os.Getpid() {
-						syscall.Kill(pid, syscall.SIGKILL)
-						var ws unix.WaitStatus
-						unix.Wait4(pid, &ws, 0, nil)
-						t.Errorf("child %d of the server left behind (state %c)", pid, st.State)
-					}
-				}
-			}()
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
-			if err != nil || !ok {
-				t.Fatalf("first line %q, %v", line, err)
-			}
+			srv := startBinary(t, bin, model, "-proto", "rpc", "-grace", grace.String())
+			var kids []int
+			defer func() { leftBehind(t, srv, kids) }()
 			// One round trip: the connection is in a child's hands.
-			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			c, err := net.DialTimeout("tcp", srv.addr, 10*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,37 +203,66 @@ func TestGraceStuckChild(t *testing.T) {
 			if _, err := io.ReadFull(c, make([]byte, proto.HeaderLen+4)); err != nil {
 				t.Fatal(err)
 			}
-			kids = graceChildren(t, cmd.Process.Pid)
+			kids = graceChildren(t, srv.cmd.Process.Pid)
 			if len(kids) == 0 {
-				t.Fatalf("no child process of the server %d while serving", cmd.Process.Pid)
+				t.Fatalf("no child process of the server %d while serving", srv.cmd.Process.Pid)
 			}
 			for _, pid := range kids {
 				if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			t0 := time.Now()
-			select {
-			case err := <-exited:
-				gone = true
-				after := time.Since(t0)
-				if err != nil {
-					t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
-				}
-				// The parent gives its children grace + 1 s, then kills them.
-				if after < grace+time.Second-200*time.Millisecond || after > grace+time.Second+3*time.Second {
-					t.Errorf("exited %v after SIGTERM, want just after grace + 1 s (%v)", after.Round(time.Millisecond), grace+time.Second)
-				}
-				if !strings.Contains(stderr.String(), "after SIGTERM: killing it") {
-					t.Errorf("the server does not say it killed its stuck child:\n%s", stderr.String())
-				}
-				t.Logf("%d stopped children; the server exited (%v) %v after SIGTERM", len(kids), err, after.Round(time.Millisecond))
-			case <-time.After(grace + 10*time.Second):
-				t.Fatalf("still running %v after SIGTERM, its children stopped:\n%s", time.Since(t0).Round(time.Millisecond), stderr.String())
+			exited, err := srv.wait(grace + 10*time.Second)
+			if !exited {
+				t.Fatalf("still running %v after SIGTERM, its children stopped", time.Since(t0).Round(time.Millisecond))
 			}
+			after := time.Since(t0)
+			if err != nil {
+				t.Errorf("after SIGTERM: %v, want exit 0", err)
+			}
+			// The parent gives its children grace + 1 s, then kills them.
+			if after < grace+time.Second-200*time.Millisecond || after > grace+time.Second+3*time.Second {
+				t.Errorf("exited %v after SIGTERM, want just after grace + 1 s (%v)", after.Round(time.Millisecond), grace+time.Second)
+			}
+			if !strings.Contains(srv.log(), "after SIGTERM: killing it") {
+				t.Errorf("the server does not say it killed its stuck child:\n%s", srv.log())
+			}
+			t.Logf("%d stopped children; the server exited (%v) %v after SIGTERM", len(kids), err, after.Round(time.Millisecond))
 		})
+	}
+}
+
+// subreap makes this test process the child subreaper until the test ends: what
+// a server leaves behind at its exit becomes this process's child.
+func subreap(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(os.NewSyscallError("prctl PR_SET_CHILD_SUBREAPER", err))
+	}
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+}
+
+// leftBehind ends srv if it still runs, then kills and reaps whichever of kids (the
+// server's children while it served) is now this process's child (see subreap):
+// an error if the server had exited by itself (killed here, its children die of
+// their parent-death signal and are only reaped).
+func leftBehind(t *testing.T, srv *binServer, kids []int) {
+	t.Helper()
+	exitedSelf := srv.exited
+	srv.kill()
+	for _, pid := range kids {
+		st, err := graceStat(pid)
+		if err != nil || st.PPID != os.Getpid() {
+			continue // gone
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+		if exitedSelf {
+			t.Errorf("child %d of the server left behind (state %c)", pid, st.State)
+		}
 	}
 }

@@ -255,11 +255,12 @@ func exhaust(t *testing.T, srv *binServer, nconns int, wantPauses bool) {
 
 // binServer is the server binary running one model.
 type binServer struct {
-	cmd       *exec.Cmd
-	addr      string
-	statsPath string
-	done      chan error // Wait's result
-	exited    bool       // done was received
+	cmd        *exec.Cmd
+	addr       string
+	statsPath  string
+	stderrPath string     // its log: a file, not a pipe, so that Wait never waits for a descendant holding it
+	done       chan error // Wait's result
+	exited     bool       // done was received
 }
 
 // startBinary starts the server with the model and extra flags, an ephemeral port
@@ -273,7 +274,8 @@ func startBinary(t *testing.T, bin, model string, args ...string) *binServer {
 // must exec the server, so that the process started is the server).
 func startBinaryWrapped(t *testing.T, wrapper []string, bin, model string, args ...string) *binServer {
 	t.Helper()
-	s := &binServer{statsPath: filepath.Join(t.TempDir(), "stats.jsonl"), done: make(chan error, 1)}
+	dir := t.TempDir()
+	s := &binServer{statsPath: filepath.Join(dir, "stats.jsonl"), stderrPath: filepath.Join(dir, "stderr"), done: make(chan error, 1)}
 	args = append([]string{"-model", model, "-proto", "echo", "-addr", "127.0.0.1:0", "-stats", s.statsPath}, args...)
 	argv := append(append(wrapper[:len(wrapper):len(wrapper)], bin), args...)
 	s.cmd = exec.Command(argv[0], argv[1:]...)
@@ -281,8 +283,14 @@ func startBinaryWrapped(t *testing.T, wrapper []string, bin, model string, args 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd.Stderr = os.Stderr
-	if err := s.cmd.Start(); err != nil {
+	stderr, err := os.Create(s.stderrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = stderr
+	err = s.cmd.Start()
+	stderr.Close() // the server has its own copy
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.done <- s.cmd.Wait() }()
@@ -291,16 +299,45 @@ func startBinaryWrapped(t *testing.T, wrapper []string, bin, model string, args 
 	if err != nil || !ok {
 		s.cmd.Process.Kill()
 		<-s.done
-		t.Fatalf("%s %v: first line %q, %v", model, args, line, err)
+		t.Fatalf("%s %v: first line %q, %v; its log:\n%s", model, args, line, err, s.log())
 	}
 	s.addr = addr
 	t.Cleanup(func() {
-		if !s.exited {
-			s.cmd.Process.Kill()
-			<-s.done
+		s.kill()
+		if t.Failed() {
+			t.Logf("the server's log:\n%s", s.log())
 		}
 	})
 	return s
+}
+
+// log is what the server wrote to stderr so far.
+func (s *binServer) log() string {
+	b, _ := os.ReadFile(s.stderrPath)
+	return string(b)
+}
+
+// wait waits up to d for the server to exit: whether it did, and Wait's result.
+func (s *binServer) wait(d time.Duration) (exited bool, err error) {
+	if s.exited {
+		return true, nil
+	}
+	select {
+	case err = <-s.done:
+		s.exited = true
+		return true, err
+	case <-time.After(d):
+		return false, nil
+	}
+}
+
+// kill kills the server unless it has exited, and waits for it.
+func (s *binServer) kill() {
+	if !s.exited {
+		s.cmd.Process.Kill()
+		<-s.done
+		s.exited = true
+	}
 }
 
 // stop sends SIGTERM and expects exit 0 within 10s.
@@ -310,17 +347,13 @@ func (s *binServer) stop(t *testing.T) {
 		return
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		s.exited = true
-		if err != nil {
-			t.Errorf("after SIGTERM: %v, want exit 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.exited = true
+	exited, err := s.wait(10 * time.Second)
+	switch {
+	case !exited:
+		s.kill()
 		t.Errorf("still running 10s after SIGTERM")
+	case err != nil:
+		t.Errorf("after SIGTERM: %v, want exit 0", err)
 	}
 }
 
