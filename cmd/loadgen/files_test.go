@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"concbench/internal/cpuset"
 	"concbench/internal/proto"
 )
 
@@ -92,20 +89,7 @@ func TestRunModelFiles(t *testing.T) {
 // (busy with per-request work), memory and threads, and leaves it running.
 func TestServerPID(t *testing.T) {
 	_, bin, cpus := buildServer(t)
-	cmd := exec.Command(bin, "-model", "epoll-et", "-proto", "rpc", "-work", "cpu:100us", "-addr", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cpuset.StartPinned(cmd, cpus[:1]); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-	if err != nil || !ok {
-		t.Fatalf("server's first line %q, %v", line, err)
-	}
+	cmd, addr := startExternal(t, cpus[:1], bin, "-model", "epoll-et", "-proto", "rpc", "-work", "cpu:100us", "-addr", "127.0.0.1:0")
 	r, out := runCmd(t, cpus, []string{"-addr", addr, "-proto", "rpc", "-server-pid", fmt.Sprint(cmd.Process.Pid),
 		"-client-cpus", fmt.Sprint(cpus[1]), "-c", "4", "-d", "1s", "-warmup", "200ms", "-q"})
 	s := r.Server

@@ -215,20 +215,7 @@ func TestRunServerExitsEarly(t *testing.T) {
 	}
 	// An external server, killed 1.5 s after it starts.
 	external := func(t *testing.T) []string {
-		cmd := exec.Command("timeout", "-s", "KILL", "1.5", bin, "-model", "epoll-et", "-proto", "echo", "-addr", "127.0.0.1:0")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cpuset.StartPinned(cmd, cpus[:1]); err != nil {
-			t.Skipf("no timeout(1)? %v", err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-		if err != nil || !ok {
-			t.Fatalf("external server's first line %q, %v", line, err)
-		}
+		cmd, addr := startExternal(t, cpus[:1], "timeout", "-s", "KILL", "1.5", bin, "-model", "epoll-et", "-proto", "echo", "-addr", "127.0.0.1:0")
 		return []string{"-addr", addr, "-server-pid", fmt.Sprint(cmd.Process.Pid), "-client-cpus", fmt.Sprint(cpus[1])}
 	}
 	tests := []struct {
@@ -302,6 +289,28 @@ func (u upper) Read(p []byte) (int, error) {
 	n, err := u.r.Read(p)
 	copy(p[:n], bytes.ToUpper(p[:n]))
 	return n, err
+}
+
+// startExternal starts argv pinned to cpus, as a server loadgen did not start
+// (killed when the test ends), and returns it and the address from its
+// "listening on" line.
+func startExternal(t *testing.T, cpus []int, argv ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cpuset.StartPinned(cmd, cpus); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if err != nil || !ok {
+		t.Fatalf("%s: first line %q, %v", argv[0], line, err)
+	}
+	return cmd, addr
 }
 
 // runCmd runs the whole command with args, then pins this process back to cpus
