@@ -136,7 +136,7 @@ type tpool struct {
 	draining atomic.Bool
 	w        *waker
 
-	sweepBuf []*tpConn // the poller's scratch for sweepIdle
+	sweepBuf []*tpConn // the poller's scratch for liveConns
 }
 
 func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
@@ -274,6 +274,25 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 // worker's hands when it began draining.
 const tpDrainRetryMS = 10
 
+// liveConns is the poller's snapshot of the live connections, taken under connMu
+// into its scratch slice; doneWith hands the slice back, its pointers cleared.
+func (p *tpool) liveConns() []*tpConn {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	cands := p.sweepBuf[:0]
+	for _, c := range p.conns {
+		if c != nil {
+			cands = append(cands, c)
+		}
+	}
+	return cands
+}
+
+func (p *tpool) doneWith(cands []*tpConn) {
+	clear(cands)
+	p.sweepBuf = cands[:0]
+}
+
 // drainPass brings the connections not yet drained into draining mode where it is
 // the poller's to do, and returns how many are left to a worker. It is the idle
 // sweep's reasoning (see sweepIdle): an armed connection is in nobody's hands and
@@ -284,14 +303,8 @@ const tpDrainRetryMS = 10
 // at the start and at the end of its task; one whose worker read it too early to
 // see it was re-armed undrained and is drained on a later pass.
 func (p *tpool) drainPass(acc *loop) (left int) {
-	p.connMu.Lock()
-	cands := p.sweepBuf[:0]
-	for _, c := range p.conns {
-		if c != nil {
-			cands = append(cands, c)
-		}
-	}
-	p.connMu.Unlock()
+	cands := p.liveConns()
+	defer p.doneWith(cands)
 	for _, c := range cands {
 		if !c.mu.TryLock() {
 			left++ // a worker serves it
@@ -323,8 +336,6 @@ func (p *tpool) drainPass(acc *loop) (left int) {
 		c.mu.Unlock()
 		p.release(c)
 	}
-	clear(cands)
-	p.sweepBuf = cands[:0]
 	return left
 }
 
@@ -374,14 +385,8 @@ func (p *tpool) dispatch(c *tpConn, ev uint32) bool {
 // lock: a connection being served (by a slow request, perhaps) is skipped, not
 // waited for.
 func (p *tpool) sweepIdle(acc *loop) {
-	p.connMu.Lock()
-	cands := p.sweepBuf[:0]
-	for _, c := range p.conns {
-		if c != nil {
-			cands = append(cands, c)
-		}
-	}
-	p.connMu.Unlock()
+	cands := p.liveConns()
+	defer p.doneWith(cands)
 	for _, c := range cands {
 		if !c.mu.TryLock() {
 			continue // a worker serves it: active by definition
@@ -398,8 +403,6 @@ func (p *tpool) sweepIdle(acc *loop) {
 		p.env.Stats.idleClosed.Add(1)
 		p.release(c)
 	}
-	clear(cands)
-	p.sweepBuf = cands[:0]
 }
 
 func (p *tpool) gauge(f func() int) func() int64 {
