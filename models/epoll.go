@@ -8,18 +8,12 @@ package models
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"runtime"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/sock"
 )
-
-// epollEvents is how many events one epoll_wait may return.
-const epollEvents = 256
 
 type epollModel struct {
 	edge bool // EPOLLET: edge-triggered
@@ -35,76 +29,74 @@ var _ Model = epollModel{}
 // epollLoop is one epoll instance and its connections.
 type epollLoop struct {
 	*loop
-	epfd      int
-	edge      bool
-	exclusive bool
-	lnFD      int
-	lnOn      bool      // the listener is in the interest set (out during an accept pause: level-triggered, exclusive)
-	ready     []*evConn // edge-triggered: connections that used their read budget
+	p    *poller
+	edge bool
+	// gate accepts from the listener; nil for a loop fed connections by another
+	// thread (multireactor's sub-reactors).
+	gate  *acceptGate
+	ready []*evConn // edge-triggered: connections that used their read budget
 }
+
+var _ drainer = (*epollLoop)(nil)
 
 func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, epfd, release, err := newWakeEpoll(ctx)
+	p, err := openPoller(ctx, epollEvents)
 	if err != nil {
 		return err
 	}
-	defer release()
-	el := &epollLoop{loop: newLoop(env), epfd: epfd, edge: m.edge, exclusive: m.exclusive && m.edge, lnFD: ln.FD}
+	// Closing the epoll instance takes the listener out of it: ln belongs to the
+	// caller, who may serve it again.
+	defer p.close()
+	el := &epollLoop{loop: newLoop(env), p: p, edge: m.edge, gate: newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK)}
 	defer el.closeAll()
-	// The listener is registered by this loop and must leave the set when the loop
-	// ends: ln belongs to the caller, who may serve it again.
-	if err := el.ctl(unix.EPOLL_CTL_ADD, ln.FD, el.listenEvents()); err != nil {
+	mode := lnLevel
+	switch {
+	case m.edge && m.exclusive:
+		mode = lnExclusive
+	case m.edge:
+		mode = lnEdge
+	}
+	if err := el.gate.watch(p, mode); err != nil {
 		return err
 	}
-	el.lnOn = true
 
-	events := make([]unix.EpollEvent, epollEvents)
-	for {
-		if ctx.Err() != nil {
-			if env.Config.Grace <= 0 {
-				break
-			}
-			if !el.draining {
-				el.beginDrain(env.Config.Grace)
-			}
-			if el.live == 0 || el.drainExpired() {
-				break
-			}
-		}
-		timeout := el.timeoutMS()
+	for !el.stopping(ctx, el) {
+		timeout := el.gate.timeoutMS(el.timeoutMS())
 		if len(el.ready) > 0 {
 			timeout = 0 // connections with input left must not wait for an edge
 		}
-		n, err := unix.EpollWait(epfd, events, timeout)
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := p.wait(timeout)
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		el.tick()
-		if !el.draining {
-			if err := el.resumeAccept(); err != nil {
+		// An accept pause that ended puts the listener back; edge-triggered, the
+		// edge that announced the waiting connections was consumed during the
+		// pause, so they are accepted now.
+		resumed, err := el.gate.update(true)
+		if err != nil {
+			return err
+		}
+		if resumed && el.edge {
+			if err := el.acceptAll(); err != nil {
 				return err
 			}
 		}
-		for i := range events[:n] {
-			ev := events[i].Events
+		for i := range events {
 			switch fd := int(events[i].Fd); fd {
-			case w.fd:
-				// Shutdown: the loop sees ctx. Cleared so that a draining loop
-				// does not find it readable on every wait.
-				w.clear()
+			case p.w.fd:
+				// Shutdown: stopping sees ctx.
+				p.clearWake()
 			case ln.FD:
-				// Out of the set once draining (beginDrain runs between waits).
+				// Out of the set once draining.
 				if err := el.acceptAll(); err != nil {
 					return err
 				}
 			default:
 				if c := el.conns[fd]; c != nil {
-					el.handle(c, ev)
+					el.handle(c, events[i].Events)
 				}
 			}
 		}
@@ -116,81 +108,21 @@ func (m epollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	return nil
 }
 
-// newWakeEpoll starts an epoll-based loop: a waker for ctx and an epoll instance
-// with the waker already registered (its event's Fd is the waker's fd). release
-// closes both, epoll first; a caller defers it where anything that must run while
-// the epoll instance is open (a shutdown that re-arms or deregisters) is deferred
-// after it.
-func newWakeEpoll(ctx context.Context) (w *waker, epfd int, release func(), err error) {
-	w, err = newWaker(ctx)
-	if err != nil {
-		return nil, -1, nil, err
-	}
-	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		w.close()
-		return nil, -1, nil, os.NewSyscallError("epoll_create1", err)
-	}
-	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		unix.Close(epfd)
-		w.close()
-		return nil, -1, nil, err
-	}
-	return w, epfd, func() { unix.Close(epfd); w.close() }, nil
-}
-
-func (el *epollLoop) ctl(op, fd int, events uint32) error { return epollCtl(el.epfd, op, fd, events) }
-
-// epollCtl adds, modifies or deletes fd's registration in epfd; the event's data is
-// the fd itself, which the loops use as an index into their tables.
-func epollCtl(epfd, op, fd int, events uint32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(epfd, op, fd, &ev); err != nil {
-		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
-	}
-	return nil
-}
-
-func (el *epollLoop) listenEvents() uint32 {
-	switch {
-	case el.exclusive:
-		return unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE
-	case el.edge:
-		return unix.EPOLLIN | unix.EPOLLET
-	}
-	return unix.EPOLLIN
-}
-
 // acceptAll accepts what the backlog holds: everything until EAGAIN when
 // edge-triggered (the edge will not be reported again), a bounded batch when
 // level-triggered (the listener stays ready, so the rest comes on the next pass).
+// Out of descriptors, the gate takes the listener out of the set for the pause
+// where its mode needs it.
 func (el *epollLoop) acceptAll() error {
 	for k := 0; el.edge || k < acceptBatch; k++ {
-		fd := el.accept(el.lnFD)
+		fd := el.gate.accept()
 		if fd < 0 {
 			break
 		}
 		el.addConn(fd)
 	}
-	if el.acceptPaused() && el.lnOn {
-		switch {
-		case el.exclusive:
-			// EPOLLEXCLUSIVE wakes one of the loops sharing the listener per new
-			// connection; a loop out of descriptors would take that wake-up and
-			// fail, while another loop with descriptors to spare never hears of
-			// the connection. Leave the set until the pause ends (as nginx does);
-			// an exclusive registration cannot be modified, only deleted and added.
-			el.lnOn = false
-			return el.ctl(unix.EPOLL_CTL_DEL, el.lnFD, 0)
-		case !el.edge:
-			// Level-triggered: a listener left in the set while out of descriptors
-			// would wake every pass — the accept storm. Take it out until the
-			// pause ends.
-			el.lnOn = false
-			return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, 0)
-		}
-	}
-	return nil
+	_, err := el.gate.update(true)
+	return err
 }
 
 // addConn takes ownership of a new connection and registers it with epoll; if that
@@ -204,25 +136,28 @@ func (el *epollLoop) addConn(fd int) {
 	if el.edge {
 		c.events |= unix.EPOLLOUT | unix.EPOLLET
 	}
-	if err := el.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
+	if err := el.p.add(fd, c.events); err != nil {
 		el.env.Log.Print(err)
 		el.release(c)
 	}
 }
 
-// beginDrain starts the graceful shutdown (Config.Grace): the listener leaves the
-// set, and every connection is settled once in draining mode — an idle one has its
-// write side shut now, a back-pressured one is read (and its input discarded) from
-// now on; edge-triggered, a connection whose read was latched while back-pressured
-// is driven now, since no edge will come for input already waiting. It returns how
+// startDrain starts the graceful shutdown (Config.Grace): the listener leaves the
+// set, and every connection is settled once in draining mode (settleAll).
+func (el *epollLoop) startDrain() { el.settleAll() }
+
+// drainDone reports whether the drain is over: no connection left.
+func (el *epollLoop) drainDone() bool { return el.live == 0 }
+
+// settleAll is the start of a drain: the listener, if any, leaves the set, and
+// every connection is settled once in draining mode — an idle one has its write
+// side shut now, a back-pressured one is read (and its input discarded) from now
+// on; edge-triggered, a connection whose read was latched while back-pressured is
+// driven now, since no edge will come for input already waiting. It returns how
 // many connections that closed.
-func (el *epollLoop) beginDrain(grace time.Duration) int {
-	el.loop.beginDrain(grace)
-	if el.lnFD >= 0 {
-		if err := el.ctl(unix.EPOLL_CTL_DEL, el.lnFD, 0); err != nil {
-			el.env.Log.Print(err) // closing epfd takes it out all the same
-		}
-		el.lnOn = false
+func (el *epollLoop) settleAll() int {
+	if el.gate != nil {
+		el.gate.close()
 	}
 	n := 0
 	for _, c := range el.conns {
@@ -238,29 +173,6 @@ func (el *epollLoop) beginDrain(grace time.Duration) int {
 		}
 	}
 	return n
-}
-
-// resumeAccept ends an accept pause whose time is up: level-triggered, by putting the
-// listener back in the set; edge-triggered, by accepting now, since the edge that
-// announced the waiting connections was consumed during the pause.
-func (el *epollLoop) resumeAccept() error {
-	if el.pausedUntil.IsZero() || el.acceptPaused() {
-		return nil
-	}
-	if el.exclusive && !el.lnOn {
-		el.lnOn = true
-		if err := el.ctl(unix.EPOLL_CTL_ADD, el.lnFD, el.listenEvents()); err != nil {
-			return err
-		}
-	}
-	if el.edge {
-		return el.acceptAll()
-	}
-	if el.lnOn {
-		return nil
-	}
-	el.lnOn = true
-	return el.ctl(unix.EPOLL_CTL_MOD, el.lnFD, el.listenEvents())
 }
 
 // handle serves one event on c.
@@ -333,7 +245,7 @@ func (el *epollLoop) settle(c *evConn) {
 	}
 	if want != c.events {
 		c.events = want
-		if err := el.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+		if err := el.p.mod(c.fd, want); err != nil {
 			el.env.Log.Print(err)
 			c.dead = true
 			el.release(c)

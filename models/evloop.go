@@ -1,9 +1,6 @@
 package models
 
 import (
-	"context"
-	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,33 +9,13 @@ import (
 	"concbench/internal/sock"
 )
 
-// This file is the machinery the single-threaded event-loop models share (select,
-// poll, epoll-lt, epoll-et): the per-connection state, read → session → write with
-// back-pressure and the output cap, accept with EMFILE back-off, the idle clock and
-// sweep, the draining mode of a graceful shutdown (Config.Grace), and the eventfd
-// that wakes a loop for shutdown. Each model keeps its own
-// readiness mechanism and loop; only the work done on a ready connection is here, so
-// the models differ exactly where the syscalls do.
-
-// acceptPause is how long accepting stops after EMFILE/ENFILE: the listener stays
-// readable while out of descriptors, and a level-triggered loop would spin on it.
-const acceptPause = 100 * time.Millisecond
-
-// acceptBatch bounds the accepts of one readiness pass in level-triggered loops, so a
-// connection storm cannot starve the connections already being served.
-const acceptBatch = 64
-
-// maxSweepEvery caps the interval of the idle sweep: a loop sweeps its connections
-// every min(IdleTimeout/4, maxSweepEvery), so one is closed at most that much later
-// than its timeout.
-const maxSweepEvery = time.Second
-
-// clockStart is the epoch of monoNow, one for the process, so that times read on
-// different threads (threadpool's poller and workers) compare.
-var clockStart = time.Now()
-
-// monoNow is the monotonic clock (vDSO clock_gettime, no syscall) since clockStart.
-func monoNow() time.Duration { return time.Since(clockStart) }
+// The machinery the event-loop models share (select, poll, epoll-lt, epoll-et,
+// reactor, multireactor's loops and threadpool's workers): the per-connection
+// state, and the work done on a ready connection — read → session → write with
+// back-pressure and the output cap, end of input, the idle sweep's close, and the
+// draining mode of a graceful shutdown (Config.Grace). Each model keeps its own
+// readiness mechanism and loop (select.go, poll.go, epoll.go, …), so the models
+// differ exactly where the syscalls do.
 
 // evConn is one connection of an event loop.
 type evConn struct {
@@ -61,15 +38,23 @@ type evConn struct {
 	// idx is the position in a select/poll model's table of live connections.
 	idx int
 	// lastActive is when a byte was last read from or written to the connection, on
-	// its loop's clock (loop.now); the idle sweep compares it with Config.IdleTimeout.
+	// its loop's clock (loopClock.now); the idle sweep compares it with
+	// Config.IdleTimeout.
 	lastActive time.Duration
 }
 
 func (c *evConn) pending() int { return int(c.out.Len()) }
 
-// loop is the state one event-loop thread keeps: its connections indexed by fd (no
-// map lookup per event), one read buffer and one reply buffer for all of them.
+// loop is the state one event-loop thread keeps: its clock, its connections
+// indexed by fd (no map lookup per event), one read buffer and one reply buffer
+// for all of them.
+//
+// While the clock is draining (the graceful shutdown, Config.Grace) a
+// connection's input is read and discarded instead of fed to its session (no new
+// request), its output is still written, its write side is shut once nothing is
+// owed, and it is finished once the peer closes its end.
 type loop struct {
+	loopClock
 	env     *Env
 	high    int
 	maxOut  int64     // Config.MaxOutput: owing more closes a connection
@@ -77,149 +62,23 @@ type loop struct {
 	scratch proto.Out // replies produced by one read, before written or queued
 	conns   []*evConn // indexed by fd
 
-	pausedUntil time.Time // accepting is paused until then (EMFILE back-off)
-	loggedPause bool
-
-	// The idle timeout (Config.IdleTimeout; 0 disables it all): now is the clock,
-	// read once per wake-up (tick) rather than per event; a connection's lastActive
-	// is set from it whenever bytes move; every sweepEvery the loop closes the
-	// connections idle for longer than idle, and its wait never outlasts nextSweep.
-	idle       time.Duration
-	sweepEvery time.Duration
-	nextSweep  time.Duration
-	now        time.Duration
-
 	// live counts the connections taken and not yet released (add and release;
 	// the reactor keeps it with its own registration and close).
 	live int
-
-	// draining is the graceful shutdown (Config.Grace), entered with beginDrain
-	// and never left: a connection's input is read and discarded instead of fed
-	// to its session (no new request), its output is still written, its write
-	// side is shut once nothing is owed, and it is finished once the peer closes
-	// its end. The loop ends when no connection is left or at drainEnd (on the
-	// loop's clock), and its wait never outlasts drainEnd.
-	draining bool
-	drainEnd time.Duration
 }
 
 func newLoop(env *Env) *loop {
-	l := &loop{env: env, high: env.Config.highWater(), maxOut: env.Config.maxOutput(), buf: make([]byte, env.Config.readBuf())}
-	l.setIdle(env.Config.IdleTimeout)
-	return l
-}
-
-// setIdle sets the idle timeout d (0 disables the sweep) and schedules the first
-// sweep.
-func (l *loop) setIdle(d time.Duration) {
-	l.idle = d
-	if d <= 0 {
-		return
-	}
-	l.sweepEvery = max(time.Millisecond, min(d/4, maxSweepEvery))
-	l.now = monoNow()
-	l.nextSweep = l.now + l.sweepEvery
-}
-
-// tick reads the clock; a loop calls it once per wake-up, before it handles events.
-func (l *loop) tick() {
-	if l.idle > 0 || l.draining {
-		l.now = monoNow()
-	}
-}
-
-// beginDrain enters draining mode (see loop.draining) with the deadline grace
-// from now. The caller stops watching its listener and settles every connection
-// once (finished, or its interest brought in line with draining): a connection
-// idle in the kernel gets no event to do it.
-func (l *loop) beginDrain(grace time.Duration) {
-	l.draining = true
-	l.now = monoNow()
-	l.drainEnd = l.now + grace
-}
-
-// drainExpired reports whether the drain's deadline has passed.
-func (l *loop) drainExpired() bool { return monoNow() >= l.drainEnd }
-
-// sweepDue reports whether the idle sweep is due (as of the last tick), and if so
-// schedules the next one.
-func (l *loop) sweepDue() bool {
-	if l.idle <= 0 || l.now < l.nextSweep {
-		return false
-	}
-	l.nextSweep = l.now + l.sweepEvery
-	return true
+	return &loop{loopClock: newLoopClock(env.Config), env: env, high: env.Config.highWater(),
+		maxOut: env.Config.maxOutput(), buf: make([]byte, env.Config.readBuf())}
 }
 
 // idleExpired reports whether no byte moved on c for longer than the idle timeout.
-func (l *loop) idleExpired(c *evConn) bool { return l.idle > 0 && l.now-c.lastActive > l.idle }
+func (l *loop) idleExpired(c *evConn) bool { return l.expired(c.lastActive) }
 
 // closeIdle closes c for idleness and counts it.
 func (l *loop) closeIdle(c *evConn) {
 	l.env.Stats.idleClosed.Add(1)
 	l.release(c)
-}
-
-// sweepTable closes the idle connections of a select/poll model's table of live
-// connections and returns the table without them.
-func (l *loop) sweepTable(clients []*evConn) []*evConn {
-	return pruneTable(clients, func(c *evConn) bool {
-		if !l.idleExpired(c) {
-			return false
-		}
-		l.closeIdle(c)
-		return true
-	})
-}
-
-// settleTable applies finished to every connection of a select/poll model's table
-// (at the start of a drain: see beginDrain) and returns the table without the ones
-// it released.
-func (l *loop) settleTable(clients []*evConn) []*evConn {
-	return pruneTable(clients, func(c *evConn) bool {
-		if !l.finished(c) {
-			return false
-		}
-		l.release(c)
-		return true
-	})
-}
-
-// tablePass is what a select/poll model does before each pass over its table of
-// live connections: on shutdown, stop at once (no grace) or drain — the listener
-// leaves the sets, every connection is settled once in draining mode, and the loop
-// ends when the table is empty or the deadline passed — and the idle sweep. It
-// returns the table and whether the loop must end.
-func (l *loop) tablePass(ctx context.Context, clients []*evConn) ([]*evConn, bool) {
-	if ctx.Err() != nil {
-		if l.env.Config.Grace <= 0 {
-			return clients, true
-		}
-		if !l.draining {
-			l.beginDrain(l.env.Config.Grace)
-			clients = l.settleTable(clients)
-		}
-		if len(clients) == 0 || l.drainExpired() {
-			return clients, true
-		}
-	}
-	if l.sweepDue() {
-		clients = l.sweepTable(clients)
-	}
-	return clients, false
-}
-
-// pruneTable removes from a table of live connections every one for which drop,
-// which releases it, returns true.
-func pruneTable(clients []*evConn, drop func(*evConn) bool) []*evConn {
-	for i := 0; i < len(clients); {
-		if c := clients[i]; drop(c) {
-			clients = removeClient(clients, c) // clients[i] is now another connection
-			continue
-		}
-		i++
-	}
-	return clients
 }
 
 // add takes ownership of a connected, non-blocking fd.
@@ -450,126 +309,4 @@ func (l *loop) driveET(c *evConn) (more bool) {
 		l.readOnce(c)
 	}
 	return false
-}
-
-// accept returns a new non-blocking connection, or -1 when the backlog is empty or
-// descriptors ran out (then accepting pauses for acceptPause: see acceptPaused).
-func (l *loop) accept(lfd int) int { return l.acceptFlags(lfd, unix.SOCK_NONBLOCK) }
-
-// acceptFlags is accept with the accept4 flags given: 0 gives a blocking
-// descriptor, for models whose threads sleep in read and write.
-func (l *loop) acceptFlags(lfd, flags int) int {
-	fd, err := sock.Accept(lfd, flags)
-	if err == nil {
-		return fd
-	}
-	if sock.IsFDLimit(err) {
-		l.pausedUntil = time.Now().Add(acceptPause)
-		l.env.Stats.acceptPauses.Add(1)
-		if !l.loggedPause {
-			l.loggedPause = true
-			l.env.Log.Printf("accept: %v; pausing accept for %v (logged once)", err, acceptPause)
-		}
-	} else if err != unix.EAGAIN {
-		l.env.Log.Printf("accept: %v", os.NewSyscallError("accept4", err))
-	}
-	return -1
-}
-
-// acceptPaused reports whether accepting is paused for lack of descriptors, and
-// lifts the pause once its time is up.
-func (l *loop) acceptPaused() bool {
-	if l.pausedUntil.IsZero() {
-		return false
-	}
-	if time.Now().Before(l.pausedUntil) {
-		return true
-	}
-	l.pausedUntil = time.Time{}
-	return false
-}
-
-// timeoutMS is how long the loop may block: until an accept pause ends, the next
-// idle sweep is due or the drain's deadline, whichever is first; forever if none
-// is pending.
-func (l *loop) timeoutMS() int {
-	t := -1
-	if !l.pausedUntil.IsZero() && !l.draining {
-		t = max(1, int(time.Until(l.pausedUntil).Milliseconds())+1)
-	}
-	if l.idle > 0 {
-		t = untilMS(t, l.nextSweep)
-	}
-	if l.draining {
-		t = untilMS(t, l.drainEnd)
-	}
-	return t
-}
-
-// untilMS is the wait t (in ms, -1 for forever) shortened to end at `at` on the
-// loop clock if that comes first.
-func untilMS(t int, at time.Duration) int {
-	// Rounded up: waking a little late is harmless, waking early spins.
-	until := at - monoNow()
-	ms := int(max(0, (until+time.Millisecond-1)/time.Millisecond))
-	if t < 0 || ms < t {
-		return ms
-	}
-	return t
-}
-
-// waker is an eventfd that becomes readable when ctx is cancelled, so a loop
-// blocked in select/poll/epoll_wait wakes up to shut down.
-type waker struct {
-	fd     int
-	stop   func() bool
-	mu     sync.Mutex
-	closed bool
-}
-
-func newWaker(ctx context.Context) (*waker, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	w := &waker{fd: fd}
-	w.stop = context.AfterFunc(ctx, w.wake)
-	return w, nil
-}
-
-func (w *waker) wake() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		var one = [8]byte{1}
-		unix.Write(w.fd, one[:])
-	}
-}
-
-// clear resets the eventfd, so that a loop that goes on after the wake-up (a
-// draining loop) does not find it readable again on every wait.
-func (w *waker) clear() { clearEventfd(w.fd) }
-
-// clearEventfd reads an eventfd's counter back to zero; EAGAIN means it was zero.
-func clearEventfd(fd int) {
-	var b [8]byte
-	sock.Read(fd, b[:])
-}
-
-func (w *waker) close() {
-	w.stop()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	unix.Close(w.fd)
-}
-
-// sleepCtx sleeps for d or until ctx is cancelled.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -11,14 +11,14 @@ package models
 //
 // Go cannot fork() and keep running Go code, so the child is this binary
 // re-executed in the "fork" role with the connection as its descriptor 3 (see
-// child.go); it inherits nothing else, so there is no listener to close. Go's
+// spawn.go); it inherits nothing else, so there is no listener to close. Go's
 // ForkExec clones with CLONE_VFORK|CLONE_VM — no page tables are copied — so what
 // this model measures per connection is clone + exec + a Go runtime start-up in the
 // child (a few milliseconds), not the copy-on-write fork() of a C server (tens of
 // microseconds), and a child costs a whole Go process's memory. The parent learns of
 // each exit through the child's pidfd in its epoll set and reaps that pid only;
 // the child's exit status is the connection's outcome (0 ok, 3 protocol error,
-// 4 I/O error, 6 closed idle, 7 output capped: child.go), which the parent counts.
+// 4 I/O error, 6 closed idle, 7 output capped: connstatus.go), which the parent counts.
 //
 // Config.MaxProcs caps live children; 0 sizes the cap to the machine at start-up:
 // MemAvailable / forkChildMem, and at most kernel.pid_max / forkChildThreads since
@@ -39,7 +39,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -71,15 +70,12 @@ const forkDefaultMaxProcs = 1024
 
 type forker struct {
 	env      *Env
-	epfd     int
-	lnFD     int
-	lnOn     bool
+	p        *poller
+	gate     *acceptGate // paused for lack of descriptors or processes; closed at the cap
 	maxProcs int
 	children map[int]*proc // by pidfd
 	stopped  bool
 
-	pausedUntil time.Time // accepting paused for lack of descriptors or processes
-	loggedPause bool
 	// held is a connection accepted when spawning its child then failed for lack
 	// of descriptors (the pidfd, the exec's pipe): it waits for the pause to end
 	// and is served first, instead of being closed unserved. -1 if none.
@@ -90,42 +86,38 @@ type forker struct {
 
 func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	// The loop's locked thread forks every child, so their parent-death signal is
-	// tied to a thread that outlives them (child.go).
+	// tied to a thread that outlives them (spawn.go).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	_, epfd, release, err := newWakeEpoll(ctx)
+	p, err := openPoller(ctx, epollEvents)
 	if err != nil {
 		return err
 	}
-	defer release()
-	f := &forker{env: env, epfd: epfd, lnFD: ln.FD, maxProcs: forkMaxProcs(env), children: map[int]*proc{}, held: -1}
+	defer p.close()
+	// A blocking connection: the child does blocking I/O.
+	f := &forker{env: env, p: p, gate: newAcceptGate(env, ln.FD, 0), maxProcs: forkMaxProcs(env), children: map[int]*proc{}, held: -1}
 	defer f.shutdown()
 	maxProcs := int64(f.maxProcs)
 	env.Stats.Gauge("children_live", f.live.Load)
 	env.Stats.Gauge("max_procs", func() int64 { return maxProcs })
 	env.Stats.Gauge("spawned", f.spawned.Load)
 
-	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
+	if err := f.gate.watch(p, lnLevel); err != nil {
 		return err
 	}
-	f.lnOn = true
-	events := make([]unix.EpollEvent, epollEvents)
 	for ctx.Err() == nil {
-		n, err := unix.EpollWait(epfd, events, f.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := p.wait(f.gate.timeoutMS(-1))
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		// Reap before accepting: each exit makes room under the cap.
-		for i := range events[:n] {
+		for i := range events {
 			if pr := f.children[int(events[i].Fd)]; pr != nil {
 				f.exited(pr)
 			}
 		}
 		accepted := false
-		for i := range events[:n] {
+		for i := range events {
 			if int(events[i].Fd) == ln.FD {
 				f.acceptSome()
 				accepted = true
@@ -134,12 +126,17 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		if f.held >= 0 && !accepted {
 			f.acceptSome() // the held connection's pause may be over
 		}
-		if err := f.watchListener(); err != nil {
+		// The listener is watched only while a child may be started: below the
+		// cap and not paused.
+		if _, err := f.gate.update(f.belowCap()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// belowCap reports whether another child may be started.
+func (f *forker) belowCap() bool { return len(f.children) < f.maxProcs }
 
 // forkMaxProcs is Config.MaxProcs, or the cap sized to the machine's memory.
 func forkMaxProcs(env *Env) int {
@@ -167,26 +164,20 @@ func forkMaxProcs(env *Env) int {
 // acceptSome accepts and forks a child per connection while under the cap, at
 // most acceptBatch per pass so that exits are reaped between batches.
 func (f *forker) acceptSome() {
-	for k := 0; k < acceptBatch && len(f.children) < f.maxProcs && !f.acceptPaused(); k++ {
-		// A blocking connection: the child does blocking I/O.
-		fd, err := f.held, error(nil)
+	for k := 0; k < acceptBatch && f.gate.open(f.belowCap()); k++ {
+		fd := f.held
 		f.held = -1
 		if fd < 0 {
-			fd, err = sock.Accept(f.lnFD, 0)
-		}
-		if err != nil {
-			if sock.IsFDLimit(err) {
-				f.pause(err)
-			} else if err != unix.EAGAIN {
-				f.env.Log.Printf("accept: %v", os.NewSyscallError("accept4", err))
+			if fd = f.gate.accept(); fd < 0 {
+				return
 			}
-			return
 		}
 		pr, err := spawn("fork", f.env.Config, "", fd)
 		if err != nil && sock.IsFDLimit(err) {
-			// Out of descriptors: keep the connection and retry after the pause.
+			// Out of descriptors (the pidfd, the exec's pipe): keep the
+			// connection and retry after the pause.
 			f.held = fd
-			f.pause(err)
+			f.gate.pause(err)
 			return
 		}
 		unix.Close(fd) // the child has its own reference
@@ -194,10 +185,10 @@ func (f *forker) acceptSome() {
 			// Out of processes or memory (EAGAIN, ENOMEM): this connection is
 			// closed unserved, and accepting pauses as it does for descriptors.
 			f.env.Stats.refused.Add(1)
-			f.pause(err)
+			f.gate.pause(err)
 			return
 		}
-		if err := epollCtl(f.epfd, unix.EPOLL_CTL_ADD, pr.pidfd, unix.EPOLLIN); err != nil {
+		if err := f.p.add(pr.pidfd, unix.EPOLLIN); err != nil {
 			// Without its pidfd watched the child could not be reaped in time.
 			f.env.Log.Print(err)
 			pr.signal(unix.SIGKILL)
@@ -210,48 +201,6 @@ func (f *forker) acceptSome() {
 		f.spawned.Add(1)
 		f.env.Stats.opened()
 	}
-}
-
-func (f *forker) pause(err error) {
-	f.pausedUntil = time.Now().Add(acceptPause)
-	f.env.Stats.acceptPauses.Add(1)
-	if !f.loggedPause {
-		f.loggedPause = true
-		f.env.Log.Printf("fork: %v; pausing accept for %v (logged once)", err, acceptPause)
-	}
-}
-
-func (f *forker) acceptPaused() bool {
-	if f.pausedUntil.IsZero() {
-		return false
-	}
-	if time.Now().Before(f.pausedUntil) {
-		return true
-	}
-	f.pausedUntil = time.Time{}
-	return false
-}
-
-func (f *forker) timeoutMS() int {
-	if f.pausedUntil.IsZero() {
-		return -1
-	}
-	return max(1, int(time.Until(f.pausedUntil).Milliseconds())+1)
-}
-
-// watchListener watches the listener only while a child may be started: below the
-// cap and not paused.
-func (f *forker) watchListener() error {
-	want := len(f.children) < f.maxProcs && !f.acceptPaused()
-	if want == f.lnOn {
-		return nil
-	}
-	f.lnOn = want
-	var ev uint32
-	if want {
-		ev = unix.EPOLLIN
-	}
-	return epollCtl(f.epfd, unix.EPOLL_CTL_MOD, f.lnFD, ev)
 }
 
 // exited reaps a child whose pidfd became readable and counts its connection.

@@ -252,3 +252,13 @@ func lingerConn(g *gConn, buf []byte, env *Env) {
 		}
 	}
 }
+
+// sleepCtx sleeps for d or until ctx is cancelled.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

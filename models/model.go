@@ -5,6 +5,30 @@
 // write. What the bytes mean is the protocol's business (package internal/proto):
 // a model feeds what it reads into the connection's proto.Session and writes back what
 // the session returns. Any model runs any protocol with any work.
+//
+// Each model is one file named after its -model value (select.go, poll.go,
+// epoll_lt.go and epoll_et.go over epoll.go, reactor.go, multireactor.go,
+// threadpool.go, thread.go, fork.go, procpool.go, prefork.go, goroutine.go),
+// which says what is particular to it; what they share is in files of their own:
+//
+//   - config.go: Config, its defaults and Validate; model.go: Model, Env, the
+//     registry and Server; stats.go: the counters (a plain struct of atomics that
+//     may live in shared memory) and gauges; statsfile.go: the -stats file.
+//   - poller.go: an epoll instance with its wake-up built in (the waker);
+//     accept.go: the accept gate — accept4, the back-off on EMFILE, the listener
+//     in or out of the interest set; clock.go: a loop's idle sweep and drain
+//     deadline, and the shutdown step at the head of every pass.
+//   - evloop.go: an event loop's connections and the work done on a ready one;
+//     table.go: select's and poll's table of connections; out.go: writing replies
+//     (write, sendfile, MSG_MORE).
+//   - blocking.go: the blocking connection server of thread, fork and procpool;
+//     spawn.go: worker processes (re-executed, watched through pidfds, stopped);
+//     connstatus.go: how a worker's connection ended; limits.go: the machine's
+//     limits the models size themselves by.
+//
+// "The seed" in the models' comments means the study notes on Linux network
+// programming that the project was created from (see the README): the design a
+// model reproduces, such as the seed's process pool or its epoll reactor.
 package models
 
 import (
@@ -17,7 +41,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"concbench/internal/proto"
@@ -66,8 +89,12 @@ type Env struct {
 	Log    *log.Logger
 }
 
-// NewEnv builds the protocol that cfg names and fresh counters. A nil logger discards.
+// NewEnv validates cfg (Config.Validate) and builds the protocol it names and
+// fresh counters. A nil logger discards.
 func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	p, err := proto.New(cfg.Proto, cfg.protoOptions())
 	if err != nil {
 		return nil, err
@@ -75,181 +102,8 @@ func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
-	return &Env{Config: cfg, Proto: p, Stats: new(Stats), Log: logger}, nil
+	return &Env{Config: cfg, Proto: p, Stats: newStats(nil), Log: logger}, nil
 }
-
-// Config is everything that shapes a server run. The zero value is valid (with
-// Proto set); every default is stated on its field. Results record it as JSON.
-type Config struct {
-	Model string `json:"model"` // registered model name
-	Proto string `json:"proto"` // protocol name: echo or rpc
-	Addr  string `json:"addr"`  // listen address, HOST:PORT or unix:PATH
-
-	// Root is the directory the file and http protocols serve.
-	Root string `json:"root,omitempty"`
-
-	// Work is the per-request cost of rpc requests; zero is none.
-	Work proto.Work `json:"work"`
-	// MaxFrame is the largest rpc payload accepted, bytes; 0 means 1 MiB.
-	MaxFrame int `json:"max_frame"`
-	// HighWater is the back-pressure bound, bytes: a connection whose unsent output
-	// exceeds it is not read until the output drains below it; 0 means 256 KiB.
-	HighWater int `json:"high_water"`
-	// ReadBuf is the size of one read, bytes; 0 means 64 KiB.
-	ReadBuf int `json:"read_buf"`
-
-	// Workers is the number of worker processes (procpool, prefork); 0 means one per CPU.
-	Workers int `json:"workers,omitempty"`
-	// MaxProcs caps live children of fork; 0 means sized to the machine's memory.
-	MaxProcs int `json:"max_procs,omitempty"`
-	// MinThreads and MaxThreads bound the threadpool; 0 means 2 and 64.
-	MinThreads int `json:"min_threads,omitempty"`
-	MaxThreads int `json:"max_threads,omitempty"`
-	// QueueCap is the threadpool's task-queue capacity; 0 means 1024.
-	QueueCap int `json:"queue_cap,omitempty"`
-	// AdjustInterval is how often the threadpool's manager resizes it; 0 means 1s.
-	AdjustInterval time.Duration `json:"adjust_interval,omitempty"`
-	// Loops is the number of sub-reactors of multireactor; 0 means one per CPU.
-	Loops int `json:"loops,omitempty"`
-	// Balance is multireactor's hand-off policy: "rr" (round-robin, the zero value's
-	// meaning) or "least" (fewest connections).
-	Balance string `json:"balance,omitempty"`
-	// IdleTimeout closes a connection from which no byte was read and to which no
-	// byte was written for longer, in every model (counted in idle_closed); 0
-	// disables. A client that stops reading its replies is closed by it too: once
-	// back-pressure stops reading it, its writes make no progress. The event loops
-	// sweep their connections every min(IdleTimeout/4, 1s); thread, fork and
-	// procpool set SO_RCVTIMEO and SO_SNDTIMEO on the blocking socket; goroutine
-	// sets a deadline before each read and write. The server flag's default is 60s.
-	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
-	// MaxOutput caps the reply bytes one connection may hold in memory, bytes: a
-	// connection that owes more after a Feed is closed at once (counted in
-	// output_capped); 0 means 4 MiB. Back-pressure (HighWater) keeps echo and rpc
-	// well below it; it is the safety net for requests whose replies are large. The
-	// blocking models write synchronously, so what they owe is one Feed's replies.
-	MaxOutput int `json:"max_output"`
-	// Grace is how long Serve drains its connections after ctx is cancelled (see
-	// Model): each takes no new request, writes what it owes, shuts its write side
-	// and is closed when the client closes its end, or when Grace has passed,
-	// whichever comes first. 0 closes every connection at once. The event loops
-	// drain in their loop, their wait bounded by the deadline; thread and
-	// goroutine tell each connection's thread or goroutine to drain (blockingConn,
-	// gConn); fork, procpool and prefork send their children SIGTERM, on which a
-	// child drains its connections the same way (prefork's workers with their
-	// epoll-et loop), and wait for them up to Grace plus childMargin (1s) before
-	// SIGKILL. The server flag's default is 5s.
-	Grace time.Duration `json:"grace,omitempty"`
-	// Accept is prefork's accept distribution: "exclusive" (EPOLLEXCLUSIVE on the one
-	// inherited socket, the zero value's meaning) or "reuseport" (a SO_REUSEPORT
-	// socket per worker).
-	Accept string `json:"accept,omitempty"`
-}
-
-// protoOptions are the protocol's options from c.
-func (c Config) protoOptions() proto.Options {
-	return proto.Options{MaxFrame: c.MaxFrame, Work: c.Work, Root: c.Root, MaxOutput: c.MaxOutput}
-}
-
-// Defaults for the zero values of Config.
-const (
-	DefaultHighWater = 256 << 10
-	DefaultReadBuf   = 64 << 10
-	DefaultMaxOutput = 4 << 20
-)
-
-func (c Config) highWater() int { return orDefault(c.HighWater, DefaultHighWater) }
-func (c Config) readBuf() int   { return orDefault(c.ReadBuf, DefaultReadBuf) }
-func (c Config) maxOutput() int64 {
-	return int64(orDefault(c.MaxOutput, DefaultMaxOutput))
-}
-
-func orDefault(v, d int) int {
-	if v > 0 {
-		return v
-	}
-	return d
-}
-
-// Stats are a model's counters, safe for concurrent use. Read them with Snapshot.
-// Besides the common counters a model may publish gauges of its own (children live,
-// workers busy, threads live, queue length…) with Gauge.
-type Stats struct {
-	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
-	idleClosed, outputCapped                                               atomic.Int64
-
-	mu         sync.Mutex
-	gauges     map[string]func() int64
-	onSnapshot func()
-}
-
-// OnSnapshot registers f to run at the start of every Snapshot, for a model whose
-// counters live elsewhere (prefork's workers count in shared memory) to bring
-// them up to date first. f must be safe to call from any goroutine.
-func (s *Stats) OnSnapshot(f func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onSnapshot = f
-}
-
-// Gauge publishes a model-specific figure under name; f is called at every
-// Snapshot and must be safe to call from any goroutine. Registering a name again
-// replaces it.
-func (s *Stats) Gauge(name string, f func() int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gauges == nil {
-		s.gauges = map[string]func() int64{}
-	}
-	s.gauges[name] = f
-}
-
-// StatsSnapshot is Stats at one moment.
-type StatsSnapshot struct {
-	Accepted     int64 `json:"accepted"`      // connections accepted
-	Active       int64 `json:"active"`        // connections open now
-	Closed       int64 `json:"closed"`        // connections closed, for any reason
-	ProtoErrors  int64 `json:"proto_errors"`  // connections closed for malformed input
-	IOErrors     int64 `json:"io_errors"`     // connections closed by a read or write error (reset, EPIPE)
-	Refused      int64 `json:"refused"`       // connections accepted and closed at once (e.g. select's FD_SETSIZE)
-	AcceptPauses int64 `json:"accept_pauses"` // times accepting was paused for lack of descriptors
-	IdleClosed   int64 `json:"idle_closed"`   // connections closed for no byte read or written for Config.IdleTimeout
-	OutputCapped int64 `json:"output_capped"` // connections closed for owing more than Config.MaxOutput bytes of replies
-	// Gauges are the model's own figures by name (see each model's doc).
-	Gauges map[string]int64 `json:"gauges,omitempty"`
-}
-
-// Snapshot reads the counters.
-func (s *Stats) Snapshot() StatsSnapshot {
-	s.mu.Lock()
-	refresh := s.onSnapshot
-	s.mu.Unlock()
-	if refresh != nil {
-		refresh()
-	}
-	return StatsSnapshot{
-		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
-		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
-		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
-		IdleClosed: s.idleClosed.Load(), OutputCapped: s.outputCapped.Load(),
-		Gauges: s.readGauges(),
-	}
-}
-
-func (s *Stats) readGauges() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.gauges) == 0 {
-		return nil
-	}
-	g := make(map[string]int64, len(s.gauges))
-	for name, f := range s.gauges {
-		g[name] = f()
-	}
-	return g
-}
-
-func (s *Stats) opened() { s.accepted.Add(1); s.active.Add(1) }
-func (s *Stats) done()   { s.active.Add(-1); s.closed.Add(1) }
 
 // registry
 
@@ -317,14 +171,15 @@ type Server struct {
 	StatsEvery  time.Duration     // 0 means 100ms
 }
 
-// Run listens on Config.Addr (loopback only unless AllowRemote) and serves with the
-// model Config.Model until ctx is cancelled. It returns nil after a clean shutdown.
+// Run validates Config (an error wraps ErrConfig), listens on Config.Addr
+// (loopback only unless AllowRemote) and serves with the model Config.Model until
+// ctx is cancelled. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
-	m, err := New(s.Config.Model)
+	env, err := NewEnv(s.Config, s.Log)
 	if err != nil {
 		return err
 	}
-	env, err := NewEnv(s.Config, s.Log)
+	m, err := New(s.Config.Model)
 	if err != nil {
 		return err
 	}
@@ -346,11 +201,4 @@ func (s *Server) Run(ctx context.Context) error {
 		s.OnListen(ln.Addr)
 	}
 	return m.Serve(ctx, ln, env)
-}
-
-func orDefaultDur(v, d time.Duration) time.Duration {
-	if v > 0 {
-		return v
-	}
-	return d
 }

@@ -48,8 +48,7 @@ type multiReactorModel struct{}
 
 // subReactor is one loop thread and its hand-off queue.
 type subReactor struct {
-	el *epollLoop
-	w  *waker // wakes the loop for a hand-off and at shutdown
+	el *epollLoop // its poller's waker wakes the loop for a hand-off and at shutdown
 
 	mu     sync.Mutex
 	queue  []int // connections handed off, not yet taken by the loop
@@ -61,20 +60,10 @@ type subReactor struct {
 
 func (multiReactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	n := env.Config.Loops
-	if n < 0 {
-		return fmt.Errorf("multireactor: %d loops: want 0 (one per CPU) or more", n)
-	}
 	if n == 0 {
 		n = runtime.NumCPU()
 	}
-	var least bool
-	switch env.Config.Balance {
-	case "", "rr":
-	case "least":
-		least = true
-	default:
-		return fmt.Errorf("multireactor: balance %q: valid values are rr, least", env.Config.Balance)
-	}
+	least := env.Config.Balance == BalanceLeast
 
 	// A fault of any loop stops them all.
 	ctx, cancel := context.WithCancel(ctx)
@@ -104,7 +93,7 @@ func (multiReactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env)
 			}
 		})
 	}
-	a := &acceptor{loop: &loop{env: env}, lnFD: ln.FD, subs: subs, least: least}
+	a := &acceptor{gate: newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK), subs: subs, least: least}
 	errs[0] = a.run(ctx)
 	cancel()
 	wg.Wait()
@@ -112,22 +101,11 @@ func (multiReactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env)
 }
 
 func newSubReactor(ctx context.Context, env *Env) (*subReactor, error) {
-	w, err := newWaker(ctx)
+	p, err := openPoller(ctx, epollEvents)
 	if err != nil {
 		return nil, err
 	}
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		w.close()
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	s := &subReactor{el: &epollLoop{loop: newLoop(env), epfd: epfd, lnFD: -1}, w: w}
-	if err := s.el.ctl(unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
-		unix.Close(epfd)
-		w.close()
-		return nil, err
-	}
-	return s, nil
+	return &subReactor{el: &epollLoop{loop: newLoop(env), p: p}}, nil
 }
 
 // handOff queues fd for the loop and wakes it, or reports false if the loop has
@@ -146,7 +124,7 @@ func (s *subReactor) handOff(fd int) bool {
 	s.accepted.Add(1)
 	s.mu.Unlock()
 	if wake {
-		s.w.wake()
+		s.el.p.w.wake()
 	}
 	return true
 }
@@ -159,33 +137,16 @@ func (s *subReactor) run(ctx context.Context) error {
 	defer runtime.UnlockOSThread()
 	defer s.shutdown()
 	el := s.el
-	events := make([]unix.EpollEvent, epollEvents)
 	var taken []int
-	for {
-		if ctx.Err() != nil {
-			if el.env.Config.Grace <= 0 {
-				break
-			}
-			if !el.draining {
-				s.live.Add(-int64(el.beginDrain(el.env.Config.Grace)))
-			}
-			// live counts the connections queued for this loop too: those are
-			// adopted and drained like the others.
-			if s.live.Load() == 0 || el.drainExpired() {
-				break
-			}
-		}
-		n, err := unix.EpollWait(el.epfd, events, el.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+	for !el.stopping(ctx, s) {
+		events, err := el.p.wait(el.timeoutMS())
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		el.tick()
-		for i := range events[:n] {
+		for i := range events {
 			fd := int(events[i].Fd)
-			if fd == s.w.fd {
+			if el.p.isWake(fd) {
 				taken = s.adopt(taken)
 				continue
 			}
@@ -203,12 +164,20 @@ func (s *subReactor) run(ctx context.Context) error {
 	return nil
 }
 
+// startDrain settles every connection of the loop in draining mode.
+func (s *subReactor) startDrain() { s.live.Add(-int64(s.el.settleAll())) }
+
+// drainDone reports whether the loop has no connection left. live counts the
+// connections queued for this loop too: those are adopted and drained like the
+// others.
+func (s *subReactor) drainDone() bool { return s.live.Load() == 0 }
+
 // adopt registers the connections waiting in the queue with the loop's epoll.
 func (s *subReactor) adopt(buf []int) []int {
 	// Reset the eventfd before taking the queue, so that a hand-off after the take
 	// makes it readable again.
 	var b [8]byte
-	if _, err := sock.Read(s.w.fd, b[:]); err != nil && err != unix.EAGAIN {
+	if _, err := sock.Read(s.el.p.w.fd, b[:]); err != nil && err != unix.EAGAIN {
 		s.el.env.Log.Print(os.NewSyscallError("read eventfd", err))
 	}
 	s.mu.Lock()
@@ -242,17 +211,13 @@ func (s *subReactor) shutdown() {
 	}
 	s.el.closeAll()
 	s.live.Store(0)
-	unix.Close(s.el.epfd)
-	s.w.close()
+	s.el.p.close()
 }
 
 // acceptor is the main reactor: an epoll loop over the listener that accepts and
 // hands off, and does no I/O on connections.
 type acceptor struct {
-	*loop // accept with EMFILE back-off; no connections
-	lnFD  int
-	lnOn  bool // the listener has read interest (off while accepting is paused)
-	epfd  int
+	gate  *acceptGate
 	subs  []*subReactor
 	least bool
 	next  int // round-robin cursor
@@ -261,40 +226,26 @@ type acceptor struct {
 func (a *acceptor) run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, err := newWaker(ctx)
+	p, err := openPoller(ctx, 2)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	if a.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	// Closing epfd also takes the listener out of it: ln belongs to the caller.
-	defer unix.Close(a.epfd)
-	if err := epollCtl(a.epfd, unix.EPOLL_CTL_ADD, w.fd, unix.EPOLLIN); err != nil {
+	// Closing the epoll instance also takes the listener out of it: ln belongs to
+	// the caller.
+	defer p.close()
+	if err := a.gate.watch(p, lnLevel); err != nil {
 		return err
 	}
-	if err := epollCtl(a.epfd, unix.EPOLL_CTL_ADD, a.lnFD, unix.EPOLLIN); err != nil {
-		return err
-	}
-	a.lnOn = true
-	events := make([]unix.EpollEvent, 2)
 	for ctx.Err() == nil {
-		n, err := unix.EpollWait(a.epfd, events, a.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := p.wait(a.gate.timeoutMS(-1))
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
-		if !a.lnOn && !a.acceptPaused() {
-			a.lnOn = true
-			if err := epollCtl(a.epfd, unix.EPOLL_CTL_MOD, a.lnFD, unix.EPOLLIN); err != nil {
-				return err
-			}
+		if _, err := a.gate.update(true); err != nil {
+			return err
 		}
-		for i := range events[:n] {
-			if int(events[i].Fd) == a.lnFD {
+		for i := range events {
+			if int(events[i].Fd) == a.gate.fd {
 				if err := a.acceptAndHandOff(); err != nil {
 					return err
 				}
@@ -308,7 +259,7 @@ func (a *acceptor) run(ctx context.Context) error {
 // rest comes on the next pass) and hands each connection to a loop.
 func (a *acceptor) acceptAndHandOff() error {
 	for range acceptBatch {
-		fd := a.accept(a.lnFD)
+		fd := a.gate.accept()
 		if fd < 0 {
 			break
 		}
@@ -316,13 +267,10 @@ func (a *acceptor) acceptAndHandOff() error {
 			unix.Close(fd) // shutting down
 		}
 	}
-	if a.acceptPaused() && a.lnOn {
-		// Out of descriptors: a listener left readable would wake every pass. Take
-		// its interest away until the pause ends (see run).
-		a.lnOn = false
-		return epollCtl(a.epfd, unix.EPOLL_CTL_MOD, a.lnFD, 0)
-	}
-	return nil
+	// Out of descriptors: the gate takes the listener's interest away until the
+	// pause ends (a listener left readable would wake every pass).
+	_, err := a.gate.update(true)
+	return err
 }
 
 // pick chooses the loop for the next connection: the next in turn, or the one with

@@ -46,43 +46,38 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		return err
 	}
 	defer w.close()
-	l := newLoop(env)
-	defer l.closeAll()
+	t := &table{loop: newLoop(env), gate: newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK)}
+	defer t.closeAll()
 
-	var clients []*evConn // clients[i] is watched by pfds[pollFirst+i]
+	// t.clients[i] is watched by pfds[pollFirst+i]; the shutdown, drain and idle
+	// sweep of t.pass run between passes, while the two need not agree.
 	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
-	for {
-		// Shutdown, drain and the idle sweep run between passes, while the table
-		// and pfds need not agree.
-		var stop bool
-		if clients, stop = l.tablePass(ctx, clients); stop {
-			break
-		}
+	for !t.pass(ctx) {
 		// A negative fd is skipped by the kernel: that is how the listener leaves the
 		// array while accepting is paused or for good once draining.
 		pfds[pollListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
-		if l.draining || l.acceptPaused() {
+		if !t.gate.open(true) {
 			pfds[pollListen].Fd = -1
 		}
 		pfds = pfds[:pollFirst]
-		for _, c := range clients {
+		for _, c := range t.clients {
 			var ev int16
-			if l.wantRead(c) {
+			if t.wantRead(c) {
 				ev |= unix.POLLIN
 			}
-			if l.wantWrite(c) {
+			if t.wantWrite(c) {
 				ev |= unix.POLLOUT
 			}
 			pfds = append(pfds, unix.PollFd{Fd: int32(c.fd), Events: ev})
 		}
-		n, err := unix.Poll(pfds, l.timeoutMS())
+		n, err := unix.Poll(pfds, t.gate.timeoutMS(t.timeoutMS()))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return os.NewSyscallError("poll", err)
 		}
-		l.tick()
+		t.tick()
 		if n == 0 {
 			continue
 		}
@@ -90,31 +85,29 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 			w.clear() // a draining loop must not find it readable on every pass
 		}
 		// Serve the connections polled this pass before accepting, so the indices of
-		// pfds and clients still agree; removals swap from the end, so walk backwards.
+		// pfds and t.clients still agree; removals swap from the end, so walk
+		// backwards.
 		for i := len(pfds) - 1; i >= pollFirst; i-- {
 			re := pfds[i].Revents
 			if re == 0 {
 				continue
 			}
-			c := clients[i-pollFirst]
+			c := t.clients[i-pollFirst]
 			// POLLHUP/POLLERR are reported whatever was asked: let the read or write
 			// that follows meet the error or the end of input.
 			broken := re&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-			l.serviceLT(c, re&unix.POLLIN != 0 || broken, re&unix.POLLOUT != 0 || broken)
-			if l.finished(c) {
-				clients = removeClient(clients, c)
-				l.release(c)
+			t.serviceLT(c, re&unix.POLLIN != 0 || broken, re&unix.POLLOUT != 0 || broken)
+			if t.finished(c) {
+				t.drop(c)
 			}
 		}
 		if pfds[pollListen].Revents&unix.POLLIN != 0 {
 			for range acceptBatch {
-				fd := l.accept(ln.FD)
+				fd := t.gate.accept()
 				if fd < 0 {
 					break
 				}
-				c := l.add(fd)
-				c.idx = len(clients)
-				clients = append(clients, c)
+				t.insert(t.add(fd))
 			}
 		}
 	}

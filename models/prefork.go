@@ -24,7 +24,7 @@ package models
 //     returning.
 //
 // Go cannot fork() and keep running Go, so each worker is this binary re-executed
-// in the "prefork" role (see child.go), its listening socket inherited as
+// in the "prefork" role (see spawn.go), its listening socket inherited as
 // descriptor 3. Workers keep their counters in shared memory, as nginx's
 // stub_status does: the parent creates a memfd with one Stats slot per worker, each
 // worker maps it and its loop counts straight into its slot; the parent adds the
@@ -71,15 +71,9 @@ var _ Model = preforkModel{}
 
 type preforkModel struct{}
 
-// Accept distributions of prefork (Config.Accept).
-const (
-	AcceptExclusive = "exclusive"
-	AcceptReuseport = "reuseport"
-)
-
-// statsSlot is the size of one worker's slot in the shared counters; a multiple of
-// the cache line, so workers never share one.
-const statsSlot = 256
+// statsSlot is the size of one worker's slot in the shared counters (stats.go's
+// counters); a multiple of the cache line, so workers never share one.
+const statsSlot = 128
 
 type preforkWorkerRec struct {
 	slot int
@@ -88,7 +82,7 @@ type preforkWorkerRec struct {
 
 type prefork struct {
 	env   *Env
-	epfd  int
+	p     *poller
 	lns   []int // the listening socket of each worker slot
 	mem   []byte
 	memfd int
@@ -101,24 +95,18 @@ type prefork struct {
 	// mu guards the shared memory's mapping and the fold of a dead worker's slot
 	// into retired against the sums read from other goroutines.
 	mu       sync.Mutex
-	retired  StatsSnapshot // counters of workers gone
-	accepted []int64       // per slot: connections accepted by workers gone
+	retired  Counts  // counters of workers gone
+	accepted []int64 // per slot: connections accepted by workers gone
 
 	live, replaced atomic.Int64   // gauges
 	pids           []atomic.Int64 // per slot: the live worker's pid, 0 if none
 }
 
 func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
-	// The loop's locked thread forks every worker (child.go: parent-death signal).
+	// The loop's locked thread forks every worker (spawn.go: parent-death signal).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	mode := env.Config.Accept
-	if mode == "" {
-		mode = AcceptExclusive
-	}
-	if mode != AcceptExclusive && mode != AcceptReuseport {
-		return fmt.Errorf("prefork: accept mode %q: want %s or %s", mode, AcceptExclusive, AcceptReuseport)
-	}
+	reuseport := env.Config.Accept == AcceptReuseport
 	if err := raiseNofile(); err != nil {
 		env.Log.Printf("prefork: %v (workers keep the current limit)", err)
 	}
@@ -133,10 +121,11 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	for i := range pf.lns {
 		pf.lns[i] = ln.FD
 	}
-	if mode == AcceptReuseport && sock.IsUnix(ln.Addr) {
+	// Validate refuses it for a unix: Config.Addr; ln is what is served.
+	if reuseport && sock.IsUnix(ln.Addr) {
 		return fmt.Errorf("prefork: -accept %s on %s: %w (use -accept %s)", AcceptReuseport, ln.Addr, sock.ErrReusePortUnix, AcceptExclusive)
 	}
-	if mode == AcceptReuseport {
+	if reuseport {
 		if err := sock.SetReusePort(ln.FD, true); err != nil {
 			return err
 		}
@@ -153,12 +142,11 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		return err
 	}
 
-	_, epfd, release, err := newWakeEpoll(ctx)
-	if err != nil {
+	var err error
+	if pf.p, err = openPoller(ctx, 16); err != nil {
 		return err
 	}
-	defer release()
-	pf.epfd = epfd
+	defer pf.p.close()
 
 	// Counters: the workers' slots are summed into env.Stats at every snapshot, and
 	// once more after the last worker is reaped.
@@ -177,16 +165,12 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 			return fmt.Errorf("prefork: starting %d workers: %w", n, err)
 		}
 	}
-	events := make([]unix.EpollEvent, 16)
 	for ctx.Err() == nil {
-		nev, err := unix.EpollWait(pf.epfd, events, pf.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := pf.p.wait(pf.timeoutMS())
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
-		for i := range events[:nev] {
+		for i := range events {
 			if wk := pf.byPidfd[int(events[i].Fd)]; wk != nil {
 				pf.exited(wk)
 			}
@@ -198,9 +182,6 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 
 // mapStats creates the shared counters: a memfd of n slots, mapped shared.
 func (pf *prefork) mapStats(n int) error {
-	if unsafe.Sizeof(Stats{}) > statsSlot {
-		return fmt.Errorf("prefork: Stats is %d bytes, above the %d-byte shared slot", unsafe.Sizeof(Stats{}), statsSlot)
-	}
 	fd, err := unix.MemfdCreate("concbench-prefork-stats", unix.MFD_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("memfd_create", err)
@@ -216,20 +197,23 @@ func (pf *prefork) mapStats(n int) error {
 	return nil
 }
 
-// sharedStats is the Stats in slot i of shared memory. A zeroed slot is a valid,
-// empty Stats. Only its atomic counters are used across processes; its mutex and
-// gauges are the worker's own (see workerGauges).
-func sharedStats(mem []byte, i int) (*Stats, error) {
+// A slot holds the counters as they are (atomics only, no pointer): this fails
+// to compile if they outgrow it.
+var _ [statsSlot - unsafe.Sizeof(counters{})]byte
+
+// sharedCounters are the counters in slot i of shared memory. A zeroed slot is a
+// valid set of counters, all 0.
+func sharedCounters(mem []byte, i int) (*counters, error) {
 	off := i * statsSlot
 	if i < 0 || off+statsSlot > len(mem) {
 		return nil, fmt.Errorf("stats slot %d outside %d bytes of shared memory", i, len(mem))
 	}
-	return (*Stats)(unsafe.Pointer(&mem[off])), nil
+	return (*counters)(unsafe.Pointer(&mem[off])), nil
 }
 
-func (pf *prefork) slot(i int) *Stats {
-	s, _ := sharedStats(pf.mem, i) // i < n by construction
-	return s
+func (pf *prefork) slot(i int) *counters {
+	c, _ := sharedCounters(pf.mem, i) // i < n by construction
+	return c
 }
 
 // start forks the worker of slot i on its listening socket and its stats slot.
@@ -238,7 +222,7 @@ func (pf *prefork) start(i int) error {
 	if err != nil {
 		return err
 	}
-	if err := epollCtl(pf.epfd, unix.EPOLL_CTL_ADD, pr.pidfd, unix.EPOLLIN); err != nil {
+	if err := pf.p.add(pr.pidfd, unix.EPOLLIN); err != nil {
 		pr.signal(unix.SIGKILL)
 		pr.reap(true)
 		return err
@@ -276,35 +260,17 @@ func (pf *prefork) retire(i int, lost bool) {
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
 	s := pf.slot(i)
-	c := loadCounters(s)
-	open := c.Active
-	pf.retired.Accepted += c.Accepted
-	pf.retired.Closed += c.Closed + open
-	pf.retired.ProtoErrors += c.ProtoErrors
-	pf.retired.IOErrors += c.IOErrors
+	c := s.load()
+	// Its connections still open are closed now; with the worker's death, they
+	// are lost.
+	c.Closed += c.Active
 	if lost {
-		pf.retired.IOErrors += open
+		c.IOErrors += c.Active
 	}
-	pf.retired.Refused += c.Refused
-	pf.retired.AcceptPauses += c.AcceptPauses
-	pf.retired.IdleClosed += c.IdleClosed
-	pf.retired.OutputCapped += c.OutputCapped
+	c.Active = 0
+	pf.retired.add(c)
 	pf.accepted[i] += c.Accepted
-	for _, v := range []*atomic.Int64{&s.accepted, &s.active, &s.closed, &s.protoErrors, &s.ioErrors, &s.refused, &s.acceptPauses,
-		&s.idleClosed, &s.outputCapped} {
-		v.Store(0)
-	}
-}
-
-// loadCounters reads the counters of a Stats that may live in shared memory: the
-// atomics only, never its mutex or gauges, which belong to the worker's process.
-func loadCounters(s *Stats) StatsSnapshot {
-	return StatsSnapshot{
-		Accepted: s.accepted.Load(), Active: s.active.Load(), Closed: s.closed.Load(),
-		ProtoErrors: s.protoErrors.Load(), IOErrors: s.ioErrors.Load(),
-		Refused: s.refused.Load(), AcceptPauses: s.acceptPauses.Load(),
-		IdleClosed: s.idleClosed.Load(), OutputCapped: s.outputCapped.Load(),
-	}
+	s.store(Counts{})
 }
 
 // refill starts the workers of the slots left empty, unless a start failed less
@@ -351,27 +317,9 @@ func (pf *prefork) sync() {
 	}
 	sum := pf.retired
 	for i := range len(pf.mem) / statsSlot {
-		c := loadCounters(pf.slot(i))
-		sum.Accepted += c.Accepted
-		sum.Active += c.Active
-		sum.Closed += c.Closed
-		sum.ProtoErrors += c.ProtoErrors
-		sum.IOErrors += c.IOErrors
-		sum.Refused += c.Refused
-		sum.AcceptPauses += c.AcceptPauses
-		sum.IdleClosed += c.IdleClosed
-		sum.OutputCapped += c.OutputCapped
+		sum.add(pf.slot(i).load())
 	}
-	st := pf.env.Stats
-	st.accepted.Store(sum.Accepted)
-	st.active.Store(sum.Active)
-	st.closed.Store(sum.Closed)
-	st.protoErrors.Store(sum.ProtoErrors)
-	st.ioErrors.Store(sum.IOErrors)
-	st.refused.Store(sum.Refused)
-	st.acceptPauses.Store(sum.AcceptPauses)
-	st.idleClosed.Store(sum.IdleClosed)
-	st.outputCapped.Store(sum.OutputCapped)
+	pf.env.Stats.store(sum)
 }
 
 // shutdown sends SIGTERM to every worker — each stops accepting, drains its
@@ -426,10 +374,6 @@ func reuseportListener(addr string) (int, error) {
 	return ln.FD, nil
 }
 
-// workerGauges keeps a prefork worker's gauge map (whose only other reference is
-// in shared memory) reachable for the garbage collector.
-var workerGauges map[string]func() int64
-
 // preforkWorker is a worker process: an edge-triggered epoll loop on the inherited
 // listening socket (descriptor 3), counting into its shared stats slot
 // (descriptor 4, slot number in arg), until SIGTERM.
@@ -451,14 +395,14 @@ func preforkWorker(env *Env, arg string) int {
 		return exitSetup
 	}
 	unix.Close(memFD) // the mapping stays
-	if env.Stats, err = sharedStats(mem, slot); err != nil {
+	c, err := sharedCounters(mem, slot)
+	if err != nil {
 		env.Log.Print(err)
 		return exitSetup
 	}
-	// The garbage collector does not scan the shared mapping, so a gauge map that
-	// the loop might register there must also be reachable from this variable.
-	env.Stats.gauges = map[string]func() int64{}
-	workerGauges = env.Stats.gauges
+	// The loop counts into the shared slot; the Stats around it (its gauges)
+	// are this process's own.
+	env.Stats = newStats(c)
 	sa, err := unix.Getsockname(lnFD)
 	if err != nil {
 		env.Log.Print(os.NewSyscallError("getsockname", err))

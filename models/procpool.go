@@ -12,7 +12,7 @@ package models
 // alone), marks it busy and closes its own copy. The child blocks in recvmsg, serves
 // the connection to its end, closes it and writes one byte — the connection's
 // outcome: 0 ok, 1 protocol error, 2 I/O error, 3 closed idle, 4 output capped
-// (connStatus, child.go) — which marks it idle again. The
+// (connStatus, connstatus.go) — which marks it idle again. The
 // received descriptor number may differ from the sent one; both name the same open
 // socket. When no child is idle the parent stops watching the listener
 // (EPOLL_CTL_MOD to no events) and the kernel's backlog holds the waiting clients.
@@ -21,7 +21,7 @@ package models
 // a silent client, or one that stops reading, frees its worker after that long.
 //
 // Go cannot fork() and keep running Go, so each worker is this binary re-executed in
-// the "procpool" role (see child.go); the pool is started once, so that cost is paid
+// the "procpool" role (see spawn.go); the pool is started once, so that cost is paid
 // at start-up, not per connection.
 //
 // A worker that dies (SIGKILL, crash) is noticed through its pidfd (and its socket
@@ -78,9 +78,8 @@ type poolWorker struct {
 
 type pool struct {
 	env  *Env
-	epfd int
-	lnFD int
-	lnOn bool // the listener is watched
+	p    *poller
+	gate *acceptGate // closed while no worker is idle
 
 	byFD    map[int]*poolWorker // the ctl socket and the pidfd of each live worker
 	workers map[*poolWorker]struct{}
@@ -88,9 +87,6 @@ type pool struct {
 	missing int           // workers to start again (a start failed)
 	retryAt time.Time
 	stopped bool
-
-	pausedUntil time.Time // accepting paused for lack of descriptors
-	loggedPause bool
 
 	live, busy, replaced, lost atomic.Int64 // gauges
 }
@@ -107,13 +103,15 @@ func (procpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) err
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	w, epfd, release, err := newWakeEpoll(ctx)
+	ep, err := openPoller(ctx, epollEvents)
 	if err != nil {
 		return err
 	}
-	defer release()
-	p := &pool{env: env, epfd: epfd, lnFD: ln.FD, byFD: map[int]*poolWorker{}, workers: map[*poolWorker]struct{}{}}
-	defer p.shutdown() // before epfd is closed: deferred calls run last-in first-out
+	defer ep.close()
+	// The connections are blocking: the worker does blocking I/O, and the parent
+	// never reads or writes them.
+	p := &pool{env: env, p: ep, gate: newAcceptGate(env, ln.FD, 0), byFD: map[int]*poolWorker{}, workers: map[*poolWorker]struct{}{}}
+	defer p.shutdown() // before the poller is closed: deferred calls run last-in first-out
 	env.Stats.Gauge("workers", p.live.Load)
 	env.Stats.Gauge("workers_busy", p.busy.Load)
 	env.Stats.Gauge("workers_replaced", p.replaced.Load)
@@ -124,23 +122,18 @@ func (procpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) err
 			return fmt.Errorf("procpool: starting %d workers: %w", n, err)
 		}
 	}
-	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
+	if err := p.gate.watch(ep, lnLevel); err != nil {
 		return err
 	}
-	p.lnOn = true
 
-	events := make([]unix.EpollEvent, epollEvents)
 	for ctx.Err() == nil {
-		nev, err := unix.EpollWait(epfd, events, p.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := ep.wait(p.timeoutMS())
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
-		for i := range events[:nev] {
+		for i := range events {
 			switch fd := int(events[i].Fd); fd {
-			case w.fd:
+			case ep.w.fd:
 				// Shutdown: the loop condition sees ctx.
 			case ln.FD:
 				p.acceptSome()
@@ -158,7 +151,10 @@ func (procpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) err
 			}
 		}
 		p.refill()
-		if err := p.watchListener(); err != nil {
+		// The listener is watched exactly while a worker is idle (and accepting is
+		// not paused): with none idle, a readable listener would wake the loop for
+		// nothing, and the kernel's backlog is where waiting connections belong.
+		if _, err := p.gate.update(len(p.idle) > 0); err != nil {
 			return err
 		}
 	}
@@ -183,7 +179,7 @@ func (p *pool) start() error {
 	p.byFD[pr.pidfd] = wk
 	p.live.Add(1)
 	// Watch the pidfd first: from here on a failure is handled by the worker's exit.
-	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, pr.pidfd, unix.EPOLLIN); err != nil {
+	if err := p.p.add(pr.pidfd, unix.EPOLLIN); err != nil {
 		pr.signal(unix.SIGKILL)
 		p.forget(wk)
 		pr.reap(true)
@@ -197,7 +193,7 @@ func (p *pool) start() error {
 		return nil
 	}
 	p.byFD[sp[0]] = wk
-	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, sp[0], unix.EPOLLIN|unix.EPOLLRDHUP); err != nil {
+	if err := p.p.add(sp[0], unix.EPOLLIN|unix.EPOLLRDHUP); err != nil {
 		p.env.Log.Print(err)
 		wk.gone = true
 		pr.signal(unix.SIGKILL)
@@ -233,17 +229,14 @@ func (p *pool) dropIdle(wk *poolWorker) {
 
 // acceptSome accepts while a worker is idle and hands each connection over.
 func (p *pool) acceptSome() {
-	for len(p.idle) > 0 && !p.acceptPaused() {
-		// The connection is blocking: the worker does blocking I/O, and the parent
-		// never reads or writes it.
-		fd, err := sock.Accept(p.lnFD, 0)
-		if err != nil {
-			p.acceptError(err)
+	for p.gate.open(len(p.idle) > 0) {
+		fd := p.gate.accept()
+		if fd < 0 {
 			return
 		}
 		wk := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		err = sendFD(wk.ctl, fd)
+		err := sendFD(wk.ctl, fd)
 		unix.Close(fd) // the worker holds its own reference now (or none: it is lost)
 		if err != nil {
 			// The worker is dying (EPIPE, ECONNRESET); its pidfd will say so. This
@@ -276,30 +269,6 @@ func sendFD(ctl, fd int) error {
 	}
 }
 
-func (p *pool) acceptError(err error) {
-	if sock.IsFDLimit(err) {
-		p.pausedUntil = time.Now().Add(acceptPause)
-		p.env.Stats.acceptPauses.Add(1)
-		if !p.loggedPause {
-			p.loggedPause = true
-			p.env.Log.Printf("accept: %v; pausing accept for %v (logged once)", err, acceptPause)
-		}
-	} else if err != unix.EAGAIN {
-		p.env.Log.Printf("accept: %v", os.NewSyscallError("accept4", err))
-	}
-}
-
-func (p *pool) acceptPaused() bool {
-	if p.pausedUntil.IsZero() {
-		return false
-	}
-	if time.Now().Before(p.pausedUntil) {
-		return true
-	}
-	p.pausedUntil = time.Time{}
-	return false
-}
-
 // readStatus reads the bytes a worker wrote: one per connection it finished, the
 // connection's outcome. End of input means the worker is exiting.
 func (p *pool) readStatus(wk *poolWorker) {
@@ -315,7 +284,7 @@ func (p *pool) readStatus(wk *poolWorker) {
 				p.dropIdle(wk)
 				// Stop watching the socket (it would stay readable); the pidfd tells
 				// when the worker is gone for good.
-				if err := epollCtl(p.epfd, unix.EPOLL_CTL_DEL, wk.ctl, 0); err != nil {
+				if err := p.p.del(wk.ctl); err != nil {
 					p.env.Log.Print(err)
 				}
 			}
@@ -390,35 +359,13 @@ func (p *pool) refill() {
 }
 
 // timeoutMS is how long the loop may block: until an accept pause ends or a failed
-// worker start is due again, else forever.
+// worker start is due again, else without limit.
 func (p *pool) timeoutMS() int {
-	var until time.Time
-	if !p.pausedUntil.IsZero() {
-		until = p.pausedUntil
+	t := -1
+	if p.missing > 0 {
+		t = max(1, int(time.Until(p.retryAt).Milliseconds())+1)
 	}
-	if p.missing > 0 && (until.IsZero() || p.retryAt.Before(until)) {
-		until = p.retryAt
-	}
-	if until.IsZero() {
-		return -1
-	}
-	return max(1, int(time.Until(until).Milliseconds())+1)
-}
-
-// watchListener watches the listener exactly while a worker is idle (and accepting
-// is not paused): with none idle, a readable listener would wake the loop for
-// nothing, and the kernel's backlog is where waiting connections belong.
-func (p *pool) watchListener() error {
-	want := len(p.idle) > 0 && !p.acceptPaused()
-	if want == p.lnOn {
-		return nil
-	}
-	p.lnOn = want
-	var ev uint32
-	if want {
-		ev = unix.EPOLLIN
-	}
-	return epollCtl(p.epfd, unix.EPOLL_CTL_MOD, p.lnFD, ev)
+	return p.gate.timeoutMS(t)
 }
 
 // shutdown stops the pool: accepting stops (the loop has ended), every worker gets
@@ -438,17 +385,6 @@ func (p *pool) shutdown() {
 	terminate(p.env.Log, procs, stopWait(p.env.Config.Grace), func(pr *proc, ws unix.WaitStatus) {
 		p.closeWorker(byProc[pr])
 	})
-}
-
-// describeExit says how a child ended, for logs.
-func describeExit(ws unix.WaitStatus) string {
-	switch {
-	case ws.Signaled():
-		return fmt.Sprintf("was killed by %v", ws.Signal())
-	case ws.Exited():
-		return fmt.Sprintf("exited with status %d", ws.ExitStatus())
-	}
-	return fmt.Sprintf("ended (wait status %#x)", uint32(ws))
 }
 
 // procpoolWorker is the worker process: receive a connection, serve it to its end,

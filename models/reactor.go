@@ -13,7 +13,7 @@ package models
 // epoll_wait timeout, closes connections whose last activity (a byte read or
 // written) is older than Config.IdleTimeout — the seed's last_active check, which is
 // also how it drops a client that missed its heartbeats. (Every event loop now
-// sweeps the same way, with the clock and counters of evloop.go; the sweep is this
+// sweeps the same way, with the clock and counters of clock.go; the sweep is this
 // model's in the seed.)
 //
 // Where it comes from: the Reactor pattern (Schmidt, 1995); the seed's myevent_s
@@ -35,9 +35,7 @@ package models
 
 import (
 	"context"
-	"os"
 	"runtime"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -69,66 +67,46 @@ type rEvent struct {
 type callback func(r *reactor, ev *rEvent, got uint32) error
 
 type reactor struct {
-	*loop // read buffer, flush, accept back-off, idle clock and sweep timing, counters
-	epfd  int
+	*loop // read buffer, flush, idle clock and sweep timing, counters
+	p     *poller
+	gate  *acceptGate
 	evs   []*rEvent // indexed by fd
-	lnEv  *rEvent
-	lnOn  bool // the listener has read interest (off while accepting is paused)
 }
+
+var _ drainer = (*reactor)(nil)
 
 func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, err := newWaker(ctx)
+	p, err := openPoller(ctx, epollEvents)
 	if err != nil {
 		return err
 	}
-	defer w.close()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	// Closing epfd also takes the listener out of it: ln belongs to the caller.
-	defer unix.Close(epfd)
+	// Closing the epoll instance also takes the listener out of it: ln belongs to
+	// the caller.
+	defer p.close()
 
-	r := &reactor{loop: newLoop(env), epfd: epfd}
+	r := &reactor{loop: newLoop(env), p: p, gate: newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK)}
 	defer r.closeConns()
-	if _, err := r.register(w.fd, false, unix.EPOLLIN, (*reactor).onWake); err != nil {
+	// The waker and the listener have event objects like any descriptor; the
+	// poller registered the one, the gate registers the other (and takes its
+	// interest away while accepting is paused).
+	r.object(p.w.fd, false, unix.EPOLLIN, (*reactor).onWake)
+	r.object(ln.FD, false, unix.EPOLLIN, (*reactor).onAccept)
+	if err := r.gate.watch(p, lnLevel); err != nil {
 		return err
 	}
-	if r.lnEv, err = r.register(ln.FD, false, unix.EPOLLIN, (*reactor).onAccept); err != nil {
-		return err
-	}
-	r.lnOn = true
 
-	events := make([]unix.EpollEvent, epollEvents)
-	for {
-		if ctx.Err() != nil {
-			if env.Config.Grace <= 0 {
-				break
-			}
-			if !r.draining {
-				r.beginDrain(env.Config.Grace)
-			}
-			if r.live == 0 || r.drainExpired() {
-				break
-			}
-		}
-		n, err := unix.EpollWait(epfd, events, r.timeoutMS())
-		if err == unix.EINTR {
-			continue
-		}
+	for !r.stopping(ctx, r) {
+		events, err := p.wait(r.gate.timeoutMS(r.timeoutMS()))
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		r.tick()
-		if !r.lnOn && !r.draining && !r.acceptPaused() {
-			r.lnOn = true
-			if err := r.setInterest(r.lnEv, unix.EPOLLIN); err != nil {
-				return err
-			}
+		if _, err := r.gate.update(true); err != nil {
+			return err
 		}
-		for i := range events[:n] {
+		for i := range events {
 			got := events[i].Events
 			ev := r.evs[events[i].Fd]
 			// EPOLLHUP/EPOLLERR come whatever was asked for: the callback's read or
@@ -148,47 +126,48 @@ func (reactorModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	return nil
 }
 
-// register creates the event object of fd and adds it to epoll.
-func (r *reactor) register(fd int, conn bool, interest uint32, cb callback) (*rEvent, error) {
+// object creates the event object of fd, not yet registered with epoll.
+func (r *reactor) object(fd int, conn bool, interest uint32, cb callback) *rEvent {
 	for fd >= len(r.evs) {
 		r.evs = append(r.evs, make([]*rEvent, len(r.evs)+64)...)
 	}
 	ev := &rEvent{evConn: evConn{fd: fd, lastActive: r.now}, conn: conn, interest: interest, cb: cb}
-	if err := epollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, interest); err != nil {
+	r.evs[fd] = ev
+	return ev
+}
+
+// register creates the event object of fd and adds it to epoll.
+func (r *reactor) register(fd int, conn bool, interest uint32, cb callback) (*rEvent, error) {
+	if err := r.p.add(fd, interest); err != nil {
 		return nil, err
 	}
-	r.evs[fd] = ev
-	return ev, nil
+	return r.object(fd, conn, interest, cb), nil
 }
 
 func (r *reactor) setInterest(ev *rEvent, interest uint32) error {
 	if interest == ev.interest {
 		return nil
 	}
-	if err := epollCtl(r.epfd, unix.EPOLL_CTL_MOD, ev.fd, interest); err != nil {
+	if err := r.p.mod(ev.fd, interest); err != nil {
 		return err
 	}
 	ev.interest = interest
 	return nil
 }
 
-// onWake is the shutdown eventfd's callback: the loop sees ctx; the eventfd is
+// onWake is the shutdown eventfd's callback: stopping sees ctx; the eventfd is
 // cleared, so that a draining reactor does not find it readable on every wait.
 func (r *reactor) onWake(ev *rEvent, _ uint32) error {
 	clearEventfd(ev.fd)
 	return nil
 }
 
-// beginDrain starts the graceful shutdown (Config.Grace): the listener's object
-// leaves epoll and the table, and every connection switches to the drain callback
-// (settle), an idle one having its write side shut at once.
-func (r *reactor) beginDrain(grace time.Duration) {
-	r.loop.beginDrain(grace)
-	if err := epollCtl(r.epfd, unix.EPOLL_CTL_DEL, r.lnEv.fd, 0); err != nil {
-		r.env.Log.Print(err) // closing epfd takes it out all the same
-	}
-	r.evs[r.lnEv.fd] = nil
-	r.lnOn = false
+// startDrain starts the graceful shutdown (Config.Grace): the listener leaves
+// epoll and its object the table, and every connection switches to the drain
+// callback (settle), an idle one having its write side shut at once.
+func (r *reactor) startDrain() {
+	r.gate.close()
+	r.evs[r.gate.fd] = nil
 	for _, ev := range r.evs {
 		if ev != nil && ev.conn {
 			r.settle(ev)
@@ -196,11 +175,14 @@ func (r *reactor) beginDrain(grace time.Duration) {
 	}
 }
 
+// drainDone reports whether the drain is over: no connection left.
+func (r *reactor) drainDone() bool { return r.live == 0 }
+
 // onAccept is the listener's callback: accept a batch, give each connection an event
 // object listening for read.
 func (r *reactor) onAccept(ev *rEvent, _ uint32) error {
 	for range acceptBatch {
-		fd := r.accept(ev.fd)
+		fd := r.gate.accept()
 		if fd < 0 {
 			break
 		}
@@ -214,13 +196,10 @@ func (r *reactor) onAccept(ev *rEvent, _ uint32) error {
 		r.live++
 		r.env.Stats.opened()
 	}
-	if r.acceptPaused() && r.lnOn {
-		// Out of descriptors: a listener left readable would wake every pass. Take
-		// its interest away until the pause ends (see the loop).
-		r.lnOn = false
-		return r.setInterest(ev, 0)
-	}
-	return nil
+	// Out of descriptors: the gate takes the listener's interest away until the
+	// pause ends (a listener left readable would wake every pass).
+	_, err := r.gate.update(true)
+	return err
 }
 
 // onRead is a connection's callback while it listens for read: one read, fed to

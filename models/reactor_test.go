@@ -1,19 +1,18 @@
 package models_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"concbench/internal/sock"
 	"concbench/models"
 )
 
@@ -208,24 +207,12 @@ func TestMultiReactorLeast(t *testing.T) {
 	}
 }
 
+// TestMultiReactorBadBalance: an unknown balance policy is refused before any
+// server starts (Config.Validate, through NewEnv).
 func TestMultiReactorBadBalance(t *testing.T) {
-	env, err := models.NewEnv(models.Config{Model: "multireactor", Proto: "echo", Balance: "random"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := sock.Listen("127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	m, err := models.New("multireactor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-	defer cancel()
-	if err := m.Serve(ctx, ln, env); err == nil {
-		t.Fatal("Serve with balance \"random\" returned nil, want an error")
+	_, err := models.NewEnv(models.Config{Model: "multireactor", Proto: "echo", Balance: "random"}, nil)
+	if !errors.Is(err, models.ErrConfig) || !strings.Contains(err.Error(), "rr, least") {
+		t.Fatalf("NewEnv with balance \"random\" = %v, want an error wrapping ErrConfig naming rr, least", err)
 	}
 }
 

@@ -48,39 +48,34 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	if ln.FD >= unix.FD_SETSIZE || w.fd >= unix.FD_SETSIZE {
 		return fmt.Errorf("select: listener fd %d or wake fd %d: %w", ln.FD, w.fd, ErrFDSetSize)
 	}
-	l := newLoop(env)
-	defer l.closeAll()
+	t := &table{loop: newLoop(env), gate: newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK)}
+	defer t.closeAll()
 
 	var (
-		clients      []*evConn // the seed's client[] table, compacted
 		rset, wset   unix.FdSet
 		loggedRefuse bool
 	)
-	for {
-		var stop bool
-		if clients, stop = l.tablePass(ctx, clients); stop {
-			break
-		}
+	for !t.pass(ctx) {
 		// The seed's allset, rebuilt from the table on each pass.
 		rset.Zero()
 		wset.Zero()
 		rset.Set(w.fd)
 		maxfd := max(w.fd, ln.FD)
-		accepting := !l.draining && !l.acceptPaused()
+		accepting := t.gate.open(true)
 		if accepting {
 			rset.Set(ln.FD)
 		}
-		for _, c := range clients {
-			if l.wantRead(c) {
+		for _, c := range t.clients {
+			if t.wantRead(c) {
 				rset.Set(c.fd)
 			}
-			if l.wantWrite(c) {
+			if t.wantWrite(c) {
 				wset.Set(c.fd)
 			}
 			maxfd = max(maxfd, c.fd)
 		}
 		var tv *unix.Timeval
-		if ms := l.timeoutMS(); ms >= 0 {
+		if ms := t.gate.timeoutMS(t.timeoutMS()); ms >= 0 {
 			t := unix.NsecToTimeval(int64(ms) * int64(time.Millisecond))
 			tv = &t
 		}
@@ -91,7 +86,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		if err != nil {
 			return os.NewSyscallError("select", err)
 		}
-		l.tick()
+		t.tick()
 		if rset.IsSet(w.fd) {
 			nready--
 			w.clear() // a draining loop must not find it readable on every pass
@@ -99,7 +94,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		if accepting && rset.IsSet(ln.FD) {
 			nready--
 			for range acceptBatch {
-				fd := l.accept(ln.FD)
+				fd := t.gate.accept()
 				if fd < 0 {
 					break
 				}
@@ -112,14 +107,12 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 					}
 					continue
 				}
-				c := l.add(fd)
-				c.idx = len(clients)
-				clients = append(clients, c)
+				t.insert(t.add(fd))
 			}
 		}
 		// Connections accepted just now were not in the sets: IsSet is false for them.
-		for i := 0; i < len(clients) && nready > 0; {
-			c := clients[i]
+		for i := 0; i < len(t.clients) && nready > 0; {
+			c := t.clients[i]
 			r, wr := rset.IsSet(c.fd), wset.IsSet(c.fd)
 			if !r && !wr {
 				i++
@@ -131,23 +124,13 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 			if wr {
 				nready--
 			}
-			l.serviceLT(c, r, wr)
-			if l.finished(c) {
-				clients = removeClient(clients, c)
-				l.release(c)
-				continue // clients[i] is now another connection
+			t.serviceLT(c, r, wr)
+			if t.finished(c) {
+				t.drop(c)
+				continue // t.clients[i] is now another connection
 			}
 			i++
 		}
 	}
 	return nil
-}
-
-// removeClient swap-removes c from a table of live connections kept by index.
-func removeClient(clients []*evConn, c *evConn) []*evConn {
-	last := clients[len(clients)-1]
-	clients[c.idx] = last
-	last.idx = c.idx
-	clients[len(clients)-1] = nil
-	return clients[:len(clients)-1]
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestWriteStats(t *testing.T) {
-	var s Stats
+	s := newStats(nil)
 	var live int64 = 7
 	s.Gauge("threads_live", func() int64 { return live })
 	s.opened()
@@ -17,7 +17,7 @@ func TestWriteStats(t *testing.T) {
 	s.done()
 	// stop waits for the writer goroutine, so reading buf after it is race-free.
 	var buf bytes.Buffer
-	stop := WriteStats(&buf, &s, 10*time.Millisecond)
+	stop := WriteStats(&buf, s, 10*time.Millisecond)
 	time.Sleep(55 * time.Millisecond)
 	stop()
 	stop() // idempotent
@@ -35,7 +35,7 @@ func TestWriteStats(t *testing.T) {
 		t.Fatalf("got %d lines in 55ms at 10ms intervals, want at least 3", len(lines))
 	}
 	last := lines[len(lines)-1]
-	want := StatsSnapshot{Accepted: 2, Active: 1, Closed: 1, Gauges: map[string]int64{"threads_live": 7}}
+	want := StatsSnapshot{Counts: Counts{Accepted: 2, Active: 1, Closed: 1}, Gauges: map[string]int64{"threads_live": 7}}
 	if last.Accepted != want.Accepted || last.Active != want.Active || last.Closed != want.Closed || last.Gauges["threads_live"] != 7 {
 		t.Fatalf("last line %+v, want %+v", last.StatsSnapshot, want)
 	}

@@ -8,10 +8,10 @@ package models
 // connection that calls runtime.LockOSThread and never unlocks: it owns an OS thread
 // for its whole life, every unix.Read and unix.Write parks that thread in the kernel,
 // and when the goroutine returns the runtime terminates the thread with it. The idle
-// timeout is the kernel's too: SO_RCVTIMEO and SO_SNDTIMEO on the socket (child.go's
+// timeout is the kernel's too: SO_RCVTIMEO and SO_SNDTIMEO on the socket (blocking.go's
 // serveBlocking, shared with fork and procpool). At a graceful shutdown
 // (Config.Grace) the acceptor tells each connection to drain through its
-// blockingConn (child.go), waits for the threads up to the deadline, and then wakes
+// blockingConn (blocking.go), waits for the threads up to the deadline, and then wakes
 // what is left with shutdown(SHUT_RDWR).
 //
 // Where it comes from: the classic Unix server after fork (pthreads, 1995; Apache's
@@ -52,12 +52,9 @@ package models
 
 import (
 	"context"
-	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +123,7 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	// connection thread is gone before the eventfd it may write is.
 	defer ts.stop()
 
-	l := &loop{env: env} // for its accept back-off state only
+	gate := newAcceptGate(env, ln.FD, 0)
 	const (
 		pWake = iota
 		pFreed
@@ -138,10 +135,10 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 		// for lack of descriptors or at the thread cap (then the freed eventfd says
 		// when a thread exits).
 		pfds[pListen] = unix.PollFd{Fd: int32(ln.FD), Events: unix.POLLIN}
-		if ts.live.Load() >= ts.limit || l.acceptPaused() {
+		if !gate.open(ts.live.Load() < ts.limit) {
 			pfds[pListen].Fd = -1
 		}
-		n, err := unix.Poll(pfds, l.timeoutMS())
+		n, err := unix.Poll(pfds, gate.timeoutMS(-1))
 		if err == unix.EINTR {
 			continue
 		}
@@ -152,11 +149,10 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 			continue
 		}
 		if pfds[pFreed].Revents&unix.POLLIN != 0 {
-			var b [8]byte
-			unix.Read(ts.freed, b[:]) // reset the counter; EAGAIN means another read did
+			clearEventfd(ts.freed) // EAGAIN means another read did
 		}
 		if pfds[pListen].Revents != 0 && ctx.Err() == nil {
-			ts.acceptBatch(l, ln.FD)
+			ts.acceptSome(gate)
 		}
 	}
 	if env.Config.Grace > 0 {
@@ -165,13 +161,14 @@ func (threadModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	return nil // the deferred stop cuts what is left
 }
 
-// acceptBatch accepts up to acceptBatch connections, each on a thread of its own,
+// acceptSome accepts up to acceptBatch connections, each on a thread of its own,
 // stopping early at an empty backlog, out of descriptors, or at the thread cap.
-func (ts *threadServer) acceptBatch(l *loop, lfd int) {
+func (ts *threadServer) acceptSome(gate *acceptGate) {
 	for range acceptBatch {
-		// No SOCK_NONBLOCK: the connection's descriptor blocks (it does not inherit
-		// the listener's O_NONBLOCK), so its thread sleeps in read and write.
-		fd := l.acceptFlags(lfd, 0)
+		// The gate's accept4 has no SOCK_NONBLOCK: the connection's descriptor
+		// blocks (it does not inherit the listener's O_NONBLOCK), so its thread
+		// sleeps in read and write.
+		fd := gate.accept()
 		if fd < 0 {
 			return
 		}
@@ -203,7 +200,7 @@ func (ts *threadServer) connThread(b *blockingConn) {
 	runtime.LockOSThread()
 	defer ts.wg.Done()
 
-	// child.go's serveBlocking: read, feed, write the whole reply before reading
+	// blocking.go's serveBlocking: read, feed, write the whole reply before reading
 	// again; SO_RCVTIMEO and SO_SNDTIMEO for the idle timeout; drain when told.
 	serveBlocking(b, ts.env, make([]byte, ts.env.Config.readBuf())).countEnd(ts.env.Stats)
 
@@ -243,8 +240,7 @@ func (ts *threadServer) drain(grace time.Duration) {
 			ts.env.Log.Printf("thread: drain: %v", os.NewSyscallError("poll", err))
 			return
 		}
-		var b [8]byte
-		unix.Read(ts.freed, b[:]) // reset the counter; EAGAIN if the poll timed out
+		clearEventfd(ts.freed) // EAGAIN if the poll timed out
 	}
 }
 
@@ -258,44 +254,4 @@ func (ts *threadServer) stop() {
 	}
 	ts.mu.Unlock()
 	ts.wg.Wait()
-}
-
-// threadCeiling is the most threads this process can have as the kernel's limits
-// read now, and which limits those were.
-func threadCeiling() (int, string) {
-	ceiling := int64(math.MaxInt32)
-	var from []string
-	lower := func(name string, v int64) {
-		if v <= 0 {
-			return
-		}
-		from = append(from, name+" "+strconv.FormatInt(v, 10))
-		ceiling = min(ceiling, v)
-	}
-	lower("kernel.pid_max", threadReadLimit("/proc/sys/kernel/pid_max"))
-	lower("kernel.threads-max", threadReadLimit("/proc/sys/kernel/threads-max"))
-	lower("pids.max", threadReadLimit("/sys/fs/cgroup/pids.max"))      // cgroup v2
-	lower("pids.max", threadReadLimit("/sys/fs/cgroup/pids/pids.max")) // cgroup v1
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NPROC, &rl) == nil && rl.Cur != unix.RLIM_INFINITY && rl.Cur < math.MaxInt32 {
-		lower("RLIMIT_NPROC", int64(rl.Cur))
-	}
-	if len(from) == 0 {
-		return 10000, "no limit readable; Go's default"
-	}
-	return int(ceiling), strings.Join(from, ", ")
-}
-
-// threadReadLimit reads a number from a /proc or /sys file; 0 if absent, "max" or not a
-// number.
-func threadReadLimit(path string) int64 {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return v
 }

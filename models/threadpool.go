@@ -47,8 +47,6 @@ package models
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -68,13 +66,8 @@ var _ Model = threadpoolModel{}
 
 type threadpoolModel struct{}
 
-// Defaults and the seed's constants.
+// The seed's constants (the defaults of the pool's bounds are config.go's).
 const (
-	DefaultMinThreads     = 2
-	DefaultMaxThreads     = 64
-	DefaultQueueCap       = 1024
-	DefaultAdjustInterval = time.Second
-
 	tpStep    = 10 // threads started or stopped per adjustment (DEFAULT_THREAD_VARY)
 	tpMinWait = 10 // queued tasks that make the manager grow the pool (MIN_WAIT_TASK_NUM)
 	// tpReadBudget bounds the reads of one task, so a connection that keeps
@@ -109,7 +102,9 @@ type tpTask struct {
 // tpool is the pool, its queue and its connections.
 type tpool struct {
 	env      *Env
-	epfd     int
+	ep       *poller
+	gate     *acceptGate
+	acc      *loop // the poller thread's clock (idle sweep, drain) and connection rules
 	min, max int
 	interval time.Duration
 	minWait  int
@@ -132,12 +127,16 @@ type tpool struct {
 	// draining is the graceful shutdown (Config.Grace), shared by the poller, which
 	// sets it when ctx ends, and the workers, which read it at each task (see serve
 	// and drainPass). Until the drain ends the workers keep running; the one that
-	// releases the last connection wakes the poller through w to end it.
+	// releases the last connection wakes the poller through its waker to end it.
 	draining atomic.Bool
-	w        *waker
+	// allDrained: a drainPass found every connection drained, so none is added
+	// later; otherwise the poller looks again soon (retry).
+	allDrained, retry bool
 
 	sweepBuf []*tpConn // the poller's scratch for liveConns
 }
+
+var _ drainer = (*tpool)(nil)
 
 func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	cfg := env.Config
@@ -147,9 +146,8 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		max:      orDefault(cfg.MaxThreads, DefaultMaxThreads),
 		interval: orDefaultDur(cfg.AdjustInterval, DefaultAdjustInterval),
 		queue:    make([]tpTask, orDefault(cfg.QueueCap, DefaultQueueCap)),
-	}
-	if p.min > p.max {
-		return fmt.Errorf("threadpool: min threads %d above max threads %d", p.min, p.max)
+		gate:     newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK),
+		acc:      newLoop(env),
 	}
 	p.minWait = min(tpMinWait, len(p.queue))
 	p.notFull.L, p.notEmpty.L = &p.mu, &p.mu
@@ -159,14 +157,13 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w, epfd, release, err := newWakeEpoll(ctx)
-	if err != nil {
+	var err error
+	if p.ep, err = openPoller(ctx, epollEvents); err != nil {
 		return err
 	}
 	// Closing the epoll instance also takes the listener out of it: ln stays the
 	// caller's, with no registration left behind.
-	defer release()
-	p.epfd, p.w = epfd, w
+	defer p.ep.close()
 	// Deferred last so it runs first: workers are joined before the epoll instance
 	// they re-arm connections with is closed.
 	defer p.stop()
@@ -186,74 +183,32 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 	p.managerStop, p.managerDone = cancel, make(chan struct{})
 	go p.manage(mctx)
 
-	if err := p.ctl(unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN); err != nil {
+	if err := p.gate.watch(p.ep, lnLevel); err != nil {
 		return err
 	}
-	acc := &loop{env: env} // for its accept back-off state and the idle sweep's clock only
-	acc.setIdle(env.Config.IdleTimeout)
-	lnOn := true
-	allDrained := false // a drainPass found every connection drained: none is added later
-	events := make([]unix.EpollEvent, epollEvents)
-	for {
-		retry := false
-		if ctx.Err() != nil {
-			if env.Config.Grace <= 0 {
-				return nil
-			}
-			if !acc.draining {
-				// Graceful shutdown: the listener leaves the set; workers see the
-				// flag at their next task, and drainPass handles the armed
-				// connections, as the idle sweep does.
-				acc.beginDrain(env.Config.Grace)
-				if err := p.ctl(unix.EPOLL_CTL_DEL, ln.FD, 0); err != nil {
-					env.Log.Print(err) // closing epfd takes it out all the same
-				}
-				lnOn = false
-				p.draining.Store(true)
-			}
-			// Some connection may be in a worker's hands: look again soon (its
-			// worker re-arms it drained only if it saw the flag in time).
-			if !allDrained {
-				allDrained = p.drainPass(acc) == 0
-				retry = !allDrained
-			}
-			if p.connCount() == 0 || acc.drainExpired() {
-				return nil
-			}
-		}
-		timeout := acc.timeoutMS() // bounded by the drain's deadline once draining
-		if retry {
+	acc := p.acc
+	for !acc.stopping(ctx, p) {
+		timeout := p.gate.timeoutMS(acc.timeoutMS()) // bounded by the drain's deadline once draining
+		if p.retry {
 			timeout = min(timeout, tpDrainRetryMS)
 		}
-		n, err := unix.EpollWait(p.epfd, events, timeout)
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := p.ep.wait(timeout)
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		acc.tick()
-		if !lnOn && !acc.draining && !acc.acceptPaused() {
-			lnOn = true
-			if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, unix.EPOLLIN); err != nil {
-				return err
-			}
+		if _, err := p.gate.update(true); err != nil {
+			return err
 		}
-		for i := range events[:n] {
+		for i := range events {
 			switch fd := int(events[i].Fd); fd {
-			case w.fd:
-				// Shutdown: the loop sees ctx. Cleared so that a draining poller
+			case p.ep.w.fd:
+				// Shutdown: stopping sees ctx. Cleared so that a draining poller
 				// does not find it readable on every wait.
-				w.clear()
+				p.ep.clearWake()
 			case ln.FD:
-				p.acceptAll(acc, ln.FD)
-				if acc.acceptPaused() && lnOn {
-					// Out of descriptors: a level-triggered listener left in the set
-					// would wake every pass. Out until the pause ends.
-					lnOn = false
-					if err := p.ctl(unix.EPOLL_CTL_MOD, ln.FD, 0); err != nil {
-						return err
-					}
+				if err := p.acceptAll(); err != nil {
+					return err
 				}
 			default:
 				if c := p.lookup(fd); c != nil && !p.dispatch(c, events[i].Events) {
@@ -265,9 +220,30 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		// place a connection may be closed by anyone but its worker (sweepIdle, and
 		// drainPass at the top of the loop).
 		if acc.sweepDue() {
-			p.sweepIdle(acc)
+			p.sweepIdle()
 		}
 	}
+	return nil
+}
+
+// startDrain begins the graceful shutdown: the listener leaves the set; workers
+// see the flag at their next task, and drainPass handles the armed connections,
+// as the idle sweep does.
+func (p *tpool) startDrain() {
+	p.gate.close()
+	p.draining.Store(true)
+}
+
+// drainDone runs a drainPass until one finds every connection drained — some may
+// be in a worker's hands, which re-arms one drained only if it saw the flag in
+// time, so the poller looks again soon (retry) — and reports whether no
+// connection is left.
+func (p *tpool) drainDone() bool {
+	if !p.allDrained {
+		p.allDrained = p.drainPass() == 0
+		p.retry = !p.allDrained
+	}
+	return p.connCount() == 0
 }
 
 // tpDrainRetryMS is how soon the poller looks again at connections that were in a
@@ -302,7 +278,8 @@ func (p *tpool) doneWith(cands []*tpConn) {
 // it still owes. One queued or served is left to its worker, which reads the flag
 // at the start and at the end of its task; one whose worker read it too early to
 // see it was re-armed undrained and is drained on a later pass.
-func (p *tpool) drainPass(acc *loop) (left int) {
+func (p *tpool) drainPass() (left int) {
+	acc := p.acc
 	cands := p.liveConns()
 	defer p.doneWith(cands)
 	for _, c := range cands {
@@ -322,7 +299,7 @@ func (p *tpool) drainPass(acc *loop) (left int) {
 		c.drained = true
 		ec := &c.evConn
 		if !acc.finished(ec) {
-			err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, drainInterest(acc, ec))
+			err := p.ep.mod(c.fd, drainInterest(acc, ec))
 			if err == nil {
 				c.mu.Unlock()
 				continue
@@ -330,7 +307,7 @@ func (p *tpool) drainPass(acc *loop) (left int) {
 			p.env.Log.Print(err)
 		}
 		c.armed = false
-		if err := p.ctl(unix.EPOLL_CTL_DEL, c.fd, 0); err != nil {
+		if err := p.ep.del(c.fd); err != nil {
 			p.env.Log.Print(err) // the close below takes it out of the set all the same
 		}
 		c.mu.Unlock()
@@ -384,19 +361,19 @@ func (p *tpool) dispatch(c *tpConn, ev uint32) bool {
 // deliver one. A worker holds c.mu for its whole task, so the sweep only tries the
 // lock: a connection being served (by a slow request, perhaps) is skipped, not
 // waited for.
-func (p *tpool) sweepIdle(acc *loop) {
+func (p *tpool) sweepIdle() {
 	cands := p.liveConns()
 	defer p.doneWith(cands)
 	for _, c := range cands {
 		if !c.mu.TryLock() {
 			continue // a worker serves it: active by definition
 		}
-		if !c.armed || !acc.idleExpired(&c.evConn) {
+		if !c.armed || !p.acc.idleExpired(&c.evConn) {
 			c.mu.Unlock()
 			continue
 		}
 		c.armed = false
-		if err := p.ctl(unix.EPOLL_CTL_DEL, c.fd, 0); err != nil {
+		if err := p.ep.del(c.fd); err != nil {
 			p.env.Log.Print(err) // the close below takes it out of the set all the same
 		}
 		c.mu.Unlock()
@@ -413,25 +390,17 @@ func (p *tpool) gauge(f func() int) func() int64 {
 	}
 }
 
-func (p *tpool) ctl(op, fd int, events uint32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
-		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
-	}
-	return nil
-}
-
 // acceptAll accepts a bounded batch of non-blocking connections and arms each for
 // one read event.
-func (p *tpool) acceptAll(acc *loop, lfd int) {
+func (p *tpool) acceptAll() error {
 	for range acceptBatch {
-		fd := acc.accept(lfd)
+		fd := p.gate.accept()
 		if fd < 0 {
-			return
+			break
 		}
 		// Armed from the start: the ADD below arms it, and only this thread could
 		// see the flag before then.
-		c := &tpConn{evConn: evConn{fd: fd, sess: p.env.Proto.NewSession(), canWrite: true, lastActive: acc.now}, armed: true}
+		c := &tpConn{evConn: evConn{fd: fd, sess: p.env.Proto.NewSession(), canWrite: true, lastActive: p.acc.now}, armed: true}
 		p.connMu.Lock()
 		for fd >= len(p.conns) {
 			p.conns = append(p.conns, make([]*tpConn, len(p.conns)+64)...)
@@ -440,11 +409,15 @@ func (p *tpool) acceptAll(acc *loop, lfd int) {
 		p.nconns++
 		p.connMu.Unlock()
 		p.env.Stats.opened()
-		if err := p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT); err != nil {
+		if err := p.ep.add(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT); err != nil {
 			p.env.Log.Print(err)
 			p.release(c)
 		}
 	}
+	// Out of descriptors: the gate takes the listener out of the set until the
+	// pause ends (a level-triggered listener left in would wake every pass).
+	_, err := p.gate.update(true)
+	return err
 }
 
 func (p *tpool) lookup(fd int) *tpConn {
@@ -465,7 +438,7 @@ func (p *tpool) release(c *tpConn) {
 	last := p.nconns == 0
 	p.connMu.Unlock()
 	if last && p.draining.Load() {
-		p.w.wake() // the drain is over: the poller may be waiting for its deadline
+		p.ep.w.wake() // the drain is over: the poller may be waiting for its deadline
 	}
 	c.out.Reset() // no worker holds c: it left the table and is not armed
 	unix.Close(c.fd)
@@ -586,7 +559,7 @@ func (p *tpool) serve(l *loop, t tpTask) {
 	// sees the flag and the registration disagree (see sweepIdle). From the MOD on,
 	// the next event may hand c to another worker, which waits for the unlock.
 	c.armed = true
-	err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, want)
+	err := p.ep.mod(c.fd, want)
 	if err != nil {
 		c.armed = false // not re-armed, so no event can hand c to anyone: it is still ours
 	}

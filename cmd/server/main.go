@@ -85,10 +85,18 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if o.cfg.Model == "" {
-		return o, fmt.Errorf("-model is required (valid: %s)", strings.Join(models.Names(), ", "))
+	// These flags show their default, so 0 is a value typed, not "the default"
+	// it stands for in models.Config: a size of 0 bytes, which cannot serve.
+	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-max-output": o.cfg.MaxOutput, "-read-buf": o.cfg.ReadBuf,
+		"-min-threads": o.cfg.MinThreads, "-max-threads": o.cfg.MaxThreads, "-queue-cap": o.cfg.QueueCap, "-adjust-interval": int(o.cfg.AdjustInterval)} {
+		if v <= 0 {
+			return o, fmt.Errorf("%s %d: must be positive", name, v)
+		}
 	}
-	if _, err := models.New(o.cfg.Model); err != nil {
+	if o.nofile != 0 && o.nofile < minNofile {
+		return o, fmt.Errorf("-nofile %d: must be 0 (unchanged) or at least %d, the descriptors a server needs before its first connection", o.nofile, minNofile)
+	}
+	if err := o.cfg.Validate(); err != nil {
 		return o, err
 	}
 	if o.cfg.Root == "" && proto.ServesFiles(o.cfg.Proto) {
@@ -97,48 +105,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("generating the test files: %w", err)
 		}
 	}
+	// The protocol is built once here so that a bad -root is a usage error.
 	if _, err := proto.New(o.cfg.Proto, proto.Options{MaxFrame: o.cfg.MaxFrame, Root: o.cfg.Root}); err != nil {
 		return o, err
 	}
-	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-max-output": o.cfg.MaxOutput, "-read-buf": o.cfg.ReadBuf,
-		"-min-threads": o.cfg.MinThreads, "-max-threads": o.cfg.MaxThreads, "-queue-cap": o.cfg.QueueCap} {
-		if v <= 0 {
-			return o, fmt.Errorf("%s %d: must be positive", name, v)
-		}
-	}
-	for name, v := range map[string]int{"-workers": o.cfg.Workers, "-max-procs": o.cfg.MaxProcs, "-loops": o.cfg.Loops} {
-		if v < 0 {
-			return o, fmt.Errorf("%s %d: must be 0 (automatic) or positive", name, v)
-		}
-	}
-	if o.cfg.MinThreads > o.cfg.MaxThreads {
-		return o, fmt.Errorf("-min-threads %d is above -max-threads %d", o.cfg.MinThreads, o.cfg.MaxThreads)
-	}
-	if o.cfg.AdjustInterval <= 0 || o.cfg.IdleTimeout < 0 {
-		return o, fmt.Errorf("-adjust-interval must be positive and -idle-timeout not negative")
-	}
-	if o.cfg.Grace < 0 {
-		return o, fmt.Errorf("-grace %v: must be 0 (close at once) or positive", o.cfg.Grace)
-	}
-	if err := oneOf("-balance", o.cfg.Balance, "rr", "least"); err != nil {
-		return o, err
-	}
-	if err := oneOf("-accept", o.cfg.Accept, "exclusive", "reuseport"); err != nil {
-		return o, err
-	}
-	if o.nofile != 0 && o.nofile < minNofile {
-		return o, fmt.Errorf("-nofile %d: must be 0 (unchanged) or at least %d, the descriptors a server needs before its first connection", o.nofile, minNofile)
-	}
 	return o, nil
-}
-
-func oneOf(flagName, v string, valid ...string) error {
-	for _, ok := range valid {
-		if v == ok {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s %q: valid values are %s", flagName, v, strings.Join(valid, ", "))
 }
 
 func usage(fs *flag.FlagSet) {
