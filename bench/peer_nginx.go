@@ -12,11 +12,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"text/template"
 
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/testfiles"
+	"concbench/peers/nginx"
 )
 
 // nginxFallback is where nginx is looked for when it is not on PATH (Debian's
@@ -117,9 +117,10 @@ func (r *Runner) writeNginxConfig(c Cell, addr string) (string, error) {
 	return conf, nil
 }
 
-// NginxConfig is what bench writes into nginx.conf for a peer:nginx trial.
-// peers/nginx/README.md says what each setting is and why; peers/nginx/nginx.conf
-// is a rendered example (kept equal to Render by a test).
+// NginxConfig is what bench writes into nginx.conf for a peer:nginx trial: the
+// fields of the template peers/nginx/nginx.conf.tmpl. peers/nginx/README.md says
+// what each setting is and why; peers/nginx/nginx.conf is the template rendered
+// with example values (kept equal to Render by a test).
 type NginxConfig struct {
 	Listen string // 127.0.0.1:PORT
 	Root   string // absolute: the directory the Go servers serve
@@ -133,52 +134,11 @@ type NginxConfig struct {
 	User string
 }
 
-var nginxTemplate = template.Must(template.New("nginx.conf").Parse(`# nginx.conf for a concbench peer:nginx trial, written by bench (bench/peer.go).
-# What each setting is and why: peers/nginx/README.md.
-daemon off;
-master_process on;
-worker_processes 1;
-{{- if .User}}
-user {{.User}};
-{{- end}}
-worker_rlimit_nofile {{.RlimitNofile}};
-pid {{.Prefix}}/nginx.pid;
-error_log {{.Prefix}}/error.log warn;
-
-events {
-    worker_connections {{.WorkerConnections}};
-}
-
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 10000000;
-    keepalive_timeout 65s;
-
-    types {
-        text/html html;
-    }
-    default_type application/octet-stream;
-
-    client_body_temp_path {{.Prefix}}/tmp/body;
-    proxy_temp_path {{.Prefix}}/tmp/proxy;
-    fastcgi_temp_path {{.Prefix}}/tmp/fastcgi;
-    uwsgi_temp_path {{.Prefix}}/tmp/uwsgi;
-    scgi_temp_path {{.Prefix}}/tmp/scgi;
-
-    server {
-        listen {{.Listen}} backlog=4096;
-        root {{.Root}};
-    }
-}
-`))
-
 // Render is the configuration file's text.
 func (c NginxConfig) Render() string {
 	var b strings.Builder
-	if err := nginxTemplate.Execute(&b, c); err != nil {
-		// The template is a constant over plain fields: it cannot fail.
+	if err := nginx.Template.Execute(&b, c); err != nil {
+		// The template is embedded, over plain fields: it cannot fail.
 		return "# " + err.Error() + "\n"
 	}
 	return b.String()

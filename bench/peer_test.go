@@ -22,8 +22,9 @@ import (
 	"concbench/internal/testfiles"
 )
 
-// The nginx configuration bench writes, against the example in peers/nginx (the
-// README explains it line by line): `go test ./bench -update` rewrites it.
+// The nginx configuration bench renders from peers/nginx/nginx.conf.tmpl, against
+// the example beside the template (the README explains it line by line): `go test
+// ./bench -update` rewrites the example.
 func TestNginxConfig(t *testing.T) {
 	c := NginxConfig{Listen: "127.0.0.1:8080", Root: "/tmp/concbench-files", Prefix: "/path/to/run/peers/nginx",
 		WorkerConnections: 1128, RlimitNofile: 2320}
