@@ -37,6 +37,16 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// cpuList is a CPU list flag in the kernel's cpulist form, "0-3,6".
+type cpuList []int
+
+func (c *cpuList) String() string { return cpuset.Format(*c) }
+func (c *cpuList) Set(v string) error {
+	cpus, err := cpuset.Parse(v)
+	*c = cpus
+	return err
+}
+
 // options are the trial's, and how the command reports it.
 type options struct {
 	trial.Options
@@ -95,26 +105,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "o", "", "write the result as JSON to `FILE.json`, and the latency histogram to FILE.hgrm")
 	fs.StringVar(&o.ServerBin, "server-bin", "", "server executable (default: `server` beside loadgen)")
 	fs.Var(&serverArgs, "server-arg", "pass one more argument to the server, e.g. -server-arg=-work=sleep:1ms (repeatable; arguments after -- are passed too)")
-	serverCPUs := fs.String("server-cpus", "", "CPUs for the server, e.g. 0-1 (default: first half of this process's CPUs)")
-	clientCPUs := fs.String("client-cpus", "", "CPUs for loadgen (default: the second half with -model; unpinned with -addr)")
+	fs.Var((*cpuList)(&o.ServerCPUs), "server-cpus", "`CPUS` for the server, e.g. 0-1 (default: first half of this process's CPUs)")
+	fs.Var((*cpuList)(&o.ClientCPUs), "client-cpus", "`CPUS` for loadgen (default: the second half with -model; unpinned with -addr)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines on stderr")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	o.ServerArgs = append(serverArgs, fs.Args()...)
-	for _, c := range []struct {
-		list string
-		cpus *[]int
-	}{{*serverCPUs, &o.ServerCPUs}, {*clientCPUs, &o.ClientCPUs}} {
-		if c.list == "" {
-			continue
-		}
-		var err error
-		if *c.cpus, err = cpuset.Parse(c.list); err != nil {
-			return o, err
-		}
-	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"

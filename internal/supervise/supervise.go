@@ -100,7 +100,10 @@ func Start(cmd *exec.Cmd, o Options) (*Process, error) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 		}
 		// Its own group also keeps a terminal's ^C, sent to this process's group,
-		// away from it: the supervisor stops it, in its order.
+		// away from it: the supervisor stops it, in its order. The parent-death
+		// signal fires when the thread that forked exits, not the process: the
+		// thread StartPinned forks on is unlocked again and stays in the runtime's
+		// pool for the life of this process.
 		cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, unix.SIGKILL
 	}
 	err := cpuset.StartPinned(cmd, o.CPUs)
