@@ -1,5 +1,7 @@
 package trial
 
+// The human summary of a trial's result, which loadgen prints on stdout.
+
 import (
 	"fmt"
 	"io"
