@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"concbench/internal/cpuset"
 	"concbench/internal/envinfo"
 	"concbench/internal/result"
+	"concbench/internal/supervise"
 )
 
 // ErrInterrupted is returned by Runner.Run when its context was cancelled: the
@@ -251,12 +251,12 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 	}
 	defer func() {
 		if run.Exit == nil { // not stopped below: a panic on the way
-			run.Exit = p.stop(r.grace())
+			run.Exit = p.Stop(r.grace())
 		}
 	}()
 	args := r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, serverCPUs, clientCPUs)
 	rec, err = r.runLoadgen(ctx, t, args)
-	run.Exit = p.stop(r.grace())
+	run.Exit = p.Stop(r.grace())
 	rec.Started, rec.Peer = started, run
 	rec.Seconds = time.Since(started).Seconds()
 	if err != nil {
@@ -270,7 +270,7 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 		rec.Reason += "; " + t.Cell.Model + ": " + exitString(run.Exit)
 	}
 	if rec.Status != StatusOK {
-		run.Output = p.out.String()
+		run.Output = p.Output()
 	}
 	return rec, nil
 }
@@ -309,7 +309,7 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 		return rec, err
 	}
 	defer pr.Close()
-	var stderr tail
+	var stderr supervise.Tail
 	copied := make(chan struct{})
 	go func() {
 		io.Copy(&stderr, pr)
@@ -326,7 +326,7 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 	// loadgen waits for its server and the server for its workers: a live member
 	// of the group is a leak (or was left by a loadgen killed past WaitDelay), and
 	// must not run on into the next trial.
-	leaked := cmd.Process != nil && killGroup(cmd.Process.Pid)
+	leaked := cmd.Process != nil && supervise.KillGroup(cmd.Process.Pid)
 	select { // the pipe is at its end once the group is gone and it is read
 	case <-copied:
 	case <-time.After(time.Second):
@@ -450,7 +450,7 @@ func (rec TrialRecord) headline() string {
 // exitString is a server's unclean exit for a reason: what went wrong and how it
 // ended, "the server exited before loadgen stopped it (signal: killed)".
 func exitString(e *result.Exit) string {
-	how := describeExit(&result.Exit{Code: e.Code, Signal: e.Signal})
+	how := supervise.Describe(&result.Exit{Code: e.Code, Signal: e.Signal})
 	switch {
 	case e.Error == "":
 		return how
@@ -466,30 +466,6 @@ func lastLine(s string) string {
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Second) }
-
-// tail keeps the last 4 KiB written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailMax = 4 << 10
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > tailMax {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
 
 // DefaultSkip skips cells this machine cannot run at all: more connections than
 // ephemeral ports, or than the descriptor limit allows. Cells a model cannot run

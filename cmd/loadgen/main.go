@@ -25,8 +25,9 @@ import (
 	"syscall"
 	"time"
 
-	"concbench/internal/result"
+	"concbench/internal/cpuset"
 	"concbench/loadgen"
+	"concbench/loadgen/trial"
 	"concbench/models"
 )
 
@@ -36,22 +37,21 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-type options struct {
-	w          result.Workload
-	model      string
-	serverBin  string
-	serverArgs []string
-	serverCPUs string
-	clientCPUs string
-	out        string
-	quiet      bool
-	unix       bool // -model: serve on a Unix domain socket in a temporary directory
-	serverPID  int  // -addr: sample this externally started server's process tree
+// cpuList is a CPU list flag in the kernel's cpulist form, "0-3,6".
+type cpuList []int
+
+func (c *cpuList) String() string { return cpuset.Format(*c) }
+func (c *cpuList) Set(v string) error {
+	cpus, err := cpuset.Parse(v)
+	*c = cpus
+	return err
 }
 
-// errFailed means the run completed but something failed: errors were counted or
-// the server did not exit cleanly. The results were still written.
-var errFailed = errors.New("run failed")
+// options are the trial's, and how the command reports it.
+type options struct {
+	trial.Options
+	quiet bool // no progress lines nor warnings on stderr (they are in the result)
+}
 
 func main() {
 	o, err := parse(os.Args[1:], os.Stderr)
@@ -62,9 +62,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
+	if !o.quiet {
+		o.Log = os.Stderr
+	}
+	o.ServerLog = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if _, err := run(ctx, o, os.Stdout); err != nil {
+	r, err := trial.Run(ctx, o.Options)
+	if r != nil {
+		trial.PrintSummary(os.Stdout, r)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -75,76 +83,76 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	var serverArgs stringList
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.model, "model", "", "start `server -model NAME` and drive it (exclusive with -addr)")
-	fs.StringVar(&o.w.Addr, "addr", "", "drive a server already listening at HOST:PORT, or at a Unix domain socket unix:PATH")
-	fs.BoolVar(&o.unix, "unix", false, "with -model: start the server on a Unix domain socket (unix:$TMPDIR/concbench-*/server.sock) instead of loopback TCP")
-	fs.StringVar(&o.w.Proto, "proto", "echo", "protocol: echo | rpc | file | http")
-	fs.StringVar(&o.w.File, "file", "", "proto file: the `NAME` every request asks for, relative to the server's root (default "+loadgen.DefaultFile+"; standard files: "+strings.Join(loadgen.StdNames(), ", ")+")")
-	fs.StringVar(&o.w.Path, "path", "", "proto http: the `PATH` every request GETs (default "+loadgen.DefaultPath+")")
-	fs.IntVar(&o.serverPID, "server-pid", 0, "with -addr: sample the CPU, memory, threads and processes of this `PID`'s process tree, a server loadgen did not start")
-	fs.IntVar(&o.w.Conns, "c", 1, "concurrent connections")
-	fs.DurationVar(&o.w.Duration, "d", 10*time.Second, "measured duration")
-	fs.DurationVar(&o.w.Warmup, "warmup", 2*time.Second, "load before the measured duration, not measured")
-	fs.IntVar(&o.w.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
-	fs.Float64Var(&o.w.Rate, "rate", 0, "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
-	fs.IntVar(&o.w.Pipeline, "pipeline", 1, "requests outstanding per connection")
-	fs.BoolVar(&o.w.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
-	fs.Int64Var(&o.w.Requests, "n", 0, "stop after this many requests in total (closed loop; 0: no limit)")
-	fs.IntVar(&o.w.Loops, "loops", 0, "event loops (0: one per client CPU)")
-	fs.IntVar(&o.w.ConnectInFlight, "connect-inflight", loadgen.DefaultConnectInFlight, "connects in flight during the ramp")
-	fs.DurationVar(&o.w.Timeout, "timeout", loadgen.DefaultTimeout, "a reply later than this is a timeout error")
-	fs.DurationVar(&o.w.ConnectTimeout, "connect-timeout", loadgen.DefaultTimeout, "a connect longer than this is a connect_timeout error")
-	fs.StringVar(&o.out, "o", "", "write the result as JSON to `FILE.json`, and the latency histogram to FILE.hgrm")
-	fs.StringVar(&o.serverBin, "server-bin", "", "server executable (default: `server` beside loadgen)")
+	fs.StringVar(&o.Model, "model", "", "start `server -model NAME` and drive it (exclusive with -addr)")
+	fs.StringVar(&o.Workload.Addr, "addr", "", "drive a server already listening at HOST:PORT, or at a Unix domain socket unix:PATH")
+	fs.BoolVar(&o.Unix, "unix", false, "with -model: start the server on a Unix domain socket (unix:$TMPDIR/concbench-*/server.sock) instead of loopback TCP")
+	fs.StringVar(&o.Workload.Proto, "proto", "echo", "protocol: echo | rpc | file | http")
+	fs.StringVar(&o.Workload.File, "file", "", "proto file: the `NAME` every request asks for, relative to the server's root (default "+loadgen.DefaultFile+"; standard files: "+strings.Join(loadgen.StdNames(), ", ")+")")
+	fs.StringVar(&o.Workload.Path, "path", "", "proto http: the `PATH` every request GETs (default "+loadgen.DefaultPath+")")
+	fs.IntVar(&o.ServerPID, "server-pid", 0, "with -addr: sample the CPU, memory, threads and processes of this `PID`'s process tree, a server loadgen did not start")
+	fs.IntVar(&o.Workload.Conns, "c", 1, "concurrent connections")
+	fs.DurationVar(&o.Workload.Duration, "d", 10*time.Second, "measured duration")
+	fs.DurationVar(&o.Workload.Warmup, "warmup", 2*time.Second, "load before the measured duration, not measured")
+	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
+	fs.Float64Var(&o.Workload.Rate, "rate", 0, "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
+	fs.IntVar(&o.Workload.Pipeline, "pipeline", 1, "requests outstanding per connection")
+	fs.BoolVar(&o.Workload.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
+	fs.Int64Var(&o.Workload.Requests, "n", 0, "stop after this many requests in total (closed loop; 0: no limit)")
+	fs.IntVar(&o.Workload.Loops, "loops", 0, "event loops (0: one per client CPU)")
+	fs.IntVar(&o.Workload.ConnectInFlight, "connect-inflight", loadgen.DefaultConnectInFlight, "connects in flight during the ramp")
+	fs.DurationVar(&o.Workload.Timeout, "timeout", loadgen.DefaultTimeout, "a reply later than this is a timeout error")
+	fs.DurationVar(&o.Workload.ConnectTimeout, "connect-timeout", loadgen.DefaultTimeout, "a connect longer than this is a connect_timeout error")
+	fs.StringVar(&o.Out, "o", "", "write the result as JSON to `FILE.json`, and the latency histogram to FILE.hgrm")
+	fs.StringVar(&o.ServerBin, "server-bin", "", "server executable (default: `server` beside loadgen)")
 	fs.Var(&serverArgs, "server-arg", "pass one more argument to the server, e.g. -server-arg=-work=sleep:1ms (repeatable; arguments after -- are passed too)")
-	fs.StringVar(&o.serverCPUs, "server-cpus", "", "CPUs for the server, e.g. 0-1 (default: first half of this process's CPUs)")
-	fs.StringVar(&o.clientCPUs, "client-cpus", "", "CPUs for loadgen (default: the second half with -model; unpinned with -addr)")
+	fs.Var((*cpuList)(&o.ServerCPUs), "server-cpus", "`CPUS` for the server, e.g. 0-1 (default: first half of this process's CPUs)")
+	fs.Var((*cpuList)(&o.ClientCPUs), "client-cpus", "`CPUS` for loadgen (default: the second half with -model; unpinned with -addr)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines on stderr")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	o.serverArgs = append(serverArgs, fs.Args()...)
+	o.ServerArgs = append(serverArgs, fs.Args()...)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	files := o.w.Proto == "file" || o.w.Proto == "http"
+	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"
 	switch {
 	case files && set["size"]:
-		return o, fmt.Errorf("-size is for echo and rpc: a %s request asks for a name (-file NAME for file, -path /PATH for http)", o.w.Proto)
-	case o.w.File != "" && o.w.Proto != "file":
-		return o, fmt.Errorf("-file is for -proto file (with -proto %s)", o.w.Proto)
-	case o.w.Path != "" && o.w.Proto != "http":
-		return o, fmt.Errorf("-path is for -proto http (with -proto %s)", o.w.Proto)
+		return o, fmt.Errorf("-size is for echo and rpc: a %s request asks for a name (-file NAME for file, -path /PATH for http)", o.Workload.Proto)
+	case o.Workload.File != "" && o.Workload.Proto != "file":
+		return o, fmt.Errorf("-file is for -proto file (with -proto %s)", o.Workload.Proto)
+	case o.Workload.Path != "" && o.Workload.Proto != "http":
+		return o, fmt.Errorf("-path is for -proto http (with -proto %s)", o.Workload.Proto)
 	}
 	if files {
-		o.w.Size = 0
+		o.Workload.Size = 0
 	}
 	switch {
-	case (o.model == "") == (o.w.Addr == ""):
+	case (o.Model == "") == (o.Workload.Addr == ""):
 		return o, errors.New("give exactly one of -model NAME and -addr HOST:PORT")
-	case o.model == "" && o.unix:
+	case o.Model == "" && o.Unix:
 		return o, errors.New("-unix is for -model; with -addr, give unix:PATH")
-	case o.model == "" && len(o.serverArgs) > 0:
-		return o, fmt.Errorf("server arguments %q without -model", o.serverArgs)
-	case o.w.Conns < 1 || (!files && o.w.Size < 1) || o.w.Pipeline < 1 || o.w.Duration <= 0:
+	case o.Model == "" && len(o.ServerArgs) > 0:
+		return o, fmt.Errorf("server arguments %q without -model", o.ServerArgs)
+	case o.Workload.Conns < 1 || (!files && o.Workload.Size < 1) || o.Workload.Pipeline < 1 || o.Workload.Duration <= 0:
 		return o, errors.New("-c, -size, -pipeline and -d must be positive")
-	case o.serverPID != 0 && o.model != "":
+	case o.ServerPID != 0 && o.Model != "":
 		return o, errors.New("-server-pid is for a server loadgen did not start (-addr); with -model loadgen samples its own")
-	case o.serverPID < 0 || o.serverPID == os.Getpid():
-		return o, fmt.Errorf("-server-pid %d: want the pid of the server process", o.serverPID)
+	case o.ServerPID < 0 || o.ServerPID == os.Getpid():
+		return o, fmt.Errorf("-server-pid %d: want the pid of the server process", o.ServerPID)
 	}
-	if o.serverPID != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", o.serverPID)); err != nil {
-			return o, fmt.Errorf("-server-pid %d: no such process (%v)", o.serverPID, err)
+	if o.ServerPID != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", o.ServerPID)); err != nil {
+			return o, fmt.Errorf("-server-pid %d: no such process (%v)", o.ServerPID, err)
 		}
 	}
-	if o.model != "" {
+	if o.Model != "" {
 		// Same build as the server: refuse an unknown model before starting anything.
-		if _, err := models.New(o.model); err != nil {
+		if _, err := models.New(o.Model); err != nil {
 			return o, err
 		}
 	}
-	probe := o.w
+	probe := o.Workload
 	if probe.Addr == "" {
 		probe.Addr = "127.0.0.1:1"
 	}
@@ -154,7 +162,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	// A server started without -root serves only the standard files: another name
 	// could only fail.
-	if files && o.model != "" && !hasRoot(o.serverArgs) {
+	if files && o.Model != "" && !hasRoot(o.ServerArgs) {
 		name, flagName := w.File, "-file"
 		if w.Proto == "http" {
 			name, flagName = w.Path, "-path"

@@ -27,6 +27,7 @@ var ErrGone = errors.New("process gone")
 // Stat is what concbench reads from one /proc/PID/stat line.
 type Stat struct {
 	PID, PPID      int
+	PGRP           int // process group
 	State          byte
 	UTime, STime   uint64 // ticks
 	CUTime, CSTime uint64 // ticks of waited-for children
@@ -65,7 +66,7 @@ func ParseStat(b []byte) (Stat, error) {
 		errs = append(errs, err)
 		return v
 	}
-	s.PPID = int(inum(4))
+	s.PPID, s.PGRP = int(inum(4)), int(inum(5))
 	s.UTime, s.STime = num(14), num(15)
 	s.CUTime, s.CSTime = uint64(inum(16)), uint64(inum(17))
 	s.Threads = int(inum(20))

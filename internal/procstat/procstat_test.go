@@ -10,12 +10,12 @@ import (
 )
 
 func TestParseStat(t *testing.T) {
-	line := "4242 (my (weird) cmd) S 17 4242 4242 0 -1 4194560 650 0 0 0 123 45 6 7 20 0 9 0 1000 2000000 512 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	line := "4242 (my (weird) cmd) S 17 4240 4241 0 -1 4194560 650 0 0 0 123 45 6 7 20 0 9 0 1000 2000000 512 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
 	s, err := ParseStat([]byte(line))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stat{PID: 4242, PPID: 17, State: 'S', UTime: 123, STime: 45, CUTime: 6, CSTime: 7, Threads: 9, RSSPages: 512}
+	want := Stat{PID: 4242, PPID: 17, PGRP: 4240, State: 'S', UTime: 123, STime: 45, CUTime: 6, CSTime: 7, Threads: 9, RSSPages: 512}
 	if s != want {
 		t.Fatalf("got %+v\nwant %+v", s, want)
 	}

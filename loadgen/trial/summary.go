@@ -1,4 +1,6 @@
-package main
+package trial
+
+// The human summary of a trial's result, which loadgen prints on stdout.
 
 import (
 	"fmt"
@@ -12,8 +14,9 @@ import (
 	"concbench/loadgen"
 )
 
-// printSummary writes the human summary of r, in the manner of wrk's.
-func printSummary(w io.Writer, r *result.Run) {
+// PrintSummary writes the human summary of r, in the manner of wrk's: what ran,
+// latency percentiles, throughput, errors, the server's and the client's figures.
+func PrintSummary(w io.Writer, r *result.Run) {
 	c, ld := r.Config, r.Load
 	wl := c.Workload
 	target := "server at " + wl.Addr

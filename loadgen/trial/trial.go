@@ -1,0 +1,407 @@
+// Package trial is loadgen's measured trial as a library: what `loadgen` does
+// between parsing its flags and exiting. Run splits the CPUs between the server
+// and the load generator and pins both, raises the descriptor limit and warns of
+// system limits the load would hit, starts the server it was asked to (or
+// samples one it was pointed at), drives it with the load engine (package
+// loadgen) while sampling the server's process tree from /proc, marks the
+// measured window (client CPU, context switches per server thread), stops the
+// server and checks its exit, and writes the result (JSON and .hgrm).
+package trial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+
+	"concbench/internal/cpuset"
+	"concbench/internal/envinfo"
+	"concbench/internal/procstat"
+	"concbench/internal/result"
+	"concbench/internal/supervise"
+	"concbench/loadgen"
+)
+
+// ErrFailed means the run completed but something failed: errors were counted,
+// the server did not exit cleanly or exited mid-run, or the run was
+// interrupted. The result was still returned, and written when asked.
+var ErrFailed = errors.New("run failed")
+
+// Options say what trial Run runs. Exactly one of Model and Workload.Addr is set.
+type Options struct {
+	// Workload is the load (its defaults are result.Workload's). With Model, Run
+	// sets Addr to where the server it starts listens, and CPUs to ClientCPUs.
+	Workload result.Workload
+	// Model is the model of the server Run starts, pins, samples and stops:
+	// `ServerBin -model Model -proto Workload.Proto -addr 127.0.0.1:0 ServerArgs…`.
+	Model string
+	// ServerBin is the server executable; "" means `server` beside this
+	// executable (make build puts loadgen and server in bin/).
+	ServerBin string
+	// ServerArgs are more arguments for the server, after -model, -proto and -addr.
+	ServerArgs []string
+	// Unix, with Model, serves on a Unix domain socket in a temporary directory
+	// (removed after the run) instead of loopback TCP.
+	Unix bool
+	// ServerPID, with Workload.Addr, is the pid of a server Run did not start: its
+	// process tree is sampled as a started server's is, and it is not stopped. 0
+	// means no server figures.
+	ServerPID int
+	// ServerCPUs are the server's CPUs. nil means: with Model, the first half of
+	// this process's CPUs, or those ClientCPUs leaves; with ServerPID, the CPUs
+	// that process may run on (Run does not pin a server it did not start).
+	ServerCPUs []int
+	// ClientCPUs are the CPUs this process is pinned to for the run; nil means the
+	// second half (or those ServerCPUs leaves) with Model, and unpinned otherwise.
+	ClientCPUs []int
+	// Out, if set, is FILE.json: the result is written there and the merged latency
+	// histogram to FILE.hgrm.
+	Out string
+	// Log receives progress lines and warnings ("loadgen: warning: …") as they
+	// happen; nil discards them (the warnings are in the result all the same).
+	Log io.Writer
+	// ServerLog receives what a started server writes (its stderr, and its stdout
+	// after the address line); nil discards it.
+	ServerLog io.Writer
+}
+
+// sampleEvery is the /proc sampling interval of the server's process tree.
+const sampleEvery = 100 * time.Millisecond
+
+// serverGrace is how long a started server has, after SIGTERM, to exit (and how
+// long it has to say where it listens).
+const serverGrace = 10 * time.Second
+
+// Run runs the trial o describes. It returns the result, and ErrFailed (wrapped)
+// if requests failed, the server did not exit cleanly or ctx was cancelled (the
+// figures are then partial). Any other error means there is no result: the trial
+// could not be set up, or the load engine could not start; or, with the result,
+// that writing it failed.
+func Run(ctx context.Context, o Options) (*result.Run, error) {
+	switch {
+	case (o.Model == "") == (o.Workload.Addr == ""):
+		return nil, errors.New("give exactly one of a model and an address")
+	case o.Model != "" && o.ServerPID != 0:
+		return nil, errors.New("a server pid is for a server loadgen did not start; with a model loadgen samples its own")
+	}
+	r := &result.Run{Schema: result.SchemaVersion, Started: time.Now()}
+	r.Config.Model = o.Model
+	warn := func(format string, a ...any) {
+		msg := fmt.Sprintf(format, a...)
+		r.Warnings = append(r.Warnings, msg)
+		if o.Log != nil {
+			fmt.Fprintln(o.Log, "loadgen: warning:", msg)
+		}
+	}
+	info := func(format string, a ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "loadgen: "+format+"\n", a...)
+		}
+	}
+	w := o.Workload
+	if w.Proto == "" {
+		w.Proto = "echo"
+	}
+
+	avail, err := cpuset.Available()
+	if err != nil {
+		return nil, err
+	}
+	serverCPUs, clientCPUs, err := splitCPUs(o, avail, warn)
+	if err != nil {
+		return nil, err
+	}
+	r.Config.PinningDefault = o.Model != "" && o.ServerCPUs == nil && o.ClientCPUs == nil
+	if clientCPUs != nil {
+		if err := cpuset.PinProcess(clientCPUs); err != nil {
+			return nil, err
+		}
+		runtime.GOMAXPROCS(len(clientCPUs))
+		w.CPUs = clientCPUs
+	}
+	r.Config.ServerCPUs, r.Config.ClientCPUs = serverCPUs, clientCPUs
+	if o.Model != "" {
+		how := "set by -server-cpus/-client-cpus"
+		if r.Config.PinningDefault {
+			how = "default: the machine's CPUs split in half; set -server-cpus and -client-cpus to change"
+		}
+		info("pinning: server on CPUs %s, loadgen on CPUs %s (%s)", cpuset.Format(serverCPUs), cpuset.Format(clientCPUs), how)
+	}
+
+	// Descriptors, then preflight checks against the connections.
+	if err := raiseNoFile(uint64(w.Conns) + 256); err != nil {
+		warn("%v", err)
+	}
+	for _, msg := range preflight(w) {
+		warn("%s", msg)
+	}
+
+	var srv *supervise.Process
+	if o.Model != "" {
+		bin, err := findServer(o.ServerBin)
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:0"
+		if o.Unix {
+			dir, err := os.MkdirTemp("", "concbench-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir) // after the server is gone (defers run last-in first-out)
+			addr = "unix:" + filepath.Join(dir, "server.sock")
+		}
+		args := append([]string{"-model", o.Model, "-proto", w.Proto, "-addr", addr}, o.ServerArgs...)
+		r.Config.ServerBin, r.Config.ServerArgs = bin, args
+		if srv, w.Addr, err = startServer(ctx, bin, args, serverCPUs, o.ServerLog); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if srv.Alive() {
+				srv.Kill()
+			}
+		}()
+		if got, err := cpuset.Allowed(srv.PID()); err != nil || !slices.Equal(got, serverCPUs) {
+			warn("server pid %d runs on CPUs %v, not %v (%v)", srv.PID(), got, serverCPUs, err)
+		}
+		info("server %s pid %d listening on %s", o.Model, srv.PID(), w.Addr)
+	}
+	r.Env = envinfo.Collect()
+
+	// Sampling and the measured window's marks.
+	var sampler *procstat.Sampler
+	serverPID := o.ServerPID
+	if srv != nil {
+		serverPID = srv.PID()
+	}
+	if serverPID != 0 {
+		sampler = procstat.Start("/proc", serverPID, sampleEvery)
+	}
+	if o.ServerPID != 0 {
+		if clientCPUs == nil {
+			warn("loadgen is not pinned (-client-cpus): it may share CPUs with the server pid %d", o.ServerPID)
+		}
+		info("sampling external server pid %d on CPUs %s", o.ServerPID, cpuset.Format(serverCPUs))
+	}
+	win := &window{sampler: sampler}
+	mode := "closed loop"
+	if w.Rate > 0 {
+		mode = fmt.Sprintf("open loop at %g req/s", w.Rate)
+	}
+	info("%d connections, %s, %v + %v warm-up…", w.Conns, mode, w.Duration, w.Warmup)
+	// A server that exits mid-run ends the load there, instead of leaving loadgen
+	// to count refused connects until the duration is over.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	watched, serverDied := watchServer(loadCtx, srv, o.ServerPID, stopLoad)
+	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: w, OnMeasure: win.mark})
+	stopLoad()
+	died, diedAt := serverDied()
+	if died {
+		warn("the server (pid %d) exited %v into the run: loadgen stopped the load there, and the figures cover the run until then",
+			serverPID, diedAt.Sub(watched).Round(time.Millisecond))
+	}
+	if err != nil {
+		if sampler != nil {
+			sampler.Stop()
+		}
+		return nil, err
+	}
+	r.Config.Workload = out.Workload
+	r.Load = out.Load
+	if enc, err := out.Latency.Encode(hdr.V2CompressedEncodingCookieBase); err == nil {
+		r.Load.LatencyHist = string(enc)
+	} else {
+		warn("latency histogram not encoded in the result: %v", err)
+	}
+	r.Env.GOMAXPROCS = runtime.GOMAXPROCS(0)
+	for _, w := range out.Warnings {
+		warn("%s", w)
+	}
+
+	// The server's figures, then its exit.
+	win.mu.Lock()
+	if span := win.end.Sub(win.start); span > 0 {
+		cpuSec := win.cpuEnd - win.cpuStart
+		ncpu := len(clientCPUs)
+		if ncpu == 0 {
+			ncpu = len(avail)
+		}
+		r.Client = result.Client{CPUs: ncpu, CPUSeconds: cpuSec, CPUCores: cpuSec / span.Seconds()}
+		r.Client.Busy = r.Client.CPUCores / float64(ncpu)
+		r.ClientBound = r.Client.Busy >= result.ClientBoundAt
+	}
+	if sampler != nil {
+		samples, serr := sampler.Stop()
+		r.Server = serverFigures(samples, serverPID, out.LoadStart, win.start, win.end)
+		r.Server.External = srv == nil
+		if win.switchesStart != nil && win.switchesEnd != nil {
+			d, churn := procstat.SwitchesDelta(win.switchesStart, win.switchesEnd)
+			r.Server.VoluntaryCtxSwitches = int64(d.Vol)
+			r.Server.InvoluntaryCtxSwitches = int64(d.Invol)
+			r.Server.CtxSwitchesLowerBound = churn > 0 || treeChanged(samples, win.start, win.end)
+		}
+		if serr != nil {
+			warn("server sampling ended early: %v", serr)
+		}
+		if srv != nil {
+			r.Server.Exit = srv.Stop(serverGrace)
+			if !r.Server.Exit.Clean {
+				warn("server exit: %s (code %d %s)", r.Server.Exit.Error, r.Server.Exit.Code, r.Server.Exit.Signal)
+			}
+		} else if died {
+			// Not loadgen's child: how it ended is its parent's to know.
+			r.Server.Exit = &result.Exit{Code: -1, Error: "the server exited during the run (started elsewhere: its exit status is unknown here)"}
+		}
+	}
+	win.mu.Unlock()
+	if r.ClientBound {
+		warn("loadgen's CPUs were %.0f%% busy: the throughput is the client's limit, not the server's", 100*r.Client.Busy)
+	}
+
+	if o.Out != "" {
+		if err := write(o.Out, r, out); err != nil {
+			return r, err
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return r, fmt.Errorf("%w: interrupted; the figures are partial", ErrFailed)
+	case r.Load.ErrorsTotal > 0:
+		return r, fmt.Errorf("%w: %d errors", ErrFailed, r.Load.ErrorsTotal)
+	case r.Server != nil && r.Server.Exit != nil && !r.Server.Exit.Clean:
+		return r, fmt.Errorf("%w: server exit: %s", ErrFailed, r.Server.Exit.Error)
+	case died:
+		return r, fmt.Errorf("%w: the server exited mid-run", ErrFailed)
+	}
+	return r, nil
+}
+
+// splitCPUs decides the CPU sets of the server and of this process, as Options
+// describe (warning through warn of what it cannot do as asked).
+func splitCPUs(o Options, avail []int, warn func(string, ...any)) (server, client []int, err error) {
+	server, client = o.ServerCPUs, o.ClientCPUs
+	if o.ServerPID != 0 && server == nil {
+		// An external server's CPUs are whatever it was started with: record them.
+		if server, err = cpuset.Allowed(o.ServerPID); err != nil {
+			return nil, nil, fmt.Errorf("-server-pid %d: %w", o.ServerPID, err)
+		}
+	} else if o.ServerPID != 0 {
+		if got, err := cpuset.Allowed(o.ServerPID); err != nil || !slices.Equal(got, server) {
+			warn("server pid %d runs on CPUs %v, not the %v given by -server-cpus (%v): loadgen does not pin a server it did not start", o.ServerPID, got, server, err)
+			if err == nil {
+				server = got
+			}
+		}
+	}
+	if o.Model != "" && (server == nil || client == nil) {
+		ds, dc, err := cpuset.Split(avail)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case server == nil && client == nil:
+			server, client = ds, dc
+		case server == nil:
+			server = without(avail, client)
+		default:
+			client = without(avail, server)
+		}
+		if len(server) == 0 || len(client) == 0 {
+			return nil, nil, fmt.Errorf("CPU sets server %v, loadgen %v: each side needs at least one CPU", server, client)
+		}
+	}
+	for _, c := range client {
+		if slices.Contains(server, c) {
+			warn("server CPUs %s and loadgen CPUs %s overlap: they compete for CPU", cpuset.Format(server), cpuset.Format(client))
+			break
+		}
+	}
+	return server, client, nil
+}
+
+func without(all, drop []int) []int {
+	var out []int
+	for _, c := range all {
+		if !slices.Contains(drop, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// window holds the marks of the measured window, which the load engine sets
+// from its own goroutine (OnMeasure): when, this process's CPU time, and the
+// context switches of every thread of the server's tree.
+type window struct {
+	sampler *procstat.Sampler // nil: no server to read switches of
+
+	mu                         sync.Mutex
+	start, end                 time.Time
+	cpuStart, cpuEnd           float64
+	switchesStart, switchesEnd map[int]procstat.Switches // nil: none read
+}
+
+func (w *window) mark(start bool, at time.Time) {
+	cpu := selfCPUSeconds()
+	var sw map[int]procstat.Switches
+	if w.sampler != nil {
+		if t, ok := w.sampler.Latest(); ok {
+			if sw = procstat.ThreadSwitches("/proc", t.PIDs); len(sw) == 0 {
+				sw = nil
+			}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if start {
+		w.start, w.cpuStart, w.switchesStart = at, cpu, sw
+	} else {
+		w.end, w.cpuEnd, w.switchesEnd = at, cpu, sw
+	}
+}
+
+func selfCPUSeconds() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// write writes r to path (FILE.json) and the latency histogram of out beside it
+// (FILE.hgrm), which r names.
+func write(path string, r *result.Run, out *loadgen.Outcome) error {
+	hgrm := strings.TrimSuffix(path, ".json") + ".hgrm"
+	r.HistogramFile = hgrm
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := writeHgrm(hgrm, out); err != nil {
+		return err
+	}
+	return result.WriteFile(path, r)
+}
+
+func writeHgrm(path string, out *loadgen.Outcome) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	// Values are recorded in µs; the .hgrm is written in milliseconds, the unit
+	// HdrHistogram's plotters assume.
+	if _, err := out.Latency.PercentilesPrint(f, 5, 1000); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
