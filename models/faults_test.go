@@ -121,6 +121,7 @@ func TestSlowClients(t *testing.T) {
 			continue
 		}
 		t.Run(model, func(t *testing.T) {
+			parallel(t, model)
 			s := start(t, model, "rpc", nil)
 			n := min(200, maxConns(t, model)-1)
 			drip := startDripper(slowClients(t, s, n))
@@ -402,15 +403,18 @@ func pacedRoundTrips(c net.Conn, req, want []byte, stop <-chan struct{}) (trips 
 // And the server must not crash (Serve returns nil at stop; no worker process dies
 // or exits abnormally) nor leak a descriptor.
 func TestCutsAtEveryPoint(t *testing.T) {
+	noLeaksAfter(t)
 	for _, model := range models.Names() {
 		for _, p := range streamProtos {
-			t.Run(model+"/"+p, func(t *testing.T) { testCuts(t, model, p) })
+			t.Run(model+"/"+p, func(t *testing.T) {
+				parallel(t, model)
+				testCuts(t, model, p)
+			})
 		}
 	}
 }
 
 func testCuts(t *testing.T, model, p string) {
-	fds := openFDs(t)
 	// The back-pressure bound (and the cap on output owed) is raised above the
 	// 8 MiB cut, so that the models that read while they owe output (see
 	// readsWhileOwing) read all of it and hold its replies themselves when the cut
@@ -494,7 +498,6 @@ func testCuts(t *testing.T, model, p string) {
 	faultNoCrash(t, s, model)
 	by.Close()
 	s.stop()
-	eventually(t, fmt.Sprintf("descriptors back to %d", fds), func() bool { return openFDs(t) <= fds })
 }
 
 // faultNoCrash checks that no worker process of a process model died or exited

@@ -170,7 +170,14 @@ func (fs fileSuite) run(t *testing.T) {
 			cases = fs.processCases
 		}
 		for _, tc := range cases {
-			t.Run(model+"/"+tc.name, func(t *testing.T) { fs.runCase(t, model, tc, tr) })
+			t.Run(model+"/"+tc.name, func(t *testing.T) {
+				// A leak check counts the whole process's goroutines and
+				// descriptors: it runs alone.
+				if !tc.leakCheck {
+					parallel(t, model)
+				}
+				fs.runCase(t, model, tc, tr)
+			})
 		}
 	}
 }

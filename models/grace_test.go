@@ -9,13 +9,11 @@ package models_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -123,6 +121,7 @@ func (gs *graceServer) dial(t *testing.T) *net.TCPConn {
 func TestGraceIdle(t *testing.T) {
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
+			parallel(t, model)
 			gs := startGrace(t, model, nil)
 			rng := rand.New(rand.NewPCG(41, 42))
 			c := gs.dial(t)
@@ -197,6 +196,7 @@ func TestGraceOwed(t *testing.T) {
 	const high = 2 << 20
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
+			parallel(t, model)
 			gs := startGrace(t, model, func(c *models.Config) {
 				c.HighWater = high
 				c.MaxOutput = 4 * high
@@ -249,12 +249,15 @@ func TestGraceOwed(t *testing.T) {
 // much longer: then everything is closed, Serve returns nil, and no descriptor,
 // goroutine or process is left.
 func TestGraceDeadline(t *testing.T) {
+	if pids := childPids(t); len(pids) != 0 {
+		t.Fatalf("children before the test: %v", pids)
+	}
+	// The descriptors, goroutines and processes of every model, which drain in
+	// parallel, are counted once all are done.
+	noLeaksAfter(t)
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
-			if pids := childPids(t); len(pids) != 0 {
-				t.Fatalf("children before the test: %v", pids)
-			}
-			fds, goroutines := openFDs(t), runtime.NumGoroutine()
+			parallel(t, model)
 			gs := startGrace(t, model, nil)
 			rng := rand.New(rand.NewPCG(45, 46))
 			idle := gs.dial(t)
@@ -278,7 +281,7 @@ func TestGraceDeadline(t *testing.T) {
 			if after < testGrace-100*time.Millisecond || after > testGrace+late {
 				t.Fatalf("Serve returned %v after cancel, want at the %v deadline (at most %v later)", after.Round(time.Millisecond), testGrace, late)
 			}
-			if pids := childPids(t); len(pids) != 0 {
+			if pids := workerPids(t, model); len(pids) != 0 {
 				t.Fatalf("children left after Serve returned (zombies included): %v", pids)
 			}
 			if st := gs.env.Stats.Snapshot(); st.Active != 0 || st.Closed != 2 {
@@ -287,8 +290,6 @@ func TestGraceDeadline(t *testing.T) {
 			idle.Close()
 			stuck.Close()
 			gs.closeLn()
-			eventually(t, fmt.Sprintf("goroutines back to %d", goroutines), func() bool { return runtime.NumGoroutine() <= goroutines })
-			eventually(t, fmt.Sprintf("descriptors back to %d", fds), func() bool { return openFDs(t) <= fds })
 			t.Logf("Serve returned %v after cancel", after.Round(time.Millisecond))
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,6 +83,7 @@ func TestIdleTimeout(t *testing.T) {
 	)
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
+			parallel(t, model)
 			s := start(t, model, "rpc", func(c *models.Config) { c.IdleTimeout = idle })
 			rng := rand.New(rand.NewPCG(31, 32))
 			warmUp(t, s, rng, 2)
@@ -208,24 +210,19 @@ func trickle(c net.Conn, rng *rand.Rand, every, d time.Duration) <-chan trickleR
 // socket buffers hold.
 func TestIdleWriteProgress(t *testing.T) {
 	const (
-		idle   = 300 * time.Millisecond
-		frames = 10
-		chunk  = 512 << 10
-		every  = 50 * time.Millisecond
+		idle  = 300 * time.Millisecond
+		chunk = 512 << 10
+		every = 50 * time.Millisecond
 	)
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
+			parallel(t, model)
 			s := start(t, model, "rpc", func(c *models.Config) {
 				c.IdleTimeout = idle
 				c.HighWater = 32 << 20
 				c.MaxOutput = 64 << 20
 			})
-			rng := rand.New(rand.NewPCG(37, 38))
-			var req, want []byte
-			for range frames {
-				r, w := request("rpc", rng, proto.DefaultMaxFrame)
-				req, want = append(req, r...), append(want, w...)
-			}
+			req, want := progressStream()
 			c := dialSmallRcvBuf(t, s.addr)
 			defer c.Close()
 			werr := make(chan error, 1)
@@ -259,6 +256,20 @@ func TestIdleWriteProgress(t *testing.T) {
 		})
 	}
 }
+
+// progressFrames is how many frames TestIdleWriteProgress sends.
+const progressFrames = 10
+
+// progressStream is TestIdleWriteProgress's requests (frames of the largest rpc
+// payload) and their replies, made once for every model.
+var progressStream = sync.OnceValues(func() (req, want []byte) {
+	rng := rand.New(rand.NewPCG(37, 38))
+	for range progressFrames {
+		r, w := request("rpc", rng, proto.DefaultMaxFrame)
+		req, want = append(req, r...), append(want, w...)
+	}
+	return req, want
+})
 
 // dialSmallRcvBuf dials addr with a 64 KiB receive buffer set before the connect, so
 // the kernel neither starts with nor autotunes to a large window: what the client
@@ -325,6 +336,7 @@ func TestOutputCap(t *testing.T) {
 	}
 	for _, model := range models.Names() {
 		t.Run(model+"/one reply above the cap", func(t *testing.T) {
+			parallel(t, model)
 			s := start(t, model, "rpc", capped)
 			rng := rand.New(rand.NewPCG(33, 34))
 			neighbour := s.dial(t)
@@ -353,6 +365,7 @@ func TestOutputCap(t *testing.T) {
 			continue
 		}
 		t.Run(model+"/replies piling up", func(t *testing.T) {
+			parallel(t, model)
 			s := start(t, model, "rpc", capped)
 			rng := rand.New(rand.NewPCG(35, 36))
 			neighbour := s.dial(t)
