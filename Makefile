@@ -5,13 +5,14 @@ CMDS     := server loadgen bench
 FUZZTIME ?= 30s
 CC       ?= cc
 
-.PHONY: all build peers test lint fuzz bench bench-full clean help
+.PHONY: all build peers test test-short lint fuzz bench bench-full clean help
 
 all: build
 
 help:
 	@echo "make build   - build $(CMDS) into $(BIN)/"
 	@echo "make test    - go vet, then go test -race over every package (fuzz seeds only)"
+	@echo "make test-short - go vet, then go test -race -short: the inner loop's tier, long cases skipped (under 90 s)"
 	@echo "make lint    - gofmt check and go vet"
 	@echo "make fuzz    - run each fuzz target (server: rpc, file, http requests; loadgen: file, http replies) for FUZZTIME ($(FUZZTIME))"
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
@@ -36,6 +37,12 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo ">> benchmarks, one quick pass to keep them compiling and honest"
 	$(GO) test -run '^$$' -bench . -benchtime 100ms ./...
+
+test-short:
+	@echo ">> go vet"
+	$(GO) vet ./...
+	@echo ">> go test -race -short (long cases skipped; make test runs them all)"
+	$(GO) test -race -short -count=1 ./...
 
 lint:
 	@echo ">> gofmt"

@@ -365,6 +365,7 @@ func testRoundTrips(t *testing.T, model, p string) {
 }
 
 func testStream(t *testing.T, model, p string) {
+	long(t)
 	s := start(t, model, p, nil)
 	c := s.dial(t)
 	defer c.Close()
@@ -400,6 +401,7 @@ func testHalfClose(t *testing.T, model, p string) {
 // server not reading (its output is bounded), not buffered without limit; and once
 // it reads, every byte comes back.
 func testBackPressure(t *testing.T, model, p string) {
+	long(t)
 	s := start(t, model, p, nil)
 	c := s.dial(t)
 	defer c.Close()
@@ -435,6 +437,7 @@ func frameEnd(stream []byte, n int) int {
 }
 
 func testManyConns(t *testing.T, model, p string) {
+	long(t)
 	s := start(t, model, p, nil)
 	n := maxConns(t, model)
 	conns := make([]*net.TCPConn, n)

@@ -116,6 +116,7 @@ const (
 //
 // procpool is the exception by design (TestSlowClientsHoldProcpool).
 func TestSlowClients(t *testing.T) {
+	long(t)
 	for _, model := range models.Names() {
 		if model == "procpool" {
 			continue
@@ -403,6 +404,7 @@ func pacedRoundTrips(c net.Conn, req, want []byte, stop <-chan struct{}) (trips 
 // And the server must not crash (Serve returns nil at stop; no worker process dies
 // or exits abnormally) nor leak a descriptor.
 func TestCutsAtEveryPoint(t *testing.T) {
+	long(t)
 	noLeaksAfter(t)
 	for _, model := range models.Names() {
 		for _, p := range streamProtos {

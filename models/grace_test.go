@@ -193,6 +193,7 @@ func TestGraceIdle(t *testing.T) {
 // no longer than what it sent — then EOF, not a reset. Once it closes, Serve returns
 // before the deadline.
 func TestGraceOwed(t *testing.T) {
+	long(t)
 	const high = 2 << 20
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
@@ -249,6 +250,7 @@ func TestGraceOwed(t *testing.T) {
 // much longer: then everything is closed, Serve returns nil, and no descriptor,
 // goroutine or process is left.
 func TestGraceDeadline(t *testing.T) {
+	long(t)
 	if pids := childPids(t); len(pids) != 0 {
 		t.Fatalf("children before the test: %v", pids)
 	}

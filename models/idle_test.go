@@ -75,6 +75,7 @@ func flood(c net.Conn, frame []byte) <-chan floodResult {
 // server reading it and its replies stop moving, before its output reached the
 // default cap (none is capped). idle_closed counts exactly the two.
 func TestIdleTimeout(t *testing.T) {
+	long(t)
 	const (
 		idle     = 300 * time.Millisecond
 		maxClose = 2 * time.Second
@@ -209,6 +210,7 @@ func trickle(c net.Conn, rng *rand.Rand, every, d time.Duration) <-chan trickleR
 // read would close the connection while it still owed megabytes beyond what the
 // socket buffers hold.
 func TestIdleWriteProgress(t *testing.T) {
+	long(t)
 	const (
 		idle  = 300 * time.Millisecond
 		chunk = 512 << 10

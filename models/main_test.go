@@ -28,6 +28,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// long skips a test under -short (make test-short, the inner loop's tier): one
+// that takes seconds of data or of waiting per model. make test runs it.
+func long(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: make test runs it, -short does not")
+	}
+}
+
 // parallel runs a subtest of model in parallel with its siblings (up to go test's
 // -parallel at a time), except for select: its server must get descriptors below
 // FD_SETSIZE in a process whose other tests may hold hundreds of them meanwhile.
