@@ -19,8 +19,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +47,20 @@ func (c *cpuList) Set(v string) error {
 	cpus, err := cpuset.Parse(v)
 	*c = cpus
 	return err
+}
+
+// rateValue is -rate's value, requests per second; a bad one is refused saying
+// what a rate is (the flag package's own error says only "parse error").
+type rateValue float64
+
+func (r *rateValue) String() string { return strconv.FormatFloat(float64(*r), 'g', -1, 64) }
+func (r *rateValue) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return errors.New("want requests per second over all connections, a number ≥ 0 (e.g. 20000 or 2.5e4; 0 is closed loop)")
+	}
+	*r = rateValue(v)
+	return nil
 }
 
 // options are the trial's, and how the command reports it.
@@ -94,7 +110,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Workload.Duration, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&o.Workload.Warmup, "warmup", 2*time.Second, "load before the measured duration, not measured")
 	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
-	fs.Float64Var(&o.Workload.Rate, "rate", 0, "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
+	fs.Var((*rateValue)(&o.Workload.Rate), "rate", "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
 	fs.IntVar(&o.Workload.Pipeline, "pipeline", 1, "requests outstanding per connection")
 	fs.BoolVar(&o.Workload.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
 	fs.Int64Var(&o.Workload.Requests, "n", 0, "stop after this many requests in total (closed loop; 0: no limit)")

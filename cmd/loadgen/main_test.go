@@ -64,4 +64,14 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("parse(%q): no error", bad)
 		}
 	}
+	// A bad rate names the flag and says what a rate is, not just "parse error".
+	for _, bad := range []string{"abc", "-5", "NaN"} {
+		_, err := parse([]string{"-model", "poll", "-rate", bad}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-rate") || !strings.Contains(err.Error(), "requests per second") {
+			t.Errorf("-rate %s: err = %v, want one naming -rate and what it is", bad, err)
+		}
+	}
+	if o, err := parse([]string{"-model", "poll", "-rate", "2.5e4"}, io.Discard); err != nil || o.Workload.Rate != 25000 {
+		t.Errorf("-rate 2.5e4: rate %v, %v; want 25000", o.Workload.Rate, err)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"concbench/internal/proto"
+	"concbench/internal/sock"
 	"concbench/internal/testfiles"
 	"concbench/models"
 )
@@ -98,6 +99,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := o.cfg.Validate(); err != nil {
 		return o, err
+	}
+	if !sock.IsUnix(o.cfg.Addr) {
+		if _, err := sock.ParseListenAddr(o.cfg.Addr, o.allowRemote); errors.Is(err, sock.ErrNotLoopback) {
+			return o, fmt.Errorf("-addr %s: %w: pass -allow-remote to bind other interfaces", o.cfg.Addr, sock.ErrNotLoopback)
+		} else if err != nil {
+			return o, err
+		}
 	}
 	if o.cfg.Root == "" && proto.ServesFiles(o.cfg.Proto) {
 		o.cfg.Root = testfiles.DefaultDir()

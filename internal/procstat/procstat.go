@@ -11,18 +11,34 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
 // UserHZ is the unit of /proc/PID/stat times (USER_HZ, fixed at 100 on Linux).
 const UserHZ = 100
 
-// ErrGone is returned when the root process no longer exists.
-var ErrGone = errors.New("process gone")
+// Sample's errors.
+var (
+	// ErrGone: the root process no longer exists (or is a zombie: it has exited).
+	ErrGone = errors.New("process gone")
+	// ErrSampling: /proc could not be read for another reason — this process out
+	// of descriptors (EMFILE), a permission — so the sample is missing; the
+	// process may well be alive, and a later sample may succeed.
+	ErrSampling = errors.New("sampling failed")
+)
+
+// readFile reads a /proc file; a variable so that tests can make it fail.
+var readFile = os.ReadFile
+
+// gone reports whether a read of /proc/PID failed because the process is not
+// there (any more).
+func gone(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) }
 
 // Stat is what concbench reads from one /proc/PID/stat line.
 type Stat struct {
@@ -145,16 +161,21 @@ func Descendants(root int, parent map[int]int) []int {
 }
 
 // Sample reads the tree rooted at root from procfs (normally "/proc"). It returns
-// ErrGone if root does not exist (or is a zombie: it has exited).
+// an error wrapping ErrGone if root does not exist (or is a zombie: it has
+// exited), and one wrapping ErrSampling if /proc could not be read (the tree is
+// then unknown, not empty).
 func Sample(procfs string, root int) (Tree, error) {
 	t := Tree{When: time.Now()}
 	rs, err := readStat(procfs, root)
-	if err != nil || rs.State == 'Z' {
+	switch {
+	case err != nil && gone(err), err == nil && rs.State == 'Z':
 		return t, fmt.Errorf("pid %d: %w", root, ErrGone)
+	case err != nil:
+		return t, fmt.Errorf("%w: pid %d: %w", ErrSampling, root, err)
 	}
 	ents, err := os.ReadDir(procfs)
 	if err != nil {
-		return t, err
+		return t, fmt.Errorf("%w: %w", ErrSampling, err)
 	}
 	parent := map[int]int{}
 	stats := map[int]Stat{root: rs}
@@ -164,8 +185,11 @@ func Sample(procfs string, root int) (Tree, error) {
 			continue
 		}
 		s, err := readStat(procfs, pid)
-		if err != nil {
+		if err != nil && gone(err) {
 			continue // exited between the listing and the read
+		}
+		if err != nil {
+			return t, fmt.Errorf("%w: pid %d: %w", ErrSampling, pid, err)
 		}
 		parent[pid] = s.PPID
 		stats[pid] = s
@@ -182,7 +206,7 @@ func Sample(procfs string, root int) (Tree, error) {
 }
 
 func readStat(procfs string, pid int) (Stat, error) {
-	b, err := os.ReadFile(filepath.Join(procfs, strconv.Itoa(pid), "stat"))
+	b, err := readFile(filepath.Join(procfs, strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return Stat{}, err
 	}

@@ -1,20 +1,27 @@
 package procstat
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
 
 // Sampler samples a process tree every interval on its own goroutine until Stop.
+// It stops early when the root process is gone; a sample that fails for another
+// reason (ErrSampling: this process out of descriptors, say) is missing, counted,
+// and the next one is taken as usual.
 type Sampler struct {
 	procfs string
 	root   int
 	stop   chan struct{}
 	done   chan struct{}
 
-	mu      sync.Mutex
-	samples []Tree
-	err     error
+	mu       sync.Mutex
+	samples  []Tree
+	gone     error // ErrGone (wrapped): sampling ended
+	failed   int   // samples that failed with ErrSampling
+	firstErr error // the first of those
 }
 
 // Start begins sampling root's tree under procfs every interval.
@@ -41,15 +48,23 @@ func (s *Sampler) loop(interval time.Duration) {
 	}
 }
 
+// take takes one sample and reports whether sampling goes on.
 func (s *Sampler) take() bool {
 	t, err := Sample(s.procfs, s.root)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		s.err = err
+	switch {
+	case err == nil:
+		s.samples = append(s.samples, t)
+	case errors.Is(err, ErrGone):
+		s.gone = err
 		return false
+	default:
+		s.failed++
+		if s.firstErr == nil {
+			s.firstErr = err
+		}
 	}
-	s.samples = append(s.samples, t)
 	return true
 }
 
@@ -63,8 +78,10 @@ func (s *Sampler) Latest() (Tree, bool) {
 	return s.samples[len(s.samples)-1], true
 }
 
-// Stop takes a last sample, stops, and returns every sample and the error that
-// ended sampling early (ErrGone if the root exited), if any.
+// Stop takes a last sample, stops, and returns every sample taken, and an error
+// if any is missing: wrapping ErrGone if the root exited (sampling ended there),
+// or ErrSampling, with how many samples failed and the first reason, if some
+// could not be read.
 func (s *Sampler) Stop() ([]Tree, error) {
 	select {
 	case <-s.done:
@@ -74,5 +91,11 @@ func (s *Sampler) Stop() ([]Tree, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.samples, s.err
+	switch {
+	case s.gone != nil:
+		return s.samples, s.gone
+	case s.failed > 0:
+		return s.samples, fmt.Errorf("%d of %d samples failed, the first: %w", s.failed, s.failed+len(s.samples), s.firstErr)
+	}
+	return s.samples, nil
 }

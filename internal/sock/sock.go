@@ -160,21 +160,31 @@ func removeStale(path string, sa *unix.SockaddrUnix) error {
 	return nil
 }
 
-func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
+// ParseListenAddr parses a TCP listen address, IP:PORT or localhost:PORT, and
+// refuses a non-loopback IP with ErrNotLoopback unless allowRemote is set.
+func ParseListenAddr(addr string, allowRemote bool) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		host, port, serr := net.SplitHostPort(addr)
 		if serr != nil || host != "localhost" {
-			return nil, fmt.Errorf("listen %q: want IP:PORT (e.g. 127.0.0.1:7000): %w", addr, err)
+			return ap, fmt.Errorf("listen %q: want IP:PORT (e.g. 127.0.0.1:7000): %w", addr, err)
 		}
 		p, perr := strconv.ParseUint(port, 10, 16)
 		if perr != nil {
-			return nil, fmt.Errorf("listen %q: bad port: %w", addr, perr)
+			return ap, fmt.Errorf("listen %q: bad port: %w", addr, perr)
 		}
 		ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p))
 	}
 	if !ap.Addr().IsLoopback() && !allowRemote {
-		return nil, fmt.Errorf("listen %s: %w (binding other interfaces needs an explicit opt-in)", addr, ErrNotLoopback)
+		return ap, fmt.Errorf("listen %s: %w (binding other interfaces needs an explicit opt-in)", addr, ErrNotLoopback)
+	}
+	return ap, nil
+}
+
+func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
+	ap, err := ParseListenAddr(addr, allowRemote)
+	if err != nil {
+		return nil, err
 	}
 	family := unix.AF_INET
 	var sa unix.Sockaddr

@@ -1,0 +1,64 @@
+package procstat
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSampleReadFailures: a /proc read that fails because the process is not
+// there is ErrGone; one that fails for any other reason (this process out of
+// descriptors, a permission) is ErrSampling — never "gone" for a live process —
+// and the sampler keeps going past it, counting the missing samples.
+func TestSampleReadFailures(t *testing.T) {
+	self := os.Getpid()
+	tests := []struct {
+		name    string
+		fail    error // what reading self's stat returns
+		want    error
+		notWant error
+	}{
+		{"EMFILE", &os.PathError{Op: "open", Path: "/proc/x/stat", Err: syscall.EMFILE}, ErrSampling, ErrGone},
+		{"EACCES", &os.PathError{Op: "open", Path: "/proc/x/stat", Err: syscall.EACCES}, ErrSampling, ErrGone},
+		{"ENOENT", &os.PathError{Op: "open", Path: "/proc/x/stat", Err: syscall.ENOENT}, ErrGone, ErrSampling},
+		{"ESRCH", &os.PathError{Op: "read", Path: "/proc/x/stat", Err: syscall.ESRCH}, ErrGone, ErrSampling},
+	}
+	defer func() { readFile = os.ReadFile }()
+	for _, tt := range tests {
+		readFile = func(string) ([]byte, error) { return nil, tt.fail }
+		_, err := Sample("/proc", self)
+		if !errors.Is(err, tt.want) || errors.Is(err, tt.notWant) {
+			t.Errorf("%s: Sample = %v, want %v and not %v", tt.name, err, tt.want, tt.notWant)
+		}
+		if tt.want == ErrSampling && !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%s: Sample = %v, want the cause kept", tt.name, err)
+		}
+	}
+
+	// The sampler: two failed reads, then good ones; it does not stop.
+	fails := 2
+	readFile = func(p string) ([]byte, error) {
+		if fails > 0 {
+			fails--
+			return nil, &os.PathError{Op: "open", Path: p, Err: syscall.EMFILE}
+		}
+		return os.ReadFile(p)
+	}
+	s := Start("/proc", self, time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := s.Latest(); ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	samples, err := s.Stop()
+	if len(samples) == 0 {
+		t.Fatalf("no sample after the failures: the sampler stopped (err %v)", err)
+	}
+	if !errors.Is(err, ErrSampling) || errors.Is(err, ErrGone) || !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Stop error %v, want ErrSampling with the EMFILE, not ErrGone", err)
+	}
+}
