@@ -223,7 +223,7 @@ func (s Store) ReadResult(rec TrialRecord) (*result.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Schema != result.SchemaVersion {
+	if r.Schema < result.OldestSchema || r.Schema > result.SchemaVersion {
 		if r.Schema == 0 {
 			return nil, &DamagedError{path, "not a loadgen result: no schema version"}
 		}

@@ -49,6 +49,7 @@ func init() {
 	Register("fork", "a process per connection (re-exec'd, not CoW fork): isolation; costliest set-up, bounded by -max-procs",
 		func() Model { return forkModel{} })
 	registerRole("fork", forkChild)
+	refuses("fork", "its child could not be started (out of processes or memory)")
 }
 
 var _ Model = forkModel{}

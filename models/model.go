@@ -110,6 +110,7 @@ func NewEnv(cfg Config, logger *log.Logger) (*Env, error) {
 type entry struct {
 	summary string
 	new     func() Model
+	refusal string // why the model counts a connection in refused, if it ever does
 }
 
 var (
@@ -126,7 +127,25 @@ func Register(name, summary string, newModel func() Model) {
 	if _, dup := registry[name]; dup {
 		panic("models: Register called twice for " + name)
 	}
-	registry[name] = entry{summary, newModel}
+	registry[name] = entry{summary: summary, new: newModel}
+}
+
+// refuses records why model name closes a connection at once, counted in
+// refused (StatsSnapshot.Refused); a model's init calls it after Register.
+func refuses(name, why string) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	e := registry[name]
+	e.refusal = why
+	registry[name] = e
+}
+
+// Refusal is why the named model refuses connections (accepts and closes them at
+// once, counted in refused), or "" for a model that never does.
+func Refusal(name string) string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	return registry[name].refusal
 }
 
 // Names lists the registered models, sorted.

@@ -59,6 +59,7 @@ func init() {
 	Register("procpool", "N pre-started worker processes, fd passed by SCM_RIGHTS: isolation; at most N connections at once",
 		func() Model { return procpoolModel{} })
 	registerRole("procpool", procpoolWorker)
+	refuses("procpool", "the worker it was handed to was dying")
 }
 
 var _ Model = procpoolModel{}

@@ -31,6 +31,7 @@ import (
 func init() {
 	Register("select", "one thread, select(2): simplest multiplexer; O(n) per pass, hard limit of 1024 descriptors",
 		func() Model { return selectModel{} })
+	refuses("select", "its descriptor was at or above FD_SETSIZE (1024), which select(2) cannot watch")
 }
 
 var _ Model = selectModel{}

@@ -17,8 +17,16 @@ import (
 	"time"
 )
 
-// SchemaVersion is incremented whenever a field changes meaning or is removed.
-const SchemaVersion = 1
+// SchemaVersion is incremented whenever a field changes meaning, is removed, or a
+// figure a reader relies on is added. 2 added the steady-state gate (Load.Steady),
+// the server's own counters (Server.Counters…) and Server.SamplingError, and capped
+// Server.CPUCoresMax at the server's CPUs.
+const SchemaVersion = 2
+
+// OldestSchema is the oldest schema this build still reads: a result written
+// before a field existed has it at its zero value, and readers say so where a
+// figure is missing.
+const OldestSchema = 1
 
 // Run is one loadgen run: configuration, environment and every measured figure.
 type Run struct {
@@ -152,6 +160,9 @@ type Load struct {
 	SendLag *Percentiles `json:"send_lag,omitempty"`
 	// Connect describes the connections: the ramp and connect latency.
 	Connect Connect `json:"connect"`
+	// Steady is how the measured window was opened (the steady-state gate) and
+	// which connections were held and served in it. nil in results of schema 1.
+	Steady *Steady `json:"steady,omitempty"`
 	// Errors counts errors by kind (see loadgen's ErrorKind); a kind with no error
 	// is absent. Every failure is counted once; requests it lost are not retried.
 	Errors map[string]int64 `json:"errors,omitempty"`
@@ -180,6 +191,49 @@ type Connect struct {
 	RampSeconds float64 `json:"ramp_seconds"`
 	// Latency is connect latency over every successful connect of the run.
 	Latency Percentiles `json:"latency"`
+}
+
+// States of the steady-state gate (Steady.State).
+const (
+	// SteadyOK: every connection had completed a request, and the warm-up had
+	// passed, when the window opened.
+	SteadyOK = "steady"
+	// SteadyCeiling: fewer had, and their number had stopped growing for the
+	// settle time: the server holds only Steady.ServedAtStart of the connections
+	// (a pool's size, a cap on processes or threads). The cell's figures are not
+	// comparable with those of a server that held them all.
+	SteadyCeiling = "ceiling"
+	// SteadyNot: the number served was still growing at the gate's bound: the
+	// window never opened and the run failed.
+	SteadyNot = "not steady"
+	// SteadyOff: no gate — a run of a fixed number of requests (every request
+	// measured) or with a new connection per request.
+	SteadyOff = "off"
+)
+
+// Steady is the steady-state gate: the measured window opens only when every
+// connection is established and has completed at least one request (and the
+// warm-up has passed), so that a server still starting a process or thread per
+// connection is not measured in its ramp; or, for a server that cannot hold them
+// all, once the number served has stopped growing (a ceiling).
+type Steady struct {
+	State string `json:"state"` // SteadyOK, SteadyCeiling, SteadyNot or SteadyOff
+	// WaitSeconds is the time from the load's start to the window's.
+	WaitSeconds float64 `json:"wait_seconds"`
+	// SettleSeconds is how long the number served must stay the same to be a
+	// ceiling; TimeoutSeconds the gate's bound.
+	SettleSeconds  float64 `json:"settle_seconds"`
+	TimeoutSeconds float64 `json:"timeout_seconds"`
+	// ServedAtStart is the connections that had completed at least one request
+	// when the window opened (when it did not: when the run gave up).
+	ServedAtStart int `json:"served_at_start"`
+	// OpenAtStart and OpenAtEnd are the connections open (established, as the
+	// client sees them) when the window opened and when it closed.
+	OpenAtStart int `json:"open_at_start"`
+	OpenAtEnd   int `json:"open_at_end"`
+	// IdleInWindow is the connections that completed no request in the window:
+	// unserved (waiting in a backlog, a pool busy) or starved.
+	IdleInWindow int `json:"idle_in_window"`
 }
 
 // Percentiles summarises one latency histogram, in microseconds.
@@ -215,7 +269,9 @@ type Server struct {
 	// CPUCoresMean is the tree's CPU time over the measured window divided by its
 	// length: 1.0 is one core fully busy. Exited, reaped descendants are included.
 	CPUCoresMean float64 `json:"cpu_cores_mean"`
-	// CPUCoresMax is the highest CPU use over one sampling interval (100 ms).
+	// CPUCoresMax is the highest CPU use over half a second (five samples; over
+	// one 100 ms sample the 10 ms clock ticks of /proc would make it jitter by
+	// ±10%), capped at the number of CPUs the server may run on.
 	CPUCoresMax float64 `json:"cpu_cores_max"`
 	RSSMaxBytes int64   `json:"rss_max_bytes"` // highest summed resident set of the tree
 	ThreadsMax  int     `json:"threads_max"`   // highest summed thread count of the tree
@@ -231,9 +287,39 @@ type Server struct {
 	CtxSwitchesLowerBound  bool  `json:"ctx_switches_lower_bound,omitempty"`
 	// Samples are the raw samples, every 100 ms, over the whole run.
 	Samples []ProcSample `json:"samples"`
+	// SamplingError says why samples are missing (reading /proc failed: this
+	// process out of descriptors, say); "" when none is. It is never a reason to
+	// think the server gone.
+	SamplingError string `json:"sampling_error,omitempty"`
+	// Counters are a concbench server's own counters (its -stats file) when loadgen
+	// started it: at its exit, and as they stood just before the window opened and
+	// just after it closed. nil for an external server.
+	Counters              *ServerCounters `json:"counters,omitempty"`
+	CountersAtWindowStart *ServerCounters `json:"counters_at_window_start,omitempty"`
+	CountersAtWindowEnd   *ServerCounters `json:"counters_at_window_end,omitempty"`
+	// RefusedWhy is why the model refuses connections (Counters.Refused): its
+	// registered reason, e.g. select's FD_SETSIZE.
+	RefusedWhy string `json:"refused_why,omitempty"`
 	// Exit is how the server ended when loadgen stopped it; nil for an external
 	// one, unless it exited during the run (then not clean, its status unknown).
 	Exit *Exit `json:"exit,omitempty"`
+}
+
+// ServerCounters are a concbench server's counters at one moment, as its -stats
+// file writes them (models.StatsLine): connections accepted, open, closed and why.
+type ServerCounters struct {
+	UnixMS       int64 `json:"unix_ms"`       // when, milliseconds since the epoch
+	Accepted     int64 `json:"accepted"`      // connections accepted
+	Active       int64 `json:"active"`        // connections open
+	Closed       int64 `json:"closed"`        // connections closed, for any reason
+	ProtoErrors  int64 `json:"proto_errors"`  // closed for malformed input
+	IOErrors     int64 `json:"io_errors"`     // closed by a read or write error
+	Refused      int64 `json:"refused"`       // accepted and closed at once (see Server.RefusedWhy)
+	AcceptPauses int64 `json:"accept_pauses"` // times accepting paused (out of descriptors, at a cap)
+	IdleClosed   int64 `json:"idle_closed"`   // closed for idleness
+	OutputCapped int64 `json:"output_capped"` // closed for owing too much output
+	// Gauges are the model's own figures (threads_live, children_live, …).
+	Gauges map[string]int64 `json:"gauges,omitempty"`
 }
 
 // ProcSample is one /proc sample of a process tree.
@@ -275,7 +361,8 @@ func WriteFile(path string, r *Run) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// ReadFile reads a Run written by WriteFile, refusing another schema version.
+// ReadFile reads a Run written by WriteFile, refusing a schema this build does
+// not read (newer, or older than OldestSchema).
 func ReadFile(path string) (*Run, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -285,8 +372,8 @@ func ReadFile(path string) (*Run, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if r.Schema != SchemaVersion {
-		return nil, fmt.Errorf("%s: schema %d, this build reads %d", path, r.Schema, SchemaVersion)
+	if r.Schema < OldestSchema || r.Schema > SchemaVersion {
+		return nil, fmt.Errorf("%s: schema %d, this build reads %d to %d", path, r.Schema, OldestSchema, SchemaVersion)
 	}
 	return &r, nil
 }

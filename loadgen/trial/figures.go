@@ -12,11 +12,20 @@ import (
 	"concbench/internal/result"
 )
 
+// maxSpan is how many sample intervals CPUCoresMax is measured over: /proc's CPU
+// times are in 10 ms ticks, so over one 100 ms interval a fully busy core reads
+// anywhere from 0.9 to 1.1 cores (or more, with several threads each rounding
+// up); over five the error is a fifth of that.
+const maxSpan = 5
+
 // serverFigures turns /proc samples into the server's figures: samples over the
-// whole run (T from the load start), summaries over the measured window.
-func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd time.Time) *result.Server {
+// whole run (T from the load start), summaries over the measured window. cpus is
+// how many CPUs the server may run on (0: unknown): no measurement of its CPU use
+// can honestly exceed it.
+func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd time.Time, cpus int) *result.Server {
 	s := &result.Server{PID: pid, Samples: []result.ProcSample{}}
 	var first, last *procstat.Tree
+	var inWindow []*procstat.Tree
 	for i := range samples {
 		t := &samples[i]
 		ps := result.ProcSample{T: t.When.Sub(loadStart).Seconds(), RSSBytes: t.RSSBytes, Threads: t.Threads, Procs: t.Procs()}
@@ -32,9 +41,8 @@ func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd tim
 		}
 		if first == nil {
 			first = t
-		} else {
-			s.CPUCoresMax = max(s.CPUCoresMax, ps.CPUCores)
 		}
+		inWindow = append(inWindow, t)
 		last = t
 		s.RSSMaxBytes = max(s.RSSMaxBytes, t.RSSBytes)
 		s.ThreadsMax = max(s.ThreadsMax, t.Threads)
@@ -42,6 +50,17 @@ func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd tim
 	}
 	if first != nil && last != first && last.CPUTicks >= first.CPUTicks {
 		s.CPUCoresMean = procstat.CPUSeconds(last.CPUTicks-first.CPUTicks) / last.When.Sub(first.When).Seconds()
+	}
+	// The busiest span of maxSpan intervals (or the whole window if shorter).
+	span := min(maxSpan, len(inWindow)-1)
+	for i := 0; span > 0 && i+span < len(inWindow); i++ {
+		a, b := inWindow[i], inWindow[i+span]
+		if dt := b.When.Sub(a.When).Seconds(); dt > 0 && b.CPUTicks >= a.CPUTicks {
+			s.CPUCoresMax = max(s.CPUCoresMax, procstat.CPUSeconds(b.CPUTicks-a.CPUTicks)/dt)
+		}
+	}
+	if cpus > 0 {
+		s.CPUCoresMax = min(s.CPUCoresMax, float64(cpus))
 	}
 	return s
 }

@@ -92,6 +92,12 @@ func PrintSummary(w io.Writer, r *result.Run) {
 			fmt.Fprint(w, " (at least: threads came and went mid-window, and the kernel drops an exited thread's count)")
 		}
 		fmt.Fprintln(w)
+		if s.SamplingError != "" {
+			fmt.Fprintf(w, "  server: SAMPLING FAILED: %s (the figures above are from the samples read; the server was not gone)\n", s.SamplingError)
+		}
+		if c := s.Counters; c != nil {
+			printCounters(w, c, s.RefusedWhy)
+		}
 		if s.Exit != nil {
 			if s.Exit.Clean {
 				fmt.Fprintln(w, "  server exit: clean (0 after SIGTERM)")
@@ -106,6 +112,33 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	}
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
+	}
+}
+
+// printCounters writes the server's own counters: what it accepted, refused and
+// closed, and why — the server's side of the client's errors.
+func printCounters(w io.Writer, c *result.ServerCounters, refusedWhy string) {
+	fmt.Fprintf(w, "  server counters: accepted %d, closed %d", c.Accepted, c.Closed)
+	for _, f := range []struct {
+		n    int64
+		what string
+	}{
+		{c.IOErrors, "on I/O errors"}, {c.ProtoErrors, "on protocol errors"}, {c.IdleClosed, "idle"}, {c.OutputCapped, "owing too much output"},
+	} {
+		if f.n > 0 {
+			fmt.Fprintf(w, ", %d %s", f.n, f.what)
+		}
+	}
+	if c.AcceptPauses > 0 {
+		fmt.Fprintf(w, "; accepting paused %d times (out of descriptors, or at its cap)", c.AcceptPauses)
+	}
+	fmt.Fprintln(w)
+	if c.Refused > 0 {
+		why := refusedWhy
+		if why == "" {
+			why = "the model gives no reason"
+		}
+		fmt.Fprintf(w, "  SERVER REFUSED %d connections (accepted and closed at once): %s\n", c.Refused, why)
 	}
 }
 

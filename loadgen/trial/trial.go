@@ -30,6 +30,7 @@ import (
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 	"concbench/loadgen"
+	"concbench/models"
 )
 
 // ErrFailed means the run completed but something failed: errors were counted,
@@ -147,21 +148,26 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	}
 
 	var srv *supervise.Process
+	statsPath := "" // the server's -stats file: its own counters
 	if o.Model != "" {
 		bin, err := findServer(o.ServerBin)
 		if err != nil {
 			return nil, err
 		}
+		dir, err := os.MkdirTemp("", "concbench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir) // after the server is gone (defers run last-in first-out)
 		addr := "127.0.0.1:0"
 		if o.Unix {
-			dir, err := os.MkdirTemp("", "concbench-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir) // after the server is gone (defers run last-in first-out)
 			addr = "unix:" + filepath.Join(dir, "server.sock")
 		}
 		args := append([]string{"-model", o.Model, "-proto", w.Proto, "-addr", addr}, o.ServerArgs...)
+		if statsPath = flagValue(o.ServerArgs, "stats"); statsPath == "" {
+			statsPath = filepath.Join(dir, "stats.jsonl")
+			args = append(args, "-stats", statsPath)
+		}
 		r.Config.ServerBin, r.Config.ServerArgs = bin, args
 		if srv, w.Addr, err = startServer(ctx, bin, args, serverCPUs, o.ServerLog); err != nil {
 			return nil, err
@@ -242,7 +248,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	}
 	if sampler != nil {
 		samples, serr := sampler.Stop()
-		r.Server = serverFigures(samples, serverPID, out.LoadStart, win.start, win.end)
+		r.Server = serverFigures(samples, serverPID, out.LoadStart, win.start, win.end, len(serverCPUs))
 		r.Server.External = srv == nil
 		if win.switchesStart != nil && win.switchesEnd != nil {
 			d, churn := procstat.SwitchesDelta(win.switchesStart, win.switchesEnd)
@@ -250,13 +256,25 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 			r.Server.InvoluntaryCtxSwitches = int64(d.Invol)
 			r.Server.CtxSwitchesLowerBound = churn > 0 || treeChanged(samples, win.start, win.end)
 		}
-		if serr != nil {
+		switch {
+		case errors.Is(serr, procstat.ErrGone):
 			warn("server sampling ended early: %v", serr)
+		case serr != nil:
+			// Not a death: /proc could not be read (this process out of
+			// descriptors, say), so some figures are missing.
+			r.Server.SamplingError = serr.Error()
+			warn("server sampling failed: %v; the server's figures are from the samples that were read", serr)
 		}
 		if srv != nil {
 			r.Server.Exit = srv.Stop(serverGrace)
 			if !r.Server.Exit.Clean {
 				warn("server exit: %s (code %d %s)", r.Server.Exit.Error, r.Server.Exit.Code, r.Server.Exit.Signal)
+			}
+			if lines, err := readStats(statsPath); err != nil {
+				warn("the server's counters (%s): %v", statsPath, err)
+			} else {
+				serverCounters(r.Server, lines, win.start, win.end)
+				r.Server.RefusedWhy = models.Refusal(o.Model)
 			}
 		} else if died {
 			// Not loadgen's child: how it ended is its parent's to know.
