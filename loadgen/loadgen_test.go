@@ -9,6 +9,12 @@ import (
 	"concbench/internal/result"
 )
 
+// run runs w and fails t if it errs or does not stop by itself.
+//
+// The tests that measure latency, throughput or allocations are not parallel:
+// the parallel tests of a package start only once its serial tests have ended,
+// so those run alone (other packages' tests aside). The others, which count
+// exact outcomes or check floors far below what a run makes, are parallel.
 func run(t *testing.T, w result.Workload) *Outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), w.Warmup+w.Duration+20*time.Second)
@@ -24,6 +30,7 @@ func run(t *testing.T, w result.Workload) *Outcome {
 }
 
 func TestResolve(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		w    result.Workload
@@ -77,6 +84,7 @@ func TestResolve(t *testing.T) {
 
 // A serial server with a 1 ms service time and one closed-loop connection: about
 // 1000 req/s, p50 about 1 ms — and never better than the service time allows.
+// Not parallel: it measures throughput and latency.
 func TestClosedLoopFixedServiceTime(t *testing.T) {
 	s := startServer(t, &testServer{proto: "rpc", size: 32, serial: true, service: time.Millisecond})
 	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 32, Conns: 1, Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond})
@@ -109,7 +117,7 @@ func TestClosedLoopFixedServiceTime(t *testing.T) {
 
 // Open loop at 2000 req/s against a server that can do 1000: the queue grows
 // through the run, and the corrected latency shows it; the uncorrected one stays
-// near the service time.
+// near the service time. Not parallel: it measures latency.
 func TestOpenLoopQueueGrows(t *testing.T) {
 	s := startServer(t, &testServer{proto: "echo", size: 16, serial: true, service: time.Millisecond})
 	const d = 2 * time.Second
@@ -144,6 +152,7 @@ func TestOpenLoopQueueGrows(t *testing.T) {
 // A server that stalls once for 400 ms, under an open-loop 1000 req/s: every send
 // meant during the stall waits for its end, so the corrected p99 is the stall
 // less 1% of the run (in time); the uncorrected p99 saw only one slow request.
+// Not parallel: it measures latency.
 func TestOpenLoopStallCorrected(t *testing.T) {
 	const (
 		rate  = 1000
@@ -177,8 +186,10 @@ func TestOpenLoopStallCorrected(t *testing.T) {
 
 // One byte flipped in 1 of every 1000 replies: exactly that many mismatches.
 func TestCorruptionCounted(t *testing.T) {
+	t.Parallel() // exact counts, each run with its own server
 	for _, p := range []string{"echo", "rpc"} {
 		t.Run(p, func(t *testing.T) {
+			t.Parallel()
 			var corrupted int64
 			s := startServer(t, &testServer{proto: p, size: 48, before: func(n int64, reply []byte) {
 				if n%1000 == 999 {
@@ -206,6 +217,7 @@ func TestCorruptionCounted(t *testing.T) {
 // A server that dies mid-run: the errors are counted by kind, the replies before
 // the death are reported, and the run ends on time.
 func TestServerDies(t *testing.T) {
+	t.Parallel() // its bound on the run's length leaves 2 s to spare
 	s := startServer(t, &testServer{proto: "echo", size: 16})
 	time.AfterFunc(300*time.Millisecond, s.kill)
 	const d = 1200 * time.Millisecond
@@ -227,6 +239,7 @@ func TestServerDies(t *testing.T) {
 }
 
 func TestPipelineAndRamp(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, &testServer{proto: "rpc", size: 100})
 	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 100, Conns: 300, Pipeline: 4, Loops: 2, ConnectInFlight: 16, Duration: 700 * time.Millisecond})
 	ld := o.Load
@@ -239,6 +252,7 @@ func TestPipelineAndRamp(t *testing.T) {
 }
 
 func TestReconnect(t *testing.T) {
+	t.Parallel() // its floor of 50 requests is far below what a run makes
 	s := startServer(t, &testServer{proto: "echo", size: 10})
 	for _, rate := range []float64{0, 300} {
 		o := run(t, result.Workload{Addr: s.addr(), Size: 10, Conns: 3, Reconnect: true, Rate: rate, Duration: 700 * time.Millisecond})
@@ -256,6 +270,7 @@ func TestReconnect(t *testing.T) {
 // kept connections and with a connection per request; a path with nothing
 // listening counts refused connects.
 func TestUnixSocket(t *testing.T) {
+	t.Parallel() // its sockets are in its own temporary directory
 	dir := t.TempDir()
 	s := startServer(t, &testServer{proto: "rpc", size: 100, unixPath: dir + "/s.sock"})
 	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 100, Conns: 20, Pipeline: 4, Loops: 2, Duration: 400 * time.Millisecond})
