@@ -110,7 +110,22 @@ func TestSampleGone(t *testing.T) {
 
 func TestSampler(t *testing.T) {
 	s := Start("/proc", os.Getpid(), 10*time.Millisecond)
-	time.Sleep(60 * time.Millisecond)
+	// Wait for a sample taken after the first (the first is taken at once), not
+	// for a time that a busy machine may not give the sampler: with the one Stop
+	// takes, that makes at least 3.
+	var first time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if tr, ok := s.Latest(); ok {
+			if first.IsZero() {
+				first = tr.When
+			} else if tr.When != first {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no second sample within 10s")
+		}
+	}
 	samples, err := s.Stop()
 	if err != nil || len(samples) < 3 {
 		t.Fatalf("%d samples, err %v", len(samples), err)
@@ -143,10 +158,19 @@ func TestSwitchesDelta(t *testing.T) {
 // A thread that exits mid-interval must not make the delta negative or drop the
 // switches of the threads that stayed: the sum-of-alive-threads reading did both.
 func TestThreadSwitchesThreadExits(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 1 & wait; exec sleep 30")
+	// The child reads its end of a pipe (fd 3): it exits when this test closes
+	// the other end, once the start is read, not after a time.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command("sh", "-c", "read x <&3 & wait; exec sleep 30")
+	cmd.ExtraFiles = []*os.File{r}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	r.Close() // the shell and its child have their copies
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := cmd.Process.Pid
 	// tree waits (up to 10 s) until the shell's tree has procs processes.
@@ -165,8 +189,20 @@ func TestThreadSwitchesThreadExits(t *testing.T) {
 		}
 	}
 	start := ThreadSwitches("/proc", tree(2)) // the shell and its child
-	end := ThreadSwitches("/proc", tree(1))   // the child exited and was reaped: the shell woke from wait
-	d, churn := SwitchesDelta(start, end)
+	w.Close()                                 // the child's read ends: it exits
+	// The child exited and was reaped: the shell woke from wait. It may have
+	// blocked in wait before start was read, so its voluntary switch since is
+	// certain only once it has blocked again, in the exec'd sleep: wait (up to
+	// 10 s) for the delta to show one, not merely for the child to be gone.
+	var end map[int]Switches
+	var d Switches
+	var churn int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		end = ThreadSwitches("/proc", tree(1))
+		if d, churn = SwitchesDelta(start, end); d.Vol >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(start) != 2 || churn != 1 {
 		t.Errorf("start %v, end %v: churn %d, want the child's thread gone", start, end, churn)
 	}
