@@ -114,17 +114,14 @@ func TestSampler(t *testing.T) {
 	// for a time that a busy machine may not give the sampler: with the one Stop
 	// takes, that makes at least 3.
 	var first time.Time
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if tr, ok := s.Latest(); ok {
-			if first.IsZero() {
-				first = tr.When
-			} else if tr.When != first {
-				break
-			}
+	if !waitUntil(func() bool {
+		tr, ok := s.Latest()
+		if ok && first.IsZero() {
+			first = tr.When
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no second sample within 10s")
-		}
+		return ok && tr.When != first
+	}) {
+		t.Fatal("no second sample within 10s")
 	}
 	samples, err := s.Stop()
 	if err != nil || len(samples) < 3 {
@@ -175,18 +172,17 @@ func TestThreadSwitchesThreadExits(t *testing.T) {
 	pid := cmd.Process.Pid
 	// tree waits (up to 10 s) until the shell's tree has procs processes.
 	tree := func(procs int) []int {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			tr, err := Sample("/proc", pid)
-			if err != nil {
+		var tr Tree
+		if !waitUntil(func() bool {
+			var err error
+			if tr, err = Sample("/proc", pid); err != nil {
 				t.Fatal(err)
 			}
-			if tr.Procs() == procs {
-				return tr.PIDs
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the shell's tree has %d processes, want %d", tr.Procs(), procs)
-			}
+			return tr.Procs() == procs
+		}) {
+			t.Fatalf("the shell's tree has %d processes, want %d", tr.Procs(), procs)
 		}
+		return tr.PIDs
 	}
 	start := ThreadSwitches("/proc", tree(2)) // the shell and its child
 	w.Close()                                 // the child's read ends: it exits
@@ -197,16 +193,28 @@ func TestThreadSwitchesThreadExits(t *testing.T) {
 	var end map[int]Switches
 	var d Switches
 	var churn int
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitUntil(func() bool {
 		end = ThreadSwitches("/proc", tree(1))
-		if d, churn = SwitchesDelta(start, end); d.Vol >= 1 || time.Now().After(deadline) {
-			break
-		}
-	}
+		d, churn = SwitchesDelta(start, end)
+		return d.Vol >= 1
+	})
 	if len(start) != 2 || churn != 1 {
 		t.Errorf("start %v, end %v: churn %d, want the child's thread gone", start, end, churn)
 	}
 	if d.Vol < 1 {
 		t.Errorf("delta %+v: the shell woke from wait at least once", d)
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds or 10 s have passed, and
+// reports whether it held.
+func waitUntil(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
