@@ -115,7 +115,7 @@ func httpGet(path string, reconnect bool) func(string) []byte {
 // or http reply can be wrong, is counted once under the right kind; the other
 // replies are correct.
 func TestWrongRepliesCounted(t *testing.T) {
-	t.Parallel() // exact counts, each case with its own server
+	t.Parallel() // 300 requests, exact counts, each case with its own server
 	k1 := content(t, "1k.bin")
 	idx := content(t, "index.html")
 	flip := func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0x40; return b }
@@ -168,7 +168,7 @@ func TestWrongRepliesCounted(t *testing.T) {
 // one reply in 50 corrupted: exactly those are mismatches, and the stream stays in
 // step (every other reply is correct).
 func TestFilesPipelined(t *testing.T) {
-	t.Parallel()
+	t.Parallel() // 2000 requests, exact counts
 	k16 := content(t, "16k.bin")
 	idx := content(t, "index.html")
 	for _, p := range []string{"file", "http"} {
@@ -204,12 +204,10 @@ func TestFilesPipelined(t *testing.T) {
 // sends "Connection: close" (the canned server checks the request) and the server
 // closes after the response.
 func TestFilesReconnect(t *testing.T) {
-	t.Parallel() // its floor of 50 requests is far below what a run makes
 	k1 := content(t, "1k.bin")
 	idx := content(t, "index.html")
 	for _, p := range []string{"file", "http"} {
 		t.Run(p, func(t *testing.T) {
-			t.Parallel()
 			good, req := fileReplyBytes(len(k1), k1, 1024), fileRequest("1k.bin")
 			w := result.Workload{Proto: p, Conns: 3, Reconnect: true, Duration: 600 * time.Millisecond}
 			if p == "http" {
@@ -232,7 +230,7 @@ func TestFilesReconnect(t *testing.T) {
 // "Connection: close" and closes (a keep-alive request limit) costs a reconnect,
 // not an error.
 func TestHTTPServerCloses(t *testing.T) {
-	t.Parallel()
+	t.Parallel() // 500 requests, exact counts
 	idx := content(t, "index.html")
 	good, closing := httpReplyBytes(idx), httpReplyBytes(idx, "Connection: close")
 	s := startCanned(t, httpGet(DefaultPath, false), func(n int64) ([]byte, bool) {
