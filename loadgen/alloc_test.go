@@ -138,7 +138,8 @@ func cycleName(w result.Workload) string {
 }
 
 // TestRequestCycleAllocs holds the hot path to zero allocations for every
-// protocol, pipelined too.
+// protocol, pipelined too. Not parallel: AllocsPerRun counts the allocations of
+// the whole process.
 func TestRequestCycleAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation allocates")

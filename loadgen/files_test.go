@@ -115,6 +115,7 @@ func httpGet(path string, reconnect bool) func(string) []byte {
 // or http reply can be wrong, is counted once under the right kind; the other
 // replies are correct.
 func TestWrongRepliesCounted(t *testing.T) {
+	t.Parallel() // 300 requests, exact counts, each case with its own server
 	k1 := content(t, "1k.bin")
 	idx := content(t, "index.html")
 	flip := func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0x40; return b }
@@ -139,6 +140,7 @@ func TestWrongRepliesCounted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.proto+"/"+tt.name, func(t *testing.T) {
+			t.Parallel()
 			w := result.Workload{Proto: tt.proto, Conns: 2, Requests: 300, Duration: 20 * time.Second}
 			req, good := fileRequest("1k.bin"), okFile
 			if tt.proto == "http" {
@@ -166,10 +168,12 @@ func TestWrongRepliesCounted(t *testing.T) {
 // one reply in 50 corrupted: exactly those are mismatches, and the stream stays in
 // step (every other reply is correct).
 func TestFilesPipelined(t *testing.T) {
+	t.Parallel() // 2000 requests, exact counts
 	k16 := content(t, "16k.bin")
 	idx := content(t, "index.html")
 	for _, p := range []string{"file", "http"} {
 		t.Run(p, func(t *testing.T) {
+			t.Parallel()
 			good, req := fileReplyBytes(len(k16), k16, 4096), fileRequest("16k.bin")
 			w := result.Workload{Proto: p, File: "16k.bin", Conns: 3, Pipeline: 4, Requests: 2000, Duration: 20 * time.Second}
 			if p == "http" {
@@ -226,6 +230,7 @@ func TestFilesReconnect(t *testing.T) {
 // "Connection: close" and closes (a keep-alive request limit) costs a reconnect,
 // not an error.
 func TestHTTPServerCloses(t *testing.T) {
+	t.Parallel() // 500 requests, exact counts
 	idx := content(t, "index.html")
 	good, closing := httpReplyBytes(idx), httpReplyBytes(idx, "Connection: close")
 	s := startCanned(t, httpGet(DefaultPath, false), func(n int64) ([]byte, bool) {
@@ -280,12 +285,20 @@ func realServer(t *testing.T, p string) string {
 // TestRealServer drives the epoll-et model's file and http protocols over every
 // standard file, pipelined, open loop and with a connection per request: every
 // reply verifies. Asking for a file that is not there is counted as the server's
-// refusal.
+// refusal. Not parallel: its floor of 20 requests in 300 ms is not far below what
+// a run of 1m.bin makes under -race.
 func TestRealServer(t *testing.T) {
+	files := testfiles.Std
+	if testing.Short() {
+		// -short: the smallest file and the largest (Std grows in size). The one
+		// takes a read, the other many reads and, with file, many frames; the
+		// sizes between take no other path of loadgen.
+		files = []testfiles.File{testfiles.Std[0], testfiles.Std[len(testfiles.Std)-1]}
+	}
 	for _, p := range []string{"file", "http"} {
 		t.Run(p, func(t *testing.T) {
 			addr := realServer(t, p)
-			for _, f := range testfiles.Std {
+			for _, f := range files {
 				for _, shape := range []result.Workload{
 					{Conns: 4, Pipeline: 3},
 					{Conns: 2, Rate: 400},

@@ -9,6 +9,16 @@ import (
 	"concbench/internal/result"
 )
 
+// run runs w and fails t if it errs or does not stop by itself.
+//
+// Only the tests whose runs have a fixed number of requests (the duration a mere
+// cap) and count exact outcomes are parallel. The others measure latency,
+// throughput or allocations, or expect some requests within a time: a run's pace
+// is what it gets of this process's CPUs (GOMAXPROCS), its loops and the test
+// servers' goroutines alike, and a run beside it takes them (a reconnect run
+// made 13 requests in 400 ms instead of about 3000). The parallel tests of a
+// package start only once its serial tests have ended, so those run alone, other
+// packages' tests aside.
 func run(t *testing.T, w result.Workload) *Outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), w.Warmup+w.Duration+20*time.Second)
@@ -24,6 +34,7 @@ func run(t *testing.T, w result.Workload) *Outcome {
 }
 
 func TestResolve(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		w    result.Workload
@@ -77,6 +88,7 @@ func TestResolve(t *testing.T) {
 
 // A serial server with a 1 ms service time and one closed-loop connection: about
 // 1000 req/s, p50 about 1 ms — and never better than the service time allows.
+// Not parallel: it measures throughput and latency.
 func TestClosedLoopFixedServiceTime(t *testing.T) {
 	s := startServer(t, &testServer{proto: "rpc", size: 32, serial: true, service: time.Millisecond})
 	o := run(t, result.Workload{Addr: s.addr(), Proto: "rpc", Size: 32, Conns: 1, Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond})
@@ -109,7 +121,7 @@ func TestClosedLoopFixedServiceTime(t *testing.T) {
 
 // Open loop at 2000 req/s against a server that can do 1000: the queue grows
 // through the run, and the corrected latency shows it; the uncorrected one stays
-// near the service time.
+// near the service time. Not parallel: it measures latency.
 func TestOpenLoopQueueGrows(t *testing.T) {
 	s := startServer(t, &testServer{proto: "echo", size: 16, serial: true, service: time.Millisecond})
 	const d = 2 * time.Second
@@ -144,6 +156,7 @@ func TestOpenLoopQueueGrows(t *testing.T) {
 // A server that stalls once for 400 ms, under an open-loop 1000 req/s: every send
 // meant during the stall waits for its end, so the corrected p99 is the stall
 // less 1% of the run (in time); the uncorrected p99 saw only one slow request.
+// Not parallel: it measures latency.
 func TestOpenLoopStallCorrected(t *testing.T) {
 	const (
 		rate  = 1000
@@ -177,8 +190,10 @@ func TestOpenLoopStallCorrected(t *testing.T) {
 
 // One byte flipped in 1 of every 1000 replies: exactly that many mismatches.
 func TestCorruptionCounted(t *testing.T) {
+	t.Parallel() // 6000 requests, exact counts, each protocol with its own server
 	for _, p := range []string{"echo", "rpc"} {
 		t.Run(p, func(t *testing.T) {
+			t.Parallel()
 			var corrupted int64
 			s := startServer(t, &testServer{proto: p, size: 48, before: func(n int64, reply []byte) {
 				if n%1000 == 999 {

@@ -1,26 +1,18 @@
 package loadgen
 
+// The event loop: one locked OS thread with its epoll instance, a timerfd and its
+// connections. It ramps the connections up, then sends (closed loop, open-loop
+// schedule or a connection per request), reads, hands what it read to the reply
+// checks (check.go), times out connects and requests, and reconnects after a
+// failure. What it measured goes to its loopStats (record.go).
+
 import (
-	"bytes"
 	"os"
 	"runtime"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
-
-	"concbench/internal/proto"
-)
-
-// Histogram geometry: 1 µs to 60 s at 3 significant digits; the per-second
-// histograms of the timeline use 2 digits to stay small.
-const (
-	histMin    = 1
-	histMax    = 60_000_000
-	histDigits = 3
-	secDigits  = 2
 )
 
 // readBufFiles is the read buffer of a loop for file and http, whose replies run
@@ -33,6 +25,7 @@ const sweepEvery = 20 * time.Millisecond
 // timerToken marks the timerfd's epoll events (connection events carry the index).
 const timerToken = -1
 
+// connState is where a connection is in its life.
 type connState uint8
 
 const (
@@ -73,114 +66,6 @@ type conn struct {
 	cycleDone     bool
 }
 
-// protoKind is how a protocol's replies are verified.
-type protoKind uint8
-
-const (
-	kEcho protoKind = iota // compared with a precomputed reply
-	kRPC                   // compared with a precomputed reply, frame header first
-	kFile                  // parsed by a fileReply
-	kHTTP                  // parsed by an httpReply
-)
-
-// shared is what every loop of a run reads: the workload, precomputed requests and
-// replies, the clock base and the stop flag.
-type shared struct {
-	cfg      Config
-	sa       unix.Sockaddr
-	family   int
-	kind     protoKind
-	reqs     [][]byte // request for sequence s is reqs[s % rot]
-	reps     [][]byte // its expected reply (echo, rpc)
-	rot      uint64
-	expect   expect // what file and http replies must carry
-	halfShut bool   // reconnect mode: half-close after the request
-	base     time.Time
-	stop     atomic.Bool
-	open     bool    // open loop
-	periodNS float64 // open loop: conns/rate in ns, the schedule's step per connection
-	phaseNS  float64 // open loop: 1/rate in ns, the step between consecutive connections
-}
-
-// newShared precomputes the requests and expected replies. Payloads are lowercase
-// letters rotating through 26 patterns (fewer for huge sizes), so the reply to one
-// request differs from the reply to the next.
-func newShared(cfg Config, base time.Time) (*shared, error) {
-	family, sa, err := resolveAddr(cfg.Addr)
-	if err != nil {
-		return nil, err
-	}
-	s := &shared{cfg: cfg, base: base, family: family, sa: sa, halfShut: cfg.Reconnect}
-	if cfg.Rate > 0 {
-		s.open = true
-		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9
-		s.phaseNS = 1e9 / cfg.Rate
-	}
-	switch cfg.Proto {
-	case "file":
-		s.kind, s.rot = kFile, 1
-		s.reqs = [][]byte{proto.AppendFrame(nil, []byte(cfg.File))}
-		s.expect = expectFor("file", cfg.File)
-		return s, nil
-	case "http":
-		s.kind, s.rot = kHTTP, 1
-		s.reqs = [][]byte{httpRequest(cfg.Path, cfg.Addr, cfg.Reconnect)}
-		s.expect = expectFor("http", cfg.Path)
-		s.halfShut = false // "Connection: close" instead
-		return s, nil
-	case "rpc":
-		s.kind = kRPC
-	}
-	s.rot = 26
-	if cfg.Size > 1<<16 {
-		s.rot = 1
-	}
-	lower := make([]byte, cfg.Size+int(s.rot))
-	for i := range lower {
-		lower[i] = 'a' + byte(i%26)
-	}
-	for r := range int(s.rot) {
-		payload := lower[r : r+cfg.Size]
-		if s.kind == kRPC {
-			s.reqs = append(s.reqs, proto.AppendFrame(nil, payload))
-			s.reps = append(s.reps, proto.AppendFrame(nil, proto.AppendUpper(nil, payload)))
-		} else {
-			s.reqs = append(s.reqs, append([]byte(nil), payload...))
-			s.reps = append(s.reps, proto.AppendUpper(nil, payload))
-		}
-	}
-	return s, nil
-}
-
-// httpRequest is the GET every http request sends. Host is the address as given
-// (localhost for a Unix domain socket); in reconnect mode it asks the server to
-// close after the response.
-func httpRequest(path, addr string, reconnect bool) []byte {
-	host := addr
-	if strings.HasPrefix(addr, "unix:") {
-		host = "localhost"
-	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: concbench-loadgen\r\n"
-	if reconnect {
-		req += "Connection: close\r\n"
-	}
-	return []byte(req + "\r\n")
-}
-
-// loopStats is what one loop measured.
-type loopStats struct {
-	latency, uncorrected, sendLag, connect *hdr.Histogram
-	secReqs, secErrs                       []int64
-	secHist                                []*hdr.Histogram
-	errors                                 [numErrorKinds]int64
-	requests                               int64 // correct replies in the measured window
-	rampEnd                                int64 // when the last initial connect resolved
-	established                            int   // open connections when the ramp ended
-	inFlightAtEnd                          int64
-	pinErr                                 error // pinning the loop's thread failed
-	stopped                                int64 // when the loop stopped loading
-}
-
 // loop is one event loop: an OS thread with its epoll instance and connections.
 type loop struct {
 	sh     *shared
@@ -212,6 +97,10 @@ type loop struct {
 	st loopStats
 }
 
+// newLoop makes the loop for the connections gids (global indexes), with rampMax
+// connects in flight during the ramp, quota(gid) requests per connection (-1:
+// unlimited) and a timeline of seconds entries. Everything the request cycle
+// uses is allocated here.
 func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) int64, seconds int) (*loop, error) {
 	l := &loop{sh: sh, cpu: cpu, pipe: sh.cfg.Pipeline, rampMax: max(1, rampMax), epfd: -1, tfd: -1}
 	switch sa := sh.sa.(type) {
@@ -278,6 +167,7 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 	return l, nil
 }
 
+// now is the time in ns since the run's clock base, the loop's only clock.
 func (l *loop) now() int64 { return int64(time.Since(l.sh.base)) }
 
 // close releases every descriptor the loop holds and counts what was in flight.
@@ -540,6 +430,8 @@ func (l *loop) connectDone(c *conn) {
 	l.established(c, now)
 }
 
+// resolveFirst counts c's first connect attempt as resolved (either way), once;
+// during the ramp it frees a place for the next connect.
 func (l *loop) resolveFirst(c *conn, now int64) {
 	if !c.tried {
 		c.tried = true
@@ -551,6 +443,9 @@ func (l *loop) resolveFirst(c *conn, now int64) {
 	}
 }
 
+// established records c's connect time and, while loading, starts sending on it:
+// a reconnect cycle's request, measured from the cycle's start, or as much as
+// the pipeline allows.
 func (l *loop) established(c *conn, now int64) {
 	c.state = stOpen
 	l.st.connect.RecordValue(clampUS(now - c.connStart))
@@ -565,6 +460,7 @@ func (l *loop) established(c *conn, now int64) {
 	l.wake(c, now)
 }
 
+// connectFailed counts a failed connect like any failure and resolves the attempt.
 func (l *loop) connectFailed(c *conn, kind ErrorKind, now int64) {
 	l.fail(c, kind, now)
 	l.resolveFirst(c, now)
@@ -666,171 +562,6 @@ func (l *loop) readAll(c *conn, shortDone bool) bool {
 	}
 }
 
-// consume verifies p against the expected replies, completing each one it ends.
-// It returns false if c was closed.
-func (l *loop) consume(c *conn, p []byte, now int64) bool {
-	if l.sh.kind >= kFile {
-		return l.parse(c, p, now)
-	}
-	for len(p) > 0 {
-		if c.n == 0 || c.cycleDone {
-			l.fail(c, ErrUnexpected, now)
-			return false
-		}
-		want := l.sh.reps[c.rseq%l.sh.rot]
-		k := min(len(want)-c.roff, len(p))
-		if l.sh.kind == kRPC && c.roff < proto.HeaderLen {
-			h := min(proto.HeaderLen-c.roff, k)
-			if !bytes.Equal(want[c.roff:c.roff+h], p[:h]) {
-				l.fail(c, ErrBadFrame, now)
-				return false
-			}
-		}
-		if !bytes.Equal(want[c.roff:c.roff+k], p[:k]) {
-			c.bad = true
-		}
-		c.roff += k
-		p = p[k:]
-		if c.roff == len(want) {
-			l.complete(c, now)
-		}
-	}
-	return true
-}
-
-// parse feeds p to c's reply parser (file, http), completing each reply it ends.
-// It returns false if c was closed.
-func (l *loop) parse(c *conn, p []byte, now int64) bool {
-	for len(p) > 0 {
-		if c.n == 0 || c.cycleDone {
-			l.fail(c, ErrUnexpected, now)
-			return false
-		}
-		var (
-			n       int
-			v       verdict
-			closing bool
-		)
-		if l.sh.kind == kFile {
-			n, v = l.files[c.idx].feed(p, &l.sh.expect)
-		} else {
-			r := &l.https[c.idx]
-			n, v = r.feed(p, &l.sh.expect)
-			closing = r.closing
-		}
-		p = p[n:]
-		switch v {
-		case vMore:
-		case vOK, vWrong:
-			c.bad = v == vWrong
-			l.complete(c, now)
-			if closing && !l.sh.cfg.Reconnect {
-				l.serverClosing(c, now)
-				return false
-			}
-		case vBadFrame:
-			l.fail(c, ErrBadFrame, now)
-			return false
-		case vServerError:
-			l.fail(c, ErrServerError, now)
-			return false
-		case vHTTPStatus:
-			l.fail(c, ErrHTTPStatus, now)
-			return false
-		}
-	}
-	return true
-}
-
-// serverClosing handles an http response that announced the server's close
-// ("Connection: close"; a server's keep-alive request limit, say). Requests
-// pipelined behind it are lost: that is an eof error. Otherwise it is no error:
-// close and connect again at once.
-func (l *loop) serverClosing(c *conn, now int64) {
-	if c.n > 0 {
-		l.fail(c, ErrEOF, now)
-		return
-	}
-	l.closeConn(c)
-	if l.loading && c.quota != 0 {
-		l.connect(c, now)
-	} else {
-		c.retryAt = now
-	}
-}
-
-// complete ends the reply at the head of c's ring.
-func (l *loop) complete(c *conn, now int64) {
-	s := c.ring[c.head]
-	c.head++
-	if c.head == len(c.ring) {
-		c.head = 0
-	}
-	c.n--
-	c.rseq++
-	c.roff = 0
-	if c.bad {
-		c.bad = false
-		l.countError(ErrMismatch, now)
-	} else {
-		l.record(s, now)
-	}
-	if l.limited && c.quota == 0 && c.n == 0 {
-		l.active--
-	}
-	if l.sh.cfg.Reconnect {
-		c.cycleDone = true // the server's close ends the cycle
-	}
-}
-
-// record adds one correct reply to the histograms and the timeline.
-func (l *loop) record(s slot, now int64) {
-	if !l.loading {
-		return
-	}
-	lat := clampUS(now - s.intended)
-	sec := l.second(now)
-	l.st.secReqs[sec]++
-	l.st.secHist[sec].RecordValue(lat)
-	if now < l.warmEnd {
-		return
-	}
-	l.st.requests++
-	l.st.latency.RecordValue(lat)
-	if l.sh.open {
-		l.st.uncorrected.RecordValue(clampUS(now - s.sent))
-		l.st.sendLag.RecordValue(clampUS(s.sent - s.intended))
-	}
-}
-
-func (l *loop) second(now int64) int {
-	sec := int((now - l.t0) / int64(time.Second))
-	return min(max(sec, 0), len(l.st.secReqs)-1)
-}
-
-// eof handles the server's close of c.
-func (l *loop) eof(c *conn) {
-	now := l.now()
-	if l.sh.cfg.Reconnect && c.cycleDone {
-		l.closeConn(c)
-		c.retryAt = 0
-		l.wake(c, now)
-		return
-	}
-	if c.n > 0 {
-		l.fail(c, ErrEOF, now)
-	} else {
-		l.fail(c, ErrClosedIdle, now)
-	}
-}
-
-func (l *loop) countError(kind ErrorKind, now int64) {
-	l.st.errors[kind]++
-	if l.loading {
-		l.st.secErrs[l.second(now)]++
-	}
-}
-
 // fail counts one error, closes c and schedules its reconnect after the backoff.
 // The requests it had outstanding are lost with it.
 func (l *loop) fail(c *conn, kind ErrorKind, now int64) {
@@ -890,9 +621,4 @@ func (l *loop) sweep(now int64) {
 			}
 		}
 	}
-}
-
-// clampUS converts ns to µs within the histograms' range.
-func clampUS(ns int64) int64 {
-	return min(max(ns/1000, 0), histMax)
 }

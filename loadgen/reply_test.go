@@ -88,6 +88,7 @@ func verdicts(t *testing.T, p feeder, ex expect, stream []byte, step int) []stri
 }
 
 func TestFileReplyParse(t *testing.T) {
+	t.Parallel()
 	k1 := content(t, "1k.bin")
 	m1 := content(t, "1m.bin")
 	flipped := bytes.Clone(k1)
@@ -134,6 +135,7 @@ func TestFileReplyParse(t *testing.T) {
 }
 
 func TestHTTPReplyParse(t *testing.T) {
+	t.Parallel()
 	idx := content(t, "index.html")
 	flipped := bytes.Clone(idx)
 	flipped[10] ^= 1
@@ -181,6 +183,7 @@ func TestHTTPReplyParse(t *testing.T) {
 }
 
 func TestHTTPRequest(t *testing.T) {
+	t.Parallel()
 	if got, want := string(httpRequest("/1k.bin", "127.0.0.1:80", false)), "GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:80\r\nUser-Agent: concbench-loadgen\r\n\r\n"; got != want {
 		t.Errorf("request %q, want %q", got, want)
 	}
@@ -220,6 +223,7 @@ func FuzzFileReply(f *testing.F) {
 }
 
 func TestIsStd(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		proto, name string
 		want        bool

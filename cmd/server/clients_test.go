@@ -29,6 +29,10 @@ func TestRealHTTPClients(t *testing.T) {
 	if !tools["curl"] && !tools["wrk"] && !tools["ab"] {
 		t.Skip("none of curl, wrk, ab installed (make deps)")
 	}
+	// One slot for the whole test: its models run one after another, so that
+	// wrk's 20 connections a second and ab's 500 requests do not compete with
+	// each other for the CPUs.
+	parallelServer(t)
 	bin := build(t)
 	index, _ := testfiles.Lookup("index.html")
 	for _, model := range models.Names() {

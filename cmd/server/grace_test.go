@@ -34,13 +34,28 @@ import (
 // model must leave none of its children behind, running or unreaped: this test
 // process makes itself the child subreaper, so what the server leaves at its exit
 // becomes this process's child (an unreaped child as a zombie) and is found.
+// Under -short it runs a subset of the models (see below).
 func TestGraceSIGTERM(t *testing.T) {
 	const grace = 2 * time.Second
 	bin := build(t)
 	req, want := graceStream(24 << 20)
+	// Not parallel with other tests: subreap is process-wide, and a subreaper
+	// would collect the orphans of other tests' servers. The models run in
+	// parallel with each other, each with its own server and clients.
 	subreap(t)
-	for _, model := range models.Names() {
+	names := models.Names()
+	if testing.Short() {
+		// -short: one model of each kind — the net baseline, an event loop, a
+		// thread per connection — and every process model, whose children are
+		// this binary re-executed and must not be left behind: one round of
+		// serverSlots. The drain itself is checked for every model in process
+		// by the models package (TestGraceOwed, TestGraceDeadline); what this
+		// test adds for the others is main's SIGTERM handling, the same code.
+		names = []string{"goroutine", "epoll-et", "thread", "fork", "procpool", "prefork"}
+	}
+	for _, model := range names {
 		t.Run(model, func(t *testing.T) {
+			parallelServer(t)
 			args := []string{"-proto", "rpc", "-grace", grace.String()}
 			if model == "procpool" || model == "prefork" {
 				args = append(args, "-workers", "2")
@@ -184,9 +199,10 @@ func graceStat(pid int) (procstat.Stat, error) {
 func TestGraceStuckChild(t *testing.T) {
 	const grace = time.Second
 	bin := build(t)
-	subreap(t)
+	subreap(t) // so not parallel with other tests: see TestGraceSIGTERM
 	for _, model := range []string{"fork", "procpool", "prefork"} {
 		t.Run(model, func(t *testing.T) {
+			parallelServer(t)
 			srv := startBinary(t, bin, model, "-proto", "rpc", "-grace", grace.String())
 			var kids []int
 			defer func() { leftBehind(t, srv, kids) }()

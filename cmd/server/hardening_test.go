@@ -30,6 +30,7 @@ import (
 // TestNofileFlag: -nofile below the minimum is refused with a clear message (exit 2);
 // a valid -nofile sets both limits of the server and of its worker processes.
 func TestNofileFlag(t *testing.T) {
+	parallelServer(t) // -nofile lowers the server's limits, not this process's
 	bin := build(t)
 	for _, n := range []string{"8", "-3"} {
 		cmd := exec.Command(bin, "-model", "poll", "-nofile", n)
@@ -89,8 +90,13 @@ func TestNofileFlag(t *testing.T) {
 func TestNofileExhaustion(t *testing.T) {
 	bin := build(t)
 	const nofile = 64
+	// The models run as a group (this test is not parallel; its subtests are,
+	// with each other only): (b) measures each server's own CPU and accept
+	// pauses, which the others cannot raise, only lower, and the pause rate is
+	// what tells a spinning server on a busy machine anyway.
 	for _, model := range models.Names() {
 		t.Run(model, func(t *testing.T) {
+			parallelServer(t)
 			nconns, args := 100, []string{"-nofile", strconv.Itoa(nofile)}
 			wantPauses := true
 			switch model {
@@ -122,9 +128,11 @@ func TestNofileExhaustion(t *testing.T) {
 // connections over the two sockets, about half each (more than 55 of 70 on one is
 // a 5-sigma event).
 func TestNofilePreforkSpread(t *testing.T) {
+	t.Parallel()
 	bin := build(t)
 	for _, mode := range []string{"exclusive", "reuseport"} {
 		t.Run(mode, func(t *testing.T) {
+			parallelServer(t) // each its own server with its own -nofile
 			srv := startBinary(t, bin, "prefork", "-workers", "2", "-accept", mode, "-nofile", "64")
 			defer srv.stop(t)
 			for i := range 70 {

@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,18 +22,76 @@ import (
 	"concbench/models"
 )
 
-// build compiles the server once per test binary run.
-func build(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "server")
+// binDir holds the server binary the tests run: made by TestMain, removed when
+// every test has ended.
+var binDir string
+
+func TestMain(m *testing.M) {
+	// -parallel defaults to GOMAXPROCS, which suits tests that use CPU; these
+	// mostly wait for their servers, so unless -parallel is given, as many run
+	// at once as serverSlots allows.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit && runtime.GOMAXPROCS(0) < cap(serverSlots) {
+		flag.Set("test.parallel", strconv.Itoa(cap(serverSlots)))
+	}
+	dir, err := os.MkdirTemp("", "concbench-server-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildOnce compiles the server into binDir the first time a test asks for it: a
+// go build takes about a second even from the build cache, and every test runs
+// the same binary.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "server")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// build returns the server binary, built once per test binary run; a failed
+// build fails every test that needs it.
+func build(t *testing.T) string {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
+// serverSlots bounds how many tests run server binaries at once. Each such test
+// holds a server, its worker processes and up to 160 client connections, and
+// most of its time is waiting (a grace period, a write stall, a steady state):
+// running several at once saves that time, but this is a 2-core machine shared
+// with other test runs, and the tests' deadlines (a server exits within 3 s of
+// its grace period, a waiting client is served within seconds) must keep their
+// margins.
+var serverSlots = make(chan struct{}, 6)
+
+// parallelServer marks t parallel and waits for one of serverSlots, held until t
+// and its cleanups end (the slot's release is the first cleanup registered, so
+// the last to run: after the server is stopped). A test whose subtests take slots
+// must not take one itself: holding it while they wait for one could deadlock.
+func parallelServer(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	serverSlots <- struct{}{}
+	t.Cleanup(func() { <-serverSlots })
+}
+
 func TestBadFlags(t *testing.T) {
+	t.Parallel() // no server is left running: each start exits at once
 	bin := build(t)
 	tests := []struct {
 		args []string
@@ -62,6 +125,7 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestNonLoopbackRefused(t *testing.T) {
+	t.Parallel() // the server refuses to start
 	bin := build(t)
 	out, err := exec.Command(bin, "-model", "poll", "-addr", "0.0.0.0:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not loopback") {
@@ -72,6 +136,7 @@ func TestNonLoopbackRefused(t *testing.T) {
 // TestServeAndStop: the first stdout line is exactly "listening on HOST:PORT", the
 // server answers there, and SIGTERM (or SIGINT) makes it exit 0.
 func TestServeAndStop(t *testing.T) {
+	parallelServer(t) // each server on its own port 0; one at a time here
 	bin := build(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		for _, model := range models.Names() {
@@ -113,6 +178,7 @@ func TestServeAndStop(t *testing.T) {
 // socket file left by a killed server is replaced; exit removes the file; prefork's
 // reuseport mode refuses a Unix socket with a clear message.
 func TestUnixSocket(t *testing.T) {
+	parallelServer(t) // its socket file is in its own temporary directory
 	bin := build(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	startUnix := func(model string) *exec.Cmd {

@@ -110,7 +110,19 @@ func TestSampleGone(t *testing.T) {
 
 func TestSampler(t *testing.T) {
 	s := Start("/proc", os.Getpid(), 10*time.Millisecond)
-	time.Sleep(60 * time.Millisecond)
+	// Wait for a sample taken after the first (the first is taken at once), not
+	// for a time that a busy machine may not give the sampler: with the one Stop
+	// takes, that makes at least 3.
+	var first time.Time
+	if !waitUntil(func() bool {
+		tr, ok := s.Latest()
+		if ok && first.IsZero() {
+			first = tr.When
+		}
+		return ok && tr.When != first
+	}) {
+		t.Fatal("no second sample within 10s")
+	}
 	samples, err := s.Stop()
 	if err != nil || len(samples) < 3 {
 		t.Fatalf("%d samples, err %v", len(samples), err)
@@ -143,34 +155,66 @@ func TestSwitchesDelta(t *testing.T) {
 // A thread that exits mid-interval must not make the delta negative or drop the
 // switches of the threads that stayed: the sum-of-alive-threads reading did both.
 func TestThreadSwitchesThreadExits(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 1 & wait; exec sleep 30")
+	// The child reads its end of a pipe (fd 3): it exits when this test closes
+	// the other end, once the start is read, not after a time.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command("sh", "-c", "read x <&3 & wait; exec sleep 30")
+	cmd.ExtraFiles = []*os.File{r}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	r.Close() // the shell and its child have their copies
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := cmd.Process.Pid
 	// tree waits (up to 10 s) until the shell's tree has procs processes.
 	tree := func(procs int) []int {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			tr, err := Sample("/proc", pid)
-			if err != nil {
+		var tr Tree
+		if !waitUntil(func() bool {
+			var err error
+			if tr, err = Sample("/proc", pid); err != nil {
 				t.Fatal(err)
 			}
-			if tr.Procs() == procs {
-				return tr.PIDs
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the shell's tree has %d processes, want %d", tr.Procs(), procs)
-			}
+			return tr.Procs() == procs
+		}) {
+			t.Fatalf("the shell's tree has %d processes, want %d", tr.Procs(), procs)
 		}
+		return tr.PIDs
 	}
 	start := ThreadSwitches("/proc", tree(2)) // the shell and its child
-	end := ThreadSwitches("/proc", tree(1))   // the child exited and was reaped: the shell woke from wait
-	d, churn := SwitchesDelta(start, end)
+	w.Close()                                 // the child's read ends: it exits
+	// The child exited and was reaped: the shell woke from wait. It may have
+	// blocked in wait before start was read, so its voluntary switch since is
+	// certain only once it has blocked again, in the exec'd sleep: wait (up to
+	// 10 s) for the delta to show one, not merely for the child to be gone.
+	var end map[int]Switches
+	var d Switches
+	var churn int
+	waitUntil(func() bool {
+		end = ThreadSwitches("/proc", tree(1))
+		d, churn = SwitchesDelta(start, end)
+		return d.Vol >= 1
+	})
 	if len(start) != 2 || churn != 1 {
 		t.Errorf("start %v, end %v: churn %d, want the child's thread gone", start, end, churn)
 	}
 	if d.Vol < 1 {
 		t.Errorf("delta %+v: the shell woke from wait at least once", d)
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds or 10 s have passed, and
+// reports whether it held.
+func waitUntil(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }

@@ -245,6 +245,9 @@ func TestFileRequests(t *testing.T) {
 // TestFilePipelined sends several requests at once and then split at every byte
 // boundary: the replies are the same, in request order.
 func TestFilePipelined(t *testing.T) {
+	// Parallel with other tests: it counts the descriptors open in its own
+	// directory only. Its subtests share that directory, so they are not.
+	t.Parallel()
 	root := fileTree(t, t.TempDir())
 	p := newFileProto(t, root, Work{})
 	reqs := []struct {

@@ -151,6 +151,7 @@ func framed(content []byte, frame int) []byte {
 }
 
 func TestOutDrain(t *testing.T) {
+	t.Parallel() // each case counts the descriptors open in its own directories
 	small := pattern(1000, 1)
 	big := pattern(2*FileChunk+100, 2)
 	huge := pattern(maxSendfile+5, 3)
@@ -174,6 +175,7 @@ func TestOutDrain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			for _, step := range []int{0, 1, 2, 3, 5, 4099, FileChunk + 1} {
 				dir := t.TempDir()
 				var o Out
@@ -234,6 +236,7 @@ func TestOutFramedHeaders(t *testing.T) {
 }
 
 func TestOutMoveFrom(t *testing.T) {
+	t.Parallel() // each case counts the descriptors open in its own directories
 	content := pattern(3*FileChunk/2, 5)
 	srcSegs := []seg{bytesSeg("src-head"), fileSeg(content, 0, int64(len(content)), FileChunk), bytesSeg("src-tail")}
 	// Bytes of src sent before the move: inside its leading bytes, inside the first
@@ -254,6 +257,7 @@ func TestOutMoveFrom(t *testing.T) {
 	}
 	for _, d := range dsts {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
 			for _, cut := range cuts {
 				dir := t.TempDir()
 				dstDir := filepath.Join(dir, "dst")

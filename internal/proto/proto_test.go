@@ -27,6 +27,7 @@ func TestAppendUpper(t *testing.T) {
 }
 
 func TestRPCFeed(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte("ab"), 40000)
 	tests := []struct {
 		name    string

@@ -1,0 +1,74 @@
+package loadgen
+
+// Recording what a loop measured: the histograms (their geometry), the per-second
+// timeline and the error counts of one loop, filled by record and countError; merge
+// (run.go) adds the loops' figures up when the run ends.
+
+import (
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram geometry: 1 µs to 60 s at 3 significant digits; the per-second
+// histograms of the timeline use 2 digits to stay small.
+const (
+	histMin    = 1
+	histMax    = 60_000_000
+	histDigits = 3
+	secDigits  = 2
+)
+
+// loopStats is what one loop measured.
+type loopStats struct {
+	latency, uncorrected, sendLag, connect *hdr.Histogram
+	secReqs, secErrs                       []int64
+	secHist                                []*hdr.Histogram
+	errors                                 [numErrorKinds]int64
+	requests                               int64 // correct replies in the measured window
+	rampEnd                                int64 // when the last initial connect resolved
+	established                            int   // open connections when the ramp ended
+	inFlightAtEnd                          int64
+	pinErr                                 error // pinning the loop's thread failed
+	stopped                                int64 // when the loop stopped loading
+}
+
+// record adds one correct reply to the histograms and the timeline.
+func (l *loop) record(s slot, now int64) {
+	if !l.loading {
+		return
+	}
+	lat := clampUS(now - s.intended)
+	sec := l.second(now)
+	l.st.secReqs[sec]++
+	l.st.secHist[sec].RecordValue(lat)
+	if now < l.warmEnd {
+		return
+	}
+	l.st.requests++
+	l.st.latency.RecordValue(lat)
+	if l.sh.open {
+		l.st.uncorrected.RecordValue(clampUS(now - s.sent))
+		l.st.sendLag.RecordValue(clampUS(s.sent - s.intended))
+	}
+}
+
+// second is the timeline index of now: whole seconds since the load started,
+// clamped to the timeline's first and last entries.
+func (l *loop) second(now int64) int {
+	sec := int((now - l.t0) / int64(time.Second))
+	return min(max(sec, 0), len(l.st.secReqs)-1)
+}
+
+// countError counts one error of kind, in the timeline too while loading.
+func (l *loop) countError(kind ErrorKind, now int64) {
+	l.st.errors[kind]++
+	if l.loading {
+		l.st.secErrs[l.second(now)]++
+	}
+}
+
+// clampUS converts ns to µs within the histograms' range.
+func clampUS(ns int64) int64 {
+	return min(max(ns/1000, 0), histMax)
+}
