@@ -119,6 +119,9 @@ func (l *loop) complete(c *conn, now int64) {
 		l.countError(ErrMismatch, now)
 	} else {
 		l.record(s, now)
+		if l.loading {
+			c.lastDone = now
+		}
 	}
 	if l.limited && c.quota == 0 && c.n == 0 {
 		l.active--

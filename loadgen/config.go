@@ -73,6 +73,9 @@ const (
 	DefaultConnectInFlight = 256
 	DefaultTimeout         = 5 * time.Second
 	DefaultBackoff         = 100 * time.Millisecond
+	DefaultSteadyTimeout   = 30 * time.Second
+	DefaultSteadySettle    = time.Second
+	DefaultTimelineStep    = time.Second
 	DefaultFile            = "1k.bin"      // proto file
 	DefaultPath            = "/index.html" // proto http
 )
@@ -212,13 +215,19 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	defDur(&w.Timeout, DefaultTimeout)
 	defDur(&w.ConnectTimeout, DefaultTimeout)
 	defDur(&w.Backoff, DefaultBackoff)
+	defDur(&w.SteadyTimeout, DefaultSteadyTimeout)
+	defDur(&w.SteadySettle, DefaultSteadySettle)
+	defDur(&w.TimelineStep, DefaultTimelineStep)
 	switch {
 	case w.Conns < 0 || w.Pipeline < 0 || w.Size < 0 || w.Loops < 0 || w.ConnectInFlight < 0:
 		return bad("counts must not be negative")
 	case w.Rate < 0:
 		return bad("rate %v must not be negative", w.Rate)
-	case w.Duration < 0 || w.Warmup < 0 || w.Timeout < 0 || w.ConnectTimeout < 0 || w.Backoff < 0:
+	case w.Duration < 0 || w.Warmup < 0 || w.Timeout < 0 || w.ConnectTimeout < 0 || w.Backoff < 0 ||
+		w.SteadyTimeout < 0 || w.SteadySettle < 0 || w.TimelineStep < 0:
 		return bad("durations must not be negative")
+	case w.TimelineStep < time.Millisecond:
+		return bad("timeline step %v: at least 1ms", w.TimelineStep)
 	case w.Reconnect && w.Pipeline != 1:
 		return bad("-reconnect sends one request per connection: pipeline must be 1")
 	case w.Requests < 0:

@@ -148,7 +148,9 @@ func TestOpenLoopQueueGrows(t *testing.T) {
 		t.Errorf("uncorrected p50 %d µs, want about the service time (2 connections queue for one server: 1-2 ms)", u)
 	}
 	tl := ld.Timeline
-	if len(tl) != 2 || tl[1].P99US <= tl[0].P99US {
+	// Two seconds, and a last entry of the few ms the window opened after the
+	// load started (the steady-state gate: once both connections were answered).
+	if len(tl) < 2 || tl[1].P99US <= tl[0].P99US {
 		t.Errorf("timeline p99 does not grow: %+v", tl)
 	}
 }

@@ -7,8 +7,10 @@ package loadgen
 // failure. What it measured goes to its loopStats (record.go).
 
 import (
+	"math"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -64,6 +66,11 @@ type conn struct {
 	// Reconnect mode: the intended start of the cycle, and whether its reply is in.
 	cycleIntended int64
 	cycleDone     bool
+
+	// served: a request completed on this connection since the load started (the
+	// steady-state gate counts these); lastDone: when its last one did.
+	served   bool
+	lastDone int64
 }
 
 // loop is one event loop: an OS thread with its epoll instance and connections.
@@ -93,6 +100,17 @@ type loop struct {
 	filling      bool
 	limited      bool
 	active       int // connections with quota left or requests outstanding (limited runs)
+	open         int // connections established and not closed
+
+	// served counts the connections that completed a request since the load
+	// started; pubServed publishes it to the coordinator (the gate), which reads it
+	// from another goroutine.
+	served    int
+	pubServed atomic.Int64
+	pubOpen   atomic.Int64 // open, for the gate
+	// priming is this loop's copy of sh.priming, read once per pass: while it is
+	// set a connection that has been served sends nothing more.
+	priming bool
 
 	st loopStats
 }
@@ -223,18 +241,57 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 	if t0 == 0 {
 		return
 	}
-	l.t0, l.warmEnd = t0, t0+int64(l.sh.cfg.Warmup)
-	l.end = l.warmEnd + int64(l.sh.cfg.Duration)
+	l.t0 = t0
+	l.priming = l.sh.priming.Load()
+	if l.sh.gate {
+		// The window opens when the coordinator says (sh.window): until then
+		// nothing is measured, and the load lasts at most the gate's bound.
+		l.warmEnd = math.MaxInt64
+		l.end = t0 + int64(max(l.sh.cfg.Warmup, l.sh.cfg.SteadyTimeout)+l.sh.cfg.Duration)
+	} else {
+		l.openWindow(t0 + int64(l.sh.cfg.Warmup))
+	}
 	l.begin()
 	for !l.sh.stop.Load() {
+		if l.priming && !l.sh.priming.Load() {
+			l.primed()
+		}
+		if l.warmEnd == math.MaxInt64 {
+			if ws := l.sh.window.Load(); ws != 0 {
+				l.openWindow(ws)
+			}
+		}
 		if l.now() >= l.end || (l.limited && l.active == 0) {
 			break
 		}
 		l.poll()
 	}
 	l.st.stopped = min(l.now(), l.end)
+	l.st.openAtEnd = l.open
+	for i := range l.conns {
+		if l.conns[i].lastDone < l.warmEnd {
+			l.st.idleInWindow++
+		}
+	}
 	stopped <- struct{}{}
 	<-release
+}
+
+// primed ends the priming: the connections served go on sending (those waiting
+// for their first reply still wait).
+func (l *loop) primed() {
+	l.priming = false
+	now := l.now()
+	for i := range l.conns {
+		l.wake(&l.conns[i], now)
+	}
+}
+
+// openWindow starts the measured window at ws: replies from then on are
+// measured, and the load lasts Duration more.
+func (l *loop) openWindow(ws int64) {
+	l.warmEnd, l.end = ws, ws+int64(l.sh.cfg.Duration)
+	l.st.openAtStart = l.open
 }
 
 // rampFill starts initial connects while fewer than rampMax are in flight.
@@ -344,7 +401,7 @@ func (l *loop) fireDue(now int64) {
 // canSend reports whether c can start a request now: in reconnect mode, start a
 // cycle; otherwise put one more request on the wire.
 func (l *loop) canSend(c *conn) bool {
-	if !l.loading || c.quota == 0 {
+	if !l.loading || c.quota == 0 || (l.priming && c.served) {
 		return false
 	}
 	if l.sh.cfg.Reconnect {
@@ -448,6 +505,8 @@ func (l *loop) resolveFirst(c *conn, now int64) {
 // the pipeline allows.
 func (l *loop) established(c *conn, now int64) {
 	c.state = stOpen
+	l.open++
+	l.pubOpen.Store(int64(l.open))
 	l.st.connect.RecordValue(clampUS(now - c.connStart))
 	l.resolveFirst(c, now)
 	if !l.loading {
@@ -552,6 +611,9 @@ func (l *loop) readAll(c *conn, shortDone bool) bool {
 			l.eof(c)
 			return false
 		}
+		if !c.served && l.loading {
+			l.markServed(c)
+		}
 		if !l.consume(c, l.buf[:n], l.now()) {
 			return false
 		}
@@ -560,6 +622,15 @@ func (l *loop) readAll(c *conn, shortDone bool) bool {
 			return true
 		}
 	}
+}
+
+// markServed notes that the server answered on c since the load started — any
+// reply, even an error reply: the server holds the connection (the gate counts
+// these).
+func (l *loop) markServed(c *conn) {
+	c.served = true
+	l.served++
+	l.pubServed.Store(int64(l.served))
 }
 
 // fail counts one error, closes c and schedules its reconnect after the backoff.
@@ -575,6 +646,10 @@ func (l *loop) fail(c *conn, kind ErrorKind, now int64) {
 
 // closeConn closes c's socket and forgets its requests.
 func (l *loop) closeConn(c *conn) {
+	if c.state == stOpen {
+		l.open--
+		l.pubOpen.Store(int64(l.open))
+	}
 	if c.fd >= 0 {
 		unix.Close(c.fd) // closing also removes it from the epoll set
 		c.fd = -1
@@ -602,7 +677,9 @@ func (l *loop) sweep(now int64) {
 				l.connectFailed(c, ErrConnectTimeout, now)
 			}
 		case stOpen:
-			if c.n > 0 && now-c.ring[c.head].sent > timeout {
+			// Priming, a connection waits for its first reply as long as the gate
+			// lets it: the server may take seconds to hold it (a process to start).
+			if c.n > 0 && now-c.ring[c.head].sent > timeout && !(l.priming && !c.served) {
 				l.fail(c, ErrTimeout, now)
 			} else if c.cycleDone && now-c.connStart > timeout {
 				// Reconnect mode: the reply came but the server's close, which

@@ -5,8 +5,6 @@ package loadgen
 // (run.go) adds the loops' figures up when the run ends.
 
 import (
-	"time"
-
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
@@ -31,6 +29,8 @@ type loopStats struct {
 	inFlightAtEnd                          int64
 	pinErr                                 error // pinning the loop's thread failed
 	stopped                                int64 // when the loop stopped loading
+	openAtStart, openAtEnd                 int   // connections open when the window opened and closed
+	idleInWindow                           int   // connections that completed no request in the window
 }
 
 // record adds one correct reply to the histograms and the timeline.
@@ -53,10 +53,10 @@ func (l *loop) record(s slot, now int64) {
 	}
 }
 
-// second is the timeline index of now: whole seconds since the load started,
-// clamped to the timeline's first and last entries.
+// second is the timeline index of now: whole timeline steps since the load
+// started, clamped to the timeline's first and last entries.
 func (l *loop) second(now int64) int {
-	sec := int((now - l.t0) / int64(time.Second))
+	sec := int((now - l.t0) / int64(l.sh.cfg.TimelineStep))
 	return min(max(sec, 0), len(l.st.secReqs)-1)
 }
 

@@ -42,7 +42,13 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	seconds := max(1, int(math.Ceil((w.Warmup + w.Duration).Seconds())))
+	// The timeline covers the longest the load may last: the warm-up (or the
+	// gate's bound, which is longer) and the window.
+	span := w.Warmup + w.Duration
+	if sh.gate {
+		span = max(w.Warmup, w.SteadyTimeout) + w.Duration
+	}
+	seconds := max(1, int(math.Ceil(float64(span)/float64(w.TimelineStep))))
 	quota := func(gid int) int64 {
 		if w.Requests == 0 {
 			return -1
@@ -111,6 +117,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	for range loops {
 		start <- t0
 	}
+	steady := result.Steady{State: result.SteadyOff}
 	if t0 != 0 {
 		allStopped := make(chan struct{})
 		go func() {
@@ -119,28 +126,101 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			}
 			close(allStopped)
 		}()
-		measuring := false
-		if cfg.OnMeasure != nil {
+		var opened time.Time // when the window opened; zero if it did not
+		if sh.gate {
+			if opened, steady = gate(sh, loops, loadStart, allStopped); opened.IsZero() {
+				sh.stop.Store(true) // not steady: the run ends without a window
+			}
+		} else {
 			select {
 			case <-time.After(time.Until(loadStart.Add(w.Warmup))):
-				cfg.OnMeasure(true, time.Now())
-				measuring = true
+				opened = time.Now()
 			case <-allStopped:
 			}
 		}
+		if !opened.IsZero() && cfg.OnMeasure != nil {
+			cfg.OnMeasure(true, opened)
+		}
 		<-allStopped
-		if measuring {
+		if !opened.IsZero() && cfg.OnMeasure != nil {
 			cfg.OnMeasure(false, time.Now())
 		}
 	}
 	close(release)
 	wg.Wait()
 	close(finished)
-	return merge(sh, loops, t0, loadStart), nil
+	return merge(sh, loops, t0, loadStart, steady), nil
+}
+
+// gateEvery is how often the gate looks at the connections served.
+const gateEvery = 10 * time.Millisecond
+
+// gate is the steady-state gate: it decides when the measured window opens, so
+// that a server is measured holding its connections, not while it still starts a
+// process or a thread for each. The window opens once the warm-up has passed and
+// every connection has completed a request since the load started; or, if the
+// number served stops growing for SteadySettle (the server holds no more: a
+// pool's size, a cap), once the warm-up has passed, as a ceiling. If neither
+// happens within SteadyTimeout of the load's start, it returns a zero time: not
+// steady. Loops that stop meanwhile (a cancelled run, a dead server) end the wait
+// without a window. It publishes the window's start to the loops (sh.window).
+func gate(sh *shared, loops []*loop, loadStart time.Time, allStopped <-chan struct{}) (time.Time, result.Steady) {
+	w := sh.cfg.Workload
+	st := result.Steady{SettleSeconds: w.SteadySettle.Seconds(), TimeoutSeconds: w.SteadyTimeout.Seconds()}
+	tick := time.NewTicker(gateEvery)
+	defer tick.Stop()
+	// Closed loop primes first, then warms up: see Run. Open loop's schedule is
+	// the load whatever the gate says; its warm-up runs from the load's start.
+	priming := sh.priming.Load()
+	warmFrom := loadStart
+	last, grew := -1, loadStart
+	for {
+		now := time.Now()
+		if st.State == "" {
+			served, open := 0, 0
+			for _, l := range loops {
+				served += int(l.pubServed.Load())
+				open += int(l.pubOpen.Load())
+			}
+			if served > last {
+				last, grew = served, now
+			}
+			st.ServedAtStart, st.WaitSeconds = served, now.Sub(loadStart).Seconds()
+			switch {
+			case served >= w.Conns:
+				st.State = result.SteadyOK
+			case served > 0 && now.Sub(grew) >= w.SteadySettle:
+				st.State = result.SteadyCeiling
+			case now.Sub(loadStart) >= w.SteadyTimeout,
+				// Nothing answered and nothing is open: the server cannot be
+				// reached (connects refused, or every connection dropped).
+				served == 0 && open == 0 && now.Sub(loadStart) >= w.SteadySettle:
+				st.State = result.SteadyNot
+				return time.Time{}, st
+			}
+			if st.State != "" && priming {
+				sh.priming.Store(false)
+				warmFrom = now
+			}
+		}
+		if st.State != "" && now.Sub(warmFrom) >= w.Warmup {
+			st.WaitSeconds = now.Sub(loadStart).Seconds()
+			sh.window.Store(int64(now.Sub(sh.base)))
+			return now, st
+		}
+		select {
+		case <-allStopped:
+			if st.State == "" {
+				st.State = result.SteadyNot
+			}
+			return time.Time{}, st
+		case <-tick.C:
+		}
+	}
 }
 
 // merge adds up the loops' figures.
-func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time) *Outcome {
+func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady result.Steady) *Outcome {
 	w := sh.cfg.Workload
 	o := &Outcome{Workload: w, LoadStart: loadStart}
 	lat := hdr.New(histMin, histMax, histDigits)
@@ -173,6 +253,9 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time) *Outcome {
 		}
 		ld.Requests += st.requests
 		ld.InFlightAtEnd += st.inFlightAtEnd
+		steady.OpenAtStart += st.openAtStart
+		steady.OpenAtEnd += st.openAtEnd
+		steady.IdleInWindow += st.idleInWindow
 		ld.Connect.Established += st.established
 		rampEnd = max(rampEnd, st.rampEnd)
 		stopped = max(stopped, st.stopped)
@@ -202,16 +285,24 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time) *Outcome {
 			ld.ErrorsTotal += n
 		}
 	}
+	ld.TimelineStepSeconds = w.TimelineStep.Seconds()
 	if t0 != 0 {
 		warmEnd := t0 + int64(w.Warmup)
-		ld.Seconds = max(0, time.Duration(stopped-warmEnd).Seconds())
-		used := min(nsec, int(math.Ceil(time.Duration(stopped-t0).Seconds())))
+		if sh.gate {
+			warmEnd = sh.window.Load() // 0 when the window never opened
+		}
+		if warmEnd != 0 {
+			ld.Seconds = max(0, time.Duration(stopped-warmEnd).Seconds())
+		}
+		step := int64(w.TimelineStep)
+		used := min(nsec, int((stopped-t0+step-1)/step))
 		ld.Timeline = ld.Timeline[:max(used, 0)]
 		for s := range ld.Timeline {
 			ld.Timeline[s].T = s
-			ld.Timeline[s].Warmup = time.Duration(s)*time.Second < w.Warmup
+			ld.Timeline[s].Warmup = warmEnd == 0 || t0+int64(s)*step < warmEnd
 			ld.Timeline[s].P99US = secHist[s].ValueAtQuantile(99)
 		}
+		ld.Steady = &steady
 	} else {
 		ld.Timeline = nil
 	}
@@ -221,6 +312,17 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time) *Outcome {
 	if sh.open && ld.Throughput < 0.98*w.Rate {
 		ld.RateShortfall = true
 		o.Warnings = append(o.Warnings, fmt.Sprintf("achieved %.0f req/s, short of the %.0f req/s asked for: the latencies include the queue that built up", ld.Throughput, w.Rate))
+	}
+	switch steady.State {
+	case result.SteadyCeiling:
+		o.Warnings = append(o.Warnings, fmt.Sprintf("ceiling: the server served only %d of %d connections (the number stopped growing for %v); the rest waited unserved, and the figures are of %d connections",
+			steady.ServedAtStart, w.Conns, w.SteadySettle, steady.ServedAtStart))
+	case result.SteadyNot:
+		o.Warnings = append(o.Warnings, fmt.Sprintf("not steady: %d of %d connections had been served %.1fs into the load (still growing at the %v bound): no window was measured",
+			steady.ServedAtStart, w.Conns, steady.WaitSeconds, w.SteadyTimeout))
+	}
+	if steady.IdleInWindow > 0 && steady.State == result.SteadyOK {
+		o.Warnings = append(o.Warnings, fmt.Sprintf("%d of %d connections completed no request in the window", steady.IdleInWindow, w.Conns))
 	}
 	if !w.Reconnect && ld.Connect.Established < w.Conns {
 		o.Warnings = append(o.Warnings, fmt.Sprintf("only %d of %d connections were established when the ramp ended", ld.Connect.Established, w.Conns))

@@ -31,6 +31,12 @@ type testServer struct {
 	// before, if set, is called with the reply number (from 0, server-wide) and
 	// the reply before it is written; it may sleep or change the reply.
 	before func(n int64, reply []byte)
+	// acceptEvery slows accepting down: a wait before each accept after the
+	// first, as a server that starts a process per connection would.
+	acceptEvery time.Duration
+	// hold, if above 0, serves only the first hold connections: the others are
+	// accepted and never read (a pool of hold workers, all busy).
+	hold int
 
 	mu      sync.Mutex // serialises service when serial
 	replies atomic.Int64
@@ -66,7 +72,10 @@ func (s *testServer) addr() string {
 
 func (s *testServer) accept() {
 	defer s.wg.Done()
-	for {
+	for n := 0; ; n++ {
+		if n > 0 && s.acceptEvery > 0 {
+			time.Sleep(s.acceptEvery)
+		}
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
@@ -79,6 +88,9 @@ func (s *testServer) accept() {
 		}
 		s.conns[c] = true
 		s.connsMu.Unlock()
+		if s.hold > 0 && n >= s.hold {
+			continue // held open, unread, until kill
+		}
 		s.wg.Add(1)
 		go s.serve(c)
 	}

@@ -42,6 +42,15 @@ type shared struct {
 	open     bool    // open loop
 	periodNS float64 // open loop: conns/rate in ns, the schedule's step per connection
 	phaseNS  float64 // open loop: 1/rate in ns, the step between consecutive connections
+
+	// gate: the steady-state gate decides when the window opens (see Run);
+	// window is then when it does, in ns since base (0: not yet), set once by
+	// the coordinator and read by the loops. priming (closed loop under the
+	// gate): each connection sends one request and waits until the gate says the
+	// connections are primed (all served, or the server's ceiling).
+	gate    bool
+	window  atomic.Int64
+	priming atomic.Bool
 }
 
 // newShared precomputes the requests and expected replies. Payloads are lowercase
@@ -52,7 +61,9 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shared{cfg: cfg, base: base, family: family, sa: sa, halfShut: cfg.Reconnect}
+	s := &shared{cfg: cfg, base: base, family: family, sa: sa, halfShut: cfg.Reconnect,
+		gate: cfg.Requests == 0 && !cfg.Reconnect}
+	s.priming.Store(s.gate && cfg.Rate == 0)
 	if cfg.Rate > 0 {
 		s.open = true
 		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9

@@ -98,6 +98,18 @@ type Workload struct {
 	ConnectTimeout time.Duration `json:"connect_timeout_ns"`
 	// Backoff is the wait before reconnecting after a failed connection; 0 means 100ms.
 	Backoff time.Duration `json:"backoff_ns"`
+	// SteadyTimeout bounds the steady-state gate (Load.Steady): the measured
+	// window opens once every connection has completed a request and Warmup has
+	// passed — or once the number served has stayed the same for SteadySettle, a
+	// ceiling — and a run that got to neither this long after the load started
+	// fails, "not steady". 0 means 30s. The gate does not apply to a run of
+	// Requests requests (every request is measured) nor to Reconnect.
+	SteadyTimeout time.Duration `json:"steady_timeout_ns,omitempty"`
+	// SteadySettle is how long the number of connections served must stay the
+	// same to be the server's ceiling; 0 means 1s.
+	SteadySettle time.Duration `json:"steady_settle_ns,omitempty"`
+	// TimelineStep is the width of one timeline entry; 0 means 1s.
+	TimelineStep time.Duration `json:"timeline_step_ns,omitempty"`
 }
 
 // Config is the whole run's configuration: the workload and the server loadgen
@@ -171,8 +183,11 @@ type Load struct {
 	// InFlightAtEnd is the requests sent but not answered when the run stopped
 	// (neither successes nor errors).
 	InFlightAtEnd int64 `json:"in_flight_at_end"`
-	// Timeline is one entry per second of load, warm-up included.
+	// Timeline is one entry per TimelineStepSeconds of load, warm-up included.
 	Timeline []Second `json:"timeline"`
+	// TimelineStepSeconds is the width of a timeline entry; 0 (results of schema
+	// 1) means 1.
+	TimelineStepSeconds float64 `json:"timeline_step_seconds,omitempty"`
 	// LatencyHist is the whole latency histogram of Latency (µs) in HdrHistogram's
 	// V2 compressed encoding, base64 — the form HdrHistogram's logs carry — so that
 	// repetitions can be merged exactly and percentiles read from the merge. Empty
@@ -249,13 +264,15 @@ type Percentiles struct {
 	MaxUS   int64   `json:"max_us"`
 }
 
-// Second is one second of the timeline.
+// Second is one entry of the timeline: a second, or Load.TimelineStepSeconds.
 type Second struct {
-	T        int   `json:"t"`        // seconds since load started (0-based)
-	Warmup   bool  `json:"warmup"`   // the second lies (at least partly) in the warm-up
-	Requests int64 `json:"requests"` // correct replies completed in this second
-	Errors   int64 `json:"errors"`   // errors in this second
-	// P99US is the 99th percentile latency of the replies completed in this second
+	// T is the entry's index since load started (0-based): it covers
+	// [T, T+1) × Load.TimelineStepSeconds.
+	T        int   `json:"t"`
+	Warmup   bool  `json:"warmup"`   // the entry lies (at least partly) before the measured window
+	Requests int64 `json:"requests"` // correct replies completed in this entry
+	Errors   int64 `json:"errors"`   // errors in this entry
+	// P99US is the 99th percentile latency of the replies completed in this entry
 	// (corrected in open loop), at 2 significant digits; 0 if none.
 	P99US int64 `json:"p99_us"`
 }

@@ -50,6 +50,9 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  connect ramp: %d/%d connections in %s; connect latency p50 %s p99 %s max %s\n",
 			cn.Established, cn.Target, secs(cn.RampSeconds), us(cn.Latency.P50US), us(cn.Latency.P99US), us(cn.Latency.MaxUS))
 	}
+	if st := ld.Steady; st != nil {
+		printSteady(w, st, wl)
+	}
 	fmt.Fprintf(w, "\n  %-13s %9s %9s %9s %9s %9s %9s %9s\n", "Latency", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean")
 	row := func(name string, p result.Percentiles) {
 		fmt.Fprintf(w, "  %-13s %9s %9s %9s %9s %9s %9s %9s\n", name, us(p.P50US), us(p.P90US), us(p.P99US), us(p.P999US), us(p.P9999US), us(p.MaxUS), us(int64(p.MeanUS)))
@@ -113,6 +116,27 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
 	}
+}
+
+// printSteady says how the window opened: the steady-state gate.
+func printSteady(w io.Writer, st *result.Steady, wl result.Workload) {
+	switch st.State {
+	case result.SteadyOK:
+		fmt.Fprintf(w, "  steady: every connection served before the window opened, %.2fs into the load", st.WaitSeconds)
+	case result.SteadyCeiling:
+		fmt.Fprintf(w, "  CEILING: the server served %d of %d connections (no more for %.1fs); the window opened %.2fs into the load and its figures are of those %d",
+			st.ServedAtStart, wl.Conns, st.SettleSeconds, st.WaitSeconds, st.ServedAtStart)
+	case result.SteadyNot:
+		fmt.Fprintf(w, "  NOT STEADY: %d of %d connections served after %.1fs and still growing: no window was measured\n", st.ServedAtStart, wl.Conns, st.WaitSeconds)
+		return
+	case result.SteadyOff:
+		fmt.Fprint(w, "  window: no steady-state gate (a run of a request count, or a connection per request)")
+	}
+	fmt.Fprintf(w, "; connections open at its start %d, at its end %d", st.OpenAtStart, st.OpenAtEnd)
+	if st.IdleInWindow > 0 {
+		fmt.Fprintf(w, ", %d completed no request in it", st.IdleInWindow)
+	}
+	fmt.Fprintln(w)
 }
 
 // printCounters writes the server's own counters: what it accepted, refused and

@@ -291,9 +291,11 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 			return r, err
 		}
 	}
-	switch {
+	switch st := r.Load.Steady; {
 	case ctx.Err() != nil:
 		return r, fmt.Errorf("%w: interrupted; the figures are partial", ErrFailed)
+	case st != nil && st.State == result.SteadyNot && !died:
+		return r, fmt.Errorf("%w: not steady: %d of %d connections served after %.1fs, still growing", ErrFailed, st.ServedAtStart, w.Conns, st.WaitSeconds)
 	case r.Load.ErrorsTotal > 0:
 		return r, fmt.Errorf("%w: %d errors", ErrFailed, r.Load.ErrorsTotal)
 	case r.Server != nil && r.Server.Exit != nil && !r.Server.Exit.Clean:
