@@ -128,8 +128,9 @@ func TestNonLoopbackRefused(t *testing.T) {
 	t.Parallel() // the server refuses to start
 	bin := build(t)
 	out, err := exec.Command(bin, "-model", "poll", "-addr", "0.0.0.0:0").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "not loopback") {
-		t.Fatalf("binding 0.0.0.0 without -allow-remote: err=%v out=%s", err, out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "not loopback") || !strings.Contains(string(out), "-allow-remote") {
+		t.Fatalf("binding 0.0.0.0 without -allow-remote: err=%v out=%s; want exit 2 naming -allow-remote (a usage error)", err, out)
 	}
 }
 
