@@ -83,7 +83,7 @@ func ownCgroupDir() (string, error) {
 	}
 	dir, err := cgroup2Dir(mi, cg)
 	if err != nil {
-		return "", unavailable(NoCgroup2, err, "no cgroup v2 mount (as root: mount -t cgroup2 none /sys/fs/cgroup/unified)")
+		return "", unavailable(NoCgroup2, err, "cannot find this process's cgroup v2 directory (where cgroup2 is not mounted, as root: mount -t cgroup2 none DIR)")
 	}
 	return dir, nil
 }

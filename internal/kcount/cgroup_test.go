@@ -3,11 +3,13 @@ package kcount
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -243,5 +245,73 @@ func TestCloseLeavesNothing(t *testing.T) {
 	}
 	if err := k.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// As an unprivileged user, Available says what is refused: tracefs (root-only
+// by default), or, with a tracefs it can read, perf_event_open, naming
+// perf_event_paranoid's value and CAP_PERFMON.
+func TestNoPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper as nobody")
+	}
+	// The helper binary where nobody may run it (t.TempDir's parent is 0700).
+	dir, err := os.MkdirTemp("", "kcount-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "helper")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A tracefs stand-in that nobody can read, with the ids Available reads.
+	fake := filepath.Join(dir, "tracefs")
+	for _, p := range []string{"events/raw_syscalls/sys_enter", "events/syscalls"} {
+		if err := os.MkdirAll(filepath.Join(fake, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(fake, "events/raw_syscalls/sys_enter/id"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		cause Cause
+		says  []string
+	}{
+		{"tracefs", nil, NoPermission, []string{"tracefs", "root"}},
+		{"perf", []string{fake}, NoPermission, []string{"perf_event_paranoid is " + paranoid(), "CAP_PERFMON", "root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if n, err := strconv.Atoi(paranoid()); tc.name == "perf" && err == nil && n <= 0 {
+				t.Skip("perf_event_paranoid ", paranoid(), " lets anyone count a CPU")
+			}
+			cmd := exec.Command(exe, tc.args...)
+			cmd.Env = append(os.Environ(), helperEnv+"=available")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("helper: %v: %s", err, out)
+			}
+			t.Logf("as nobody: not measured: %s", out)
+			cause, text, _ := strings.Cut(string(out), ": ")
+			if cause != strconv.Itoa(int(tc.cause)) {
+				t.Errorf("cause %s, want %d (%v)", cause, tc.cause, tc.cause)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(text, s) {
+					t.Errorf("%q does not say %q", text, s)
+				}
+			}
+		})
 	}
 }

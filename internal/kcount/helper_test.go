@@ -1,6 +1,7 @@
 package kcount
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,6 +57,16 @@ func helper(role string, args []string) int {
 			if num(1) >= 0 {
 				err = syncParent()
 			}
+		}
+	case "available": // Available's verdict as "CAUSE: TEXT", with tracefs at ROOT if given
+		if len(args) > 0 {
+			tracefsRoots = args
+		}
+		var ue *UnavailableError
+		if e := Available(); errors.As(e, &ue) {
+			fmt.Printf("%d: %v", int(ue.Cause), e)
+		} else {
+			fmt.Printf("0: %v", e)
 		}
 	case "getppid": // N getppid, timed; prints ns per call
 		n := num(0)

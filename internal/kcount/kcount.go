@@ -130,8 +130,8 @@ const (
 	evNamed
 )
 
-// Counter counts a cgroup's kernel work on some CPUs from Open to Close. Read
-// and Close must not run concurrently.
+// Counter counts a cgroup's kernel work on some CPUs from Open to Close. It is
+// for one goroutine at a time.
 type Counter struct {
 	cgroup      string   // the cgroup's directory, for cpu.stat
 	cpus        []int    // counted CPUs
@@ -238,7 +238,7 @@ func (k *Counter) openGroup(c *Cgroup, cpu int, total, sw uint64, filters [2]str
 		}
 		fd, err := unix.PerfEventOpen(&attr, c.fd, cpu, leader, unix.PERF_FLAG_PID_CGROUP|unix.PERF_FLAG_FD_CLOEXEC)
 		if err != nil {
-			return -1, perfError(err, c.path, cpu, len(k.cpus)*(evNamed+len(ids)))
+			return -1, perfError(err, c.path, cpu, len(k.cpus)*(evNamed+len(ids)), leader < 0)
 		}
 		k.fds = append(k.fds, fd)
 		return fd, nil
@@ -268,8 +268,10 @@ func (k *Counter) openGroup(c *Cgroup, cpu int, total, sw uint64, filters [2]str
 	return nil
 }
 
-// perfError explains a perf_event_open failure.
-func perfError(err error, cgroup string, cpu, events int) error {
+// perfError explains a perf_event_open failure. Only a group leader's EINVAL
+// and the like say that cgroup counting itself is unsupported: the leader is a
+// plain software counter, so the cgroup is all that can be wrong with it.
+func perfError(err error, cgroup string, cpu, events int, leader bool) error {
 	serr := os.NewSyscallError("perf_event_open", err)
 	switch err {
 	case unix.EACCES, unix.EPERM:
@@ -279,6 +281,9 @@ func perfError(err error, cgroup string, cpu, events int) error {
 	case unix.ENODEV, unix.ENXIO:
 		return fmt.Errorf("kcount: CPU %d cannot be counted (offline?): %w", cpu, serr)
 	case unix.EBADF, unix.ENOENT, unix.EINVAL, unix.EOPNOTSUPP:
+		if !leader {
+			break
+		}
 		why := "kernel without CONFIG_CGROUP_PERF?"
 		if b, rerr := os.ReadFile("/proc/self/cgroup"); rerr == nil && slices.Contains(v1Controllers(b), "perf_event") {
 			why = "the perf_event controller is bound to a cgroup v1 hierarchy, so v2 cgroups cannot be counted"
@@ -395,9 +400,6 @@ func Available() error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Access(dir, unix.W_OK); err != nil {
-		return unavailable(CgroupCreate, os.NewSyscallError("access", err), "cannot create a cgroup in %s", dir)
-	}
 	cpus, err := onlineCPUs()
 	if err != nil {
 		return err
@@ -415,8 +417,13 @@ func Available() error {
 	}
 	pfd, err := unix.PerfEventOpen(&attr, fd, cpus[0], -1, unix.PERF_FLAG_PID_CGROUP|unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
-		return perfError(err, dir, cpus[0], 1)
+		return perfError(err, dir, cpus[0], 1, true)
 	}
 	unix.Close(pfd)
+	// Last: a reader refused perf is better told that than told about the
+	// cgroup, which it could be given write access to alone.
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return unavailable(CgroupCreate, os.NewSyscallError("access", err), "cannot create a cgroup in %s", dir)
+	}
 	return nil
 }
