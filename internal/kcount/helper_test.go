@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"concbench/internal/cpuset"
 
@@ -67,6 +68,19 @@ func helper(role string, args []string) int {
 			fmt.Printf("%d: %v", int(ue.Cause), e)
 		} else {
 			fmt.Printf("0: %v", e)
+		}
+	case "zero": // N reads of 1 MiB from /dev/zero: kernel time, little else
+		var zero int
+		if zero, err = unix.Open("/dev/zero", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			// A raw read: unix.Read under -race marks the whole buffer
+			// written, in user time.
+			b := make([]byte, 1<<20)
+			for range num(0) {
+				if _, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(zero), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b))); e != 0 {
+					err = e
+					break
+				}
+			}
 		}
 	case "getppid": // N getppid, timed; prints ns per call
 		n := num(0)
