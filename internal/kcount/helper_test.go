@@ -23,10 +23,16 @@ const helperEnv = "KCOUNT_HELPER"
 
 // helper runs the role and returns the exit code.
 func helper(role string, args []string) int {
+	// A bad argument is a bug in a test: the role runs with 0 and exits 2.
+	var argErr error
 	num := func(i int) int {
+		if i >= len(args) {
+			argErr = fmt.Errorf("%s: argument %d missing", role, i+1)
+			return 0
+		}
 		n, err := strconv.Atoi(args[i])
 		if err != nil {
-			panic(err) // a test's own command line; a bug in the test
+			argErr = fmt.Errorf("%s: %w", role, err)
 		}
 		return n
 	}
@@ -91,6 +97,10 @@ func helper(role string, args []string) int {
 		fmt.Printf("%.3f\n", float64(time.Since(start).Nanoseconds())/float64(n))
 	default:
 		err = fmt.Errorf("unknown helper role %q", role)
+	}
+	if argErr != nil {
+		fmt.Fprintln(os.Stderr, argErr)
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

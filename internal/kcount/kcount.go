@@ -31,8 +31,10 @@
 //     file, 0x100 on 4.14 to 6.x) or still runnable (prev_state 0). /proc counts
 //     a task that went to sleep with a signal already pending as voluntary,
 //     sched_switch shows it runnable: such rare switches land in Involuntary here.
-//     A thread's last switch, after it is dead, is counted here (voluntary) but
-//     is no longer in /proc or in getrusage.
+//     A thread's switches after its counts were folded into its process's as
+//     it died (its last one, voluntary, and now and then a preemption on the
+//     way out) are counted here but are in no /proc file or getrusage: up to
+//     about one or two per exited thread.
 //   - syscalls:sys_enter_NAME tracepoints do not fire for 32-bit compat
 //     syscalls; raw_syscalls:sys_enter counts them in the total.
 //   - While any counter is open the kernel takes its syscall tracepoint path
