@@ -39,8 +39,9 @@
 //     syscalls; raw_syscalls:sys_enter counts them in the total.
 //   - While any counter is open the kernel takes its syscall tracepoint path
 //     on every syscall of every process on the machine, not only the cgroup's
-//     (TestOverhead measures it: about +0.2 µs per syscall, inside the cgroup
-//     or not, where a bare getppid costs 1.1 µs).
+//     (TestOverhead measures it, on a VM where a bare getppid costs 1.1-1.2 µs:
+//     +0.2 µs in the cgroup, +0.3-0.4 µs for a named syscall, +0.1-0.25 µs
+//     for a process outside it).
 //   - Close waits for the kernel to unregister each tracepoint (an RCU grace
 //     period per distinct tracepoint, ~30 ms each here: ~1 s for
 //     DefaultSyscalls). Open once per measured run, not per window.

@@ -19,12 +19,13 @@ var overhead = flag.Bool("overhead", false, "run TestOverhead: 1,000,000 getppid
 // through the tracing path). The configurations interleave, 5 rounds; the log
 // has the medians. It asserts only that the counts are right, not a speed.
 //
-// On the 2-vCPU VM (Linux 6.18) where it was written a getppid took ~1.1 µs
-// bare, +0.2 µs with DefaultSyscalls open, +0.35 µs when getppid is named too,
-// and +0.25 µs for a process outside the cgroup: counting costs every process.
+// On the 2-vCPU VM (Linux 6.18) where it was written a getppid took 1.1-1.2 µs
+// bare, +0.2 µs with DefaultSyscalls open, +0.3-0.4 µs when getppid is named
+// too, and +0.1-0.25 µs for a process outside the cgroup (medians of 3 runs):
+// counting costs every process.
 func TestOverhead(t *testing.T) {
 	if !*overhead {
-		t.Skip("a measurement, not a check, and a minute long: go test -run TestOverhead -overhead -v")
+		t.Skip("a measurement, not a check, and a minute long: go test -run TestOverhead -v ./internal/kcount/ -overhead")
 	}
 	needCounting(t)
 	const n, rounds = 1000000, 5
