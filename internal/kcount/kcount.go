@@ -378,7 +378,9 @@ func (k *Counter) cpuStat() (cpuStat, error) {
 }
 
 // Close closes every counter. It may come before or after the cgroup's Remove;
-// closing twice is not an error.
+// closing twice is not an error. The last close of a tracepoint's counter waits
+// for the kernel to unregister the tracepoint, one after another (about a second
+// for DefaultSyscalls), unless a Holder keeps them registered.
 func (k *Counter) Close() error {
 	var errs []error
 	for _, fd := range k.fds {
@@ -429,4 +431,60 @@ func Available() error {
 		return unavailable(CgroupCreate, os.NewSyscallError("access", err), "cannot create a cgroup in %s", dir)
 	}
 	return nil
+}
+
+// Holder keeps the tracepoints a Counter uses registered in the kernel between
+// counters, so that closing a Counter is quick: the last close of a
+// tracepoint's counter waits for the kernel to unregister it (~30 ms each, a
+// second for DefaultSyscalls, one after another), and a run of many short
+// measurements (bench's trials, each its own loadgen) would pay that every time.
+// While a Holder is open the syscall tracepoint path stays on for every process
+// of the machine (see the package doc for its cost), counted or not.
+type Holder struct{ fds []int }
+
+// Hold opens one disabled counter on each tracepoint that Open(…, syscalls)
+// would use, on the calling process: they count nothing and keep the tracepoints
+// registered until Close. Its errors are Open's.
+func Hold(syscalls []string) (*Holder, error) {
+	root, err := findTracefs()
+	if err != nil {
+		return nil, err
+	}
+	points := [][2]string{{"raw_syscalls", "sys_enter"}, {"sched", "sched_switch"}}
+	for _, name := range syscalls {
+		points = append(points, [2]string{"syscalls", "sys_enter_" + name})
+	}
+	h := &Holder{}
+	for _, p := range points {
+		id, err := tracepointID(root, p[0], p[1])
+		if errors.Is(err, os.ErrNotExist) && p[0] == "syscalls" {
+			continue // Open skips it too
+		}
+		if err != nil {
+			h.Close()
+			return nil, unavailable(NoTracepoints, err, "%s:%s", p[0], p[1])
+		}
+		attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+			Config: id, Bits: unix.PerfBitDisabled}
+		fd, err := unix.PerfEventOpen(&attr, 0, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			h.Close()
+			return nil, perfError(err, "(this process)", -1, len(points), false)
+		}
+		h.fds = append(h.fds, fd)
+	}
+	return h, nil
+}
+
+// Close lets the tracepoints go; it takes the unregistration time Hold saved the
+// counters meanwhile.
+func (h *Holder) Close() error {
+	var errs []error
+	for _, fd := range h.fds {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, os.NewSyscallError("close", err))
+		}
+	}
+	h.fds = nil
+	return errors.Join(errs...)
 }
