@@ -243,13 +243,14 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 	}
 	l.t0 = t0
 	l.priming = l.sh.priming.Load()
-	if l.sh.gate {
+	if ws := l.sh.window.Load(); ws != 0 {
+		l.openWindow(ws) // it opened with the load
+	} else {
 		// The window opens when the coordinator says (sh.window): until then
-		// nothing is measured, and the load lasts at most the gate's bound.
+		// nothing is measured, and the load lasts at most the warm-up or the
+		// gate's bound, and the window.
 		l.warmEnd = math.MaxInt64
 		l.end = t0 + int64(max(l.sh.cfg.Warmup, l.sh.cfg.SteadyTimeout)+l.sh.cfg.Duration)
-	} else {
-		l.openWindow(t0 + int64(l.sh.cfg.Warmup))
 	}
 	l.begin()
 	for !l.sh.stop.Load() {

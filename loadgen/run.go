@@ -114,6 +114,13 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if t0 != 0 && cfg.OnLoad != nil {
 		cfg.OnLoad(loadStart)
 	}
+	// The window's start is marked (OnMeasure: the trial's counters read) before
+	// the loops measure from it: right now when it opens with the load, else by
+	// the coordinator below, which then publishes it (sh.window).
+	var opened time.Time // when the window opened; zero if it did not
+	if t0 != 0 && !sh.gate && w.Warmup == 0 {
+		opened = markWindow(cfg, sh, loadStart)
+	}
 	for range loops {
 		start <- t0
 	}
@@ -126,20 +133,17 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			}
 			close(allStopped)
 		}()
-		var opened time.Time // when the window opened; zero if it did not
-		if sh.gate {
-			if opened, steady = gate(sh, loops, loadStart, allStopped); opened.IsZero() {
+		switch {
+		case sh.gate:
+			if opened, steady = gate(cfg, sh, loops, loadStart, allStopped); opened.IsZero() {
 				sh.stop.Store(true) // not steady: the run ends without a window
 			}
-		} else {
+		case opened.IsZero():
 			select {
 			case <-time.After(time.Until(loadStart.Add(w.Warmup))):
-				opened = time.Now()
+				opened = markWindow(cfg, sh, time.Time{})
 			case <-allStopped:
 			}
-		}
-		if !opened.IsZero() && cfg.OnMeasure != nil {
-			cfg.OnMeasure(true, opened)
 		}
 		<-allStopped
 		if !opened.IsZero() && cfg.OnMeasure != nil {
@@ -150,6 +154,26 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	wg.Wait()
 	close(finished)
 	return merge(sh, loops, t0, loadStart, steady), nil
+}
+
+// markWindow opens the measured window: OnMeasure marks its start, then the
+// loops are told (sh.window) to measure from then on — in that order, so that
+// the counters the mark reads cover every request measured (and the load, still
+// running, adds only what runs during the publication, not during the mark). at
+// is the window's start if it is already known (the load's), else now.
+func markWindow(cfg Config, sh *shared, at time.Time) time.Time {
+	if cfg.OnMeasure != nil {
+		mark := at
+		if mark.IsZero() {
+			mark = time.Now()
+		}
+		cfg.OnMeasure(true, mark)
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	sh.window.Store(int64(at.Sub(sh.base)))
+	return at
 }
 
 // gateEvery is how often the gate looks at the connections served.
@@ -164,7 +188,7 @@ const gateEvery = 10 * time.Millisecond
 // happens within SteadyTimeout of the load's start, it returns a zero time: not
 // steady. Loops that stop meanwhile (a cancelled run, a dead server) end the wait
 // without a window. It publishes the window's start to the loops (sh.window).
-func gate(sh *shared, loops []*loop, loadStart time.Time, allStopped <-chan struct{}) (time.Time, result.Steady) {
+func gate(cfg Config, sh *shared, loops []*loop, loadStart time.Time, allStopped <-chan struct{}) (time.Time, result.Steady) {
 	w := sh.cfg.Workload
 	st := result.Steady{SettleSeconds: w.SteadySettle.Seconds(), TimeoutSeconds: w.SteadyTimeout.Seconds()}
 	tick := time.NewTicker(gateEvery)
@@ -204,9 +228,9 @@ func gate(sh *shared, loops []*loop, loadStart time.Time, allStopped <-chan stru
 			}
 		}
 		if st.State != "" && now.Sub(warmFrom) >= w.Warmup {
-			st.WaitSeconds = now.Sub(loadStart).Seconds()
-			sh.window.Store(int64(now.Sub(sh.base)))
-			return now, st
+			opened := markWindow(cfg, sh, time.Time{})
+			st.WaitSeconds = opened.Sub(loadStart).Seconds()
+			return opened, st
 		}
 		select {
 		case <-allStopped:
@@ -287,10 +311,7 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	}
 	ld.TimelineStepSeconds = w.TimelineStep.Seconds()
 	if t0 != 0 {
-		warmEnd := t0 + int64(w.Warmup)
-		if sh.gate {
-			warmEnd = sh.window.Load() // 0 when the window never opened
-		}
+		warmEnd := sh.window.Load() // 0 when the window never opened
 		if warmEnd != 0 {
 			ld.Seconds = max(0, time.Duration(stopped-warmEnd).Seconds())
 		}

@@ -25,8 +25,39 @@ import (
 //
 // A Cgroup is not safe for concurrent Remove.
 type Cgroup struct {
-	path string
-	fd   int // O_DIRECTORY fd of path; -1 once removed
+	path     string
+	fd       int  // O_DIRECTORY fd of path; -1 once removed
+	borrowed bool // made by someone else (OpenCgroup): Remove only lets go of it
+}
+
+// OpenCgroup opens an existing cgroup v2 directory that someone else made and
+// will remove (bench makes one per reference peer it starts, and loadgen counts
+// it): Remove only closes it.
+func OpenCgroup(dir string) (*Cgroup, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, unavailable(CgroupCreate, os.NewSyscallError("open", err), "cannot open cgroup %s", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("kcount: %s is not a cgroup v2 directory: %w", dir, err)
+	}
+	return &Cgroup{path: dir, fd: fd, borrowed: true}, nil
+}
+
+// MoveOut moves process pid (all its threads) back to the cgroup's parent, the
+// cgroup NewCgroup made it in: what a process that moved itself in with Add does
+// before Remove.
+func (c *Cgroup) MoveOut(pid int) error {
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(c.path), "cgroup.procs"), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("kcount: move %d out of %s: %w", pid, c.path, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("kcount: move %d out of %s: %w", pid, c.path, err)
+	}
+	return nil
 }
 
 // removeWait is how long Remove retries a busy cgroup: a process killed just
@@ -136,6 +167,11 @@ func (c *Cgroup) PIDs() ([]int, error) {
 // ErrNotEmpty and names the pids left. Removing twice is not an error.
 func (c *Cgroup) Remove() error {
 	if c.fd < 0 {
+		return nil
+	}
+	if c.borrowed {
+		unix.Close(c.fd)
+		c.fd = -1
 		return nil
 	}
 	deadline := time.Now().Add(removeWait)

@@ -19,8 +19,9 @@ import (
 
 // SchemaVersion is incremented whenever a field changes meaning, is removed, or a
 // figure a reader relies on is added. 2 added the steady-state gate (Load.Steady),
-// the server's own counters (Server.Counters…) and Server.SamplingError, and capped
-// Server.CPUCoresMax at the server's CPUs.
+// the server's own counters (Server.Counters…) and Server.SamplingError, the
+// kernel's counts (Server.Kernel, Client.Kernel), and capped Server.CPUCoresMax at
+// the server's CPUs.
 const SchemaVersion = 2
 
 // OldestSchema is the oldest schema this build still reads: a result written
@@ -317,6 +318,11 @@ type Server struct {
 	// RefusedWhy is why the model refuses connections (Counters.Refused): its
 	// registered reason, e.g. select's FD_SETSIZE.
 	RefusedWhy string `json:"refused_why,omitempty"`
+	// Kernel is what the kernel did for the server's whole tree over the measured
+	// window, from its own counters; nil when not measured, and then
+	// KernelMissing says why ("not measured: …").
+	Kernel        *Kernel `json:"kernel,omitempty"`
+	KernelMissing string  `json:"kernel_missing,omitempty"`
 	// Exit is how the server ended when loadgen stopped it; nil for an external
 	// one, unless it exited during the run (then not clean, its status unknown).
 	Exit *Exit `json:"exit,omitempty"`
@@ -364,6 +370,34 @@ type Client struct {
 	CPUCores   float64 `json:"cpu_cores"`   // CPUSeconds / window length
 	// Busy is CPUCores / CPUs: 1.0 means every client CPU was busy.
 	Busy float64 `json:"busy"`
+	// Kernel is what the kernel did for the load generator over the window (how
+	// the client spends its CPUs); nil when not measured, KernelMissing says why.
+	Kernel        *Kernel `json:"kernel,omitempty"`
+	KernelMissing string  `json:"kernel_missing,omitempty"`
+}
+
+// Kernel is the kernel's own count of what one side of a run cost it over the
+// measured window: every thread and process of the side (a cgroup v2 made for
+// it, perf tracepoint counters on the CPUs it runs on; package kcount), those
+// that came and went included. Exact counts, not samples. Divide by
+// Load.Requests for the cost per request.
+type Kernel struct {
+	// Syscalls counts the named syscalls (kcount.DefaultSyscalls: read, write,
+	// epoll_wait, …; "sendfile64" is sendfile); SyscallsOther every other one,
+	// and SyscallsTotal all of them.
+	Syscalls      map[string]int64 `json:"syscalls"`
+	SyscallsOther int64            `json:"syscalls_other"`
+	SyscallsTotal int64            `json:"syscalls_total"`
+	// CtxSwitches is every context switch away from a task of the side, the sum
+	// of Voluntary (it blocked) and Involuntary (preempted, or still runnable),
+	// as /proc/PID/status splits them.
+	CtxSwitches int64 `json:"ctx_switches"`
+	Voluntary   int64 `json:"voluntary"`
+	Involuntary int64 `json:"involuntary"`
+	// UserUS and SystemUS are CPU time in user and kernel mode (cgroup
+	// cpu.stat), µs.
+	UserUS   int64 `json:"user_us"`
+	SystemUS int64 `json:"system_us"`
 }
 
 // ClientBoundAt is the Busy fraction at or above which a run is ClientBound.

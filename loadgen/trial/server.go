@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,8 +40,14 @@ func findServer(bin string) (string, error) {
 // "listening on HOST:PORT" line; on error nothing of it is left running. The
 // server stays in this process's group: bench, which leads that group, sweeps it
 // (and the server's workers) if this process fails to stop them.
-func startServer(ctx context.Context, bin string, args []string, cpus []int, log io.Writer) (*supervise.Process, string, error) {
-	srv, err := supervise.Start(exec.Command(bin, args...), supervise.Options{
+func startServer(ctx context.Context, bin string, args []string, cpus []int, log io.Writer, cgroupFD int) (*supervise.Process, string, error) {
+	cmd := exec.Command(bin, args...)
+	if cgroupFD >= 0 {
+		// Born in the cgroup its kernel counts are read from, with every thread
+		// and process it will make (clone3 CLONE_INTO_CGROUP).
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	}
+	srv, err := supervise.Start(cmd, supervise.Options{
 		CPUs: cpus, Output: log, EarlyExit: "the server exited before loadgen stopped it"})
 	if err != nil {
 		return nil, "", err

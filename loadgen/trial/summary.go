@@ -3,6 +3,7 @@ package trial
 // The human summary of a trial's result, which loadgen prints on stdout.
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -95,6 +96,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 			fmt.Fprint(w, " (at least: threads came and went mid-window, and the kernel drops an exited thread's count)")
 		}
 		fmt.Fprintln(w)
+		printKernel(w, "server", s.Kernel, s.KernelMissing, ld.Requests)
 		if s.SamplingError != "" {
 			fmt.Fprintf(w, "  server: SAMPLING FAILED: %s (the figures above are from the samples read; the server was not gone)\n", s.SamplingError)
 		}
@@ -110,6 +112,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		}
 	}
 	fmt.Fprintf(w, "  client: CPU %.2f cores of %d (%.0f%% busy); client_bound=%v\n", r.Client.CPUCores, r.Client.CPUs, 100*r.Client.Busy, r.ClientBound)
+	printKernel(w, "client", r.Client.Kernel, r.Client.KernelMissing, ld.Requests)
 	if r.ClientBound {
 		fmt.Fprintln(w, "  WARNING: loadgen's CPUs were saturated: this throughput is the client's limit, not the server's")
 	}
@@ -137,6 +140,51 @@ func printSteady(w io.Writer, st *result.Steady, wl result.Workload) {
 		fmt.Fprintf(w, ", %d completed no request in it", st.IdleInWindow)
 	}
 	fmt.Fprintln(w)
+}
+
+// printKernel writes one side's kernel counts per request: syscalls (the three
+// most made), context switches, user and system CPU.
+func printKernel(w io.Writer, side string, k *result.Kernel, missing string, requests int64) {
+	switch {
+	case k == nil && missing != "":
+		fmt.Fprintf(w, "  %s kernel counts: %s\n", side, missing)
+		return
+	case k == nil || requests == 0:
+		return
+	}
+	per := func(n int64) float64 { return float64(n) / float64(requests) }
+	fmt.Fprintf(w, "  %s: %.2f syscalls/req (%s), %.3f ctx switches/req (%.3f voluntary, %.3f involuntary), CPU %.2f µs user + %.2f µs system per request\n",
+		side, per(k.SyscallsTotal), TopSyscalls(k, requests, 3), per(k.CtxSwitches), per(k.Voluntary), per(k.Involuntary),
+		per(k.UserUS), per(k.SystemUS))
+}
+
+// TopSyscalls is "read 1.00, write 1.00, epoll_pwait 0.05": the n syscalls
+// made most, per request ("other" among them when it is).
+func TopSyscalls(k *result.Kernel, requests int64, n int) string {
+	type sc struct {
+		name  string
+		count int64
+	}
+	var all []sc
+	for name, c := range k.Syscalls {
+		if c > 0 {
+			all = append(all, sc{name, c})
+		}
+	}
+	if k.SyscallsOther > 0 {
+		all = append(all, sc{"other", k.SyscallsOther})
+	}
+	slices.SortFunc(all, func(a, b sc) int {
+		if a.count != b.count {
+			return cmp.Compare(b.count, a.count)
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	parts := make([]string, 0, n)
+	for _, s := range all[:min(n, len(all))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", s.name, float64(s.count)/float64(max(requests, 1))))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printCounters writes the server's own counters: what it accepted, refused and

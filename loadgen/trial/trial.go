@@ -74,6 +74,14 @@ type Options struct {
 	// ServerLog receives what a started server writes (its stderr, and its stdout
 	// after the address line); nil discards it.
 	ServerLog io.Writer
+	// NoKernelCounts turns off the kernel's counts of syscalls, context switches
+	// and CPU time (Server.Kernel, Client.Kernel; package kcount): the result then
+	// says "not measured: disabled". For measuring what counting itself costs.
+	NoKernelCounts bool
+	// ServerCgroup, with ServerPID, is the cgroup v2 directory the external
+	// server's whole tree runs in (bench starts its peers in one), so that its
+	// kernel counts can be read; "" leaves an external server's not measured.
+	ServerCgroup string
 }
 
 // sampleEvery is the /proc sampling interval of the server's process tree.
@@ -147,6 +155,11 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		warn("%s", msg)
 	}
 
+	// The kernel's counts: the cgroups exist before the server, which is born in
+	// its own.
+	kc := newKernelCounts(o)
+	defer kc.release()
+
 	var srv *supervise.Process
 	statsPath := "" // the server's -stats file: its own counters
 	if o.Model != "" {
@@ -169,7 +182,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 			args = append(args, "-stats", statsPath)
 		}
 		r.Config.ServerBin, r.Config.ServerArgs = bin, args
-		if srv, w.Addr, err = startServer(ctx, bin, args, serverCPUs, o.ServerLog); err != nil {
+		if srv, w.Addr, err = startServer(ctx, bin, args, serverCPUs, o.ServerLog, kc.serverCgroupFD()); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -199,7 +212,8 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		}
 		info("sampling external server pid %d on CPUs %s", o.ServerPID, cpuset.Format(serverCPUs))
 	}
-	win := &window{sampler: sampler}
+	kc.open(serverCPUs, clientCPUs)
+	win := &window{sampler: sampler, kernel: kc}
 	mode := "closed loop"
 	if w.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %g req/s", w.Rate)
@@ -211,6 +225,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	watched, serverDied := watchServer(loadCtx, srv, o.ServerPID, stopLoad)
 	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: w, OnMeasure: win.mark})
 	stopLoad()
+	kc.closeCounters()
 	died, diedAt := serverDied()
 	if died {
 		warn("the server (pid %d) exited %v into the run: loadgen stopped the load there, and the figures cover the run until then",
@@ -246,10 +261,12 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		r.Client.Busy = r.Client.CPUCores / float64(ncpu)
 		r.ClientBound = r.Client.Busy >= result.ClientBoundAt
 	}
+	r.Client.Kernel, r.Client.KernelMissing = kc.client.result()
 	if sampler != nil {
 		samples, serr := sampler.Stop()
 		r.Server = serverFigures(samples, serverPID, out.LoadStart, win.start, win.end, len(serverCPUs))
 		r.Server.External = srv == nil
+		r.Server.Kernel, r.Server.KernelMissing = kc.server.result()
 		if win.switchesStart != nil && win.switchesEnd != nil {
 			d, churn := procstat.SwitchesDelta(win.switchesStart, win.switchesEnd)
 			r.Server.VoluntaryCtxSwitches = int64(d.Vol)
@@ -282,6 +299,9 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		}
 	}
 	win.mu.Unlock()
+	if err := kc.release(); err != nil {
+		warn("the kernel counts' cgroups: %v", err)
+	}
 	if r.ClientBound {
 		warn("loadgen's CPUs were %.0f%% busy: the throughput is the client's limit, not the server's", 100*r.Client.Busy)
 	}
@@ -364,6 +384,7 @@ func without(all, drop []int) []int {
 // context switches of every thread of the server's tree.
 type window struct {
 	sampler *procstat.Sampler // nil: no server to read switches of
+	kernel  *kernelCounts
 
 	mu                         sync.Mutex
 	start, end                 time.Time
@@ -372,6 +393,14 @@ type window struct {
 }
 
 func (w *window) mark(start bool, at time.Time) {
+	// The kernel's counts are exact to the syscall: read them at the very edge
+	// of the window — last at its start (the loops measure from right after
+	// this returns), first at its end (the load has stopped by then).
+	if !start {
+		w.kernel.mark(false)
+	} else {
+		defer w.kernel.mark(true)
+	}
 	cpu := selfCPUSeconds()
 	var sw map[int]procstat.Switches
 	if w.sampler != nil {

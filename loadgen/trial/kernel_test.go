@@ -1,0 +1,139 @@
+package trial
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"concbench/internal/kcount"
+	"concbench/internal/result"
+)
+
+// needKernel skips a test that needs kernel counts where the machine cannot
+// count, saying why.
+func needKernel(t *testing.T) {
+	t.Helper()
+	if err := kcount.Available(); err != nil {
+		t.Skip("not measured: ", err)
+	}
+}
+
+// near reports whether got is want within frac of it plus abs.
+func near(got, want int64, frac float64, abs int64) bool {
+	d := got - want
+	if d < 0 {
+		d = -d
+	}
+	return float64(d) <= frac*float64(want)+float64(abs)
+}
+
+// TestKernelCountsPerRequest: with one connection and a known number of
+// requests, the server's syscalls are what its code makes per request —
+// epoll-lt: one epoll_wait that finds the connection ready, one read, one write;
+// the reactor: two epoll_ctl more (the switch to write interest and back) — and
+// loadgen's are its own. The counts are over the window only: the warm-up's
+// requests, made before it, are not in them; and a count attributed to the
+// wrong side (loadgen's writes to the server, or both) would double.
+func TestKernelCountsPerRequest(t *testing.T) {
+	bin, cpus := serverBin(t)
+	needKernel(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		model string
+		per   map[string]float64 // server syscalls per request, by name
+	}{
+		{"epoll-lt", map[string]float64{"read": 1, "write": 1, "epoll_pwait": 1}},
+		{"reactor", map[string]float64{"read": 1, "write": 1, "epoll_ctl": 2}},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			r, out := runOK(t, cpus, Options{Model: tc.model, ServerBin: bin, Out: filepath.Join(dir, tc.model+".json"),
+				Workload: result.Workload{Conns: 1, Requests: 4000, Warmup: 200 * time.Millisecond, Duration: 30 * time.Second}})
+			n := r.Load.Requests
+			if n < 1000 || n >= 4000 {
+				t.Fatalf("%d requests measured: want most of the 4000, the warm-up's left out", n)
+			}
+			k := r.Server.Kernel
+			if k == nil {
+				t.Fatalf("server not counted: %s", r.Server.KernelMissing)
+			}
+			epollWait := k.Syscalls["epoll_wait"] + k.Syscalls["epoll_pwait"]
+			for name, per := range tc.per {
+				got := k.Syscalls[name]
+				if name == "epoll_pwait" {
+					got = epollWait
+				}
+				// A few syscalls more or less at the window's ends: the request in
+				// flight at each, the runtime's own.
+				if want := int64(per * float64(n)); !near(got, want, 0.02, 10) {
+					t.Errorf("server %s: %d over %d requests, want %d (%.0f per request)", name, got, n, want, per)
+				}
+			}
+			c := r.Client.Kernel
+			if c == nil {
+				t.Fatalf("loadgen not counted: %s", r.Client.KernelMissing)
+			}
+			// loadgen writes a request each, and reads a reply each and more: its
+			// /proc sampler reads the server's tree every 100 ms.
+			if !near(c.Syscalls["write"], n, 0.02, 10) || c.Syscalls["read"] < n-10 {
+				t.Errorf("loadgen: %d writes, %d reads over %d requests: want a write each and a read each or more", c.Syscalls["write"], c.Syscalls["read"], n)
+			}
+			if k.Voluntary <= 0 || k.UserUS+k.SystemUS <= 0 {
+				t.Errorf("server: %d voluntary switches, CPU %d+%d µs: want some of each", k.Voluntary, k.UserUS, k.SystemUS)
+			}
+			if !strings.Contains(out, "server: ") || !strings.Contains(out, "syscalls/req") {
+				t.Errorf("summary lacks the syscalls per request:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestKernelCountsChildren: fork with a connection per request starts a child
+// per connection, and its tree's counts include them: an execve and a wait4 per
+// connection, and clones (the parent's, and each child's runtime's threads).
+func TestKernelCountsChildren(t *testing.T) {
+	bin, cpus := serverBin(t)
+	needKernel(t)
+	r, _ := runOK(t, cpus, Options{Model: "fork", ServerBin: bin, Out: filepath.Join(t.TempDir(), "fork.json"),
+		Workload: result.Workload{Conns: 2, Reconnect: true, Warmup: 200 * time.Millisecond, Duration: time.Second}})
+	k, n := r.Server.Kernel, r.Load.Requests
+	if k == nil {
+		t.Fatalf("server not counted: %s", r.Server.KernelMissing)
+	}
+	if n < 20 {
+		t.Fatalf("only %d connections: too few to tell", n)
+	}
+	// The window's ends cut a few connections in two.
+	if !near(k.Syscalls["execve"], n, 0.1, 4) || !near(k.Syscalls["wait4"], n, 0.1, 4) {
+		t.Errorf("%d execve and %d wait4 over %d connections: want one of each per connection", k.Syscalls["execve"], k.Syscalls["wait4"], n)
+	}
+	if clones := k.Syscalls["clone"] + k.Syscalls["clone3"]; clones < n {
+		t.Errorf("%d clones over %d connections: want at least one per connection", clones, n)
+	}
+}
+
+// TestKernelCountsUnavailable: counting turned off, or refused by the machine,
+// leaves the run as it was and says why instead of showing zeros.
+func TestKernelCountsUnavailable(t *testing.T) {
+	bin, cpus := serverBin(t)
+	w := result.Workload{Conns: 2, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond}
+	r, out := runOK(t, cpus, Options{Model: "epoll-et", ServerBin: bin, NoKernelCounts: true, Workload: w})
+	for side, missing := range map[string]string{"server": r.Server.KernelMissing, "client": r.Client.KernelMissing} {
+		if !strings.Contains(missing, "not measured: disabled") {
+			t.Errorf("%s: kernel missing %q, want \"not measured: disabled…\"", side, missing)
+		}
+	}
+	if r.Server.Kernel != nil || r.Client.Kernel != nil || !strings.Contains(out, "kernel counts: not measured: disabled") {
+		t.Errorf("counts %+v %+v with counting off; summary:\n%s", r.Server.Kernel, r.Client.Kernel, out)
+	}
+
+	denied := &kcount.UnavailableError{Cause: kcount.NoPermission, Detail: "perf_event_open refused (a test's stand-in)", Err: errors.New("permission denied")}
+	defer func(f func() error) { kernelAvailable = f }(kernelAvailable)
+	kernelAvailable = func() error { return denied }
+	r, _ = runOK(t, cpus, Options{Model: "epoll-et", ServerBin: bin, Workload: w})
+	if want := fmt.Sprintf("not measured: %v", denied); r.Server.KernelMissing != want || r.Client.KernelMissing != want || r.Load.Requests == 0 {
+		t.Errorf("denied: server %q, client %q, %d requests; want %q and a run", r.Server.KernelMissing, r.Client.KernelMissing, r.Load.Requests, want)
+	}
+}
