@@ -22,7 +22,8 @@ func (l *loop) consume(c *conn, p []byte, now int64) bool {
 			l.fail(c, ErrUnexpected, now)
 			return false
 		}
-		want := l.sh.reps[c.rseq%l.sh.rot]
+		pr := l.prof(c)
+		want := pr.reps[c.rseq%pr.rot]
 		k := min(len(want)-c.roff, len(p))
 		if l.sh.kind == kRPC && c.roff < proto.HeaderLen {
 			h := min(proto.HeaderLen-c.roff, k)
@@ -57,10 +58,10 @@ func (l *loop) parse(c *conn, p []byte, now int64) bool {
 			closing bool
 		)
 		if l.sh.kind == kFile {
-			n, v = l.files[c.idx].feed(p, &l.sh.expect)
+			n, v = l.files[c.idx].feed(p, &l.prof(c).expect)
 		} else {
 			r := &l.https[c.idx]
-			n, v = r.feed(p, &l.sh.expect)
+			n, v = r.feed(p, &l.prof(c).expect)
 			closing = r.closing
 		}
 		p = p[n:]
@@ -114,10 +115,16 @@ func (l *loop) complete(c *conn, now int64) {
 	c.n--
 	c.rseq++
 	c.roff = 0
-	if c.bad {
+	switch {
+	case c.bad && c.idle:
+		c.bad = false
+		l.st.idleErrors[ErrMismatch]++
+	case c.bad:
 		c.bad = false
 		l.countError(ErrMismatch, now)
-	} else {
+	case c.idle:
+		l.recordHeartbeat(s, now)
+	default:
 		l.record(s, now)
 		if l.loading {
 			c.lastDone = now

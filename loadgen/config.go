@@ -228,6 +228,10 @@ func Resolve(w result.Workload) (result.Workload, error) {
 		return bad("durations must not be negative")
 	case w.TimelineStep < time.Millisecond:
 		return bad("timeline step %v: at least 1ms", w.TimelineStep)
+	case w.Idle < 0 || w.Heartbeat < 0:
+		return bad("idle connections and the heartbeat must not be negative")
+	case w.Idle > 0 && w.Reconnect:
+		return bad("idle connections are held for the run: not with a connection per request")
 	case w.Reconnect && w.Pipeline != 1:
 		return bad("-reconnect sends one request per connection: pipeline must be 1")
 	case w.Requests < 0:
@@ -238,8 +242,17 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	if w.Loops > w.Conns {
 		w.Loops = w.Conns
 	}
-	if _, _, err := resolveAddr(w.Addr); err != nil {
+	family, sa, err := resolveAddr(w.Addr)
+	if err != nil {
 		return bad("%v", err)
+	}
+	if _, err := sourceAddrs(w.Src, family); err != nil {
+		return bad("%v", err)
+	}
+	if s4, ok := sa.(*unix.SockaddrInet4); ok && len(w.Src) == 0 && s4.Addr[0] == 127 {
+		if lo, hi, ok := portRange(); ok {
+			w.Src = autoSources(w.Conns+w.Idle, hi-lo+1)
+		}
 	}
 	return w, nil
 }

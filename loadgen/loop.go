@@ -71,6 +71,12 @@ type conn struct {
 	// steady-state gate counts these); lastDone: when its last one did.
 	served   bool
 	lastDone int64
+
+	// idle: one of Workload.Idle's connections, which sends a heartbeat on a
+	// schedule (due, k) instead of load; lost: an idle connection that failed,
+	// not reopened.
+	idle bool
+	lost bool
 }
 
 // loop is one event loop: an OS thread with its epoll instance and connections.
@@ -151,6 +157,10 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		c := &l.conns[i]
 		c.fd, c.idx, c.gid, c.heapPos = -1, int32(i), g, -1
 		c.ring = slots[i*l.pipe : (i+1)*l.pipe : (i+1)*l.pipe]
+		if c.idle = g >= sh.cfg.Conns; c.idle {
+			c.quota = -1 // heartbeats until the end, whatever the active quota
+			continue
+		}
 		c.quota = quota(g)
 		if c.quota >= 0 {
 			l.limited = true
@@ -171,6 +181,7 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		l.buf = make([]byte, readBufFiles)
 	}
 	l.st.latency = hdr.New(histMin, histMax, histDigits)
+	l.st.hbLatency = hdr.New(histMin, histMax, histDigits)
 	l.st.connect = hdr.New(histMin, histMax, histDigits)
 	if sh.open {
 		l.st.uncorrected = hdr.New(histMin, histMax, histDigits)
@@ -231,11 +242,7 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 		}
 	}
 	l.st.rampEnd = l.now()
-	for i := range l.conns {
-		if l.conns[i].state == stOpen {
-			l.st.established++
-		}
-	}
+	l.st.established, l.st.idleEstablished = l.open, l.st.idleOpen
 	rampDone <- struct{}{}
 	t0 := <-start
 	if t0 == 0 {
@@ -270,7 +277,7 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 	l.st.stopped = min(l.now(), l.end)
 	l.st.openAtEnd = l.open
 	for i := range l.conns {
-		if l.conns[i].lastDone < l.warmEnd {
+		if c := &l.conns[i]; !c.idle && c.lastDone < l.warmEnd {
 			l.st.idleInWindow++
 		}
 	}
@@ -322,6 +329,13 @@ func (l *loop) begin() {
 		if !c.tried && !l.sh.cfg.Reconnect { // the ramp was cut short: connect now
 			c.retryAt = now
 		}
+		if c.idle {
+			if l.sh.cfg.Heartbeat > 0 {
+				c.due = l.heartbeatDue(c, 0)
+				l.heap.push(int32(i))
+			}
+			continue
+		}
 		if l.sh.open {
 			c.due = l.schedule(c.gid, 0)
 			l.heap.push(int32(i))
@@ -335,6 +349,38 @@ func (l *loop) begin() {
 // are spread evenly over one period so their sends do not bunch.
 func (l *loop) schedule(gid int, k int64) int64 {
 	return l.t0 + int64((float64(gid)*l.sh.phaseNS)+float64(k)*l.sh.periodNS)
+}
+
+// heartbeatDue is when idle connection c's k-th heartbeat is due: the idle
+// connections' first ones spread evenly over the first interval, so they never
+// arrive together.
+func (l *loop) heartbeatDue(c *conn, k int64) int64 {
+	hb := l.sh.cfg.Heartbeat
+	i := int64(c.gid - l.sh.cfg.Conns)
+	return l.t0 + int64(hb)*i/int64(l.sh.cfg.Idle) + k*int64(hb)
+}
+
+// heartbeat is idle connection c's due heartbeat: sent if its last one was
+// answered, else missed (counted in the window). It reports whether c stays on
+// the schedule.
+func (l *loop) heartbeat(c *conn, now int64) bool {
+	if c.state != stOpen {
+		return false // lost: it stays down
+	}
+	due := c.due
+	c.k++
+	c.due = l.heartbeatDue(c, c.k)
+	if c.n > 0 || c.woff > 0 {
+		if now >= l.warmEnd {
+			l.st.hbMissed++
+		}
+		return true
+	}
+	if now >= l.warmEnd {
+		l.st.hbSent++
+	}
+	l.send(c, due, now)
+	return c.state == stOpen
 }
 
 // poll is one pass: fire due sends, sweep if it is time, wait for readiness (or
@@ -389,6 +435,12 @@ func (l *loop) fireDue(now int64) {
 		}
 		l.heap.pop()
 		c := &l.conns[ci]
+		if c.idle {
+			if l.heartbeat(c, now) {
+				l.heap.push(ci)
+			}
+			continue
+		}
 		if !l.canSend(c) {
 			continue // parked: wake puts it back when it can send
 		}
@@ -427,6 +479,9 @@ func (l *loop) sendDue(c *conn, now int64) {
 // wake is called when c may be able to send again. Closed loop sends at once, as
 // much as the pipeline allows; open loop puts c back on the schedule.
 func (l *loop) wake(c *conn, now int64) {
+	if c.idle {
+		return // heartbeats go on their schedule
+	}
 	if l.sh.open {
 		if c.heapPos < 0 && l.canSend(c) {
 			l.heap.push(c.idx)
@@ -454,6 +509,13 @@ func (l *loop) connect(c *conn, now int64) {
 	}
 	if l.sh.family != unix.AF_UNIX {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	if len(l.sh.src) > 0 {
+		if err := bindSource(fd, l.sh.src[c.gid%len(l.sh.src)]); err != nil {
+			unix.Close(fd)
+			l.connectFailed(c, connectErrorKind(err), now)
+			return
+		}
 	}
 	c.fd = fd
 	// Registered once, edge-triggered, for the connection's life: the connect's
@@ -506,8 +568,12 @@ func (l *loop) resolveFirst(c *conn, now int64) {
 // the pipeline allows.
 func (l *loop) established(c *conn, now int64) {
 	c.state = stOpen
-	l.open++
-	l.pubOpen.Store(int64(l.open))
+	if c.idle {
+		l.st.idleOpen++
+	} else {
+		l.open++
+		l.pubOpen.Store(int64(l.open))
+	}
 	l.st.connect.RecordValue(clampUS(now - c.connStart))
 	l.resolveFirst(c, now)
 	if !l.loading {
@@ -543,7 +609,8 @@ func (l *loop) send(c *conn, intended, sent int64) {
 
 // flush writes the rest of request wseq. It returns false if c failed.
 func (l *loop) flush(c *conn) bool {
-	req := l.sh.reqs[c.wseq%l.sh.rot]
+	p := l.prof(c)
+	req := p.reqs[c.wseq%p.rot]
 	for c.woff < len(req) {
 		n, err := unix.Write(c.fd, req[c.woff:])
 		switch {
@@ -612,7 +679,7 @@ func (l *loop) readAll(c *conn, shortDone bool) bool {
 			l.eof(c)
 			return false
 		}
-		if !c.served && l.loading {
+		if !c.served && !c.idle && l.loading {
 			l.markServed(c)
 		}
 		if !l.consume(c, l.buf[:n], l.now()) {
@@ -637,6 +704,14 @@ func (l *loop) markServed(c *conn) {
 // fail counts one error, closes c and schedules its reconnect after the backoff.
 // The requests it had outstanding are lost with it.
 func (l *loop) fail(c *conn, kind ErrorKind, now int64) {
+	if c.idle {
+		// An idle connection lost is an error of its own, and stays lost: the
+		// server closed or reset a connection it was holding.
+		l.st.idleErrors[kind]++
+		l.closeConn(c)
+		c.lost, c.retryAt = true, 0
+		return
+	}
 	l.countError(kind, now)
 	if l.limited && c.n > 0 && c.quota == 0 {
 		l.active--
@@ -645,9 +720,19 @@ func (l *loop) fail(c *conn, kind ErrorKind, now int64) {
 	c.retryAt = now + int64(l.sh.cfg.Backoff)
 }
 
+// prof is what c sends and expects: the active load's, or heartbeats.
+func (l *loop) prof(c *conn) *profile {
+	if c.idle {
+		return &l.sh.hb
+	}
+	return &l.sh.act
+}
+
 // closeConn closes c's socket and forgets its requests.
 func (l *loop) closeConn(c *conn) {
-	if c.state == stOpen {
+	if c.state == stOpen && c.idle {
+		l.st.idleOpen--
+	} else if c.state == stOpen {
 		l.open--
 		l.pubOpen.Store(int64(l.open))
 	}
@@ -680,7 +765,8 @@ func (l *loop) sweep(now int64) {
 		case stOpen:
 			// Priming, a connection waits for its first reply as long as the gate
 			// lets it: the server may take seconds to hold it (a process to start).
-			if c.n > 0 && now-c.ring[c.head].sent > timeout && !(l.priming && !c.served) {
+			// An idle connection's unanswered heartbeat is a miss, not a timeout.
+			if c.n > 0 && now-c.ring[c.head].sent > timeout && !(l.priming && !c.served) && !c.idle {
 				l.fail(c, ErrTimeout, now)
 			} else if c.cycleDone && now-c.connStart > timeout {
 				// Reconnect mode: the reply came but the server's close, which

@@ -31,6 +31,13 @@ type loopStats struct {
 	stopped                                int64 // when the loop stopped loading
 	openAtStart, openAtEnd                 int   // connections open when the window opened and closed
 	idleInWindow                           int   // connections that completed no request in the window
+
+	// The idle connections (Workload.Idle): open now, open at the ramp's end,
+	// heartbeats over the window, their latency, and their errors.
+	idleOpen, idleEstablished            int
+	hbSent, hbAnswered, hbLate, hbMissed int64
+	hbLatency                            *hdr.Histogram
+	idleErrors                           [numErrorKinds]int64
 }
 
 // record adds one correct reply to the histograms and the timeline.
@@ -51,6 +58,20 @@ func (l *loop) record(s slot, now int64) {
 		l.st.uncorrected.RecordValue(clampUS(now - s.sent))
 		l.st.sendLag.RecordValue(clampUS(s.sent - s.intended))
 	}
+}
+
+// recordHeartbeat adds an idle connection's answered heartbeat.
+func (l *loop) recordHeartbeat(s slot, now int64) {
+	// The heartbeats sent in the window: one sent before it is in no count.
+	if !l.loading || s.sent < l.warmEnd {
+		return
+	}
+	rtt := now - s.sent
+	l.st.hbAnswered++
+	if rtt > int64(l.sh.cfg.Heartbeat) {
+		l.st.hbLate++
+	}
+	l.st.hbLatency.RecordValue(clampUS(rtt))
 }
 
 // second is the timeline index of now: whole timeline steps since the load

@@ -3,7 +3,10 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +66,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	loops := make([]*loop, 0, w.Loops)
 	for i := range w.Loops {
 		var gids []int
-		for g := i; g < w.Conns; g += w.Loops {
+		for g := i; g < w.Conns+w.Idle; g += w.Loops {
 			gids = append(gids, g)
 		}
 		cpu := -1
@@ -348,11 +351,56 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	if !w.Reconnect && ld.Connect.Established < w.Conns {
 		o.Warnings = append(o.Warnings, fmt.Sprintf("only %d of %d connections were established when the ramp ended", ld.Connect.Established, w.Conns))
 	}
-	if sh.kind >= kFile && !sh.expect.std {
+	if sh.kind >= kFile && !sh.act.expect.std {
 		o.Warnings = append(o.Warnings, fmt.Sprintf("%s is not a standard file: replies were checked for framing and a size consistent with the one announced, not for content", target(w)))
+	}
+	if w.Idle > 0 {
+		ld.Idle = mergeIdle(w, loops)
+		if id := ld.Idle; id.ErrorsTotal > 0 {
+			o.Warnings = append(o.Warnings, fmt.Sprintf("%d of %d idle connections were lost (%s): the server closed or reset connections it held", id.ErrorsTotal, w.Idle, errorsString(id.Errors)))
+		}
 	}
 	o.Latency = lat
 	return o
+}
+
+// mergeIdle adds up the loops' idle connections.
+func mergeIdle(w result.Workload, loops []*loop) *result.Idle {
+	id := &result.Idle{Conns: w.Idle, HeartbeatSeconds: w.Heartbeat.Seconds(), Errors: map[string]int64{}}
+	hb := hdr.New(histMin, histMax, histDigits)
+	for _, l := range loops {
+		st := &l.st
+		id.Established += st.idleEstablished
+		id.OpenAtEnd += st.idleOpen
+		id.Sent += st.hbSent
+		id.Answered += st.hbAnswered
+		id.Late += st.hbLate
+		id.Missed += st.hbMissed
+		hb.Merge(st.hbLatency)
+		for k, n := range st.idleErrors {
+			if n > 0 {
+				id.Errors[ErrorKind(k).String()] += n
+				id.ErrorsTotal += n
+			}
+		}
+	}
+	id.Latency = Percentiles(hb)
+	if enc, err := hb.Encode(hdr.V2CompressedEncodingCookieBase); err == nil && hb.TotalCount() > 0 {
+		id.LatencyHist = string(enc)
+	}
+	if len(id.Errors) == 0 {
+		id.Errors = nil
+	}
+	return id
+}
+
+// errorsString is "eof 3, reset 1", kinds sorted.
+func errorsString(errs map[string]int64) string {
+	parts := make([]string, 0, len(errs))
+	for _, k := range slices.Sorted(maps.Keys(errs)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, errs[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // target is what a file or http workload asks for.

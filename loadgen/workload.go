@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/proto"
+	"concbench/internal/testfiles"
 )
 
 // protoKind is how a protocol's replies are verified.
@@ -25,6 +26,18 @@ const (
 	kHTTP                  // parsed by an httpReply
 )
 
+// profile is what one kind of connection sends and expects: the active load's
+// requests, or the idle connections' heartbeats.
+type profile struct {
+	reqs   [][]byte // request for sequence s is reqs[s % rot]
+	reps   [][]byte // its expected reply (echo, rpc)
+	rot    uint64
+	expect expect // what file and http replies must carry
+}
+
+// HeartbeatSize is the payload of an echo or rpc heartbeat, bytes.
+const HeartbeatSize = 8
+
 // shared is what every loop of a run reads: the workload, precomputed requests and
 // replies, the clock base and the stop flag.
 type shared struct {
@@ -32,11 +45,10 @@ type shared struct {
 	sa       unix.Sockaddr
 	family   int
 	kind     protoKind
-	reqs     [][]byte // request for sequence s is reqs[s % rot]
-	reps     [][]byte // its expected reply (echo, rpc)
-	rot      uint64
-	expect   expect // what file and http replies must carry
-	halfShut bool   // reconnect mode: half-close after the request
+	act      profile // the active connections'
+	hb       profile // the idle connections' heartbeats (Workload.Idle)
+	src      []unix.Sockaddr
+	halfShut bool // reconnect mode: half-close after the request
 	base     time.Time
 	stop     atomic.Bool
 	open     bool    // open loop
@@ -53,9 +65,10 @@ type shared struct {
 	priming atomic.Bool
 }
 
-// newShared precomputes the requests and expected replies. Payloads are lowercase
-// letters rotating through 26 patterns (fewer for huge sizes), so the reply to one
-// request differs from the reply to the next.
+// newShared precomputes the requests and expected replies, of the active load and
+// of the heartbeats. Payloads are lowercase letters rotating through 26 patterns
+// (fewer for huge sizes), so the reply to one request differs from the reply to
+// the next.
 func newShared(cfg Config, base time.Time) (*shared, error) {
 	family, sa, err := resolveAddr(cfg.Addr)
 	if err != nil {
@@ -69,40 +82,54 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9
 		s.phaseNS = 1e9 / cfg.Rate
 	}
+	if s.src, err = sourceAddrs(cfg.Src, family); err != nil {
+		return nil, err
+	}
 	switch cfg.Proto {
 	case "file":
-		s.kind, s.rot = kFile, 1
-		s.reqs = [][]byte{proto.AppendFrame(nil, []byte(cfg.File))}
-		s.expect = expectFor("file", cfg.File)
-		return s, nil
+		s.kind = kFile
 	case "http":
-		s.kind, s.rot = kHTTP, 1
-		s.reqs = [][]byte{httpRequest(cfg.Path, cfg.Addr, cfg.Reconnect)}
-		s.expect = expectFor("http", cfg.Path)
+		s.kind = kHTTP
 		s.halfShut = false // "Connection: close" instead
-		return s, nil
 	case "rpc":
 		s.kind = kRPC
 	}
-	s.rot = 26
-	if cfg.Size > 1<<16 {
-		s.rot = 1
+	s.act = newProfile(s.kind, cfg.Size, cfg.File, cfg.Path, cfg.Addr, cfg.Reconnect)
+	// A heartbeat is one small request of the run's protocol: a short payload, or
+	// the smallest standard file.
+	smallest := testfiles.Std[0].Name
+	s.hb = newProfile(s.kind, HeartbeatSize, smallest, "/"+smallest, cfg.Addr, false)
+	return s, nil
+}
+
+// newProfile precomputes a kind's requests: size payload bytes (echo, rpc), file
+// (file) or path (http).
+func newProfile(kind protoKind, size int, file, path, addr string, reconnect bool) profile {
+	switch kind {
+	case kFile:
+		return profile{rot: 1, reqs: [][]byte{proto.AppendFrame(nil, []byte(file))}, expect: expectFor("file", file)}
+	case kHTTP:
+		return profile{rot: 1, reqs: [][]byte{httpRequest(path, addr, reconnect)}, expect: expectFor("http", path)}
 	}
-	lower := make([]byte, cfg.Size+int(s.rot))
+	p := profile{rot: 26}
+	if size > 1<<16 {
+		p.rot = 1
+	}
+	lower := make([]byte, size+int(p.rot))
 	for i := range lower {
 		lower[i] = 'a' + byte(i%26)
 	}
-	for r := range int(s.rot) {
-		payload := lower[r : r+cfg.Size]
-		if s.kind == kRPC {
-			s.reqs = append(s.reqs, proto.AppendFrame(nil, payload))
-			s.reps = append(s.reps, proto.AppendFrame(nil, proto.AppendUpper(nil, payload)))
+	for r := range int(p.rot) {
+		payload := lower[r : r+size]
+		if kind == kRPC {
+			p.reqs = append(p.reqs, proto.AppendFrame(nil, payload))
+			p.reps = append(p.reps, proto.AppendFrame(nil, proto.AppendUpper(nil, payload)))
 		} else {
-			s.reqs = append(s.reqs, append([]byte(nil), payload...))
-			s.reps = append(s.reps, proto.AppendUpper(nil, payload))
+			p.reqs = append(p.reqs, append([]byte(nil), payload...))
+			p.reps = append(p.reps, proto.AppendUpper(nil, payload))
 		}
 	}
-	return s, nil
+	return p
 }
 
 // httpRequest is the GET every http request sends. Host is the address as given

@@ -39,6 +39,19 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// commaList is a list flag given comma-separated, repeatable.
+type commaList []string
+
+func (s *commaList) String() string { return strings.Join(*s, ",") }
+func (s *commaList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
 // cpuList is a CPU list flag in the kernel's cpulist form, "0-3,6".
 type cpuList []int
 
@@ -90,6 +103,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		if errors.Is(err, trial.ErrImpossible) {
+			os.Exit(2) // refused before it started: as a bad flag is
+		}
 		os.Exit(1)
 	}
 }
@@ -107,6 +123,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Workload.Path, "path", "", "proto http: the `PATH` every request GETs (default "+loadgen.DefaultPath+")")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "with -addr: sample the CPU, memory, threads and processes of this `PID`'s process tree, a server loadgen did not start")
 	fs.IntVar(&o.Workload.Conns, "c", 1, "concurrent connections")
+	fs.IntVar(&o.Workload.Idle, "idle", 0, "`N` idle connections besides the -c active ones: held for the run, each sending a heartbeat every -heartbeat (reported apart from the active load)")
+	fs.DurationVar(&o.Workload.Heartbeat, "heartbeat", 5*time.Second, "the idle connections' heartbeat interval, spread evenly over them (0: silent, only watched for the server's close)")
+	fs.Var((*commaList)(&o.Workload.Src), "src", "source `ADDRS` to spread connections over, bound before connect: an address or a range A-B, comma-separated or repeated (default: the kernel's choice; to a loopback IPv4 server with more connections than one address's ports, 127.0.0.1-127.0.0.N as needed)")
 	fs.DurationVar(&o.Workload.Duration, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&o.Workload.Warmup, "warmup", 2*time.Second, "load before the measured window, not measured: at least this long, and until every connection has completed a request (the steady-state gate)")
 	fs.DurationVar(&o.Workload.SteadyTimeout, "steady-timeout", loadgen.DefaultSteadyTimeout, "give up (the run fails, \"not steady\") if the connections served are still growing this long after the load started")

@@ -111,6 +111,22 @@ type Workload struct {
 	SteadySettle time.Duration `json:"steady_settle_ns,omitempty"`
 	// TimelineStep is the width of one timeline entry; 0 means 1s.
 	TimelineStep time.Duration `json:"timeline_step_ns,omitempty"`
+	// Idle opens this many connections besides the Conns active ones: ramped
+	// like them and held for the whole run, each sending a heartbeat (one small
+	// request of the run's protocol: 8 bytes of echo or rpc, or the smallest
+	// standard file) every Heartbeat, the connections' heartbeats spread evenly
+	// over the interval. Their figures are Load.Idle; the active load's are as
+	// without them. An idle connection the server closes or resets is an error of
+	// its own (Load.Idle.Errors) and is not reopened.
+	Idle int `json:"idle,omitempty"`
+	// Heartbeat is the idle connections' interval; 0 makes them silent (only
+	// watched for the server's close or reset).
+	Heartbeat time.Duration `json:"heartbeat_ns,omitempty"`
+	// Src are the source addresses connections are spread over (addresses, or
+	// ranges A-B), bound before each connect; empty lets the kernel choose, or,
+	// to a loopback IPv4 server with more connections than one address's
+	// ephemeral ports allow, picks 127.0.0.1, 127.0.0.2, … as needed.
+	Src []string `json:"src,omitempty"`
 }
 
 // Config is the whole run's configuration: the workload and the server loadgen
@@ -176,6 +192,8 @@ type Load struct {
 	// Steady is how the measured window was opened (the steady-state gate) and
 	// which connections were held and served in it. nil in results of schema 1.
 	Steady *Steady `json:"steady,omitempty"`
+	// Idle is the idle connections' figures (Workload.Idle); nil without them.
+	Idle *Idle `json:"idle,omitempty"`
 	// Errors counts errors by kind (see loadgen's ErrorKind); a kind with no error
 	// is absent. Every failure is counted once; requests it lost are not retried.
 	Errors map[string]int64 `json:"errors,omitempty"`
@@ -207,6 +225,34 @@ type Connect struct {
 	RampSeconds float64 `json:"ramp_seconds"`
 	// Latency is connect latency over every successful connect of the run.
 	Latency Percentiles `json:"latency"`
+}
+
+// Idle is what the idle connections saw (Workload.Idle): held beside the active
+// load, each sending a heartbeat every Workload.Heartbeat. Heartbeats are counted
+// over the measured window.
+type Idle struct {
+	Conns int `json:"conns"` // asked for
+	// Established and OpenAtEnd are the idle connections open when the ramp
+	// ended and when the run did.
+	Established int `json:"established"`
+	OpenAtEnd   int `json:"open_at_end"`
+	// HeartbeatSeconds is the interval; 0: silent.
+	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
+	// Sent heartbeats, and Answered (correctly; a wrong reply is a mismatch
+	// error); Late were answered after more than the interval; Missed were due
+	// while the connection's previous heartbeat was still unanswered (not sent).
+	Sent     int64 `json:"sent"`
+	Answered int64 `json:"answered"`
+	Late     int64 `json:"late"`
+	Missed   int64 `json:"missed"`
+	// Latency is the heartbeats' round trips; LatencyHist its histogram
+	// (HdrHistogram V2 compressed, base64, µs).
+	Latency     Percentiles `json:"latency"`
+	LatencyHist string      `json:"latency_hist,omitempty"`
+	// Errors are the idle connections' errors by kind (eof: the server closed
+	// one; reset; connect errors…), over the whole run; each lost the connection.
+	Errors      map[string]int64 `json:"errors,omitempty"`
+	ErrorsTotal int64            `json:"errors_total"`
 }
 
 // States of the steady-state gate (Steady.State).

@@ -83,6 +83,9 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		slices.Sort(kinds)
 		fmt.Fprintf(w, "  ERRORS: %d (%s)\n", ld.ErrorsTotal, strings.Join(kinds, ", "))
 	}
+	if id := ld.Idle; id != nil {
+		printIdle(w, id)
+	}
 	if ld.InFlightAtEnd > 0 {
 		fmt.Fprintf(w, "  in flight at the end (not counted): %d\n", ld.InFlightAtEnd)
 	}
@@ -118,6 +121,26 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	}
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
+	}
+}
+
+// printIdle writes the idle connections' figures: held, heartbeats, losses.
+func printIdle(w io.Writer, id *result.Idle) {
+	fmt.Fprintf(w, "  idle: %d connections (%d open after the ramp, %d at the end)", id.Conns, id.Established, id.OpenAtEnd)
+	if id.HeartbeatSeconds > 0 {
+		fmt.Fprintf(w, ", a heartbeat each every %gs: %d sent, %d answered (p50 %s, p99 %s), %d late, %d missed",
+			id.HeartbeatSeconds, id.Sent, id.Answered, us(id.Latency.P50US), us(id.Latency.P99US), id.Late, id.Missed)
+	} else {
+		fmt.Fprint(w, ", silent")
+	}
+	fmt.Fprintln(w)
+	if id.ErrorsTotal > 0 {
+		kinds := make([]string, 0, len(id.Errors))
+		for k, n := range id.Errors {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "  IDLE CONNECTIONS LOST: %d (%s)\n", id.ErrorsTotal, strings.Join(kinds, ", "))
 	}
 }
 

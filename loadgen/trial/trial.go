@@ -147,11 +147,20 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		info("pinning: server on CPUs %s, loadgen on CPUs %s (%s)", cpuset.Format(serverCPUs), cpuset.Format(clientCPUs), how)
 	}
 
-	// Descriptors, then preflight checks against the connections.
-	if err := raiseNoFile(uint64(w.Conns) + 256); err != nil {
-		warn("%v", err)
+	// Descriptors: a load that cannot have one a connection is refused before it
+	// starts anything; then the limits that can only be warned of.
+	own := ownFDs(len(serverCPUs) + len(clientCPUs))
+	limit, err := raiseNoFile(uint64(w.Conns) + uint64(w.Idle) + own)
+	if err != nil {
+		return nil, err
 	}
-	for _, msg := range preflight(w) {
+	if err := checkDescriptors(w, own, limit); err != nil {
+		return nil, err
+	}
+	// Over loopback IPv4 the load engine spreads connections over source
+	// addresses itself when one address's ports would not do.
+	loopback := o.Model != "" && !o.Unix || strings.HasPrefix(w.Addr, "127.")
+	for _, msg := range preflight(w, loopback) {
 		warn("%s", msg)
 	}
 
@@ -318,6 +327,8 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		return r, fmt.Errorf("%w: not steady: %d of %d connections served after %.1fs, still growing", ErrFailed, st.ServedAtStart, w.Conns, st.WaitSeconds)
 	case r.Load.ErrorsTotal > 0:
 		return r, fmt.Errorf("%w: %d errors", ErrFailed, r.Load.ErrorsTotal)
+	case r.Load.Idle != nil && r.Load.Idle.ErrorsTotal > 0:
+		return r, fmt.Errorf("%w: %d idle connections lost", ErrFailed, r.Load.Idle.ErrorsTotal)
 	case r.Server != nil && r.Server.Exit != nil && !r.Server.Exit.Clean:
 		return r, fmt.Errorf("%w: server exit: %s", ErrFailed, r.Server.Exit.Error)
 	case died:
