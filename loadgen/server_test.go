@@ -35,8 +35,13 @@ type testServer struct {
 	// first, as a server that starts a process per connection would.
 	acceptEvery time.Duration
 	// hold, if above 0, serves only the first hold connections: the others are
-	// accepted and never read (a pool of hold workers, all busy).
+	// accepted and never read (a pool of hold workers, all busy); with drop they
+	// are closed at once instead.
 	hold int
+	drop bool
+	// remotes records the address of every connection accepted.
+	remotesMu sync.Mutex
+	remotes   []string
 
 	mu      sync.Mutex // serialises service when serial
 	replies atomic.Int64
@@ -88,7 +93,13 @@ func (s *testServer) accept() {
 		}
 		s.conns[c] = true
 		s.connsMu.Unlock()
+		s.remotesMu.Lock()
+		s.remotes = append(s.remotes, c.RemoteAddr().String())
+		s.remotesMu.Unlock()
 		if s.hold > 0 && n >= s.hold {
+			if s.drop {
+				c.Close()
+			}
 			continue // held open, unread, until kill
 		}
 		s.wg.Add(1)
