@@ -146,7 +146,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Var((*cpuList)(&o.ServerCPUs), "server-cpus", "`CPUS` for the server, e.g. 0-1 (default: first half of this process's CPUs)")
 	fs.Var((*cpuList)(&o.ClientCPUs), "client-cpus", "`CPUS` for loadgen (default: the second half with -model; unpinned with -addr)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines on stderr")
-	kernel := fs.Bool("kernel-counts", true, "count the server's and loadgen's syscalls (by name), context switches and user/system CPU over the window with the kernel's own counters (perf tracepoints on a cgroup v2 per side; needs root or CAP_PERFMON and tracefs mounted: mount -t tracefs nodev /sys/kernel/tracing); false to measure without them")
+	kernel := fs.Bool("kernel-counts", true, "count the server's and loadgen's syscalls (by name), context switches and user/system CPU over the window with the kernel's own counters (BPF programs on the sys_enter and sched_switch raw tracepoints, for a cgroup v2 per side; needs root, or CAP_BPF and CAP_PERFMON); false to measure without them")
 	fs.StringVar(&o.ServerCgroup, "server-cgroup", "", "with -server-pid: the cgroup v2 `DIR` the server's tree runs in, so that its kernel counts can be read")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {

@@ -1,6 +1,7 @@
 package kcount
 
 import (
+	"concbench/internal/cpuset"
 	"strconv"
 	"syscall"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // of the reaped helper.
 func TestCPUTime(t *testing.T) {
 	needCounting(t)
-	cpus, err := onlineCPUs()
+	cpus, err := cpuset.Available()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,21 +18,17 @@ type Cause int
 
 // The causes of an UnavailableError.
 const (
-	NoTracefs     Cause = iota + 1 // tracefs is not mounted (or not where we look)
-	NoPermission                   // perf_event_open or tracefs refused us
-	NoCgroup2                      // no cgroup v2 mount, or this process's v2 cgroup is not under it
-	CgroupCreate                   // the cgroup directory could not be made or opened
-	NoTracepoints                  // the kernel lacks the syscall (CONFIG_FTRACE_SYSCALLS) or sched tracepoints
-	NoCgroupPerf                   // perf cannot count a cgroup v2 (CONFIG_CGROUP_PERF, or perf_event bound to a v1 hierarchy)
+	NoPermission Cause = iota + 1 // BPF refused us (root, or CAP_BPF and CAP_PERFMON, needed)
+	NoCgroup2                     // no cgroup v2 mount, or this process's v2 cgroup is not under it
+	CgroupCreate                  // the cgroup directory could not be made or opened
+	NoBPF                         // the kernel lacks what the counting takes (BPF raw tracepoints, 5.18's sched_switch)
 )
 
 var causeNames = map[Cause]string{
-	NoTracefs:     "tracefs not mounted",
-	NoPermission:  "no permission",
-	NoCgroup2:     "no cgroup v2",
-	CgroupCreate:  "cannot create cgroup",
-	NoTracepoints: "kernel without the tracepoints",
-	NoCgroupPerf:  "no perf cgroup support",
+	NoPermission: "no permission",
+	NoCgroup2:    "no cgroup v2",
+	CgroupCreate: "cannot create cgroup",
+	NoBPF:        "kernel without what counting takes",
 }
 
 func (c Cause) String() string {

@@ -65,10 +65,7 @@ func helper(role string, args []string) int {
 				err = syncParent()
 			}
 		}
-	case "available": // Available's verdict as "CAUSE: TEXT", with tracefs at ROOT if given
-		if len(args) > 0 {
-			tracefsRoots = args
-		}
+	case "available": // Available's verdict as "CAUSE: TEXT"
 		var ue *UnavailableError
 		if e := Available(); errors.As(e, &ue) {
 			fmt.Printf("%d: %v", int(ue.Cause), e)

@@ -5,32 +5,18 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
 		os.Exit(helper(role, os.Args[1:]))
 	}
-	// The tests may mount tracefs where it is missing and they are root; they
-	// unmount it again so that the machine is left as found.
-	mounted := false
-	var ue *UnavailableError
-	if err := Available(); errors.As(err, &ue) && ue.Cause == NoTracefs && os.Geteuid() == 0 {
-		mounted = unix.Mount("nodev", tracefsRoots[0], "tracefs", 0, "") == nil
-	}
-	code := m.Run()
-	if mounted {
-		unix.Unmount(tracefsRoots[0], 0)
-	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // needCounting skips a test on a machine that cannot count, saying why.
@@ -289,35 +275,5 @@ func TestTree(t *testing.T) {
 	}
 	if got := d.Syscalls["clone"] + d.Syscalls["clone3"]; got < threads+1 {
 		t.Errorf("clone+clone3: got %d, want at least %d (the threads and the grandchild)", got, threads+1)
-	}
-}
-
-// A Holder's counters count nothing and change no count: a window counted while
-// one is open is exact as without; and it releases everything it opened.
-func TestHold(t *testing.T) {
-	needCounting(t)
-	cg := newCgroup(t, "hold")
-	k := openCounter(t, cg, nil, DefaultSyscalls())
-	base := run(t, k, cg, "rw", "0")
-	fds := len(openFDs(t))
-	h, err := Hold(DefaultSyscalls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := len(openFDs(t)) - fds; got < len(DefaultSyscalls()) {
-		t.Errorf("Hold opened %d descriptors, want one per tracepoint (at least %d)", got, len(DefaultSyscalls()))
-	}
-	d := run(t, k, cg, "rw", "1000")
-	if got, want := d.Syscalls["write"], base.Syscalls["write"]+1000; got != want {
-		t.Errorf("writes counted with a Holder open: %d, want %d", got, want)
-	}
-	held := slices.Clone(h.fds)
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, fd := range held {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
-			t.Errorf("descriptor %d of the Holder still open after Close (%v)", fd, err)
-		}
 	}
 }

@@ -1,8 +1,6 @@
 package kcount
 
 import (
-	"os"
-	"strings"
 	"testing"
 )
 
@@ -23,13 +21,6 @@ func TestParseOwnCgroup(t *testing.T) {
 				t.Fatalf("got %q, %v; want %q, error %v", got, err, tc.want, tc.err)
 			}
 		})
-	}
-}
-
-func TestV1Controllers(t *testing.T) {
-	got := v1Controllers([]byte("9:name=systemd:/\n3:cpu,cpuacct:/\n2:perf_event:/\n0::/\n"))
-	if want := "name=systemd cpu cpuacct perf_event"; strings.Join(got, " ") != want {
-		t.Fatalf("got %v, want %s", got, want)
 	}
 }
 
@@ -85,61 +76,3 @@ format:
 
 print fmt: "prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s next_pid=%d next_prio=%d", REC->prev_comm, REC->prev_pid, REC->prev_prio, (REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1)) ? __print_flags(REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1), "|", { 0x00000001, "S" }, { 0x00000002, "D" }, { 0x00000004, "T" }, { 0x00000008, "t" }, { 0x00000010, "X" }, { 0x00000020, "Z" }, { 0x00000040, "P" }, { 0x00000080, "I" }) : "R", REC->prev_state & (((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) ? "+" : "", REC->next_comm, REC->next_pid, REC->next_prio
 `
-
-func TestParsePreempted(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     int64
-		err      bool
-	}{
-		{"6.18", format618, 0x100, false},
-		{"decimal", `print fmt: "...", REC->prev_state & 4096 ? "+" : ""`, 4096, false},
-		{"older hex", `print fmt: "...", REC->prev_state & (0x0400) ? "+" : ""`, 0x400, false},
-		{"no mark", `print fmt: "...", REC->prev_state`, 0, true},
-		{"symbolic", `print fmt: "...", REC->prev_state & TASK_REPORT_MAX ? "+" : ""`, 0, true},
-		{"unbalanced", `print fmt: "...", REC->prev_state & ((1 << 8) ? "+" : ""`, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parsePreempted([]byte(tc.in))
-			if (err != nil) != tc.err || got != tc.want {
-				t.Fatalf("got %#x, %v; want %#x, error %v", got, err, tc.want, tc.err)
-			}
-		})
-	}
-}
-
-// The running kernel's own format file, where there is one to read.
-func TestParsePreemptedHere(t *testing.T) {
-	for _, root := range tracefsRoots {
-		b, err := os.ReadFile(root + "/events/sched/sched_switch/format")
-		if err != nil {
-			continue
-		}
-		v, err := parsePreempted(b)
-		if err != nil {
-			t.Fatalf("%s: %v", root, err)
-		}
-		t.Logf("%s: a preempted task reports prev_state %#x", root, v)
-		return
-	}
-	t.Skip("no readable sched_switch format file")
-}
-
-func TestEvalConst(t *testing.T) {
-	for in, want := range map[string]int64{
-		"1":                        1,
-		"0x10 | 1":                 0x11,
-		"1 + 1 << 2":               8, // + binds tighter than <<
-		"(((1 | 2) + 1) << 1) - 1": 7,
-		"0x80 << 1 | 1":            0x101,
-	} {
-		if got, err := evalConst(in); err != nil || got != want {
-			t.Errorf("evalConst(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "(", "1 +", "x", "1 << 99", "1 2"} {
-		if _, err := evalConst(bad); err == nil {
-			t.Errorf("evalConst(%q): no error", bad)
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"concbench/internal/cpuset"
 	"concbench/internal/procstat"
 )
 
@@ -70,7 +71,7 @@ func quiet(t *testing.T, k *Counter, pid int) (vol, invol int64, threads int, s 
 // busy loop outside the cgroup, so that it is preempted.
 func TestSwitchesAgreeWithProc(t *testing.T) {
 	needCounting(t)
-	cpus, err := onlineCPUs()
+	cpus, err := cpuset.Available()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -424,13 +424,13 @@ type Client struct {
 
 // Kernel is the kernel's own count of what one side of a run cost it over the
 // measured window: every thread and process of the side (a cgroup v2 made for
-// it, perf tracepoint counters on the CPUs it runs on; package kcount), those
-// that came and went included. Exact counts, not samples. Divide by
-// Load.Requests for the cost per request.
+// it, counted by BPF programs on the sys_enter and sched_switch raw tracepoints;
+// package kcount), those that came and went included. Exact counts, not
+// samples. Divide by Load.Requests for the cost per request.
 type Kernel struct {
 	// Syscalls counts the named syscalls (kcount.DefaultSyscalls: read, write,
-	// epoll_wait, …; "sendfile64" is sendfile); SyscallsOther every other one,
-	// and SyscallsTotal all of them.
+	// epoll_wait, …); SyscallsOther every other one, and SyscallsTotal all of
+	// them.
 	Syscalls      map[string]int64 `json:"syscalls"`
 	SyscallsOther int64            `json:"syscalls_other"`
 	SyscallsTotal int64            `json:"syscalls_total"`
