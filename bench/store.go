@@ -227,7 +227,7 @@ func (s Store) ReadResult(rec TrialRecord) (*result.Run, error) {
 		if r.Schema == 0 {
 			return nil, &DamagedError{path, "not a loadgen result: no schema version"}
 		}
-		return nil, &DamagedError{path, fmt.Sprintf("a loadgen result of schema %d: this build reads %d", r.Schema, result.SchemaVersion)}
+		return nil, &DamagedError{path, fmt.Sprintf("a loadgen result of schema %d: this build reads %d to %d", r.Schema, result.OldestSchema, result.SchemaVersion)}
 	}
 	c, w := rec.Cell, r.Config.Workload
 	if w.Proto == "" {

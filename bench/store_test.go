@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"concbench/internal/result"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,7 +44,7 @@ var damages = []damage{
 	{model: "recordasresult", file: "result", spoil: nil, why: "not a loadgen result: no schema version", change: func(t *testing.T, s Store) {
 		copyFile(t, s.TrialPath(trialOf("recordasresult"))+".trial.json", s.TrialPath(trialOf("recordasresult"))+".json")
 	}},
-	{model: "newschema", file: "result", spoil: func([]byte) []byte { return []byte(`{"schema": 999}`) }, why: "a loadgen result of schema 999: this build reads 1"},
+	{model: "newschema", file: "result", spoil: func([]byte) []byte { return []byte(`{"schema": 999}`) }, why: fmt.Sprintf("a loadgen result of schema 999: this build reads %d to %d", result.OldestSchema, result.SchemaVersion)},
 	{model: "otherresult", file: "result", spoil: nil, why: `the result of another trial: model "intact", echo, c=2`, change: func(t *testing.T, s Store) {
 		copyFile(t, s.TrialPath(trialOf("intact"))+".json", s.TrialPath(trialOf("otherresult"))+".json")
 	}},
