@@ -46,6 +46,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/envinfo"
 	"concbench/internal/result"
 	"concbench/internal/testfiles"
 )
@@ -250,8 +251,8 @@ func Resolve(w result.Workload) (result.Workload, error) {
 		return bad("%v", err)
 	}
 	if s4, ok := sa.(*unix.SockaddrInet4); ok && len(w.Src) == 0 && s4.Addr[0] == 127 {
-		if lo, hi, ok := portRange(); ok {
-			w.Src = autoSources(w.Conns+w.Idle, hi-lo+1)
+		if lo, hi, ok := envinfo.PortRange(); ok {
+			w.Src = autoSources(w.Conns+w.Idle, int(hi-lo+1))
 		}
 	}
 	return w, nil

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -67,22 +66,6 @@ func expandRange(s string) ([]netip.Addr, error) {
 			return out, nil
 		}
 	}
-}
-
-// portRange reads the ephemeral port range (net.ipv4.ip_local_port_range; the
-// network namespace's own).
-func portRange() (lo, hi int, ok bool) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0, false
-	}
-	lo, err1 := strconv.Atoi(f[0])
-	hi, err2 := strconv.Atoi(f[1])
-	return lo, hi, err1 == nil && err2 == nil && hi >= lo
 }
 
 // autoSources picks loopback source addresses for conns connections to one
