@@ -42,7 +42,9 @@ test-short:
 	@echo ">> go vet"
 	$(GO) vet ./...
 	@echo ">> go test -race -short (long cases skipped; make test runs them all)"
-	$(GO) test -race -short -count=1 ./...
+	@# -p 4: four packages at a time on two cores — their tests mostly wait on
+	@# sockets and processes (75 s here against 93 s with the default -p 2).
+	$(GO) test -race -short -count=1 -p 4 ./...
 
 lint:
 	@echo ">> gofmt"

@@ -17,21 +17,21 @@ import (
 // peer (peer:NAME) is never "led", "cheapest" or "slowest"; where one has
 // figures, a separate sentence says how the models compare with it.
 
-// measured lists the models (not the peers) with throughput figures in a cell
-// row, fastest first.
+// measured lists the models (not the peers) with comparable throughput figures
+// in a cell row, fastest first: cells apart (see CellSummary.Apart) are left out.
 func measured(s *Summary, g Group, conns int) []CellSummary {
-	return ranked(s, g, conns, false)
+	return ranked(s, g, conns, false, false)
 }
 
 // ranked lists the models, and the peers if withPeers, with throughput figures
-// in a cell row, fastest first.
-func ranked(s *Summary, g Group, conns int, withPeers bool) []CellSummary {
+// in a cell row, fastest first; cells apart only if withApart.
+func ranked(s *Summary, g Group, conns int, withPeers, withApart bool) []CellSummary {
 	var out []CellSummary
 	for _, m := range s.Spec.Models {
 		if IsPeer(m) && !withPeers {
 			continue
 		}
-		if cs := s.Cell(g, m, conns); cs.Throughput.N > 0 {
+		if cs := s.Cell(g, m, conns); cs.Throughput.N > 0 && (withApart || cs.Apart() == "") {
 			out = append(out, cs)
 		}
 	}
@@ -47,6 +47,30 @@ func ranked(s *Summary, g Group, conns int, withPeers bool) []CellSummary {
 	return out
 }
 
+// apartCells lists the models' cells of a row with figures that are apart (see
+// CellSummary.Apart): left out of the row's rankings, and named by apartNote.
+func apartCells(s *Summary, g Group, conns int) []CellSummary {
+	var out []CellSummary
+	for _, m := range s.Spec.Models {
+		if cs := s.Cell(g, m, conns); !IsPeer(m) && cs.Measured > 0 && cs.Apart() != "" {
+			out = append(out, cs)
+		}
+	}
+	return out
+}
+
+// apartNote says which cells a finding left out and why, or nothing.
+func apartNote(apart []CellSummary) string {
+	if len(apart) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, cs := range apart {
+		parts = append(parts, fmt.Sprintf("%s (%s)", cs.Cell.Model, cs.Apart()))
+	}
+	return " Left out as not comparable — the server did not serve all its connections in the window: " + strings.Join(parts, ", ") + "."
+}
+
 // LeadFinding says which model led a row by throughput, by how much over the
 // runner-up, and whether that is significant, consistent or noise; which models
 // cannot be told apart from the leader; and which was slowest. unit is "req/s"
@@ -54,11 +78,12 @@ func ranked(s *Summary, g Group, conns int, withPeers bool) []CellSummary {
 func LeadFinding(s *Summary, g Group, conns int, unit string) string {
 	ms := measured(s, g, conns)
 	head := fmt.Sprintf("c=%d: ", conns)
+	note := apartNote(apartCells(s, g, conns))
 	switch len(ms) {
 	case 0:
-		return head + "no model has figures."
+		return head + "no model has comparable figures." + note
 	case 1:
-		return head + fmt.Sprintf("only %s has figures (%s %s).", ms[0].Cell.Model, Num(ms[0].Throughput.Median), unit)
+		return head + fmt.Sprintf("only %s has comparable figures (%s %s).", ms[0].Cell.Model, Num(ms[0].Throughput.Median), unit) + note
 	}
 	l, r := ms[0], ms[1]
 	cmp := Compare(l.Throughputs, r.Throughputs)
@@ -90,6 +115,7 @@ func LeadFinding(s *Summary, g Group, conns int, unit string) string {
 	if l.ClientBound > 0 {
 		b.WriteString(" The leader's load generator was saturated (client-bound): its figure is a floor.")
 	}
+	b.WriteString(note)
 	return b.String()
 }
 
@@ -107,15 +133,26 @@ func pctOf(r float64) string {
 // changed across the sweep.
 func ThroughputFindings(s *Summary, g Group) []string {
 	var out []string
-	var leaders []string
+	var real, none []string
 	for _, c := range s.Spec.Conns {
 		out = append(out, LeadFinding(s, g, c, "req/s"))
-		if ms := measured(s, g, c); len(ms) > 0 {
-			leaders = append(leaders, fmt.Sprintf("%s at c=%d", ms[0].Cell.Model, c))
+		ms := measured(s, g, c)
+		if len(ms) < 2 {
+			continue
+		}
+		if v := Compare(ms[0].Throughputs, ms[1].Throughputs).Verdict; v == Noise {
+			none = append(none, fmt.Sprintf("c=%d", c))
+		} else {
+			real = append(real, fmt.Sprintf("%s at c=%d (%s)", ms[0].Cell.Model, c, v))
 		}
 	}
-	if len(leaders) > 1 {
-		out = append(out, "Leaders across the sweep: "+strings.Join(leaders, ", ")+".")
+	switch {
+	case len(real) > 0 && len(none) > 0:
+		out = append(out, fmt.Sprintf("Across the sweep, a lead the repetitions support: %s; at %s the fastest median is within the noise of the next, which is no lead.", strings.Join(real, ", "), strings.Join(none, ", ")))
+	case len(real) > 0:
+		out = append(out, "Across the sweep, a lead the repetitions support: "+strings.Join(real, ", ")+".")
+	case len(none) > 1:
+		out = append(out, "At no concurrency is the fastest median clear of the next beyond the noise: this run ranks no model first by throughput.")
 	}
 	return append(out, PeerFindings(s, g)...)
 }
@@ -170,40 +207,28 @@ func PeerFindings(s *Summary, g Group) []string {
 	return out
 }
 
-// latencyCells are the cells of g at c with a latency histogram, less the starved
-// ones (their histograms leave out the waits of most connections, so their low
-// percentiles would rank first for the wrong reason); the starved are returned
+// latencyCells are the cells of g at c with a latency histogram, less those apart
+// (their histograms leave out the waits of the connections not served, so their
+// low percentiles would rank first for the wrong reason); those are returned
 // apart so a finding can say they were left out.
-func latencyCells(s *Summary, g Group, c int) (ms, starved []CellSummary) {
+func latencyCells(s *Summary, g Group, c int) (ms, apart []CellSummary) {
 	for _, m := range s.Spec.Models {
 		switch cs := s.Cell(g, m, c); {
 		case IsPeer(m), cs.Latency.Count == 0:
-		case cs.Starved():
-			starved = append(starved, cs)
+		case cs.Apart() != "":
+			apart = append(apart, cs)
 		default:
 			ms = append(ms, cs)
 		}
 	}
-	return ms, starved
-}
-
-// starvedNote says which cells a latency finding left out, or nothing.
-func starvedNote(starved []CellSummary) string {
-	if len(starved) == 0 {
-		return ""
-	}
-	var parts []string
-	for _, cs := range starved {
-		parts = append(parts, fmt.Sprintf("%s (~%.0f of %d connections served)", cs.Cell.Model, cs.ActiveConns, cs.Cell.Conns))
-	}
-	return " Left out as starved, their waits unmeasured: " + strings.Join(parts, ", ") + "."
+	return ms, apart
 }
 
 // P99Findings names the lowest and highest p99 at each concurrency.
 func P99Findings(s *Summary, g Group) []string {
 	var out []string
 	for _, c := range s.Spec.Conns {
-		ms, starved := latencyCells(s, g, c)
+		ms, apart := latencyCells(s, g, c)
 		var refs []string
 		for _, p := range peers(s.Spec) {
 			if cs := s.Cell(g, p, c); cs.Latency.Count > 0 {
@@ -226,7 +251,7 @@ func P99Findings(s *Summary, g Group) []string {
 		if len(refs) > 0 {
 			line += " Reference: " + strings.Join(refs, ", ") + "."
 		}
-		out = append(out, line+starvedNote(starved))
+		out = append(out, line+apartNote(apart))
 	}
 	if len(out) > 0 {
 		out = append(out, "Percentiles come from the merged histograms of all repetitions and carry no interval; on a shared 2-core machine, read differences under about 1.5× with care.")
@@ -243,7 +268,7 @@ func times(r float64) string {
 
 // NinesFindings describes the tail at one concurrency.
 func NinesFindings(s *Summary, g Group, conns int) []string {
-	ms, starved := latencyCells(s, g, conns)
+	ms, apart := latencyCells(s, g, conns)
 	if len(ms) < 2 {
 		return nil
 	}
@@ -253,7 +278,7 @@ func NinesFindings(s *Summary, g Group, conns int) []string {
 	return []string{
 		fmt.Sprintf("At c=%d the median latency ranged from %s to %s, the p99.9 from %s (%s) to %s (%s).",
 			conns, Micros(float64(slices.MinFunc(ms, byP50).Latency.P50US)), Micros(float64(slices.MaxFunc(ms, byP50).Latency.P50US)),
-			Micros(float64(lo.Latency.P999US)), lo.Cell.Model, Micros(float64(hi.Latency.P999US)), hi.Cell.Model) + starvedNote(starved),
+			Micros(float64(lo.Latency.P999US)), lo.Cell.Model, Micros(float64(hi.Latency.P999US)), hi.Cell.Model) + apartNote(apart),
 		fmt.Sprintf("The slowest single request took %s (%s); a steep rise at the right of a line is a tail the median does not show.",
 			Micros(float64(worst.Latency.MaxUS)), worst.Cell.Model),
 	}
@@ -274,6 +299,7 @@ func CPUFindings(s *Summary, g Group) []string {
 			case cs.CPUPerReqUS <= 0:
 			case IsPeer(m):
 				refs = append(refs, fmt.Sprintf("%s %s", m, Micros(cs.CPUPerReqUS)))
+			case cs.Apart() != "":
 			default:
 				ms = append(ms, cs)
 			}
@@ -293,7 +319,7 @@ func CPUFindings(s *Summary, g Group) []string {
 		if len(refs) > 0 {
 			line += " Reference: " + strings.Join(refs, ", ") + "."
 		}
-		out = append(out, line)
+		out = append(out, line+apartNote(apartCells(s, g, c)))
 	}
 	return out
 }
@@ -308,14 +334,19 @@ func byCPU(a, b CellSummary) int {
 	return 0
 }
 
-// MemoryFindings estimates each model's memory per connection from the peak RSS
-// at the lowest and highest concurrency it was measured at.
+// MemoryFindings estimates each model's memory per held connection: the growth
+// of the peak RSS from the lowest to the highest concurrency it was measured at,
+// divided by the growth of the connections it held in the window (CellSummary.Held:
+// served when the gate opened it, so a fork or thread model still in its ramp or
+// at a ceiling is divided by what it held, not by what was asked). For models
+// with a process or a thread per connection it also gives the RSS per process or
+// thread at the highest concurrency, measured directly.
 func MemoryFindings(s *Summary, g Group) []string {
 	type grow struct {
-		model        string
-		lo, hi       int
-		rssLo, rssHi int64
-		perConn      float64 // bytes
+		model          string
+		lo, hi         CellSummary
+		heldLo, heldHi float64
+		perConn        float64 // bytes
 	}
 	var gs []grow
 	for _, m := range s.Spec.Models {
@@ -324,7 +355,7 @@ func MemoryFindings(s *Summary, g Group) []string {
 		}
 		var cs []CellSummary
 		for _, c := range s.Spec.Conns {
-			if x := s.Cell(g, m, c); x.RSSMaxBytes > 0 {
+			if x := s.Cell(g, m, c); x.RSSMaxBytes > 0 && x.Held() > 0 {
 				cs = append(cs, x)
 			}
 		}
@@ -332,23 +363,51 @@ func MemoryFindings(s *Summary, g Group) []string {
 			continue
 		}
 		a, b := cs[0], cs[len(cs)-1]
-		gs = append(gs, grow{m, a.Cell.Conns, b.Cell.Conns, a.RSSMaxBytes, b.RSSMaxBytes,
-			float64(b.RSSMaxBytes-a.RSSMaxBytes) / float64(b.Cell.Conns-a.Cell.Conns)})
+		if b.Held() <= a.Held() {
+			continue
+		}
+		gs = append(gs, grow{m, a, b, a.Held(), b.Held(),
+			float64(b.RSSMaxBytes-a.RSSMaxBytes) / (b.Held() - a.Held())})
 	}
 	if len(gs) == 0 {
 		return nil
 	}
 	slices.SortStableFunc(gs, func(a, b grow) int { return cmp.Compare(b.perConn, a.perConn) }) // largest first
-	var parts []string
+	var parts, direct []string
 	for _, x := range gs {
-		parts = append(parts, fmt.Sprintf("%s %s", x.model, perConn(x.perConn)))
+		part := fmt.Sprintf("%s %s", x.model, perConn(x.perConn))
+		if x.heldHi < float64(x.hi.Cell.Conns) {
+			part += fmt.Sprintf(" (held %.0f of %d at c=%d)", x.heldHi, x.hi.Cell.Conns, x.hi.Cell.Conns)
+		}
+		parts = append(parts, part)
+		// A process or a thread per held connection: the RSS growth per
+		// process (or thread) added, counted from the tree itself.
+		dHeld := x.heldHi - x.heldLo
+		dRSS := float64(x.hi.RSSMaxBytes - x.lo.RSSMaxBytes)
+		switch dp, dt := float64(x.hi.ProcsMax-x.lo.ProcsMax), float64(x.hi.ThreadsMax-x.lo.ThreadsMax); {
+		case dp >= 0.9*dHeld:
+			direct = append(direct, fmt.Sprintf("%s %s per process (%d to %d processes)", x.model, perConn(dRSS/dp), x.lo.ProcsMax, x.hi.ProcsMax))
+		case dt >= 0.9*dHeld:
+			direct = append(direct, fmt.Sprintf("%s %s per thread (%d to %d threads)", x.model, perConn(dRSS/dt), x.lo.ThreadsMax, x.hi.ThreadsMax))
+		}
 	}
 	top := gs[0]
 	out := []string{
-		fmt.Sprintf("Memory per added connection (peak RSS growth from the lowest to the highest concurrency, divided by the connections added): %s.", strings.Join(parts, ", ")),
-		fmt.Sprintf("The costliest, %s, went from %s at c=%d to %s at c=%d.", top.model, MiB(top.rssLo), top.lo, MiB(top.rssHi), top.hi),
+		fmt.Sprintf("Memory per held connection (peak RSS growth from the lowest to the highest concurrency, divided by the growth of the connections the server held in the window): %s.", strings.Join(parts, ", ")),
+		fmt.Sprintf("The costliest, %s, went from %s with %s held to %s with %s.", top.model, MiB(top.lo.RSSMaxBytes), plural(top.heldLo, "connection"), MiB(top.hi.RSSMaxBytes), plural(top.heldHi, "connection")),
+	}
+	if len(direct) > 0 {
+		out = append(out, "Where a process or a thread serves each connection, the same growth counted per process or thread added: "+strings.Join(direct, ", ")+" (RSS counts pages shared by processes once in each, so a figure per process is what a child maps, more than it adds).")
 	}
 	return out
+}
+
+// plural is "1 connection", "40 connections".
+func plural(n float64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%.0f %ss", n, what)
 }
 
 func perConn(b float64) string {
@@ -366,14 +425,19 @@ func perConn(b float64) string {
 // TimelineRow is one model's timeline in numbers.
 type TimelineRow struct {
 	Model string
-	// Steady is the median requests/s over the measured (not warm-up) whole seconds.
+	// Steady is the median requests/s over the measured window's entries.
 	Steady float64
-	// First is the first second's requests relative to Steady.
+	// First is the requests/s of the load's first second relative to Steady.
 	First float64
-	// P99Median and P99Worst are the median and the worst per-second p99, µs, over
-	// the measured seconds; WorstAt is the second of the worst.
+	// P99Median and P99Worst are the median and the worst p99 of an entry, µs,
+	// over the window's entries; WorstAt is when the worst one began, seconds
+	// since the window opened.
 	P99Median, P99Worst float64
-	WorstAt             int
+	WorstAt             float64
+	// Wait is the time from the load's start to the window's (the warm-up, or
+	// the steady-state gate), seconds; Apart is CellSummary.Apart.
+	Wait  float64
+	Apart string
 }
 
 // TimelineRows reduces each model's timeline trial.
@@ -384,63 +448,84 @@ func TimelineRows(s *Summary) []TimelineRow {
 		if !ok {
 			return nil
 		}
-		secs := wholeSeconds(s.Spec, c, s.Cells[c.Key()].Timeline)
-		var reqs, p99s []float64
-		row := TimelineRow{Model: m}
+		cs := s.Cells[c.Key()]
+		secs := wholeEntries(s.Spec, cs)
+		var rates, p99s []float64
+		row := TimelineRow{Model: m, Wait: cs.TimelineWait, Apart: cs.Apart()}
+		var first float64
 		for _, sec := range secs {
+			if float64(sec.T)*cs.TimelineStep < 1-1e-9 {
+				first += float64(sec.Requests)
+			}
 			if sec.Warmup {
 				continue
 			}
-			reqs = append(reqs, float64(sec.Requests))
+			rates = append(rates, float64(sec.Requests)/cs.TimelineStep)
 			p99s = append(p99s, float64(sec.P99US))
 			if float64(sec.P99US) > row.P99Worst {
-				row.P99Worst, row.WorstAt = float64(sec.P99US), sec.T
+				row.P99Worst, row.WorstAt = float64(sec.P99US), float64(sec.T)*cs.TimelineStep-cs.TimelineWait
 			}
 		}
-		if len(reqs) == 0 {
+		if len(rates) == 0 {
 			continue
 		}
-		row.Steady, _ = stats.Median(reqs)
+		row.Steady, _ = stats.Median(rates)
 		row.P99Median, _ = stats.Median(p99s)
 		if row.Steady > 0 {
-			row.First = float64(secs[0].Requests) / row.Steady
+			row.First = first / min(1, float64(len(secs))*cs.TimelineStep) / row.Steady
 		}
 		rows = append(rows, row)
 	}
 	return rows
 }
 
-// TimelineFindings calls out slow starts and latency spikes.
+// TimelineFindings calls out slow starts, long gates and latency spikes.
 func TimelineFindings(rows []TimelineRow) []string {
-	var slow, spiky []string
+	var slow, spiky, apart []string
 	for _, r := range rows {
 		if r.First < 0.8 {
-			slow = append(slow, fmt.Sprintf("%s (%s of steady)", r.Model, pctOf(r.First)))
+			slow = append(slow, fmt.Sprintf("%s (%s of steady; window opened after %.1f s)", r.Model, pctOf(r.First), r.Wait))
 		}
 		if r.P99Median > 0 && r.P99Worst > 3*r.P99Median {
-			spiky = append(spiky, fmt.Sprintf("%s (%s at t=%d s vs a median %s)", r.Model, Micros(r.P99Worst), r.WorstAt, Micros(r.P99Median)))
+			spiky = append(spiky, fmt.Sprintf("%s (%s at %.1f s vs a median %s)", r.Model, Micros(r.P99Worst), r.WorstAt, Micros(r.P99Median)))
+		}
+		if r.Apart != "" {
+			apart = append(apart, fmt.Sprintf("%s (%s)", r.Model, r.Apart))
 		}
 	}
 	var out []string
 	if len(slow) > 0 {
 		out = append(out, "Slow first second: "+strings.Join(slow, ", ")+".")
 	} else if len(rows) > 0 {
-		out = append(out, "Every model reached at least 80% of its steady throughput in the first second.")
+		out = append(out, "Every model reached at least 80% of its steady throughput in the load's first second.")
 	}
 	if len(spiky) > 0 {
-		out = append(out, "p99 spikes above 3× the run's median p99: "+strings.Join(spiky, ", ")+".")
+		out = append(out, "p99 spikes above 3× the window's median p99 (time since the window opened): "+strings.Join(spiky, ", ")+".")
 	} else if len(rows) > 0 {
-		out = append(out, "No second's p99 exceeded 3× the run's median p99 for any model.")
+		out = append(out, "No entry's p99 exceeded 3× the window's median p99 for any model.")
+	}
+	if len(apart) > 0 {
+		out = append(out, "Did not serve all their connections in the window (drawn hollow): "+strings.Join(apart, ", ")+".")
 	}
 	return out
 }
 
-// wholeSeconds drops a trailing partial second (the load does not end on a
-// second boundary) so it does not read as a drop in throughput.
-func wholeSeconds(sp Spec, c Cell, secs []result.Second) []result.Second {
-	total := sp.TrialDuration(c).Seconds()
-	if n := len(secs); n > 0 && total != math.Trunc(total) && float64(n) > total {
-		return secs[:n-1]
+// wholeEntries is a timeline trial's entries less a trailing partial one (the
+// load does not end on an entry's boundary), so that it does not read as a drop
+// in throughput. The load lasted the wait before the window and the window.
+func wholeEntries(sp Spec, cs CellSummary) []result.Second {
+	secs := cs.Timeline
+	step := cs.TimelineStep
+	if step <= 0 {
+		step = 1
+	}
+	window := sp.Timeline.Seconds()
+	if !cs.Cell.Timeline {
+		window = sp.Duration.Seconds()
+	}
+	full := int(math.Floor((cs.TimelineWait+window)/step + 1e-6))
+	if full < len(secs) {
+		return secs[:full]
 	}
 	return secs
 }

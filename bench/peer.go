@@ -21,11 +21,13 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/kcount"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 )
@@ -154,6 +156,34 @@ type PeerRun struct {
 	Exit *result.Exit `json:"exit,omitempty"`
 	// Output is the tail of its stdout and stderr, kept when something failed.
 	Output string `json:"output,omitempty"`
+	// Cgroup is the cgroup v2 bench started it in (its whole tree is born
+	// there), which loadgen counts the kernel's work of (-server-cgroup); ""
+	// when the kernel cannot count here, and CgroupMissing says why.
+	Cgroup        string `json:"cgroup,omitempty"`
+	CgroupMissing string `json:"cgroup_missing,omitempty"`
+	cg            *kcount.Cgroup
+}
+
+// removeCgroup removes the peer's cgroup once the peer has exited.
+func (run *PeerRun) removeCgroup() {
+	if run != nil && run.cg != nil {
+		run.cg.Remove()
+		run.cg = nil
+	}
+}
+
+// peerCgroup makes the cgroup a peer is started in, so that loadgen can count
+// what its whole tree asks of the kernel; nil, and why, when this machine
+// cannot count (loadgen would say the same).
+func peerCgroup(model string) (*kcount.Cgroup, string) {
+	if err := kcount.Available(); err != nil {
+		return nil, err.Error()
+	}
+	cg, err := kcount.NewCgroup(sanitize(model))
+	if err != nil {
+		return nil, err.Error()
+	}
+	return cg, ""
 }
 
 // peerCPUs are the CPU sets of a peer trial.
@@ -194,10 +224,18 @@ func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*sup
 	}
 	run.Args = args
 	// Its own process group lets bench kill whatever the peer forked (nginx's
-	// worker); bench stops it, in order, after loadgen.
-	p, err := supervise.Start(exec.Command(bin, args...), supervise.Options{
+	// worker); bench stops it, in order, after loadgen. It is cloned into a
+	// cgroup of its own, where its children are born too.
+	cmd := exec.Command(bin, args...)
+	run.cg, run.CgroupMissing = peerCgroup(t.Cell.Model)
+	if run.cg != nil {
+		run.Cgroup = run.cg.Path()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: run.cg.FD()}
+	}
+	p, err := supervise.Start(cmd, supervise.Options{
 		CPUs: serverCPUs, Group: true, EarlyExit: "the peer exited before bench stopped it"})
 	if err != nil {
+		run.removeCgroup()
 		return nil, run, err
 	}
 	run.PID = p.PID()
@@ -211,6 +249,7 @@ func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*sup
 	fail := func(err error) (*supervise.Process, *PeerRun, error) {
 		run.Exit = p.Stop(r.grace())
 		run.Output = p.Output()
+		run.removeCgroup()
 		return nil, run, err
 	}
 	timeout := r.Peers.StartTimeout

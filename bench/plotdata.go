@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // The plots are built in two steps: pure functions turn a Summary into plot data
@@ -18,9 +19,11 @@ type Point struct {
 	// ClientBound marks a point whose load generator was saturated: the figure is
 	// the client's limit, drawn with a warning glyph.
 	ClientBound bool `json:",omitempty"`
-	// Starved marks a point where most connections waited unanswered (see
-	// CellSummary.Starved): its latency leaves their waits out, drawn boxed.
-	Starved bool `json:",omitempty"`
+	// Apart marks a point whose server did not serve all its connections in the
+	// window (CellSummary.Apart: a ceiling, connections unserved, starved): drawn
+	// hollow and not joined to its series' line, which runs through the other
+	// points only.
+	Apart bool `json:",omitempty"`
 }
 
 // Series is one line (one model).
@@ -54,9 +57,22 @@ type Panel struct {
 	// XTicks, if set, label the x axis at these values (e.g. "99.9%").
 	XTicks []Tick `json:",omitempty"`
 	Series []Series
-	// Categories and BarSets make a grouped bar chart instead of lines.
+	// VLines are vertical lines across the panel (a line-chart panel only).
+	VLines []VLine `json:",omitempty"`
+	// Categories and BarSets make a grouped bar chart instead of lines; Stacked
+	// stacks the sets' bars of a category instead of setting them side by side.
+	// ColorFrom is the palette index of the first set (a panel below another
+	// whose sets mean something else starts after them).
 	Categories []string `json:",omitempty"`
 	BarSets    []BarSet `json:",omitempty"`
+	Stacked    bool     `json:",omitempty"`
+	ColorFrom  int      `json:",omitempty"`
+}
+
+// VLine is a labelled vertical line at X.
+type VLine struct {
+	X     float64
+	Label string
 }
 
 // Tick is a labelled axis position.
@@ -111,6 +127,14 @@ func Figures(s *Summary) []Figure {
 	for _, g := range sweepGroups(sp) {
 		figs = append(figs, ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, sp.FocusConns()),
 			CPUFigure(s, g), MemoryFigure(s, g))
+		for _, c := range sp.Conns {
+			figs = append(figs, SyscallFigure(s, g, c))
+		}
+		if idleSwept(sp) {
+			for _, c := range sp.Conns {
+				figs = append(figs, IdleFigures(s, g, c)...)
+			}
+		}
 	}
 	if f, ok := TimelineFigure(s); ok {
 		figs = append(figs, f)
@@ -130,7 +154,7 @@ func Figures(s *Summary) []Figure {
 	return out
 }
 
-const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit. A boxed point is starved: most connections waited unanswered (a pool smaller than the concurrency), so its latency leaves their waits out."
+const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit. A hollow point, not joined to its model's line, is a cell whose server did not serve all its connections in the window (a ceiling: a pool or a cap smaller than the concurrency; or connections left unserved): its latency leaves their waits out, and it is not comparable with the others."
 
 // ThroughputFigure: throughput vs concurrency, one line per model, with the
 // median's confidence interval as error bars.
@@ -147,7 +171,7 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 			}
 			level = max(level, cs.Throughput.Level)
 			ser.Points = append(ser.Points, Point{X: float64(c), Y: cs.Throughput.Median,
-				Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, ClientBound: cs.ClientBound > 0, Starved: cs.Starved()})
+				Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, ClientBound: cs.ClientBound > 0, Apart: cs.Apart() != ""})
 		}
 		p.Series = append(p.Series, ser)
 	}
@@ -172,7 +196,7 @@ func P99Figure(s *Summary, g Group) Figure {
 				continue
 			}
 			y := float64(cs.Latency.P99US)
-			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, ClientBound: cs.ClientBound > 0, Starved: cs.Starved()})
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, ClientBound: cs.ClientBound > 0, Apart: cs.Apart() != ""})
 		}
 		p.Series = append(p.Series, ser)
 	}
@@ -190,8 +214,8 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 	for _, m := range s.Spec.Models {
 		cs := s.Cell(g, m, conns)
 		ser := Series{Name: m, Peer: IsPeer(m)}
-		if cs.Starved() {
-			ser.Name += " (starved)"
+		if why := cs.Apart(); why != "" {
+			ser.Name += " (" + why + ")"
 		}
 		for _, n := range cs.Nines {
 			if n.US <= 0 {
@@ -203,7 +227,7 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 		p.Series = append(p.Series, ser)
 	}
 	return Figure{Name: fmt.Sprintf("nines-%s-c%d", g.Key(), conns), Title: fmt.Sprintf("Latency by percentile at %d connections (%s)", conns, g.String()),
-		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right. A model marked (starved) served only some of its connections at a time: the others' waits are not in its histogram."}
+		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right. A model marked (ceiling n/c), (unserved n/c) or (starved) served only some of its connections in the window: the others' waits are not in its histogram."}
 }
 
 // CPUFigure: server CPU per request, bars per model, one colour per concurrency.
@@ -237,7 +261,7 @@ func MemoryFigure(s *Summary, g Group) Figure {
 				continue
 			}
 			y := float64(cs.RSSMaxBytes) / (1 << 20)
-			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y})
+			ser.Points = append(ser.Points, Point{X: float64(c), Y: y, Lo: y, Hi: y, Apart: cs.Apart() != ""})
 		}
 		p.Series = append(p.Series, ser)
 	}
@@ -249,7 +273,10 @@ func MemoryFigure(s *Summary, g Group) Figure {
 		Caption: "The highest summed resident set of the server's process tree during the measured window, over all repetitions: what a thread or a process per connection costs in memory."}
 }
 
-// TimelineFigure: throughput and p99 per second of each model's timeline trial.
+// TimelineFigure: throughput and p99 per timeline entry (a second, or the spec's
+// TimelineStep) of each model's timeline trial, against the time since its
+// window opened, so that the window opens at 0 for every model (the steady-state
+// gate opens it after a different wait for each).
 func TimelineFigure(s *Summary) (Figure, bool) {
 	sp := s.Spec
 	var cells []CellSummary
@@ -265,20 +292,37 @@ func TimelineFigure(s *Summary) (Figure, bool) {
 	}
 	c0 := cells[0].Cell
 	g := c0.Group()
-	tp := Panel{Title: fmt.Sprintf("Throughput per second, %d connections — %s", c0.Conns, g.String()),
-		XLabel: "seconds since load started", YLabel: "requests/s"}
-	lp := Panel{Title: "p99 latency per second", XLabel: "seconds since load started", YLabel: "p99 latency (log)", LogY: true, YMicros: true}
+	step := 0.0
 	for _, cs := range cells {
-		ts := Series{Name: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
-		ls := Series{Name: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
-		for _, sec := range wholeSeconds(sp, cs.Cell, cs.Timeline) {
-			// x is the middle of the second.
-			x := float64(sec.T) + 0.5
-			y := float64(sec.Requests)
-			ts.Points = append(ts.Points, Point{X: x, Y: y, Lo: y, Hi: y})
+		if len(cs.Timeline) > 0 {
+			step = max(step, cs.TimelineStep)
+		}
+	}
+	stepName := "second"
+	if step > 0 && step != 1 {
+		stepName = fmt.Sprintf("%v", time.Duration(step*float64(time.Second)))
+	}
+	open := []VLine{{X: 0, Label: "window opens"}}
+	tp := Panel{Title: fmt.Sprintf("Throughput per %s, %d connections — %s", stepName, c0.Conns, g.String()),
+		XLabel: "seconds since the measured window opened (before 0: warm-up and ramp)", YLabel: "requests/s", VLines: open}
+	lp := Panel{Title: "p99 latency per " + stepName, XLabel: "seconds since the measured window opened",
+		YLabel: "p99 latency (log)", LogY: true, YMicros: true, VLines: open}
+	for _, cs := range cells {
+		name := cs.Cell.Model
+		apart := cs.Apart() != ""
+		if apart {
+			name += " (" + cs.Apart() + ")"
+		}
+		ts := Series{Name: name, Peer: IsPeer(cs.Cell.Model)}
+		ls := Series{Name: name, Peer: IsPeer(cs.Cell.Model)}
+		for _, sec := range wholeEntries(sp, cs) {
+			// x is the middle of the entry.
+			x := (float64(sec.T)+0.5)*cs.TimelineStep - cs.TimelineWait
+			y := float64(sec.Requests) / cs.TimelineStep
+			ts.Points = append(ts.Points, Point{X: x, Y: y, Lo: y, Hi: y, Apart: apart})
 			if sec.P99US > 0 {
 				l := float64(sec.P99US)
-				ls.Points = append(ls.Points, Point{X: x, Y: l, Lo: l, Hi: l})
+				ls.Points = append(ls.Points, Point{X: x, Y: l, Lo: l, Hi: l, Apart: apart})
 			}
 		}
 		tp.Series = append(tp.Series, ts)
@@ -287,10 +331,13 @@ func TimelineFigure(s *Summary) (Figure, bool) {
 	tp.LogY = spansDecades(tp.Series, 1.5)
 	if tp.LogY {
 		tp.YLabel += " (log)"
+		for i := range tp.Series { // an entry with no reply has no place on a log axis
+			tp.Series[i].Points = slices.DeleteFunc(tp.Series[i].Points, func(p Point) bool { return p.Y <= 0 })
+		}
 	}
-	return Figure{Name: fmt.Sprintf("timeline-%s-c%d", g.Key(), c0.Conns), Title: fmt.Sprintf("One run's course, second by second (%d connections, %s)", c0.Conns, g.String()),
+	return Figure{Name: fmt.Sprintf("timeline-%s-c%d", g.Key(), c0.Conns), Title: fmt.Sprintf("One run's course, %s by %s (%d connections, %s)", stepName, stepName, c0.Conns, g.String()),
 		Panels:  []Panel{tp, lp},
-		Caption: fmt.Sprintf("One %v trial per model, plotted by whole seconds (a partial last second is left out). The first %v is warm-up (not measured in the other figures; second 0 holds it); a dip in throughput or a spike in p99 shows start-up, a GC pause or a pool growing.", sp.Timeline+sp.Warmup, sp.Warmup)}, true
+		Caption: fmt.Sprintf("One %v trial per model, its window opened by the steady-state gate (every connection served, and at least %v of warm-up); each model is drawn against the time since its own window opened, so the vertical line at 0 is every model's window, and what lies left of it is its ramp and warm-up (not measured in the other figures). A dip in throughput or a spike in p99 shows start-up, a GC pause or a pool growing; a partial last entry is left out. A model drawn hollow did not serve all its connections.", sp.Timeline, sp.Warmup)}, true
 }
 
 // ReconnectFigure: connections per second per model (bars), at one concurrency.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -70,15 +71,15 @@ func Render(f Figure, path string) (err error) {
 	dc := draw.New(img)
 	plotArea := draw.Crop(dc, 0, -legendW, 0, 0)
 	legendArea := draw.Crop(dc, w-legendW, 0, 0, 0)
-	var legend plot.Legend
+	// One legend for all panels: an entry a later panel repeats (the same model)
+	// is shown once.
+	legend := &legendOnce{Legend: plot.NewLegend(), seen: map[string]bool{}}
+	legend.TextStyle.Font.Size = font.Length(11)
 	tiles := draw.Tiles{Rows: n, Cols: 1, PadY: vg.Points(8)}
 	for i, pn := range f.Panels {
-		p, lg, err := buildPanel(pn)
+		p, err := buildPanel(pn, legend)
 		if err != nil {
 			return fmt.Errorf("plot %s: %w", f.Name, err)
-		}
-		if i == 0 {
-			legend = lg
 		}
 		p.Draw(tiles.At(plotArea, 0, i))
 	}
@@ -109,15 +110,26 @@ func Render(f Figure, path string) (err error) {
 	return os.Rename(tmp, path)
 }
 
-func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
+// legendOnce is a legend that takes each name once.
+type legendOnce struct {
+	plot.Legend
+	seen map[string]bool
+}
+
+func (l *legendOnce) Add(name string, thumbs ...plot.Thumbnailer) {
+	if !l.seen[name] {
+		l.seen[name] = true
+		l.Legend.Add(name, thumbs...)
+	}
+}
+
+func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = pn.Title
 	p.Title.TextStyle.Font.Size = font.Length(13)
 	p.X.Label.Text = pn.XLabel
 	p.Y.Label.Text = pn.YLabel
 	p.Add(plotter.NewGrid())
-	legend := plot.NewLegend()
-	legend.TextStyle.Font.Size = font.Length(11)
 	p.Title.Padding = vg.Points(6)
 	if pn.LogY {
 		p.Y.Scale = plot.LogScale{}
@@ -127,10 +139,10 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 		p.Y.Min = 0
 	}
 	if len(pn.Categories) > 0 {
-		if err := addBars(p, &legend, pn); err != nil {
-			return nil, legend, err
+		if err := addBars(p, legend, pn); err != nil {
+			return nil, err
 		}
-		return p, legend, nil
+		return p, nil
 	}
 	if pn.LogX {
 		p.X.Scale = plot.LogScale{}
@@ -143,7 +155,8 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 		}
 		p.X.Tick.Marker = ts
 	}
-	var bound, starved plotter.XYs
+	var bound plotter.XYs
+	anyApart := false
 	for i, s := range pn.Series {
 		clr, gl, dash := style(i)
 		if len(s.Points) == 0 {
@@ -159,6 +172,11 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 		if pn.LogX && len(pn.Series) > 1 && hasErrorBars(pn) {
 			dodge = math.Pow(10, 0.06*(float64(i)/float64(len(pn.Series)-1)-0.5))
 		}
+		// The line runs through the comparable points only, broken where a
+		// point is apart; those are drawn hollow, on their own.
+		var runs []plotter.XYs
+		var apart plotter.XYs
+		prevApart := true
 		for j, pt := range s.Points {
 			xys[j] = plotter.XY{X: pt.X * dodge, Y: pt.Y}
 			lo := pt.Lo
@@ -172,63 +190,93 @@ func buildPanel(pn Panel) (*plot.Plot, plot.Legend, error) {
 			if pt.ClientBound {
 				bound = append(bound, xys[j])
 			}
-			if pt.Starved {
-				starved = append(starved, xys[j])
+			switch {
+			case pt.Apart:
+				apart = append(apart, xys[j])
+			case prevApart:
+				runs = append(runs, plotter.XYs{xys[j]})
+			default:
+				runs[len(runs)-1] = append(runs[len(runs)-1], xys[j])
 			}
+			prevApart = pt.Apart
 		}
-		line, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return nil, legend, err
-		}
-		line.Color, line.Width, line.Dashes = clr, vg.Points(1.6), dash
 		name := s.Name
+		lineStyle := draw.LineStyle{Color: clr, Width: vg.Points(1.6), Dashes: dash}
 		if s.Peer {
 			// A reference peer: dotted and a little heavier, so it reads as a
 			// reference line rather than one more model.
-			line.Width, line.Dashes = vg.Points(2.2), peerDash
+			lineStyle.Width, lineStyle.Dashes = vg.Points(2.2), peerDash
 			name += " (reference)"
 		}
-		pts.Color, pts.Shape, pts.Radius = clr, gl, vg.Points(3)
+		radius := vg.Points(3)
 		if len(s.Points) > 30 {
-			pts.Radius = vg.Points(1.5)
+			radius = vg.Points(1.5)
 		}
-		p.Add(line, pts)
+		var thumbs []plot.Thumbnailer
+		for _, run := range runs {
+			line, pts, err := plotter.NewLinePoints(run)
+			if err != nil {
+				return nil, err
+			}
+			line.LineStyle = lineStyle
+			pts.Color, pts.Shape, pts.Radius = clr, gl, radius
+			p.Add(line, pts)
+			if thumbs == nil {
+				thumbs = []plot.Thumbnailer{line, pts}
+			}
+		}
+		if len(apart) > 0 {
+			anyApart = true
+			sc, err := plotter.NewScatter(apart)
+			if err != nil {
+				return nil, err
+			}
+			sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, radius+vg.Points(1.5), clr
+			p.Add(sc)
+			if thumbs == nil {
+				thumbs = []plot.Thumbnailer{sc}
+			}
+		}
 		if hasErr {
 			eb, err := plotter.NewYErrorBars(struct {
 				plotter.XYs
 				plotter.YErrors
 			}{xys, errs})
 			if err != nil {
-				return nil, legend, err
+				return nil, err
 			}
 			eb.Color, eb.Width = clr, vg.Points(1.2)
 			p.Add(eb)
 		}
-		legend.Add(name, line, pts)
+		legend.Add(name, thumbs...)
 	}
 	if len(bound) > 0 {
 		sc, err := plotter.NewScatter(bound)
 		if err != nil {
-			return nil, legend, err
+			return nil, err
 		}
 		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(7), warnRed
 		p.Add(sc)
 		legend.Add("client-bound", sc)
 	}
-	if len(starved) > 0 {
-		sc, err := plotter.NewScatter(starved)
-		if err != nil {
-			return nil, legend, err
-		}
-		sc.Shape, sc.Radius, sc.Color = draw.SquareGlyph{}, vg.Points(6), color.Black
-		p.Add(sc)
-		legend.Add("starved", sc)
+	for _, v := range pn.VLines {
+		vl := &vline{x: v.X, style: draw.LineStyle{Color: color.Gray{Y: 60}, Width: vg.Points(1.2), Dashes: []vg.Length{vg.Points(5), vg.Points(3)}}}
+		p.Add(vl)
+		legend.Add(v.Label, vl)
 	}
-	return p, legend, nil
+	if anyApart {
+		sc, err := plotter.NewScatter(plotter.XYs{})
+		if err != nil {
+			return nil, err
+		}
+		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(4.5), color.Gray{Y: 100}
+		legend.Add("hollow: some unserved", sc)
+	}
+	return p, nil
 }
 
 // addBars draws grouped bars: one group per category, one bar per set.
-func addBars(p *plot.Plot, legend *plot.Legend, pn Panel) error {
+func addBars(p *plot.Plot, legend *legendOnce, pn Panel) error {
 	n := len(pn.BarSets)
 	width := vg.Points(math.Min(18, 300/float64(max(1, n*len(pn.Categories)))*2.2))
 	floor := 0.0
@@ -246,10 +294,22 @@ func addBars(p *plot.Plot, legend *plot.Legend, pn Panel) error {
 		}
 		floor = math.Pow(10, math.Floor(math.Log10(floor)))
 	}
+	if pn.Stacked {
+		width = vg.Points(math.Min(40, 600/float64(max(1, len(pn.Categories)))))
+	}
+	base := make([]float64, len(pn.Categories)) // the stack so far, per category
 	anyBound := false
 	for i, bs := range pn.BarSets {
-		clr, _, _ := style(i)
+		clr, _, _ := style(pn.ColorFrom + i)
 		b := &bars{set: bs, width: width, offset: (vg.Length(i) - vg.Length(n-1)/2) * width, color: clr, floor: floor}
+		if pn.Stacked {
+			b.offset, b.base = 0, slices.Clone(base)
+			for j, v := range bs.Bars {
+				if !v.Missing && j < len(base) {
+					base[j] += v.Value
+				}
+			}
+		}
 		p.Add(b)
 		legend.Add(bs.Name, b)
 		for _, v := range bs.Bars {
@@ -275,7 +335,8 @@ type bars struct {
 	offset vg.Length
 	color  color.Color
 	floor  float64
-	bound  bool // legend thumbnail of a client-bound bar
+	bound  bool      // legend thumbnail of a client-bound bar
+	base   []float64 // stacked: where each category's bar starts
 }
 
 func (b *bars) Plot(c draw.Canvas, p *plot.Plot) {
@@ -285,8 +346,11 @@ func (b *bars) Plot(c draw.Canvas, p *plot.Plot) {
 			continue
 		}
 		x := trX(float64(i)) + b.offset - b.width/2
-		y0 := trY(math.Max(b.floor, p.Y.Min))
-		y1 := trY(v.Value)
+		lo, hi := math.Max(b.floor, p.Y.Min), v.Value
+		if i < len(b.base) {
+			lo, hi = b.base[i], b.base[i]+v.Value
+		}
+		y0, y1 := trY(lo), trY(hi)
 		rect := []vg.Point{{X: x, Y: y0}, {X: x, Y: y1}, {X: x + b.width, Y: y1}, {X: x + b.width, Y: y0}}
 		c.FillPolygon(b.color, c.ClipPolygonY(rect))
 		ls := draw.LineStyle{Color: color.Black, Width: vg.Points(0.5)}
@@ -305,9 +369,13 @@ func (b *bars) DataRange() (xmin, xmax, ymin, ymax float64) {
 	} else {
 		ymin = 0
 	}
-	for _, v := range b.set.Bars {
+	for i, v := range b.set.Bars {
 		if !v.Missing {
-			ymax = math.Max(ymax, v.Value)
+			top := v.Value
+			if i < len(b.base) {
+				top += b.base[i]
+			}
+			ymax = math.Max(ymax, top)
 		}
 	}
 	if math.IsInf(ymax, -1) {
@@ -356,4 +424,25 @@ func hasErrorBars(pn Panel) bool {
 		}
 	}
 	return false
+}
+
+// vline is a vertical line across a panel at x; it has no data range, so it
+// does not widen the axes.
+type vline struct {
+	x     float64
+	style draw.LineStyle
+}
+
+func (v *vline) Plot(c draw.Canvas, p *plot.Plot) {
+	if v.x < p.X.Min || v.x > p.X.Max {
+		return
+	}
+	trX, _ := p.Transforms(&c)
+	x := trX(v.x)
+	c.StrokeLine2(v.style, x, c.Min.Y, x, c.Max.Y)
+}
+
+func (v *vline) Thumbnail(c *draw.Canvas) {
+	y := (c.Min.Y + c.Max.Y) / 2
+	c.StrokeLine2(v.style, c.Min.X, y, c.Max.X, y)
 }

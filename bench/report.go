@@ -145,8 +145,12 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	}
 	w("- workloads: %s\n", strings.Join(gs, "; "))
 	w("- concurrency: %s connections\n", ints(sp.Conns))
-	w("- %d repetitions of %v measured after %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
+	if idleSwept(sp) {
+		w("- idle connections beside them: %s, each sending a heartbeat every %s\n", ints(sp.Idles), heartbeatString(sp))
+	}
+	w("- %d repetitions of %v measured after at least %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
 		sp.Repeat, sp.Duration, sp.Warmup, requestsString(sp))
+	w("- the steady-state gate: a trial's window opens only once every connection has completed a request (or their number has stopped growing for a second: a ceiling), within %v of the load's start, or the trial fails as not steady\n", sp.steadyBound())
 	if sp.Timeline > 0 {
 		w("- plus one %v timeline trial per model at %d connections\n", sp.Timeline, sp.TimelineConns)
 	}
@@ -156,11 +160,12 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	w("- **req/s** is the median over repetitions; **[lo–hi]** its order-statistic confidence interval, which with %d repetitions covers %s (95%% needs at least 6).\n", sp.Repeat, levelString(coverage(sp.Repeat, 1)))
 	w("- Latency percentiles are read from the merge of every repetition's HdrHistogram, never averaged.\n")
 	w("- A lead is **significant** when a two-sided Mann–Whitney test gives p < 0.05, **consistent** when every repetition of one beat every repetition of the other but there are too few repetitions for significance, and **within the noise** otherwise.\n")
+	w("- A cell whose server did not serve all its connections in the window (**ceiling**, **unserved**, **starved** below) is not comparable with one that did: tables list it after the others, plots draw it as a hollow marker not joined to its model's line, and every ranking leaves it out.\n")
 	w("- **CPU/req** is the server process tree's CPU time over the measured window per request (median over repetitions); **RSS**, **threads** and **procs** are peaks over all repetitions.\n")
 	if len(peers(sp)) > 0 {
 		w("- Rows in *italics* named peer:… are **reference peers**, servers that are not concbench models; plots draw them dotted, with \"(reference)\" in the legend. They are left out of every ranking below (led, slowest, lowest p99, cheapest, memory per connection); a separate sentence compares the best model with each.\n")
 	}
-	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **starved ~n/c** (by Little's law — throughput × mean latency — only about n of the c connections were being served: the rest waited, unanswered and unmeasured), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
+	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **ceiling n/c** (the server held only n of the c connections: their number stopped growing before the window opened), **unserved n/c** (n connections completed no request in a repetition's window), **starved ~n/c** (results without the steady-state gate: by Little's law only about n of the c connections were being served), **not steady** (the connections served were still growing at the gate's bound: no window), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
 
 	byName := map[string]Figure{}
 	for _, f := range figs {
@@ -196,7 +201,11 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		img("p99-"+g.Key(), P99Findings(s, g))
 		img(fmt.Sprintf("nines-%s-c%d", g.Key(), focus), NinesFindings(s, g, focus))
 		img("cpu-"+g.Key(), CPUFindings(s, g))
+		kernelSection(w, s, g, img)
 		img("rss-"+g.Key(), MemoryFindings(s, g))
+		if idleSwept(sp) {
+			idleSection(w, s, g, img)
+		}
 	}
 	for _, proto := range sp.Protos {
 		name := fmt.Sprintf("work-%s-c%d", proto, focus)
@@ -209,13 +218,13 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		c, _ := sp.TimelineCell(sp.Models[0])
 		w("## Timeline\n\n")
 		img(fmt.Sprintf("timeline-%s-c%d", c.Group().Key(), c.Conns), TimelineFindings(rows))
-		w("| model | steady req/s | first second | p99 median | worst p99 (at) |\n|---|--:|--:|--:|--:|\n")
+		w("| model | window opened after | steady req/s | first second | p99 median | worst p99 (at) | flags |\n|---|--:|--:|--:|--:|--:|---|\n")
 		for _, r := range rows {
 			name := r.Model
 			if IsPeer(name) {
 				name = "*" + name + "*"
 			}
-			w("| %s | %s | %s | %s | %s (t=%d s) |\n", name, Num(r.Steady), pctOf(r.First), Micros(r.P99Median), Micros(r.P99Worst), r.WorstAt)
+			w("| %s | %.1f s | %s | %s | %s | %s (%+.1f s) | %s |\n", name, r.Wait, Num(r.Steady), pctOf(r.First), Micros(r.P99Median), Micros(r.P99Worst), r.WorstAt, r.Apart)
 		}
 		w("\n")
 	}
@@ -229,6 +238,42 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		w("- %s\n", l)
 	}
 	return b.String()
+}
+
+// idleSection writes a group's idle-connection sweep: per concurrency, the
+// findings (slopes, ceilings), the plots and the table.
+func idleSection(w func(string, ...any), s *Summary, g Group, img func(string, []string)) {
+	w("### Idle connections: the C10K experiment (%s)\n\n", g.String())
+	w("Each cell holds idle connections (%s) beside its busy ones, every idle one sending a heartbeat every %s. A model that hands the kernel every descriptor on every pass (select, poll) pays for the idle ones on every request; one told only about the ready ones (epoll) does not.\n\n", ints(s.Spec.Idles), heartbeatString(s.Spec))
+	for _, c := range s.Spec.Conns {
+		key := fmt.Sprintf("%s-c%d", g.Key(), c)
+		img("idle-cpu-"+key, IdleFindings(s, g, c))
+		img("idle-memory-"+key, nil)
+		img("idle-heartbeat-"+key, nil)
+		w("%s\n", IdleTable(s, g, c))
+	}
+}
+
+// kernelSection writes a group's "cost per request" section: the kernel's counts
+// per request, a table and a plot per concurrency, and the findings; or why there
+// are none.
+func kernelSection(w func(string, ...any), s *Summary, g Group, img func(string, []string)) {
+	w("### Cost per request, counted by the kernel (%s)\n\n", g.String())
+	if why := kernelMissing(s, g); why != "" {
+		w("Not measured: %s. They need root (or CAP_BPF and CAP_PERFMON), a cgroup v2 mount and Linux 5.18 or later.\n\n", why)
+		return
+	}
+	w("Syscalls, context switches and CPU time of the server's whole process tree over each trial's window, from the kernel's own counters (BPF programs on the sys_enter and sched_switch tracepoints, for a cgroup v2 made for the tree), divided by the requests of the window; medians over repetitions, [min–max] their range. loadgen's own counts beside them say how the client spends its core. Models with the fewest syscalls first; cells apart (not all connections served) after them, reference peers last.\n\n")
+	for _, f := range KernelFindings(s, g) {
+		w("- %s\n", f)
+	}
+	w("\n")
+	for _, c := range s.Spec.Conns {
+		if t := KernelTable(s, g, c); t != "" {
+			w("**%d connections**\n\n%s\n", c, t)
+			img(fmt.Sprintf("syscalls-%s-c%d", g.Key(), c), nil)
+		}
+	}
 }
 
 // Warnings lists client-bound, failed, skipped, noisy and unrun cells, in plan
@@ -250,8 +295,13 @@ func Warnings(s *Summary, d *Dataset) []string {
 		if cs.ClientBound > 0 {
 			out = append(out, fmt.Sprintf("%s: client-bound in %d of %d repetitions — the load generator was saturated, the server's limit may be higher.", t.Cell, cs.ClientBound, cs.Measured))
 		}
-		if cs.Starved() {
-			out = append(out, fmt.Sprintf("%s: starved — throughput × mean latency says only about %.0f of %d connections were being served (Little's law); the others waited unanswered, and their waits are not in the latency figures.", t.Cell, cs.ActiveConns, cs.Cell.Conns))
+		switch {
+		case cs.Ceiling > 0:
+			out = append(out, fmt.Sprintf("%s: ceiling — in %d of %d repetitions the server held no more than %d of %d connections (their number stopped growing before the window opened); the others waited unanswered, their waits are not in the latency figures, and the cell is left out of every ranking.", t.Cell, cs.CeilingReps, cs.Measured, cs.Ceiling, cs.Cell.Conns))
+		case cs.IdleInWindow > 0:
+			out = append(out, fmt.Sprintf("%s: unserved — up to %d of %d connections completed no request in a repetition's window; the cell is left out of every ranking.", t.Cell, cs.IdleInWindow, cs.Cell.Conns))
+		case cs.Starved():
+			out = append(out, fmt.Sprintf("%s: starved — throughput × mean latency says only about %.0f of %d connections were being served (Little's law; a result without the steady-state gate); the others waited unanswered, and their waits are not in the latency figures.", t.Cell, cs.ActiveConns, cs.Cell.Conns))
 		}
 		if cs.Noisy() {
 			out = append(out, fmt.Sprintf("%s: noisy — interval %s–%s around a median of %s req/s (%.0f%% wide).", t.Cell, Num(cs.Throughput.Lo), Num(cs.Throughput.Hi), Num(cs.Throughput.Median), cs.Throughput.RelWidth()*100))
@@ -312,7 +362,14 @@ func Table(s *Summary, g Group, unit string) string {
 	fmt.Fprintf(&b, "| c | model | %s [CI] | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
 	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
 	for _, c := range s.Spec.Conns {
-		rows := ranked(s, g, c, true)
+		// Comparable cells fastest first, then those apart (flagged), then
+		// those without figures.
+		rows := ranked(s, g, c, true, false)
+		for _, cs := range ranked(s, g, c, true, true) {
+			if cs.Apart() != "" {
+				rows = append(rows, cs)
+			}
+		}
 		for _, m := range s.Spec.Models {
 			if cs := s.Cell(g, m, c); cs.Throughput.N == 0 {
 				rows = append(rows, cs)
@@ -385,8 +442,11 @@ func Flags(cs CellSummary) []string {
 	if cs.Noisy() {
 		f = append(f, "noisy")
 	}
-	if cs.Starved() {
-		f = append(f, fmt.Sprintf("starved ~%.0f/%d", cs.ActiveConns, cs.Cell.Conns))
+	if why := cs.Apart(); why != "" {
+		f = append(f, why)
+	}
+	if cs.NotSteady > 0 {
+		f = append(f, fmt.Sprintf("not steady %d/%d", cs.NotSteady, cs.Planned))
 	}
 	if cs.Failed > 0 {
 		f = append(f, fmt.Sprintf("fail %d/%d", cs.Failed, cs.Planned))
@@ -404,33 +464,71 @@ func Flags(cs CellSummary) []string {
 func TableCSV(s *Summary, g Group) []byte {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
-	cw.Write([]string{"proto", "work", "reconnect", "conns", "model", "planned", "measured", "failed", "skipped",
+	cw.Write([]string{"proto", "work", "reconnect", "conns", "idle", "model", "planned", "measured", "failed", "skipped",
 		"throughput_median", "ci_lo", "ci_hi", "ci_level", "throughputs",
 		"p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us", "latency_count",
-		"cpu_us_per_req", "rss_max_bytes", "threads_max", "procs_max", "errors_total", "errors", "client_bound_reps", "noisy", "active_conns", "peer"})
+		"cpu_us_per_req", "rss_max_bytes", "threads_max", "procs_max", "errors_total", "errors", "client_bound_reps", "noisy", "active_conns",
+		"gated_reps", "held_at_start", "open_at_end", "idle_in_window", "gate_wait_s", "ceiling", "ceiling_reps", "not_steady_reps", "apart",
+		"server_syscalls_per_req", "server_syscalls_min", "server_syscalls_max", "server_top_syscalls", "server_ctx_per_req", "server_voluntary_per_req", "server_involuntary_per_req",
+		"server_user_us_per_req", "server_system_us_per_req", "client_syscalls_per_req", "client_ctx_per_req", "kernel_missing",
+		"heartbeats_sent", "heartbeats_answered", "heartbeats_late", "heartbeats_missed", "heartbeat_p99_us", "idle_open_at_end_min", "idle_errors", "peer"})
 	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 	for _, c := range s.Spec.Conns {
-		for _, m := range s.Spec.Models {
-			cs := s.Cell(g, m, c)
-			var tps []string
-			for _, t := range cs.Throughputs {
-				tps = append(tps, f(t))
+		for _, idle := range s.Spec.idles() {
+			for _, m := range s.Spec.Models {
+				cs := s.CellAt(g, m, c, idle)
+				if cs.Planned == 0 {
+					continue // reconnect cells have no idle connections
+				}
+				var tps []string
+				for _, t := range cs.Throughputs {
+					tps = append(tps, f(t))
+				}
+				med, lo, hi := "", "", ""
+				if cs.Throughput.N > 0 {
+					med, lo, hi = f(cs.Throughput.Median), f(cs.Throughput.Lo), f(cs.Throughput.Hi)
+				}
+				l := cs.Latency
+				row := []string{g.Proto, g.Work, strconv.FormatBool(g.Reconnect), strconv.Itoa(c), strconv.Itoa(idle), m,
+					strconv.Itoa(cs.Planned), strconv.Itoa(cs.Measured), strconv.Itoa(cs.Failed), strconv.Itoa(cs.Skipped),
+					med, lo, hi, f(cs.Throughput.Level), strings.Join(tps, " "),
+					i64(l.P50US), i64(l.P90US), i64(l.P99US), i64(l.P999US), i64(l.P9999US), i64(l.MaxUS), i64(l.Count),
+					f(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
+					i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns),
+					strconv.Itoa(cs.Gated), f(cs.HeldAtStart), strconv.Itoa(cs.OpenAtEnd), strconv.Itoa(cs.IdleInWindow), f(cs.GateWaitSeconds),
+					strconv.Itoa(cs.Ceiling), strconv.Itoa(cs.CeilingReps), strconv.Itoa(cs.NotSteady), cs.Apart()}
+				row = append(row, kernelCSV(cs)...)
+				row = append(row, heartbeatCSV(cs)...)
+				cw.Write(append(row, strconv.FormatBool(IsPeer(m))))
 			}
-			med, lo, hi := "", "", ""
-			if cs.Throughput.N > 0 {
-				med, lo, hi = f(cs.Throughput.Median), f(cs.Throughput.Lo), f(cs.Throughput.Hi)
-			}
-			l := cs.Latency
-			cw.Write([]string{g.Proto, g.Work, strconv.FormatBool(g.Reconnect), strconv.Itoa(c), m,
-				strconv.Itoa(cs.Planned), strconv.Itoa(cs.Measured), strconv.Itoa(cs.Failed), strconv.Itoa(cs.Skipped),
-				med, lo, hi, f(cs.Throughput.Level), strings.Join(tps, " "),
-				i64(l.P50US), i64(l.P90US), i64(l.P99US), i64(l.P999US), i64(l.P9999US), i64(l.MaxUS), i64(l.Count),
-				f(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
-				i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns), strconv.FormatBool(IsPeer(m))})
 		}
 	}
 	cw.Flush()
 	return buf.Bytes()
+}
+
+// heartbeatCSV is a cell's idle-connection columns of TableCSV (empty without
+// idle connections).
+func heartbeatCSV(cs CellSummary) []string {
+	h := cs.Heartbeats
+	if h == nil {
+		return make([]string, 7)
+	}
+	return []string{i64(h.Sent), i64(h.Answered), i64(h.Late), i64(h.Missed), i64(h.Latency.P99US), strconv.Itoa(h.OpenAtEndMin), ErrorsString(h.Errors)}
+}
+
+// kernelCSV is a cell's kernel columns of TableCSV (empty when not counted).
+func kernelCSV(cs CellSummary) []string {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+	out := make([]string, 11)
+	if k := cs.ServerKernel; k != nil {
+		copy(out, []string{f(k.SyscallsPerReq), f(k.SyscallsMin), f(k.SyscallsMax), k.Top(3), f(k.CtxPerReq), f(k.VoluntaryPerReq), f(k.InvoluntaryPerReq),
+			f(k.UserUSPerReq), f(k.SystemUSPerReq)})
+	}
+	if k := cs.ClientKernel; k != nil {
+		out[9], out[10] = f(k.SyscallsPerReq), f(k.CtxPerReq)
+	}
+	return append(out, cs.KernelMissing)
 }
 
 func i64(v int64) string { return strconv.FormatInt(v, 10) }

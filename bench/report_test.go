@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,19 @@ import (
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// renderLong draws f into plotDir, except under -short: drawing under -race
+// takes seconds a figure, and TestRender draws every kind of figure in any mode;
+// the other tests check the plot data itself.
+func renderLong(t *testing.T, f Figure, name string) {
+	t.Helper()
+	if testing.Short() {
+		return
+	}
+	if err := Render(f, filepath.Join(plotDir(t), name+".png")); err != nil {
+		t.Fatalf("render %s: %v", f.Name, err)
+	}
+}
 
 // plotDir is where the render tests draw: a temporary directory, or
 // $BENCH_TEST_PLOTS to keep the fixture's PNGs for a look.
@@ -95,7 +109,7 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 			t.Fatal(err)
 		}
 		r := &result.Run{Schema: result.SchemaVersion, Started: d.Plan.Started,
-			Config: result.Config{Model: m, ServerCPUs: []int{0}, ClientCPUs: []int{1}, PinningDefault: true},
+			Config: result.Config{Workload: result.Workload{Conns: c, Warmup: sp.Warmup}, Model: m, ServerCPUs: []int{0}, ClientCPUs: []int{1}, PinningDefault: true},
 			Env: result.Env{CPUModel: "Test CPU", NumCPU: 2, Kernel: "Linux test", Arch: "x86_64", GoVersion: "go1.26", GOMAXPROCS: 1,
 				GitRevision: "abc123", NoFileLimit: 20000, Sysctls: map[string]string{"net/core/somaxconn": "4096"}},
 			Load: result.Load{Mode: "closed", Requests: int64(tput * 2), Seconds: 2, Throughput: tput, LatencyHist: string(enc)},
@@ -246,7 +260,7 @@ func TestFindings(t *testing.T) {
 		t.Errorf("the table does not mark the peer:\n%s", tbl)
 	}
 	tl := strings.Join(TimelineFindings(TimelineRows(s)), " ")
-	if !strings.Contains(tl, "slow (50% of steady)") || !strings.Contains(tl, "twin (") {
+	if !strings.Contains(tl, "slow (50% of steady; window opened after 0.5 s)") || !strings.Contains(tl, "twin (63ms at 3.5 s vs a median 6.3ms)") {
 		t.Errorf("timeline findings: %s", tl)
 	}
 }
@@ -312,9 +326,7 @@ func TestRenderFull(t *testing.T) {
 	for _, f := range Figures(s) {
 		names = append(names, f.Name)
 		if strings.HasPrefix(f.Name, "reconnect-") || strings.HasPrefix(f.Name, "work-") {
-			if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
-				t.Error(err)
-			}
+			renderLong(t, f, f.Name)
 		}
 	}
 	for _, want := range []string{"throughput-rpc-sleep-1ms", "reconnect-echo-reconnect-c100", "reconnect-rpc-reconnect-c100", "work-rpc-c100", "timeline-echo-c100"} {
@@ -341,53 +353,304 @@ func TestRenderLogZero(t *testing.T) {
 	}
 }
 
-// TestStarvedMarked: a cell where most connections waited unanswered is marked in
-// the throughput and p99 plots and named so in the nines plot, so a pool's short
-// latencies are never shown unqualified.
-func TestStarvedMarked(t *testing.T) {
-	s := Summarise(fixture(t))
-	g := Group{Proto: "echo", Work: "none"}
-	key := Cell{Model: "slow", Proto: "echo", Work: "none", Conns: 100}.Key()
-	cs, ok := s.Cells[key]
-	if !ok {
-		t.Fatalf("fixture has no cell %s", key)
+// gatedFixture is fixture with the steady-state gate in every result: every
+// connection served when the window opened, but for slow at c=100, which held
+// only 40 of its 100 connections (a ceiling) in every repetition.
+func gatedFixture(t testing.TB) *Dataset {
+	d := fixture(t)
+	for k, r := range d.Results {
+		tr := d.Records[k].Trial
+		st := &result.Steady{State: result.SteadyOK, WaitSeconds: 0.5, SettleSeconds: 1, TimeoutSeconds: 60,
+			ServedAtStart: tr.Cell.Conns, OpenAtStart: tr.Cell.Conns, OpenAtEnd: tr.Cell.Conns}
+		if tr.Cell.Model == "slow" && tr.Cell.Conns == 100 {
+			st.State, st.ServedAtStart, st.WaitSeconds = result.SteadyCeiling, 40, 1.7
+			r.Server.ThreadsMax = 42
+		}
+		r.Load.Steady = st
+		// The kernel's counts, per request: fast 2.06 syscalls (read, write and
+		// an epoll_wait every 16 requests), twin 3.06 (a read more), slow 2.4
+		// (futex and a few others), the peer 2.05; one more syscall in the whole
+		// window for each repetition past the first.
+		n := r.Load.Requests
+		per := map[string]map[string]float64{
+			"fast": {"read": 1, "write": 1, "epoll_wait": 0.06}, "twin": {"read": 2, "write": 1, "epoll_wait": 0.06},
+			"slow": {"read": 1, "write": 1, "futex": 0.3, "other": 0.1}, "peer:cepoll": {"read": 1, "write": 1, "epoll_wait": 0.05},
+		}[tr.Cell.Model]
+		k := &result.Kernel{Syscalls: map[string]int64{}, UserUS: n * 2, SystemUS: n * 4}
+		for name, v := range per {
+			c := int64(v * float64(n))
+			if name == "other" {
+				k.SyscallsOther = c
+			} else {
+				k.Syscalls[name] = c
+			}
+			k.SyscallsTotal += c
+		}
+		k.SyscallsTotal += int64(tr.Rep - 1)
+		k.Voluntary, k.Involuntary = n/10, n/100
+		if tr.Cell.Model == "slow" {
+			k.Voluntary = n
+		}
+		k.CtxSwitches = k.Voluntary + k.Involuntary
+		r.Server.Kernel = k
+		r.Client.Kernel = &result.Kernel{Syscalls: map[string]int64{"read": n, "write": n}, SyscallsTotal: 2 * n, CtxSwitches: n / 20, Voluntary: n / 20}
 	}
+	d.Results[Trial{Cell: Cell{Model: "fast", Proto: "echo", Work: "none", Conns: 1}, Rep: 1}.Key()].Server.Kernel = nil
+	d.Results[Trial{Cell: Cell{Model: "fast", Proto: "echo", Work: "none", Conns: 1}, Rep: 1}.Key()].Server.KernelMissing = "not measured: test"
+	return d
+}
+
+// TestKernelCost: the kernel's counts per request are summarised per cell
+// (medians, range, pooled by name), tabled and ranked fewest first with the
+// cells apart after and the peers last, and drawn as stacked bars.
+func TestKernelCost(t *testing.T) {
+	s := Summarise(gatedFixture(t))
+	g := Group{Proto: "echo", Work: "none"}
+	fast := s.Cell(g, "fast", 100)
+	if k := fast.ServerKernel; k == nil || k.Reps != 3 || !near(k.BySyscall["read"], 1) || k.SyscallsMin > k.SyscallsPerReq || k.SyscallsMax <= k.SyscallsMin ||
+		!near(k.CtxPerReq, 0.11) || !near(k.UserUSPerReq, 2) || !near(k.SystemUSPerReq, 4) || k.Top(3) != "read 1.00, write 1.00, epoll_wait 0.06" {
+		t.Errorf("fast c=100 kernel: %+v", fast.ServerKernel)
+	}
+	if c := fast.ClientKernel; c == nil || !near(c.SyscallsPerReq, 2) {
+		t.Errorf("fast c=100 client kernel: %+v", c)
+	}
+	// One repetition not counted: the figures are over the other two.
+	if k := s.Cell(g, "fast", 1).ServerKernel; k == nil || k.Reps != 2 {
+		t.Errorf("fast c=1: %+v, want 2 repetitions counted", k)
+	}
+	var order []string
+	for _, l := range strings.Split(KernelTable(s, g, 100), "\n")[2:] {
+		if f := strings.Split(l, "|"); len(f) > 2 {
+			order = append(order, strings.TrimSpace(f[1]))
+		}
+	}
+	if want := []string{"fast", "slow", "twin", "*peer:cepoll*"}; !slices.Equal(order, []string{"fast", "twin", "slow", "*peer:cepoll*"}) {
+		t.Errorf("kernel table order %q, want fast, twin, then slow (apart), then the peer (not %q)", order, want)
+	}
+	find := strings.Join(KernelFindings(s, g), " ")
+	for _, want := range []string{"c=100: fewest syscalls per request fast, 2.06 (read 1.00, write 1.00, epoll_wait 0.06); most twin, 3.06", "×1.5",
+		"Reference: peer:cepoll 2.05 syscalls", "By CPU per request (user + system µs, [min–max] over repetitions): fast 6.00 [6.00–6.00], twin 6.00 [6.00–6.00].",
+		"c=100: within the noise of fast by throughput, but not by the kernel's counts: twin makes 1.00 more syscalls per request (read +1.00).",
+		"Left out as not comparable — the server did not serve all its connections in the window: slow (ceiling 40/100)"} {
+		if !strings.Contains(find, want) {
+			t.Errorf("kernel findings lack %q:\n%s", want, find)
+		}
+	}
+	f := SyscallFigure(s, g, 100)
+	if len(f.Panels) != 2 || !f.Panels[0].Stacked || !slices.Equal(f.Panels[0].Categories, []string{"fast", "slow (ceiling 40/100)", "twin", "peer:cepoll (reference)"}) {
+		t.Fatalf("syscall figure: %+v", f.Panels)
+	}
+	var sets []string
+	for _, bs := range f.Panels[0].BarSets {
+		sets = append(sets, bs.Name)
+	}
+	if want := []string{"epoll_wait", "futex", "read", "write", "other"}; !slices.Equal(sets, want) {
+		t.Errorf("stacked sets %q, want %q", sets, want)
+	}
+	renderLong(t, f, f.Name)
+	md := Markdown(gatedFixture(t), s, Figures(s), "plots")
+	if !strings.Contains(md, "### Cost per request, counted by the kernel (echo)") || !strings.Contains(md, "syscalls-echo-c100.png") {
+		t.Error("the report has no kernel section or plot")
+	}
+	if md := Markdown(fixture(t), Summarise(fixture(t)), nil, "plots"); !strings.Contains(md, "Not measured: the results carry no kernel counts") {
+		t.Error("a run without kernel counts does not say so")
+	}
+}
+
+// TestApartMarked: a cell whose server did not serve all its connections — a
+// ceiling the gate found, or, in a result without the gate, too few served by
+// Little's law — is flagged in the table, drawn hollow and apart from its
+// model's line in every plot that shows it, named so in the nines plot, and
+// left out of every ranking, with a note saying so; its memory is divided by
+// the connections it held.
+func TestApartMarked(t *testing.T) {
+	g := Group{Proto: "echo", Work: "none"}
+	ungated := Summarise(fixture(t))
+	key := Cell{Model: "slow", Proto: "echo", Work: "none", Conns: 100}.Key()
+	cs := ungated.Cells[key]
 	cs.ActiveConns = 2 // 2 of 100 connections served at a time
-	s.Cells[key] = cs
-	for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g)} {
-		for _, ser := range f.Panels[0].Series {
-			for _, pt := range ser.Points {
-				want := ser.Name == "slow" && pt.X == 100
-				if pt.Starved != want {
-					t.Errorf("%s: %s at c=%v starved=%v, want %v", f.Name, ser.Name, pt.X, pt.Starved, want)
+	ungated.Cells[key] = cs
+	gated := Summarise(gatedFixture(t))
+	if got := gated.Cells[key]; got.Gated != 3 || got.Ceiling != 40 || got.CeilingReps != 3 || got.HeldAtStart != 40 || got.GateWaitSeconds != 1.7 || got.Apart() != "ceiling 40/100" {
+		t.Errorf("gated slow c=100: gated %d, ceiling %d in %d, held %v, wait %v, apart %q", got.Gated, got.Ceiling, got.CeilingReps, got.HeldAtStart, got.GateWaitSeconds, got.Apart())
+	}
+	// The gate's verdict, not Little's law, decides for a gated result.
+	if fast := gated.Cell(g, "fast", 100); fast.Apart() != "" || fast.Held() != 100 {
+		t.Errorf("gated fast c=100: apart %q, held %v", fast.Apart(), fast.Held())
+	}
+	for _, tt := range []struct {
+		name string
+		s    *Summary
+		why  string
+	}{{"little", ungated, "starved ~2/100"}, {"gate", gated, "ceiling 40/100"}} {
+		s := tt.s
+		if got := s.Cells[key].Apart(); got != tt.why {
+			t.Errorf("%s: apart %q, want %q", tt.name, got, tt.why)
+		}
+		for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g), MemoryFigure(s, g)} {
+			for _, ser := range f.Panels[0].Series {
+				for _, pt := range ser.Points {
+					if want := ser.Name == "slow" && pt.X == 100; pt.Apart != want {
+						t.Errorf("%s %s: %s at c=%v apart=%v, want %v", tt.name, f.Name, ser.Name, pt.X, pt.Apart, want)
+					}
 				}
 			}
 		}
-	}
-	var names []string
-	for _, ser := range NinesFigure(s, g, 100).Panels[0].Series {
-		names = append(names, ser.Name)
-	}
-	if want := []string{"fast", "slow (starved)", "twin", "peer:cepoll"}; !slices.Equal(names, want) {
-		t.Errorf("nines series %q, want %q", names, want)
-	}
-	for _, lines := range [][]string{P99Findings(s, g), NinesFindings(s, g, 100)} {
-		var c100 string
-		for _, l := range lines {
-			if strings.Contains(l, "c=100") {
-				c100 = l
+		var names []string
+		for _, ser := range NinesFigure(s, g, 100).Panels[0].Series {
+			names = append(names, ser.Name)
+		}
+		if want := []string{"fast", "slow (" + tt.why + ")", "twin", "peer:cepoll"}; !slices.Equal(names, want) {
+			t.Errorf("%s: nines series %q, want %q", tt.name, names, want)
+		}
+		lead := LeadFinding(s, g, 100, "req/s")
+		for _, lines := range [][]string{P99Findings(s, g), NinesFindings(s, g, 100), CPUFindings(s, g), {lead}} {
+			var c100 string
+			for _, l := range lines {
+				if strings.Contains(l, "c=100") {
+					c100 = l
+				}
+			}
+			if !strings.Contains(c100, "Left out as not comparable — the server did not serve all its connections in the window: slow ("+tt.why+").") {
+				t.Errorf("%s: finding at c=100 does not leave out the cell apart: %q", tt.name, c100)
+			}
+			if before, _, _ := strings.Cut(c100, "Left out"); strings.Contains(before, "slow") {
+				t.Errorf("%s: a cell apart is ranked: %q", tt.name, c100)
 			}
 		}
-		if !strings.Contains(c100, "Left out as starved, their waits unmeasured: slow (~2 of 100 connections served).") {
-			t.Errorf("finding at c=100 does not leave out the starved cell: %q", c100)
+		table := Table(s, g, "req/s")
+		var rows []string
+		for _, l := range strings.Split(table, "\n") {
+			if strings.HasPrefix(l, "| 100 |") {
+				rows = append(rows, l)
+			}
 		}
-		if before, _, _ := strings.Cut(c100, "Left out"); strings.Contains(before, "slow") {
-			t.Errorf("a starved cell is ranked: %q", c100)
+		if len(rows) != 4 || !strings.Contains(rows[3], "| slow |") || !strings.Contains(rows[3], tt.why) {
+			t.Errorf("%s: c=100 rows do not list slow last, flagged %q:\n%s", tt.name, tt.why, strings.Join(rows, "\n"))
+		}
+		for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, 100), MemoryFigure(s, g)} {
+			renderLong(t, f, tt.name+"-"+f.Name)
 		}
 	}
-	for _, f := range []Figure{ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, 100)} {
-		if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
-			t.Fatalf("render %s: %v", f.Name, err)
+	// Memory per held connection: slow's RSS grows by 64 KiB per connection asked
+	// for (99 × 64 KiB from c=1 to c=100) over 39 more connections held.
+	mem := strings.Join(MemoryFindings(gated, g), " ")
+	if want := fmt.Sprintf("slow %s (held 40 of 100 at c=100)", perConn(99*64<<10/39.0)); !strings.Contains(mem, want) {
+		t.Errorf("memory findings %q: want %q", mem, want)
+	}
+	if want := fmt.Sprintf("slow %s per thread (3 to 42 threads)", perConn((float64(100*64<<10)-float64(64<<10))/39)); !strings.Contains(mem, want) {
+		t.Errorf("memory findings %q: want slow's RSS per thread", mem)
+	}
+	// The plot data of the gated run, as a golden file.
+	b, err := json.MarshalIndent(Figures(gated), "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "figures-gated.json", append(b, '\n'))
+	csv := string(TableCSV(gated, g))
+	if !strings.Contains(csv, ",3,40,100,0,1.7,40,3,0,ceiling 40/100,2.4") {
+		t.Errorf("CSV has no gate columns for slow c=100:\n%s", csv)
+	}
+}
+
+// idleFixture is a literal idle sweep: 10 busy connections beside 0, 1,000 and
+// 5,000 idle ones, 3 repetitions. poll's CPU per request grows by 1 µs per 1,000
+// idle connections (select's would), epoll-et's stays at 6 µs give or take
+// 0.05; select cannot hold 5,000 (it loses 3,990 of them).
+func idleFixture(t testing.TB) *Dataset {
+	sp := Spec{Preset: "scale", Models: []string{"select", "poll", "epoll-et"}, Conns: []int{10}, Idles: []int{0, 1000, 5000}, Protos: []string{"echo"},
+		Works: []string{"none"}, Reconnect: "off", Repeat: 3, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64}
+	d := &Dataset{Plan: Plan{Spec: sp, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		Records: map[string]TrialRecord{}, Results: map[string]*result.Run{}}
+	for _, tr := range sp.Plan() {
+		m, idle, rep := tr.Cell.Model, tr.Cell.Idle, tr.Rep
+		cpu := 6 + 0.05*float64(rep-2) // µs per request
+		if m != "epoll-et" {
+			cpu += float64(idle) / 1000
 		}
+		tput := 1e6 / cpu / 1.1
+		req := int64(tput * 2)
+		h := hdr.New(1, 60_000_000, 3)
+		for i := range int64(100) {
+			h.RecordValue(100 + i)
+		}
+		enc, _ := h.Encode(hdr.V2CompressedEncodingCookieBase)
+		r := &result.Run{Schema: result.SchemaVersion, Config: result.Config{Workload: result.Workload{Conns: 10, Idle: idle}, Model: m},
+			Load: result.Load{Mode: "closed", Requests: req, Seconds: 2, Throughput: tput, LatencyHist: string(enc),
+				Steady: &result.Steady{State: result.SteadyOK, ServedAtStart: 10, OpenAtStart: 10, OpenAtEnd: 10}},
+			Server: &result.Server{CPUCoresMean: cpu * float64(req) / 2 / 1e6, RSSMaxBytes: 8<<20 + int64(idle)*map[string]int64{"select": 2048, "poll": 1024, "epoll-et": 1536}[m]},
+		}
+		rec := TrialRecord{Trial: tr, Status: StatusOK, Result: "trials/" + tr.Key() + ".json"}
+		if idle > 0 {
+			hb := hdr.New(1, 60_000_000, 3)
+			for i := range int64(100) {
+				hb.RecordValue(200 + int64(idle)/10 + i)
+			}
+			henc, _ := hb.Encode(hdr.V2CompressedEncodingCookieBase)
+			id := &result.Idle{Conns: idle, Established: idle, OpenAtEnd: idle, HeartbeatSeconds: 5, Sent: int64(idle) / 2, Answered: int64(idle) / 2, LatencyHist: string(henc)}
+			if m == "select" && idle == 5000 {
+				id.Established, id.OpenAtEnd = 1010, 1010
+				id.Errors, id.ErrorsTotal = map[string]int64{"eof": 3990}, 3990
+				r.Load.Errors, r.Load.ErrorsTotal = id.Errors, id.ErrorsTotal
+				rec.Status, rec.Failure, rec.Reason = StatusFailed, FailErrors, "eof 3990"
+			}
+			r.Load.Idle = id
+		}
+		d.Records[tr.Key()] = rec
+		d.Results[tr.Key()] = r
+	}
+	return d
+}
+
+// TestIdleReport: the idle sweep's slopes (growing for select and poll, flat
+// for epoll-et), its ceiling, table, plots (golden plot data) and report section.
+func TestIdleReport(t *testing.T) {
+	d := idleFixture(t)
+	s := Summarise(d)
+	g := Group{Proto: "echo", Work: "none"}
+	slopes := map[string]Slope{}
+	for _, sl := range IdleSlopes(s, g, 10) {
+		slopes[sl.Model] = sl
+	}
+	if p := slopes["poll"]; p.N != 9 || !near(p.PerK, 1) || p.Flat() || !near(p.Intercept, 6) {
+		t.Errorf("poll slope %+v: want 1 µs per 1,000 over 9 trials, not flat", p)
+	}
+	if e := slopes["epoll-et"]; e.N != 9 || !e.Flat() || math.Abs(e.PerK) > 1e-9 {
+		t.Errorf("epoll-et slope %+v: want flat", e)
+	}
+	// select's 5,000 cell lost idle connections: apart, and left out of its fit.
+	if sel := s.CellAt(g, "select", 10, 5000); sel.Apart() != "idle held 1010/5000" {
+		t.Errorf("select at 5000 idle: apart %q", sel.Apart())
+	}
+	if sl := slopes["select"]; sl.N != 6 || sl.MaxIdle != 1000 {
+		t.Errorf("select slope %+v: want 6 trials up to 1000 idle", sl)
+	}
+	find := strings.Join(IdleFindings(s, g, 10), " ")
+	for _, want := range []string{"grows with the idle connections held", "poll +1.00 µs", "Flat — no growth", "epoll-et (", "Ceilings — the fewest idle connections a model could not hold: select at 5000 idle: idle held 1010/5000."} {
+		if !strings.Contains(find, want) {
+			t.Errorf("idle findings lack %q:\n%s", want, find)
+		}
+	}
+	tbl := IdleTable(s, g, 10)
+	if !strings.Contains(tbl, "| select | 5000 |") || !strings.Contains(tbl, "eof 11970") || !strings.Contains(tbl, "| poll | 1000 |") {
+		t.Errorf("idle table:\n%s", tbl)
+	}
+	figs := IdleFigures(s, g, 10)
+	b, err := json.MarshalIndent(figs, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "figures-idle.json", append(b, '\n'))
+	for _, f := range figs {
+		renderLong(t, f, f.Name)
+	}
+	md := Markdown(d, s, Figures(s), "plots")
+	for _, want := range []string{"### Idle connections: the C10K experiment (echo)", "idle-cpu-echo-c10.png", "- idle connections beside them: 0, 1000, 5000"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if csv := string(TableCSV(s, g)); !strings.Contains(csv, "echo,none,false,10,5000,select,") {
+		t.Errorf("CSV has no idle rows:\n%s", csv)
 	}
 }

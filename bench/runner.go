@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"concbench/internal/envinfo"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
+	"concbench/loadgen"
 )
 
 // ErrInterrupted is returned by Runner.Run when its context was cancelled: the
@@ -185,12 +187,25 @@ func (s Spec) Args(c Cell, out string) []string {
 }
 
 // PeerArgs are loadgen's arguments for a trial of a reference peer bench started:
-// its address and pid (loadgen samples its process tree from /proc) and the CPU
-// sets, which loadgen applies to itself and records.
-func (s Spec) PeerArgs(c Cell, out, addr string, pid int, serverCPUs, clientCPUs []int) []string {
-	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid),
-		"-server-cpus", cpuset.Format(serverCPUs), "-client-cpus", cpuset.Format(clientCPUs)}
+// its address and pid (loadgen samples its process tree from /proc), the cgroup
+// it runs in ("" for none: loadgen counts the kernel's work of the tree in it)
+// and the CPU sets, which loadgen applies to itself and records.
+func (s Spec) PeerArgs(c Cell, out, addr string, pid int, cgroup string, serverCPUs, clientCPUs []int) []string {
+	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid)}
+	if cgroup != "" {
+		args = append(args, "-server-cgroup", cgroup)
+	}
+	args = append(args, "-server-cpus", cpuset.Format(serverCPUs), "-client-cpus", cpuset.Format(clientCPUs))
 	return append(args, s.loadArgs(c, out)...)
+}
+
+// steadyBound is how much longer than planned a trial's gate may hold it: the
+// spec's SteadyTimeout, or loadgen's default.
+func (s Spec) steadyBound() time.Duration {
+	if s.SteadyTimeout > 0 {
+		return s.SteadyTimeout
+	}
+	return loadgen.DefaultSteadyTimeout
 }
 
 // loadArgs are the workload's arguments, common to models and peers.
@@ -200,6 +215,18 @@ func (s Spec) loadArgs(c Cell, out string) []string {
 		d = s.Timeline
 	}
 	args := []string{"-proto", c.Proto, "-c", strconv.Itoa(c.Conns), "-d", d.String(), "-warmup", s.Warmup.String()}
+	if s.SteadyTimeout > 0 {
+		args = append(args, "-steady-timeout", s.SteadyTimeout.String())
+	}
+	if c.Timeline && s.TimelineStep > 0 {
+		args = append(args, "-timeline-step", s.TimelineStep.String())
+	}
+	if c.Idle > 0 {
+		args = append(args, "-idle", strconv.Itoa(c.Idle))
+		if s.Heartbeat > 0 {
+			args = append(args, "-heartbeat", s.Heartbeat.String())
+		}
+	}
 	switch c.Proto {
 	case "file":
 		if s.File != "" {
@@ -253,8 +280,9 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 		if run.Exit == nil { // not stopped below: a panic on the way
 			run.Exit = p.Stop(r.grace())
 		}
+		run.removeCgroup()
 	}()
-	args := r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, serverCPUs, clientCPUs)
+	args := r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs)
 	rec, err = r.runLoadgen(ctx, t, args)
 	run.Exit = p.Stop(r.grace())
 	rec.Started, rec.Peer = started, run
@@ -278,11 +306,14 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 // runLoadgen runs loadgen with args for one trial and adopts its output.
 func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialRecord, error) {
 	rec := TrialRecord{Trial: t, Started: time.Now(), ExitCode: -1}
+	if err := os.MkdirAll(filepath.Dir(r.Store.TmpPath(t)), 0o755); err != nil {
+		return rec, err
+	}
 	slack := r.Slack
 	if slack == 0 {
 		slack = 30 * time.Second
 	}
-	limit := r.Spec.TrialDuration(t.Cell) + slack + time.Duration(t.Cell.Conns/500)*time.Second
+	limit := r.Spec.TrialDuration(t.Cell) + r.Spec.steadyBound() + slack + time.Duration((t.Cell.Conns+t.Cell.Idle)/500)*time.Second
 	tctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, r.Loadgen, args...)
@@ -393,6 +424,8 @@ func classify(code int, timedOut bool, runErr error, res *result.Run) (status, f
 		return StatusFailed, FailErrors
 	case res.Server != nil && res.Server.Exit != nil && !res.Server.Exit.Clean:
 		return StatusFailed, FailServerExit
+	case res.Load.Steady != nil && res.Load.Steady.State == result.SteadyNot:
+		return StatusFailed, FailNotSteady
 	}
 	return StatusFailed, FailNoResult
 }
@@ -411,6 +444,10 @@ func failureReason(rec TrialRecord, runErr error, res *result.Run) string {
 		return "server: " + exitString(res.Server.Exit)
 	case FailTimeout:
 		return "loadgen did not finish in time and was stopped"
+	case FailNotSteady:
+		st := res.Load.Steady
+		return fmt.Sprintf("not steady: %d of %d connections served %.1fs after the load started, still growing at the %gs bound (no window measured)",
+			st.ServedAtStart, res.Config.Workload.Conns, st.WaitSeconds, st.TimeoutSeconds)
 	}
 	if last := lastLine(rec.Stderr); last != "" {
 		return last
@@ -472,12 +509,15 @@ func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 // (select past FD_SETSIZE, a pool smaller than the concurrency) are run, and their
 // failures recorded.
 func DefaultSkip(c Cell) string {
-	if lo, hi, ok := envinfo.PortRange(); ok && uint64(c.Conns) > hi-lo+1 {
-		return fmt.Sprintf("%d connections exceed the %d ephemeral ports (net/ipv4/ip_local_port_range)", c.Conns, hi-lo+1)
-	}
+	n := c.Conns + c.Idle
 	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(c.Conns)+256 > rl.Max && os.Geteuid() != 0 {
-		return fmt.Sprintf("%d connections need more descriptors than the hard limit %d (ulimit -Hn)", c.Conns, rl.Max)
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(n)+256 > rl.Max && os.Geteuid() != 0 {
+		return fmt.Sprintf("%d connections need more descriptors than the hard limit %d (ulimit -Hn)", n, rl.Max)
+	}
+	// Past one address's ephemeral ports loadgen spreads its connections over
+	// more loopback source addresses; a cell it cannot run, it refuses itself.
+	if lo, hi, ok := envinfo.PortRange(); ok && uint64(n) > hi-lo+1 && c.Idle == 0 {
+		return fmt.Sprintf("%d connections exceed the %d ephemeral ports (net/ipv4/ip_local_port_range)", n, hi-lo+1)
 	}
 	return ""
 }

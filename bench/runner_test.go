@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,8 @@ import (
 func TestClassify(t *testing.T) {
 	withErrors := &result.Run{Load: result.Load{ErrorsTotal: 2}}
 	unclean := &result.Run{Server: &result.Server{Exit: &result.Exit{Code: -1, Signal: "killed"}}}
+	unsteady := &result.Run{Load: result.Load{Steady: &result.Steady{State: result.SteadyNot}}}
+	unsteadyErrors := &result.Run{Load: result.Load{ErrorsTotal: 2, Steady: &result.Steady{State: result.SteadyNot}}}
 	tests := []struct {
 		name     string
 		code     int
@@ -34,6 +35,8 @@ func TestClassify(t *testing.T) {
 		{"errors", 1, false, errors.New("exit status 1"), withErrors, StatusFailed, FailErrors},
 		{"server exit", 1, false, errors.New("exit status 1"), unclean, StatusFailed, FailServerExit},
 		{"timeout wins", 0, true, nil, &result.Run{}, StatusFailed, FailTimeout},
+		{"not steady", 1, false, errors.New("exit status 1"), unsteady, StatusFailed, FailNotSteady},
+		{"errors say more than not steady", 1, false, errors.New("exit status 1"), unsteadyErrors, StatusFailed, FailErrors},
 	}
 	for _, tt := range tests {
 		s, f := classify(tt.code, tt.timedOut, tt.runErr, tt.res)
@@ -64,15 +67,7 @@ func (p *progress) Write(b []byte) (int, error) {
 // The runner against the real loadgen and server: a failure is recorded, an
 // interruption discards only the trial in flight, and a rerun resumes.
 func TestRunnerResume(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs loadgen and the server")
-	}
-	bin := t.TempDir()
-	for _, c := range []string{"loadgen", "server"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "concbench/cmd/"+c).CombinedOutput(); err != nil {
-			t.Skipf("cannot build %s: %v\n%s", c, err, out)
-		}
-	}
+	bin := buildTools(t)
 	dir := t.TempDir()
 	sp := Spec{Models: []string{"nosuch", "epoll-et"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
 		Reconnect: "off", Repeat: 2, Duration: 400 * time.Millisecond, Size: 16}
@@ -126,9 +121,29 @@ func TestRunnerResume(t *testing.T) {
 	if et.Measured != 2 || et.Merged != 2 || et.Throughput.Median <= 0 || et.Latency.Count == 0 {
 		t.Errorf("epoll-et summary: %+v", et)
 	}
+	// The gate opened every window with both connections served.
+	if et.Gated != 2 || et.HeldAtStart != 2 || et.Apart() != "" {
+		t.Errorf("epoll-et gate: gated %d, held %v, apart %q", et.Gated, et.HeldAtStart, et.Apart())
+	}
+	// Each result names its histogram by a file beside it, where it is.
+	for k, res := range d.Results {
+		rec := d.Records[k]
+		if hg := filepath.Join(dir, filepath.Dir(rec.Result), res.HistogramFile); res.HistogramFile == "" || filepath.Base(res.HistogramFile) != res.HistogramFile {
+			t.Errorf("%s: histogram_file %q: want a file name", k, res.HistogramFile)
+		} else if _, err := os.Stat(hg); err != nil {
+			t.Errorf("%s: histogram_file: %v", k, err)
+		}
+	}
 	files, err := WriteAll(d, dir, filepath.Join(dir, "plots"))
 	if err != nil {
 		t.Fatalf("WriteAll: %v (%q)", err, files)
+	}
+	for _, f := range files { // a report is for anyone to read
+		if fi, err := os.Stat(f); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, want 0644", f, fi.Mode().Perm())
+		}
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "REPORT.md"))
 	if err != nil || !strings.Contains(string(md), "nosuch echo c=2: rep 1 failed (usage)") {
@@ -174,6 +189,13 @@ trunc)
 leak)
 	sleep 30 &
 	echo $! >"$out.pid" ;;
+unsteady)
+	cat >"$out" <<END
+{"schema": 2, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns}},
+ "load": {"mode": "closed", "steady": {"state": "not steady", "wait_seconds": 0.1, "timeout_seconds": 0.1, "served_at_start": 1}},
+ "server": {"exit": {"code": 0, "clean": true}}}
+END
+	exit 1 ;;
 esac
 cat >"$out" <<END
 {"schema": 1, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect}},
@@ -196,8 +218,8 @@ func fakeLoadgen(t *testing.T) string {
 // waited for), writing half a result, leaving a process behind (killed at once,
 // not waited for); the last cell still runs and succeeds.
 func TestRunnerFailuresGoOn(t *testing.T) {
-	sp := Spec{Models: []string{"fail", "hang", "trunc", "leak", "ok"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 1, Duration: 100 * time.Millisecond, Size: 16}
+	sp := Spec{Models: []string{"fail", "hang", "trunc", "leak", "unsteady", "ok"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 1, Duration: 100 * time.Millisecond, Size: 16, SteadyTimeout: 100 * time.Millisecond}
 	store := Store{Dir: t.TempDir()}
 	pr := &progress{}
 	r := &Runner{Spec: sp, Store: store, Loadgen: fakeLoadgen(t), Slack: 400 * time.Millisecond, Progress: pr}
@@ -207,17 +229,18 @@ func TestRunnerFailuresGoOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	if el := time.Since(start); el > 15*time.Second {
-		t.Errorf("the run took %v: the hung loadgen was not stopped at its limit (0.5 s), or the leaky one's process was waited for", el)
+		t.Errorf("the run took %v: the hung loadgen was not stopped at its limit (0.6 s), or the leaky one's process was waited for", el)
 	}
-	if n.OK != 1 || n.Failed != 4 {
-		t.Errorf("counts %+v, want 1 ok and 4 failed", n)
+	if n.OK != 1 || n.Failed != 5 {
+		t.Errorf("counts %+v, want 1 ok and 5 failed", n)
 	}
 	want := map[string]struct{ status, failure, reason string }{
-		"fail":  {StatusFailed, FailNoResult, "loadgen: starting the server: exited before listening (exit status 3)"},
-		"hang":  {StatusFailed, FailTimeout, "loadgen did not finish in time and was stopped"},
-		"trunc": {StatusFailed, FailNoResult, "unreadable result: " + filepath.Join(store.Dir, "trials", "echo", "c2", "trunc", "rep1.json") + ": cut short"},
-		"leak":  {StatusFailed, FailServerExit, "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"},
-		"ok":    {StatusOK, "", ""},
+		"fail":     {StatusFailed, FailNoResult, "loadgen: starting the server: exited before listening (exit status 3)"},
+		"hang":     {StatusFailed, FailTimeout, "loadgen did not finish in time and was stopped"},
+		"trunc":    {StatusFailed, FailNoResult, "unreadable result: " + filepath.Join(store.Dir, "trials", "echo", "c2", "trunc", "rep1.json") + ": cut short"},
+		"leak":     {StatusFailed, FailServerExit, "processes of loadgen's group (its server, the server's workers) outlived loadgen and were killed"},
+		"unsteady": {StatusFailed, FailNotSteady, "not steady: 1 of 2 connections served 0.1s after the load started, still growing at the 0.1s bound (no window measured)"},
+		"ok":       {StatusOK, "", ""},
 	}
 	for _, tr := range sp.Plan() {
 		rec, err := store.ReadRecord(tr)
@@ -229,7 +252,7 @@ func TestRunnerFailuresGoOn(t *testing.T) {
 		if rec.Status != w.status || rec.Failure != w.failure || !strings.HasPrefix(rec.Reason, w.reason) {
 			t.Errorf("%s: %s/%s %q, want %s/%s %q…", tr.Key(), rec.Status, rec.Failure, rec.Reason, w.status, w.failure, w.reason)
 		}
-		if (rec.Result != "") != (rec.Status == StatusOK || tr.Cell.Model == "leak") {
+		if (rec.Result != "") != (rec.Status == StatusOK || tr.Cell.Model == "leak" || tr.Cell.Model == "unsteady") {
 			t.Errorf("%s: result %q with status %s", tr.Key(), rec.Result, rec.Status)
 		}
 	}
@@ -241,7 +264,7 @@ func TestRunnerFailuresGoOn(t *testing.T) {
 		t.Errorf("the process %d it left is still running", pid)
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if len(pr.lines) != 5 || !strings.Contains(pr.lines[0], "FAILED (no_result): loadgen: starting the server") {
+	if len(pr.lines) != 6 || !strings.Contains(pr.lines[0], "FAILED (no_result): loadgen: starting the server") {
 		t.Errorf("progress:\n%s", strings.Join(pr.lines, "\n"))
 	}
 }

@@ -28,8 +28,13 @@ type Spec struct {
 	// "peer:nginx": servers bench starts itself, see PeerNames). In a preset,
 	// "all" stands for every registered model (see ExpandModels).
 	Models []string `json:"models"`
-	Conns  []int    `json:"conns"`  // concurrency sweep (connections)
-	Protos []string `json:"protos"` // "echo", "rpc", "file", "http"
+	Conns  []int    `json:"conns"` // concurrency sweep (connections)
+	// Idles is the sweep of idle connections held beside each cell's active ones
+	// (loadgen -idle): the C10K experiment. Empty means none (0 only). Each
+	// idle connection sends a heartbeat every Heartbeat (0: loadgen's default, 5s).
+	Idles     []int         `json:"idles,omitempty"`
+	Heartbeat time.Duration `json:"heartbeat_ns,omitempty"`
+	Protos    []string      `json:"protos"` // "echo", "rpc", "file", "http"
 	// File is the file every file request downloads ("" is loadgen's default,
 	// 1k.bin); Path is the path every http request GETs ("" is loadgen's default,
 	// /index.html). Both name the standard test files (internal/testfiles).
@@ -54,6 +59,16 @@ type Spec struct {
 	// protocol, at TimelineConns) to show a run's second-by-second course.
 	Timeline      time.Duration `json:"timeline_ns,omitempty"`
 	TimelineConns int           `json:"timeline_conns,omitempty"`
+	// SteadyTimeout bounds each trial's steady-state gate (loadgen
+	// -steady-timeout): the measured window opens once every connection has been
+	// served (or their number has stopped growing: a ceiling), and a trial whose
+	// number served still grows this long after its load started fails as
+	// "not steady". 0 is loadgen's default. A trial may run this much longer than
+	// its planned length.
+	SteadyTimeout time.Duration `json:"steady_timeout_ns,omitempty"`
+	// TimelineStep is the width of one entry of the timeline trial's course
+	// (loadgen -timeline-step); 0 is loadgen's default, a second.
+	TimelineStep time.Duration `json:"timeline_step_ns,omitempty"`
 	// Focus is the concurrency at which the per-model plots (latency by percentile,
 	// CPU per request, reconnect rate, blocking work) are drawn; 0 picks 100 when
 	// swept, else the highest swept.
@@ -72,7 +87,8 @@ var Presets = map[string]Spec{
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
 		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
-		Timeline: 4 * time.Second, TimelineConns: 100,
+		Timeline: 4 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
+		SteadyTimeout: time.Minute,
 	},
 	// full: both protocols, blocking work, reconnect mode, up to 10,000
 	// connections, 5 repetitions of 5 s. Hours, not minutes.
@@ -80,7 +96,19 @@ var Presets = map[string]Spec{
 		Models: []string{"all"},
 		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
 		Reconnect: "both", Repeat: 5, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
-		Timeline: 15 * time.Second, TimelineConns: 100,
+		Timeline: 15 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
+		SteadyTimeout: 5 * time.Minute,
+	},
+	// scale: the C10K experiment — 10 busy connections beside 0 to the most idle
+	// ones the descriptor limit allows (ScaleIdles), each idle one sending a
+	// heartbeat every 5 s: select and poll pay for every descriptor on every
+	// pass, epoll only for the ready ones; a thread or a process per connection
+	// pays in memory. Every model and the C peer; 3 repetitions of 2 s.
+	"scale": {
+		Models: []string{"all", "peer:cepoll"},
+		Conns:  []int{10}, Idles: []int{0, 1000, 5000, 10000, ScaleMax}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
+		SteadyTimeout: time.Minute,
 	},
 	// http: the one-thread event loops, the goroutine baseline and the
 	// multi-reactor serving a small static page over HTTP/1.1 keep-alive, against
@@ -90,7 +118,48 @@ var Presets = map[string]Spec{
 		Models: []string{"epoll-et", "reactor", "goroutine", "multireactor", "peer:nginx"},
 		Conns:  []int{10, 100}, Protos: []string{"http"}, Path: "/index.html", Works: []string{"none"},
 		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		SteadyTimeout: 30 * time.Second,
 	},
+}
+
+// ScaleMax in a preset's Idles stands for the most idle connections this machine
+// allows beside the active ones (see MaxIdle), resolved when the spec is used.
+const ScaleMax = -1
+
+// MaxIdle is the most idle connections a cell of conns active ones can hold
+// under a descriptor limit of nofile (the hard limit: loadgen and the server
+// each raise their soft limit to it), leaving margin descriptors for the rest,
+// at most 100,000 — the experiment's aim.
+func MaxIdle(nofile uint64, conns, margin int) int {
+	n := int(min(nofile, 1<<31)) - conns - margin
+	return max(0, min(n, 100_000))
+}
+
+// ResolveIdles replaces ScaleMax in the spec's Idles by max, dropping repeats
+// and sorting.
+func (s *Spec) ResolveIdles(max int) {
+	if len(s.Idles) == 0 {
+		return
+	}
+	var out []int
+	for _, n := range s.Idles {
+		if n == ScaleMax {
+			n = max
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	s.Idles = out
+}
+
+// idles is the spec's idle sweep: Idles, or 0 alone.
+func (s Spec) idles() []int {
+	if len(s.Idles) == 0 {
+		return []int{0}
+	}
+	return s.Idles
 }
 
 // PresetNames lists the presets, sorted.
@@ -127,6 +196,8 @@ type Cell struct {
 	Work      string `json:"work"`
 	Reconnect bool   `json:"reconnect,omitempty"`
 	Conns     int    `json:"conns"`
+	// Idle is the idle connections held beside the Conns active ones.
+	Idle int `json:"idle,omitempty"`
 	// Timeline marks the one long trial per model that feeds the timeline plot; it
 	// is not part of the sweep's statistics.
 	Timeline bool `json:"timeline,omitempty"`
@@ -167,10 +238,14 @@ func (g Group) String() string {
 	return s
 }
 
-// Key names the cell's directory: "echo/c100/epoll-et", "timeline/echo-c100/poll".
+// Key names the cell's directory: "echo/c100/epoll-et", "echo/c10/i5000/poll"
+// (with idle connections), "timeline/echo-c100/poll".
 func (c Cell) Key() string {
 	if c.Timeline {
 		return fmt.Sprintf("timeline/%s-c%d/%s", c.Group().Key(), c.Conns, c.Model)
+	}
+	if c.Idle > 0 {
+		return fmt.Sprintf("%s/c%d/i%d/%s", c.Group().Key(), c.Conns, c.Idle, c.Model)
 	}
 	return fmt.Sprintf("%s/c%d/%s", c.Group().Key(), c.Conns, c.Model)
 }
@@ -178,6 +253,9 @@ func (c Cell) Key() string {
 // String is the cell for progress lines.
 func (c Cell) String() string {
 	s := fmt.Sprintf("%s %s c=%d", c.Model, c.Group(), c.Conns)
+	if c.Idle > 0 {
+		s += fmt.Sprintf(" idle=%d", c.Idle)
+	}
 	if c.Timeline {
 		s += " (timeline)"
 	}
@@ -236,15 +314,22 @@ func (s Spec) TimelineCell(model string) (Cell, bool) {
 // and models the inner one — rep 1 of every cell, then rep 2 … — so each
 // repetition of one model sits between repetitions of the others (A B C A B C,
 // never A A A B B B) and slow drift of a shared machine spreads over all models
-// alike. Within a repetition the sweep goes group by group, concurrency rising.
-// The timeline trials (one per model) run last.
+// alike. Within a repetition the sweep goes group by group, concurrency rising,
+// then idle connections rising. The timeline trials (one per model) run last.
+// Idle connections are held beside persistent connections only: reconnect cells
+// are run without them.
 func (s Spec) Plan() []Trial {
 	var ts []Trial
 	for rep := 1; rep <= s.Repeat; rep++ {
 		for _, g := range s.Groups() {
 			for _, c := range s.Conns {
-				for _, m := range s.Models {
-					ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c}, rep})
+				for _, idle := range s.idles() {
+					if g.Reconnect && idle > 0 {
+						continue
+					}
+					for _, m := range s.Models {
+						ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c, Idle: idle}, rep})
+					}
 				}
 			}
 		}
@@ -303,6 +388,14 @@ func (s Spec) Validate(known []string) error {
 			errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c))
 		}
 	}
+	for _, n := range s.Idles {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("idle connections %d: must not be negative", n))
+		}
+	}
+	if s.Heartbeat < 0 {
+		errs = append(errs, errors.New("heartbeat must not be negative (0: loadgen's default)"))
+	}
 	for _, p := range s.Protos {
 		if !slices.Contains(Protocols, p) {
 			errs = append(errs, fmt.Errorf("protocol %q: want %s", p, strings.Join(Protocols, ", ")))
@@ -329,6 +422,9 @@ func (s Spec) Validate(known []string) error {
 	}
 	if s.Repeat < 1 || s.Duration <= 0 || s.Warmup < 0 || s.Size < 1 {
 		errs = append(errs, errors.New("repeat, duration and size must be positive, warm-up not negative"))
+	}
+	if s.SteadyTimeout < 0 || s.TimelineStep < 0 {
+		errs = append(errs, errors.New("steady timeout and timeline step must not be negative (0: loadgen's default)"))
 	}
 	if len(errs) == 0 && len(s.Groups()) == 0 {
 		errs = append(errs, errors.New("the protocols, work and reconnect choices leave no cell (work other than none applies to rpc only)"))
@@ -358,6 +454,12 @@ func (s Spec) SameMeasurement(saved Spec) string {
 	}
 	if s.Path != saved.Path {
 		diffs = append(diffs, fmt.Sprintf("path %q vs %q", s.Path, saved.Path))
+	}
+	if s.Heartbeat != saved.Heartbeat {
+		diffs = append(diffs, fmt.Sprintf("heartbeat %v vs %v", s.Heartbeat, saved.Heartbeat))
+	}
+	if s.TimelineStep != saved.TimelineStep {
+		diffs = append(diffs, fmt.Sprintf("timeline step %v vs %v", s.TimelineStep, saved.TimelineStep))
 	}
 	return strings.Join(diffs, ", ")
 }

@@ -51,6 +51,7 @@ func TestPresetsAreValid(t *testing.T) {
 	known := []string{"epoll-et", "poll"}
 	for name, sp := range Presets {
 		sp.Models = known
+		sp.ResolveIdles(MaxIdle(20000, 10, 512))
 		if err := sp.Validate(known); err != nil {
 			t.Errorf("preset %s: %v", name, err)
 		}
@@ -60,6 +61,45 @@ func TestPresetsAreValid(t *testing.T) {
 	}
 	if Presets["full"].Repeat < 5 || slices.Max(Presets["full"].Conns) < 10000 {
 		t.Error("full preset: want ≥ 5 repetitions and 10,000 connections")
+	}
+	// An unresolved "max" is not a number of connections.
+	if err := Presets["scale"].Validate([]string{"select", "poll", "epoll-lt", "epoll-et", "reactor", "multireactor", "prefork", "goroutine", "threadpool"}); err == nil || !strings.Contains(err.Error(), "idle connections -1") {
+		t.Errorf("scale preset with max unresolved: %v", err)
+	}
+}
+
+// TestIdleSweep: the idle dimension — keys, plan order, loadgen's arguments,
+// the descriptor ceiling "max" resolves to.
+func TestIdleSweep(t *testing.T) {
+	for _, tt := range []struct {
+		nofile      uint64
+		conns, want int
+	}{{20000, 10, 19478}, {1 << 20, 10, 100000}, {600, 10, 78}, {100, 10, 0}} {
+		if got := MaxIdle(tt.nofile, tt.conns, 512); got != tt.want {
+			t.Errorf("MaxIdle(%d, %d) = %d, want %d", tt.nofile, tt.conns, got, tt.want)
+		}
+	}
+	sp := Spec{Models: []string{"poll", "epoll-et"}, Conns: []int{10}, Idles: []int{ScaleMax, 1000, 0, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "both", Repeat: 1, Duration: time.Second, Size: 64, Heartbeat: 2 * time.Second}
+	sp.ResolveIdles(5000)
+	if !slices.Equal(sp.Idles, []int{0, 1000, 5000}) {
+		t.Fatalf("resolved idles %v", sp.Idles)
+	}
+	var keys []string
+	for _, tr := range sp.Plan() {
+		keys = append(keys, tr.Cell.Key())
+	}
+	want := []string{"echo/c10/poll", "echo/c10/epoll-et", "echo/c10/i1000/poll", "echo/c10/i1000/epoll-et", "echo/c10/i5000/poll", "echo/c10/i5000/epoll-et",
+		"echo-reconnect/c10/poll", "echo-reconnect/c10/epoll-et"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("plan %q\nwant %q", keys, want)
+	}
+	args := strings.Join(sp.Args(Cell{Model: "poll", Proto: "echo", Work: "none", Conns: 10, Idle: 5000}, "x.json"), " ")
+	if !strings.Contains(args, " -idle 5000 -heartbeat 2s ") {
+		t.Errorf("args %s: want -idle 5000 -heartbeat 2s", args)
+	}
+	if c := (Cell{Model: "poll", Proto: "echo", Conns: 10, Idle: 5000}); c.String() != "poll echo c=10 idle=5000" {
+		t.Errorf("cell string %q", c.String())
 	}
 }
 
@@ -107,15 +147,25 @@ func TestArgs(t *testing.T) {
 		t.Errorf("args\n got %s\nwant %s", got, want)
 	}
 	got = strings.Join(sp.Args(Cell{Model: "poll", Proto: "echo", Work: "none", Conns: 100, Timeline: true}, "y.json"), " ")
-	if !strings.Contains(got, "-d 6s") || strings.Contains(got, "-work") {
-		t.Errorf("timeline args %s: want -d 6s and no work", got)
+	if !strings.Contains(got, "-d 6s") || strings.Contains(got, "-work") || strings.Contains(got, "-timeline-step") {
+		t.Errorf("timeline args %s: want -d 6s and no work, no timeline step", got)
+	}
+	// The gate's bound goes to every trial, the timeline's step to the timeline's.
+	sp.SteadyTimeout, sp.TimelineStep = time.Minute, 100*time.Millisecond
+	got = strings.Join(sp.Args(Cell{Model: "poll", Proto: "echo", Work: "none", Conns: 100, Timeline: true}, "y.json"), " ")
+	if !strings.Contains(got, "-steady-timeout 1m0s -timeline-step 100ms") {
+		t.Errorf("timeline args %s: want -steady-timeout 1m0s -timeline-step 100ms", got)
+	}
+	got = strings.Join(sp.Args(Cell{Model: "poll", Proto: "echo", Work: "none", Conns: 100}, "z.json"), " ")
+	if !strings.Contains(got, "-steady-timeout 1m0s") || strings.Contains(got, "-timeline-step") {
+		t.Errorf("sweep args %s: want -steady-timeout and no -timeline-step", got)
 	}
 }
 
 func TestPeerArgs(t *testing.T) {
 	sp := Spec{Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64, Path: "/index.html", File: "64k.bin"}
-	got := strings.Join(sp.PeerArgs(Cell{Model: "peer:nginx", Proto: "http", Work: "none", Conns: 10}, "x.json", "127.0.0.1:4000", 77, []int{0}, []int{1, 2}), " ")
-	want := "-addr 127.0.0.1:4000 -server-pid 77 -server-cpus 0 -client-cpus 1-2 -proto http -c 10 -d 1s -warmup 300ms -path /index.html -q -o x.json"
+	got := strings.Join(sp.PeerArgs(Cell{Model: "peer:nginx", Proto: "http", Work: "none", Conns: 10}, "x.json", "127.0.0.1:4000", 77, "/sys/fs/cgroup/x", []int{0}, []int{1, 2}), " ")
+	want := "-addr 127.0.0.1:4000 -server-pid 77 -server-cgroup /sys/fs/cgroup/x -server-cpus 0 -client-cpus 1-2 -proto http -c 10 -d 1s -warmup 300ms -path /index.html -q -o x.json"
 	if got != want {
 		t.Errorf("peer args\n got %s\nwant %s", got, want)
 	}

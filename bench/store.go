@@ -53,6 +53,9 @@ const (
 	FailUsage      = "usage"       // loadgen refused its arguments
 	FailTimeout    = "timeout"     // loadgen did not finish in time and was stopped
 	FailPeer       = "peer"        // a reference peer could not be run (not installed, did not start)
+	// FailNotSteady: the steady-state gate never opened the window — the
+	// connections served were still growing at the spec's SteadyTimeout.
+	FailNotSteady = "not_steady"
 )
 
 // TrialRecord is what bench records about one trial.
@@ -137,9 +140,12 @@ func (s Store) TrialPath(t Trial) string {
 	return filepath.Join(s.Dir, trialsDir, filepath.FromSlash(t.Key()))
 }
 
-// TmpPath is a scratch name for a trial's files, without extension.
+// TmpPath is a scratch name for a trial's files, without extension: a
+// directory per cell in tmpDir, and the repetition's name as in TrialPath, so
+// that the file names a result gives of its own files (its histogram) hold
+// once Adopt has moved them.
 func (s Store) TmpPath(t Trial) string {
-	return filepath.Join(s.Dir, tmpDir, strings.ReplaceAll(t.Key(), "/", "_"))
+	return filepath.Join(s.Dir, tmpDir, strings.ReplaceAll(t.Cell.Key(), "/", "_"), fmt.Sprintf("rep%d", t.Rep))
 }
 
 // Done reports whether the trial has a usable record (see Check).
@@ -331,6 +337,12 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
+		return err
+	}
+	// CreateTemp makes the file 0600; a report and its tables are for anyone.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return err
 	}
 	if _, err := f.Write(b); err != nil {

@@ -40,8 +40,10 @@ type CellSummary struct {
 	Merged  int                `json:"merged"`
 	// Nines is the merged latency by percentile, for the "nines" plot.
 	Nines []NinePoint `json:"nines,omitempty"`
-	// CPUPerReqUS is the median over trials of the server's CPU time per request, µs.
-	CPUPerReqUS float64 `json:"cpu_per_req_us"`
+	// CPUPerReqUS is the median over trials of the server's CPU time per request,
+	// µs; CPUPerReqs the trials' own, in repetition order.
+	CPUPerReqUS float64   `json:"cpu_per_req_us"`
+	CPUPerReqs  []float64 `json:"cpu_per_reqs,omitempty"`
 	// RSSMaxBytes, ThreadsMax and ProcsMax are the peaks over all trials.
 	RSSMaxBytes int64 `json:"rss_max_bytes"`
 	ThreadsMax  int   `json:"threads_max"`
@@ -56,10 +58,59 @@ type CellSummary struct {
 	// 0 otherwise). Far below Conns, most connections waited unanswered (a pool
 	// smaller than the concurrency) and their waits are not in the percentiles.
 	ActiveConns float64 `json:"active_conns,omitempty"`
+	// The steady-state gate (result.Steady), over the measured trials whose
+	// result has one (Gated of them; results of schema 1 have none):
+	// HeldAtStart is the median of the connections served when the window opened,
+	// OpenAtEnd the fewest open when it closed, IdleInWindow the most that
+	// completed no request in it, and GateWaitSeconds the median time from the
+	// load's start to the window's. Ceiling is the fewest connections served at
+	// the window's start among the CeilingReps trials the gate opened at a
+	// ceiling (the server held no more); NotSteady counts the trials that failed
+	// because it never opened.
+	Gated           int     `json:"gated,omitempty"`
+	HeldAtStart     float64 `json:"held_at_start,omitempty"`
+	OpenAtEnd       int     `json:"open_at_end,omitempty"`
+	IdleInWindow    int     `json:"idle_in_window,omitempty"`
+	GateWaitSeconds float64 `json:"gate_wait_seconds,omitempty"`
+	Ceiling         int     `json:"ceiling,omitempty"`
+	CeilingReps     int     `json:"ceiling_reps,omitempty"`
+	NotSteady       int     `json:"not_steady,omitempty"`
+	// ServerKernel and ClientKernel are what a request cost the kernel on the
+	// server's side (its whole tree) and on loadgen's, from the kernel's own
+	// counts over the window (see KernelCost); nil when no trial counted them,
+	// and then KernelMissing says why (the first trial's reason).
+	ServerKernel  *KernelCost `json:"server_kernel,omitempty"`
+	ClientKernel  *KernelCost `json:"client_kernel,omitempty"`
+	KernelMissing string      `json:"kernel_missing,omitempty"`
+	// Heartbeats are the idle connections' figures (Cell.Idle > 0), summed over
+	// the measured trials, their latency read from the merge of the trials'
+	// heartbeat histograms; nil without idle connections.
+	Heartbeats *Heartbeats `json:"heartbeats,omitempty"`
 	// Notes say what went wrong: failed and skipped trials, missing histograms.
 	Notes []string `json:"notes,omitempty"`
-	// Timeline is the first measured trial's per-second course.
-	Timeline []result.Second `json:"timeline,omitempty"`
+	// Timeline is the first measured trial's course, one entry per TimelineStep
+	// seconds (a second in results that do not say); TimelineWait is that trial's
+	// time from the load's start to the window's (0 without the gate: then the
+	// warm-up), so that the window opens at TimelineWait.
+	Timeline     []result.Second `json:"timeline,omitempty"`
+	TimelineStep float64         `json:"timeline_step,omitempty"`
+	TimelineWait float64         `json:"timeline_wait,omitempty"`
+}
+
+// Heartbeats are what a cell's idle connections saw.
+type Heartbeats struct {
+	// EstablishedMin is the fewest idle connections open when a trial's ramp
+	// ended; OpenAtEndMin the fewest still open at its end.
+	EstablishedMin int   `json:"established_min"`
+	OpenAtEndMin   int   `json:"open_at_end_min"`
+	Sent           int64 `json:"sent"`
+	Answered       int64 `json:"answered"`
+	Late           int64 `json:"late"`
+	Missed         int64 `json:"missed"`
+	// Latency is the heartbeats' round trips, from the merged histograms.
+	Latency     result.Percentiles `json:"latency"`
+	ErrorsTotal int64              `json:"errors_total"`
+	Errors      map[string]int64   `json:"errors,omitempty"`
 }
 
 // NinePoint is the latency at one percentile.
@@ -71,10 +122,42 @@ type NinePoint struct {
 // Noisy reports whether the throughput interval is wide relative to the median.
 func (s CellSummary) Noisy() bool { return s.Throughput.N >= 2 && s.Throughput.RelWidth() > NoisyAt }
 
-// Starved reports whether fewer than half the connections were being served
-// (see ActiveConns).
+// Starved reports, for results without the steady-state gate (schema 1), whether
+// fewer than half the connections were being served by Little's law (see
+// ActiveConns). Gated results say it exactly: see Apart.
 func (s CellSummary) Starved() bool {
-	return s.ActiveConns > 0 && s.Cell.Conns > 1 && s.ActiveConns < 0.5*float64(s.Cell.Conns)
+	return s.Gated == 0 && s.ActiveConns > 0 && s.Cell.Conns > 1 && s.ActiveConns < 0.5*float64(s.Cell.Conns)
+}
+
+// Apart says why the cell's figures are not comparable with those of a server
+// that served all its connections ("" when they are): the gate opened the window
+// at a ceiling ("ceiling 240/1000": the server held only that many), some
+// connections completed no request in the window ("unserved 12/1000"), some idle
+// connections were lost or never held ("idle held 1010/5000"), or, for
+// results without the gate, Little's law says most connections waited
+// ("starved ~8/100"). Such a cell is flagged in tables, drawn hollow and apart
+// from its model's line, and left out of every ranking.
+func (s CellSummary) Apart() string {
+	switch {
+	case s.Ceiling > 0:
+		return fmt.Sprintf("ceiling %d/%d", s.Ceiling, s.Cell.Conns)
+	case s.IdleInWindow > 0:
+		return fmt.Sprintf("unserved %d/%d", s.IdleInWindow, s.Cell.Conns)
+	case s.Heartbeats != nil && s.Heartbeats.OpenAtEndMin < s.Cell.Idle:
+		return fmt.Sprintf("idle held %d/%d", s.Heartbeats.OpenAtEndMin, s.Cell.Idle)
+	case s.Starved():
+		return fmt.Sprintf("starved ~%.0f/%d", s.ActiveConns, s.Cell.Conns)
+	}
+	return ""
+}
+
+// Held is the connections the server held in the window: those served when it
+// opened, by the gate, or the concurrency asked for in results without it.
+func (s CellSummary) Held() float64 {
+	if s.Gated > 0 {
+		return s.HeldAtStart
+	}
+	return float64(s.Cell.Conns)
 }
 
 // HasData reports whether any trial measured the cell.
@@ -85,7 +168,9 @@ func (s CellSummary) HasData() bool { return s.Measured > 0 }
 func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) CellSummary {
 	s := CellSummary{Cell: c, Planned: planned, Errors: map[string]int64{}}
 	var merged *hdr.Histogram
-	var cpu []float64
+	var cpu, held, wait []float64
+	var serverK, clientK kernelAcc
+	var beats *hdr.Histogram
 	closed := true
 	for i, rec := range recs {
 		if rec == nil {
@@ -96,6 +181,9 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 			s.OK++
 		case StatusFailed:
 			s.Failed++
+			if rec.Failure == FailNotSteady {
+				s.NotSteady++
+			}
 			s.Notes = append(s.Notes, fmt.Sprintf("rep %d failed (%s): %s", rec.Rep, rec.Failure, rec.Reason))
 		case StatusSkipped:
 			s.Skipped++
@@ -131,6 +219,32 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 			s.ThreadsMax = max(s.ThreadsMax, r.Server.ThreadsMax)
 			s.ProcsMax = max(s.ProcsMax, r.Server.ProcsMax)
 		}
+		if id := r.Load.Idle; id != nil {
+			hb := s.Heartbeats
+			if hb == nil {
+				hb = &Heartbeats{EstablishedMin: id.Established, OpenAtEndMin: id.OpenAtEnd, Errors: map[string]int64{}}
+				s.Heartbeats = hb
+			}
+			hb.EstablishedMin, hb.OpenAtEndMin = min(hb.EstablishedMin, id.Established), min(hb.OpenAtEndMin, id.OpenAtEnd)
+			hb.Sent, hb.Answered, hb.Late, hb.Missed = hb.Sent+id.Sent, hb.Answered+id.Answered, hb.Late+id.Late, hb.Missed+id.Missed
+			hb.ErrorsTotal += id.ErrorsTotal
+			for k, n := range id.Errors {
+				hb.Errors[k] += n
+			}
+			if id.LatencyHist != "" {
+				if h, err := hdr.Decode([]byte(id.LatencyHist)); err == nil {
+					if beats == nil {
+						beats = h
+					} else {
+						beats.Merge(h)
+					}
+				}
+			}
+		}
+		if r.Server != nil {
+			serverK.add(r.Server.Kernel, r.Server.KernelMissing, r.Load.Requests)
+		}
+		clientK.add(r.Client.Kernel, r.Client.KernelMissing, r.Load.Requests)
 		for k, n := range r.Load.Errors {
 			s.Errors[k] += n
 		}
@@ -138,13 +252,50 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		if r.ClientBound {
 			s.ClientBound++
 		}
+		if st := r.Load.Steady; st != nil && (st.State == result.SteadyOK || st.State == result.SteadyCeiling) {
+			if s.Gated == 0 || st.OpenAtEnd < s.OpenAtEnd {
+				s.OpenAtEnd = st.OpenAtEnd
+			}
+			s.Gated++
+			held = append(held, float64(st.ServedAtStart))
+			wait = append(wait, st.WaitSeconds)
+			s.IdleInWindow = max(s.IdleInWindow, st.IdleInWindow)
+			if st.State == result.SteadyCeiling {
+				if s.CeilingReps == 0 || st.ServedAtStart < s.Ceiling {
+					s.Ceiling = st.ServedAtStart
+				}
+				s.CeilingReps++
+			}
+		}
 		if s.Timeline == nil {
-			s.Timeline = r.Load.Timeline
+			s.Timeline, s.TimelineStep = r.Load.Timeline, r.Load.TimelineStepSeconds
+			if s.TimelineStep <= 0 {
+				s.TimelineStep = 1
+			}
+			s.TimelineWait = r.Config.Workload.Warmup.Seconds()
+			if st := r.Load.Steady; st != nil && st.State != result.SteadyOff {
+				s.TimelineWait = st.WaitSeconds
+			}
 		}
 	}
 	s.Throughput = MedianCI(s.Throughputs, ConfLevel)
 	if len(cpu) > 0 {
 		s.CPUPerReqUS, _ = stats.Median(cpu)
+		s.CPUPerReqs = cpu
+	}
+	s.ServerKernel, s.ClientKernel = serverK.cost(), clientK.cost()
+	if beats != nil && beats.TotalCount() > 0 {
+		s.Heartbeats.Latency = percentilesOf(beats)
+	}
+	if hb := s.Heartbeats; hb != nil && len(hb.Errors) == 0 {
+		hb.Errors = nil
+	}
+	if s.ServerKernel == nil {
+		s.KernelMissing = serverK.missing
+	}
+	if len(held) > 0 {
+		s.HeldAtStart, _ = stats.Median(held)
+		s.GateWaitSeconds, _ = stats.Median(wait)
 	}
 	if merged != nil && merged.TotalCount() > 0 {
 		s.Latency = percentilesOf(merged)
@@ -216,9 +367,16 @@ func Summarise(d *Dataset) *Summary {
 	return out
 }
 
-// Cell returns the summary of a sweep cell (zero if absent).
+// Cell returns the summary of a sweep cell without idle connections (zero if
+// absent).
 func (s *Summary) Cell(g Group, model string, conns int) CellSummary {
-	c := Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: conns}
+	return s.CellAt(g, model, conns, 0)
+}
+
+// CellAt returns the summary of a sweep cell with idle connections (zero if
+// absent).
+func (s *Summary) CellAt(g Group, model string, conns, idle int) CellSummary {
+	c := Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: conns, Idle: idle}
 	if cs, ok := s.Cells[c.Key()]; ok {
 		return cs
 	}

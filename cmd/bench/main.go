@@ -31,9 +31,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"concbench/bench"
 	"concbench/models"
@@ -91,6 +94,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	preset := fs.String("preset", "quick", strings.Join(bench.PresetNames(), " | ")+": the matrix the other flags refine")
 	modelsFlag := fs.String("models", "", "models and peers to compare, comma-separated; all is every registered model, peer:cepoll and peer:nginx are reference servers (default: the preset's)")
 	conns := fs.String("c", "", "concurrency sweep, e.g. 1,10,100,1000 (default: the preset's)")
+	idles := fs.String("idle", "", "idle connections held beside each cell's busy ones, swept, e.g. 0,1000,5000,max (max: the most the descriptor limit allows, up to 100000; default: the preset's)")
+	heartbeat := fs.Duration("heartbeat", 0, "the idle connections' heartbeat interval (default: loadgen's, 5s)")
 	protos := fs.String("proto", "", "protocols: "+strings.Join(bench.Protocols, ",")+" (default: the preset's)")
 	file := fs.String("file", "", "the file every file request downloads (default: 1k.bin, one of the standard test files)")
 	path := fs.String("path", "", "the path every http request GETs (default: /index.html)")
@@ -100,6 +105,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	dur := fs.Duration("d", 0, "measured duration of each trial (default: the preset's)")
 	warmup := fs.Duration("warmup", -1, "unmeasured warm-up of each trial (default: the preset's)")
 	timeline := fs.Duration("timeline", -1, "length of the one timeline trial per model; 0 for none (default: the preset's)")
+	steadyTimeout := fs.Duration("steady-timeout", -1, "bound of each trial's steady-state gate: a trial whose connections served still grow this long after its load started fails as not steady (default: the preset's; 0: loadgen's)")
+	timelineStep := fs.Duration("timeline-step", -1, "width of one entry of the timeline trial's course, e.g. 100ms (default: the preset's; 0: loadgen's, 1s)")
 	focus := fs.Int("focus", 0, "concurrency of the per-model plots (default: 100 if swept, else the highest)")
 	fs.StringVar(&o.out, "out", "", "run directory; rerunning with the same one resumes (default: results/PRESET)")
 	fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/NAME for -out results/NAME, else DIR/plots)")
@@ -120,7 +127,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "c", "proto", "file", "path", "work", "reconnect", "repeat", "d", "warmup", "timeline":
+		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -134,6 +141,30 @@ func parse(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-c: %w", err)
 		}
 		sp.Conns = cs
+	}
+	if *idles != "" {
+		var list []int
+		for _, f := range bench.ParseList(*idles) {
+			if f == "max" {
+				list = append(list, bench.ScaleMax)
+				continue
+			}
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				return o, fmt.Errorf("-idle: %q: want a number of connections or max", f)
+			}
+			list = append(list, n)
+		}
+		sp.Idles = list
+	}
+	if *heartbeat != 0 {
+		sp.Heartbeat = *heartbeat
+	}
+	// max: the descriptor hard limit (loadgen and the server raise their soft
+	// limits to it) less each cell's busy connections and a margin.
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && len(sp.Conns) > 0 {
+		sp.ResolveIdles(bench.MaxIdle(rl.Max, slices.Max(sp.Conns), 512))
 	}
 	if *protos != "" {
 		sp.Protos = bench.ParseList(*protos)
@@ -167,6 +198,12 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if *timeline >= 0 {
 		sp.Timeline = *timeline
+	}
+	if *steadyTimeout >= 0 {
+		sp.SteadyTimeout = *steadyTimeout
+	}
+	if *timelineStep >= 0 {
+		sp.TimelineStep = *timelineStep
 	}
 	sp.Focus = *focus
 	if err := sp.Validate(models.Names()); err != nil {

@@ -46,8 +46,10 @@ type Run struct {
 	ClientBound bool `json:"client_bound"`
 	// Warnings are the preflight and run warnings, as printed.
 	Warnings []string `json:"warnings,omitempty"`
-	// HistogramFile is the path of the merged latency histogram in HdrHistogram's
-	// percentile-distribution text format (.hgrm), written beside the JSON.
+	// HistogramFile is the file name of the merged latency histogram in
+	// HdrHistogram's percentile-distribution text format (.hgrm), written beside
+	// the JSON, in the same directory (results before this build give its path as
+	// loadgen wrote it).
 	HistogramFile string `json:"histogram_file,omitempty"`
 }
 

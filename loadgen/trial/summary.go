@@ -120,7 +120,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintln(w, "  WARNING: loadgen's CPUs were saturated: this throughput is the client's limit, not the server's")
 	}
 	if r.HistogramFile != "" {
-		fmt.Fprintf(w, "  histogram: %s\n", r.HistogramFile)
+		fmt.Fprintf(w, "  histogram: %s (beside the result)\n", r.HistogramFile)
 	}
 }
 

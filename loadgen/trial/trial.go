@@ -439,10 +439,11 @@ func selfCPUSeconds() float64 {
 }
 
 // write writes r to path (FILE.json) and the latency histogram of out beside it
-// (FILE.hgrm), which r names.
+// (FILE.hgrm), which r names by its file name alone: the two stay a pair when
+// moved together (bench moves each trial's from a temporary directory).
 func write(path string, r *result.Run, out *loadgen.Outcome) error {
 	hgrm := strings.TrimSuffix(path, ".json") + ".hgrm"
-	r.HistogramFile = hgrm
+	r.HistogramFile = filepath.Base(hgrm)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}

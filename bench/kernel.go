@@ -1,0 +1,358 @@
+package bench
+
+// What a request costs the kernel, per cell: the kernel's own counts of the
+// server's tree and of loadgen over each trial's window (result.Kernel, counted
+// by package kcount), divided by the requests of the window. Exact counts: a
+// noisy neighbour slows a trial but does not change how many syscalls a request
+// takes, so these figures separate models the throughput table cannot.
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/montanaflynn/stats"
+
+	"concbench/internal/result"
+)
+
+// KernelCost is one side's kernel counts per request in a cell: medians over the
+// trials that counted them, with the range, and the syscalls by name pooled
+// over those trials (their counts summed, divided by their requests summed).
+type KernelCost struct {
+	Reps int `json:"reps"` // trials counted
+	// SyscallsPerReq is the median of the trials' syscalls per request;
+	// SyscallsMin and SyscallsMax the range over them.
+	SyscallsPerReq float64 `json:"syscalls_per_req"`
+	SyscallsMin    float64 `json:"syscalls_min"`
+	SyscallsMax    float64 `json:"syscalls_max"`
+	// BySyscall is per request by name ("other" for the names not counted apart).
+	BySyscall map[string]float64 `json:"by_syscall"`
+	// CtxPerReq is context switches per request, VoluntaryPerReq and
+	// InvoluntaryPerReq its two parts (medians).
+	CtxPerReq         float64 `json:"ctx_per_req"`
+	VoluntaryPerReq   float64 `json:"voluntary_per_req"`
+	InvoluntaryPerReq float64 `json:"involuntary_per_req"`
+	// UserUSPerReq and SystemUSPerReq are CPU µs per request in user and kernel
+	// mode (medians).
+	UserUSPerReq   float64 `json:"user_us_per_req"`
+	SystemUSPerReq float64 `json:"system_us_per_req"`
+	// CPUUSPerReq is user + system µs per request (median), CPUMin and CPUMax
+	// its range over the trials.
+	CPUUSPerReq float64 `json:"cpu_us_per_req"`
+	CPUMin      float64 `json:"cpu_min"`
+	CPUMax      float64 `json:"cpu_max"`
+}
+
+// kernelAcc collects one side's counts over a cell's trials.
+type kernelAcc struct {
+	sys, ctx, vol, inv, user, system, cpu []float64
+	byName                                map[string]int64
+	requests                              int64
+	missing                               string
+}
+
+// add adds one trial's counts (k nil: not counted, missing says why).
+func (a *kernelAcc) add(k *result.Kernel, missing string, requests int64) {
+	if k == nil || requests <= 0 {
+		if a.missing == "" {
+			a.missing = missing
+		}
+		return
+	}
+	per := func(n int64) float64 { return float64(n) / float64(requests) }
+	a.sys = append(a.sys, per(k.SyscallsTotal))
+	a.ctx = append(a.ctx, per(k.CtxSwitches))
+	a.vol = append(a.vol, per(k.Voluntary))
+	a.inv = append(a.inv, per(k.Involuntary))
+	a.user = append(a.user, per(k.UserUS))
+	a.system = append(a.system, per(k.SystemUS))
+	a.cpu = append(a.cpu, per(k.UserUS+k.SystemUS))
+	if a.byName == nil {
+		a.byName = map[string]int64{}
+	}
+	for name, n := range k.Syscalls {
+		a.byName[name] += n
+	}
+	a.byName["other"] += k.SyscallsOther
+	a.requests += requests
+}
+
+// cost is the collected counts per request, nil if no trial had any.
+func (a *kernelAcc) cost() *KernelCost {
+	if len(a.sys) == 0 {
+		return nil
+	}
+	med := func(xs []float64) float64 { m, _ := stats.Median(xs); return m }
+	c := &KernelCost{Reps: len(a.sys), SyscallsPerReq: med(a.sys), SyscallsMin: slices.Min(a.sys), SyscallsMax: slices.Max(a.sys),
+		CtxPerReq: med(a.ctx), VoluntaryPerReq: med(a.vol), InvoluntaryPerReq: med(a.inv),
+		UserUSPerReq: med(a.user), SystemUSPerReq: med(a.system), BySyscall: map[string]float64{},
+		CPUUSPerReq: med(a.cpu), CPUMin: slices.Min(a.cpu), CPUMax: slices.Max(a.cpu)}
+	for name, n := range a.byName {
+		if n > 0 {
+			c.BySyscall[name] = float64(n) / float64(a.requests)
+		}
+	}
+	return c
+}
+
+// Top is "read 1.00, write 1.00, epoll_wait 0.06": the n syscalls made most
+// per request.
+func (c *KernelCost) Top(n int) string {
+	names := slices.Collect(maps.Keys(c.BySyscall))
+	slices.SortFunc(names, func(a, b string) int {
+		if d := cmp.Compare(c.BySyscall[b], c.BySyscall[a]); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	var parts []string
+	for _, name := range names[:min(n, len(names))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, c.BySyscall[name]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Spread is the range of syscalls per request over the trials relative to the
+// median: how exact the figure is.
+func (c *KernelCost) Spread() float64 {
+	if c.SyscallsPerReq == 0 {
+		return 0
+	}
+	return (c.SyscallsMax - c.SyscallsMin) / c.SyscallsPerReq
+}
+
+// kernelRows are the cells of a row with the server's counts: the comparable
+// models by syscalls per request (fewest first), then those apart, then the
+// reference peers.
+func kernelRows(s *Summary, g Group, conns int) []CellSummary {
+	var models, apart, refs []CellSummary
+	for _, m := range s.Spec.Models {
+		cs := s.Cell(g, m, conns)
+		switch {
+		case cs.ServerKernel == nil:
+		case IsPeer(m):
+			refs = append(refs, cs)
+		case cs.Apart() != "":
+			apart = append(apart, cs)
+		default:
+			models = append(models, cs)
+		}
+	}
+	by := func(a, b CellSummary) int {
+		return cmp.Compare(a.ServerKernel.SyscallsPerReq, b.ServerKernel.SyscallsPerReq)
+	}
+	slices.SortStableFunc(models, by)
+	slices.SortStableFunc(apart, by)
+	return append(append(models, apart...), refs...)
+}
+
+// KernelTable is the Markdown table of a row's kernel counts per request.
+func KernelTable(s *Summary, g Group, conns int) string {
+	rows := kernelRows(s, g, conns)
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| model | syscalls/req [min–max] | most made, per request | switches/req (voluntary + involuntary) | user µs/req | system µs/req | loadgen syscalls/req | loadgen switches/req | flags |\n")
+	b.WriteString("|---|--:|---|--:|--:|--:|--:|--:|---|\n")
+	for _, cs := range rows {
+		k := cs.ServerKernel
+		name := cs.Cell.Model
+		if IsPeer(name) {
+			name = "*" + name + "*"
+		}
+		client := []string{"–", "–"}
+		if c := cs.ClientKernel; c != nil {
+			client = []string{fmt.Sprintf("%.2f", c.SyscallsPerReq), fmt.Sprintf("%.3f", c.CtxPerReq)}
+		}
+		fmt.Fprintf(&b, "| %s | %.2f [%.2f–%.2f] | %s | %.3f (%.3f + %.3f) | %.2f | %.2f | %s | %s | %s |\n",
+			name, k.SyscallsPerReq, k.SyscallsMin, k.SyscallsMax, k.Top(3), k.CtxPerReq, k.VoluntaryPerReq, k.InvoluntaryPerReq,
+			k.UserUSPerReq, k.SystemUSPerReq, client[0], client[1], strings.Join(Flags(cs), " "))
+	}
+	return b.String()
+}
+
+// KernelFindings says, at each concurrency, which comparable model made the
+// fewest and the most syscalls and context switches per request, how far apart,
+// how steady the counts were over repetitions, and where the reference peers lie.
+func KernelFindings(s *Summary, g Group) []string {
+	var out []string
+	worstSpread := 0.0
+	for _, c := range s.Spec.Conns {
+		var ms []CellSummary
+		var refs []string
+		for _, cs := range kernelRows(s, g, c) {
+			switch {
+			case IsPeer(cs.Cell.Model):
+				refs = append(refs, fmt.Sprintf("%s %.2f syscalls and %.3f switches per request", cs.Cell.Model, cs.ServerKernel.SyscallsPerReq, cs.ServerKernel.CtxPerReq))
+			case cs.Apart() == "":
+				ms = append(ms, cs)
+				worstSpread = max(worstSpread, cs.ServerKernel.Spread())
+			}
+		}
+		if len(ms) < 2 {
+			continue
+		}
+		lo, hi := ms[0], ms[len(ms)-1]
+		line := fmt.Sprintf("c=%d: fewest syscalls per request %s, %.2f (%s); most %s, %.2f (%s), %s.",
+			c, lo.Cell.Model, lo.ServerKernel.SyscallsPerReq, lo.ServerKernel.Top(3), hi.Cell.Model, hi.ServerKernel.SyscallsPerReq, hi.ServerKernel.Top(3),
+			times(hi.ServerKernel.SyscallsPerReq/lo.ServerKernel.SyscallsPerReq))
+		byCtx := func(a, b CellSummary) int { return cmp.Compare(a.ServerKernel.CtxPerReq, b.ServerKernel.CtxPerReq) }
+		clo, chi := slices.MinFunc(ms, byCtx), slices.MaxFunc(ms, byCtx)
+		line += fmt.Sprintf(" Context switches per request: fewest %s, %.3f; most %s, %.3f.", clo.Cell.Model, clo.ServerKernel.CtxPerReq, chi.Cell.Model, chi.ServerKernel.CtxPerReq)
+		if len(refs) > 0 {
+			line += " Reference: " + strings.Join(refs, "; ") + "."
+		}
+		// The same models by CPU per request, with the range of each.
+		byCPU := slices.Clone(ms)
+		slices.SortStableFunc(byCPU, func(a, b CellSummary) int { return cmp.Compare(a.ServerKernel.CPUUSPerReq, b.ServerKernel.CPUUSPerReq) })
+		var cpu []string
+		for _, cs := range byCPU {
+			k := cs.ServerKernel
+			cpu = append(cpu, fmt.Sprintf("%s %.2f [%.2f–%.2f]", cs.Cell.Model, k.CPUUSPerReq, k.CPUMin, k.CPUMax))
+		}
+		line += " By CPU per request (user + system µs, [min–max] over repetitions): " + strings.Join(cpu, ", ") + "."
+		out = append(out, line+apartNote(apartCells(s, g, c)))
+		if sep := separatedByCounts(ms); sep != "" {
+			out = append(out, fmt.Sprintf("c=%d: %s", c, sep))
+		}
+	}
+	if len(out) > 0 {
+		out = append(out, fmt.Sprintf("These are counts, not samples: over the repetitions of a cell, syscalls per request varied by at most %s of the median, where throughput varied far more.", pctOf(worstSpread)))
+	}
+	return out
+}
+
+// separatedByCounts names the models that throughput cannot tell from the one
+// with the fewest syscalls per request (their repetitions' throughputs overlap:
+// within the noise) but whose counts are clearly apart from its (their ranges do
+// not overlap), with the syscall that differs most: what only the counts show.
+// ms are sorted by syscalls per request, fewest first.
+func separatedByCounts(ms []CellSummary) string {
+	if len(ms) < 2 {
+		return ""
+	}
+	lo := ms[0]
+	var parts []string
+	for _, cs := range ms[1:] {
+		k, l := cs.ServerKernel, lo.ServerKernel
+		if k.SyscallsMin <= l.SyscallsMax || k.SyscallsPerReq-l.SyscallsPerReq < 0.05 {
+			continue // counts that overlap, or a difference of little weight
+		}
+		if Compare(cs.Throughputs, lo.Throughputs).Verdict != Noise {
+			continue // throughput tells them apart already
+		}
+		name, diff := "", 0.0
+		for n := range unionKeys(k.BySyscall, l.BySyscall) {
+			if d := k.BySyscall[n] - l.BySyscall[n]; math.Abs(d) > math.Abs(diff) {
+				name, diff = n, d
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s makes %.2f more syscalls per request (%s %+.2f)", cs.Cell.Model, k.SyscallsPerReq-l.SyscallsPerReq, name, diff))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("within the noise of %s by throughput, but not by the kernel's counts: %s.", lo.Cell.Model, strings.Join(parts, "; "))
+}
+
+// unionKeys is the set of keys of a and b.
+func unionKeys(a, b map[string]float64) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// kernelMissing is why no cell of a group has kernel counts ("" if one has).
+func kernelMissing(s *Summary, g Group) string {
+	why := ""
+	for _, c := range s.Spec.Conns {
+		for _, m := range s.Spec.Models {
+			cs := s.Cell(g, m, c)
+			if cs.ServerKernel != nil {
+				return ""
+			}
+			if why == "" {
+				why = cs.KernelMissing
+			}
+		}
+	}
+	if why == "" {
+		why = "the results carry no kernel counts (loadgen before they were counted, or -kernel-counts=false)"
+	}
+	return why
+}
+
+// SyscallFigure: syscalls per request by name, one stacked bar per model, and
+// context switches per request (voluntary and involuntary stacked) below, at one
+// concurrency. Names that make less than 2% of every model's syscalls go into
+// "other".
+func SyscallFigure(s *Summary, g Group, conns int) Figure {
+	var cats []string
+	var cells []CellSummary
+	for _, m := range s.Spec.Models {
+		if cs := s.Cell(g, m, conns); cs.ServerKernel != nil {
+			name := m
+			if why := cs.Apart(); why != "" {
+				name += " (" + why + ")"
+			}
+			if IsPeer(m) {
+				name += " (reference)"
+			}
+			cats = append(cats, name)
+			cells = append(cells, cs)
+		}
+	}
+	name := fmt.Sprintf("syscalls-%s-c%d", g.Key(), conns)
+	title := fmt.Sprintf("Syscalls and context switches per request, %d connections (%s)", conns, g.String())
+	if len(cells) == 0 {
+		return Figure{Name: name, Title: title}
+	}
+	shown := map[string]bool{}
+	for _, cs := range cells {
+		k := cs.ServerKernel
+		for n, v := range k.BySyscall {
+			if n != "other" && k.SyscallsPerReq > 0 && v >= 0.02*k.SyscallsPerReq {
+				shown[n] = true
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(shown))
+	sp := Panel{Title: fmt.Sprintf("Server syscalls per request, by syscall — %d connections, %s", conns, g.String()),
+		YLabel: "syscalls per request", Categories: cats, Stacked: true}
+	for _, n := range append(names, "other") {
+		bs := BarSet{Name: n}
+		for _, cs := range cells {
+			v := cs.ServerKernel.BySyscall[n]
+			if n == "other" {
+				v = cs.ServerKernel.SyscallsPerReq
+				for _, m := range names {
+					v -= cs.ServerKernel.BySyscall[m]
+				}
+				// The stack adds up to the median trial's total, the names
+				// being pooled over trials: never below zero.
+				v = max(v, 0)
+			}
+			bs.Bars = append(bs.Bars, Bar{Value: v, Missing: v <= 0})
+		}
+		sp.BarSets = append(sp.BarSets, bs)
+	}
+	cp := Panel{Title: "Server context switches per request", YLabel: "switches per request", Categories: cats, Stacked: true, ColorFrom: len(sp.BarSets)}
+	vol, inv := BarSet{Name: "voluntary (blocked)"}, BarSet{Name: "involuntary (preempted)"}
+	for _, cs := range cells {
+		vol.Bars = append(vol.Bars, Bar{Value: cs.ServerKernel.VoluntaryPerReq, Missing: cs.ServerKernel.VoluntaryPerReq <= 0})
+		inv.Bars = append(inv.Bars, Bar{Value: cs.ServerKernel.InvoluntaryPerReq, Missing: cs.ServerKernel.InvoluntaryPerReq <= 0})
+	}
+	cp.BarSets = []BarSet{vol, inv}
+	return Figure{Name: name, Title: title, Panels: []Panel{sp, cp},
+		Caption: "The kernel's own counts over each trial's window (BPF on the sys_enter and sched_switch tracepoints, for the server's whole process tree), divided by the requests of the window: each bar is the median trial's total, split by syscall as the trials' counts pooled. Exact, so a noisy machine does not blur them: these bars separate models the throughput plot cannot. A reference peer's bar is a C server's cost for the same work."}
+}
