@@ -313,7 +313,7 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 		}
 	}
 	name := fmt.Sprintf("syscalls-%s-c%d", g.Key(), conns)
-	title := fmt.Sprintf("Syscalls and context switches per request, %d connections (%s)", conns, g.String())
+	title := fmt.Sprintf("Syscalls and context switches per request, %s (%s)", plural(float64(conns), "connection"), g.String())
 	if len(cells) == 0 {
 		return Figure{Name: name, Title: title}
 	}
@@ -327,7 +327,7 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 		}
 	}
 	names := slices.Sorted(maps.Keys(shown))
-	sp := Panel{Title: fmt.Sprintf("Server syscalls per request, by syscall — %d connections, %s", conns, g.String()),
+	sp := Panel{Title: fmt.Sprintf("Server syscalls per request, by syscall — %s, %s", plural(float64(conns), "connection"), g.String()),
 		YLabel: "syscalls per request", Categories: cats, Stacked: true}
 	for _, n := range append(names, "other") {
 		bs := BarSet{Name: n}

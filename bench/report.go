@@ -270,7 +270,7 @@ func kernelSection(w func(string, ...any), s *Summary, g Group, img func(string,
 	w("\n")
 	for _, c := range s.Spec.Conns {
 		if t := KernelTable(s, g, c); t != "" {
-			w("**%d connections**\n\n%s\n", c, t)
+			w("**%s**\n\n%s\n", plural(float64(c), "connection"), t)
 			img(fmt.Sprintf("syscalls-%s-c%d", g.Key(), c), nil)
 		}
 	}

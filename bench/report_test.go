@@ -622,6 +622,12 @@ func TestIdleReport(t *testing.T) {
 	if sel := s.CellAt(g, "select", 10, 5000); sel.Apart() != "idle held 1010/5000" {
 		t.Errorf("select at 5000 idle: apart %q", sel.Apart())
 	}
+	// Idle connections open but never served (in the backlog of a server at its
+	// process cap) answer no heartbeat: apart too.
+	backlog := CellSummary{Cell: Cell{Conns: 10, Idle: 5000}, Heartbeats: &Heartbeats{OpenAtEndMin: 5000, Sent: 2008}}
+	if got := backlog.Apart(); got != "heartbeats answered 0/2008" {
+		t.Errorf("idle connections never answered: apart %q", got)
+	}
 	if sl := slopes["select"]; sl.N != 6 || sl.MaxIdle != 1000 {
 		t.Errorf("select slope %+v: want 6 trials up to 1000 idle", sl)
 	}

@@ -133,7 +133,9 @@ func (s CellSummary) Starved() bool {
 // that served all its connections ("" when they are): the gate opened the window
 // at a ceiling ("ceiling 240/1000": the server held only that many), some
 // connections completed no request in the window ("unserved 12/1000"), some idle
-// connections were lost or never held ("idle held 1010/5000"), or, for
+// connections were lost or never held ("idle held 1010/5000"), fewer than 90% of
+// the idle connections' heartbeats were answered ("heartbeats answered 0/2008":
+// open, but never accepted), or, for
 // results without the gate, Little's law says most connections waited
 // ("starved ~8/100"). Such a cell is flagged in tables, drawn hollow and apart
 // from its model's line, and left out of every ranking.
@@ -145,6 +147,10 @@ func (s CellSummary) Apart() string {
 		return fmt.Sprintf("unserved %d/%d", s.IdleInWindow, s.Cell.Conns)
 	case s.Heartbeats != nil && s.Heartbeats.OpenAtEndMin < s.Cell.Idle:
 		return fmt.Sprintf("idle held %d/%d", s.Heartbeats.OpenAtEndMin, s.Cell.Idle)
+	case s.Heartbeats != nil && float64(s.Heartbeats.Answered) < 0.9*float64(s.Heartbeats.Sent):
+		// Open on the client's side but not served: waiting in the backlog
+		// of a server that accepts no more (fork at its process cap).
+		return fmt.Sprintf("heartbeats answered %d/%d", s.Heartbeats.Answered, s.Heartbeats.Sent)
 	case s.Starved():
 		return fmt.Sprintf("starved ~%.0f/%d", s.ActiveConns, s.Cell.Conns)
 	}
