@@ -208,7 +208,10 @@ func IdleFindings(s *Summary, g Group, conns int) []string {
 		if sl.Flat() {
 			flat = append(flat, fmt.Sprintf("%s (%+.3f µs [%+.3f, %+.3f])", sl.Model, sl.PerK, sl.Lo, sl.Hi))
 		} else {
-			grow = append(grow, fmt.Sprintf("%s %+.2f µs [%+.2f, %+.2f] (%s at 0 idle, fitted)", sl.Model, sl.PerK, sl.Lo, sl.Hi, Micros(sl.Intercept)))
+			// The measured ends beside the fitted slope: a curve need not be a line.
+			lo, hi := s.CellAt(g, sl.Model, conns, 0), s.CellAt(g, sl.Model, conns, sl.MaxIdle)
+			grow = append(grow, fmt.Sprintf("%s %+.2f µs [%+.2f, %+.2f] (measured: %s a request with no idle connection, %s with %d)",
+				sl.Model, sl.PerK, sl.Lo, sl.Hi, Micros(lo.CPUPerReqUS), Micros(hi.CPUPerReqUS), sl.MaxIdle))
 		}
 	}
 	var out []string
@@ -230,7 +233,7 @@ func IdleFindings(s *Summary, g Group, conns int) []string {
 			switch {
 			case cs.Apart() != "":
 				limits = append(limits, fmt.Sprintf("%s at %d idle: %s", m, idle, cs.Apart()))
-			case cs.Measured == 0 && (cs.Failed > 0 || cs.Skipped > 0) && len(cs.Notes) > 0:
+			case cs.OK == 0 && (cs.Failed > 0 || cs.Skipped > 0) && len(cs.Notes) > 0:
 				limits = append(limits, fmt.Sprintf("%s at %d idle: %s", m, idle, cs.Notes[0]))
 			default:
 				continue

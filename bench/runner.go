@@ -420,7 +420,7 @@ func classify(code int, timedOut bool, runErr error, res *result.Run) (status, f
 		return StatusFailed, FailUsage
 	case res == nil:
 		return StatusFailed, FailNoResult
-	case res.Load.ErrorsTotal > 0:
+	case res.Load.ErrorsTotal > 0, res.Load.Idle != nil && res.Load.Idle.ErrorsTotal > 0:
 		return StatusFailed, FailErrors
 	case res.Server != nil && res.Server.Exit != nil && !res.Server.Exit.Clean:
 		return StatusFailed, FailServerExit
@@ -433,11 +433,18 @@ func classify(code int, timedOut bool, runErr error, res *result.Run) (status, f
 func failureReason(rec TrialRecord, runErr error, res *result.Run) string {
 	switch rec.Failure {
 	case FailErrors:
+		why := ErrorsString(res.Load.Errors)
+		if id := res.Load.Idle; id != nil && id.ErrorsTotal > 0 {
+			if why != "" {
+				why += "; "
+			}
+			why += fmt.Sprintf("idle connections lost: %s (%d of %d)", ErrorsString(id.Errors), id.ErrorsTotal, id.Conns)
+		}
 		// A server that died mid-run explains the errors: say both.
 		if e := res.Server; e != nil && e.Exit != nil && !e.Exit.Clean {
-			return ErrorsString(res.Load.Errors) + "; server: " + exitString(e.Exit)
+			return why + "; server: " + exitString(e.Exit)
 		}
-		return ErrorsString(res.Load.Errors)
+		return why
 	case FailServerExit:
 		// As with errors above: the server died, possibly before any request
 		// failed (loadgen stops the load as soon as its server exits).

@@ -19,6 +19,7 @@ func TestClassify(t *testing.T) {
 	withErrors := &result.Run{Load: result.Load{ErrorsTotal: 2}}
 	unclean := &result.Run{Server: &result.Server{Exit: &result.Exit{Code: -1, Signal: "killed"}}}
 	unsteady := &result.Run{Load: result.Load{Steady: &result.Steady{State: result.SteadyNot}}}
+	idleLost := &result.Run{Load: result.Load{Idle: &result.Idle{Conns: 5000, ErrorsTotal: 3, Errors: map[string]int64{"eof": 3}}}}
 	unsteadyErrors := &result.Run{Load: result.Load{ErrorsTotal: 2, Steady: &result.Steady{State: result.SteadyNot}}}
 	tests := []struct {
 		name     string
@@ -35,6 +36,7 @@ func TestClassify(t *testing.T) {
 		{"errors", 1, false, errors.New("exit status 1"), withErrors, StatusFailed, FailErrors},
 		{"server exit", 1, false, errors.New("exit status 1"), unclean, StatusFailed, FailServerExit},
 		{"timeout wins", 0, true, nil, &result.Run{}, StatusFailed, FailTimeout},
+		{"idle connections lost", 1, false, errors.New("exit status 1"), idleLost, StatusFailed, FailErrors},
 		{"not steady", 1, false, errors.New("exit status 1"), unsteady, StatusFailed, FailNotSteady},
 		{"errors say more than not steady", 1, false, errors.New("exit status 1"), unsteadyErrors, StatusFailed, FailErrors},
 	}
@@ -43,6 +45,9 @@ func TestClassify(t *testing.T) {
 		if s != tt.status || f != tt.failure {
 			t.Errorf("%s: %s/%s, want %s/%s", tt.name, s, f, tt.status, tt.failure)
 		}
+	}
+	if got := failureReason(TrialRecord{Failure: FailErrors}, nil, idleLost); got != "idle connections lost: eof 3 (3 of 5000)" {
+		t.Errorf("idle connections lost: reason %q", got)
 	}
 }
 
