@@ -80,8 +80,9 @@ var Presets = map[string]Spec{
 	// quick: every model and the C reference peer, echo, a concurrency sweep, 6
 	// repetitions (the fewest for which the order-statistic interval of a median,
 	// [min, max], covers ≥ 95%: 96.9%), plus a 4 s timeline per model. Short
-	// trials buy the repetitions: about 8 minutes with 12 models on a 2-core
-	// machine. peer:cepoll is the line a one-core event loop in plain C reaches:
+	// trials buy the repetitions: about 11 minutes with 12 models on a 2-core
+	// machine (fork's c=1000 trials wait ~15 s each for its children before the
+	// steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
 	// the report says how close the models get to it and never ranks it.
 	"quick": {
 		Models: []string{"all", "peer:cepoll"},
