@@ -9,6 +9,7 @@ package bench
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"math"
 	"slices"
@@ -292,6 +293,25 @@ func kernelMissing(s *Summary, g Group) string {
 	return why
 }
 
+// syscallHues fix a colour per syscall (and per kind of switch) so that a
+// syscall is the same colour in every plot: its 1-based index is its Hue. The
+// names the models and peers make most come first; a name not here takes a hue
+// after them (the palette wraps).
+var syscallHues = []string{"read", "write", "epoll_wait", "epoll_pwait", "epoll_ctl", "futex", "nanosleep",
+	"poll", "ppoll", "select", "pselect6", "sendto", "recvfrom", "other", "voluntary", "involuntary"}
+
+// hueOf is the BarSet.Hue of a syscall name (or "other", "voluntary",
+// "involuntary"): fixed for the names in syscallHues, else from a hash of the
+// name, so it is the same in every figure too.
+func hueOf(name string) int {
+	if i := slices.Index(syscallHues, name); i >= 0 {
+		return i + 1
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return len(syscallHues) + 1 + int(h.Sum32()%uint32(len(palette)))
+}
+
 // SyscallFigure: syscalls per request by name, one stacked bar per model, and
 // context switches per request (voluntary and involuntary stacked) below, at one
 // concurrency. Names that make less than 2% of every model's syscalls go into
@@ -330,7 +350,7 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 	sp := Panel{Title: fmt.Sprintf("Server syscalls per request, by syscall — %s, %s", plural(float64(conns), "connection"), g.String()),
 		YLabel: "syscalls per request", Categories: cats, Stacked: true}
 	for _, n := range append(names, "other") {
-		bs := BarSet{Name: n}
+		bs := BarSet{Name: n, Hue: hueOf(n)}
 		for _, cs := range cells {
 			v := cs.ServerKernel.BySyscall[n]
 			if n == "other" {
@@ -346,8 +366,8 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 		}
 		sp.BarSets = append(sp.BarSets, bs)
 	}
-	cp := Panel{Title: "Server context switches per request", YLabel: "switches per request", Categories: cats, Stacked: true, ColorFrom: len(sp.BarSets)}
-	vol, inv := BarSet{Name: "voluntary (blocked)"}, BarSet{Name: "involuntary (preempted)"}
+	cp := Panel{Title: "Server context switches per request", YLabel: "switches per request", Categories: cats, Stacked: true}
+	vol, inv := BarSet{Name: "voluntary (blocked)", Hue: hueOf("voluntary")}, BarSet{Name: "involuntary (preempted)", Hue: hueOf("involuntary")}
 	for _, cs := range cells {
 		vol.Bars = append(vol.Bars, Bar{Value: cs.ServerKernel.VoluntaryPerReq, Missing: cs.ServerKernel.VoluntaryPerReq <= 0})
 		inv.Bars = append(inv.Bars, Bar{Value: cs.ServerKernel.InvoluntaryPerReq, Missing: cs.ServerKernel.InvoluntaryPerReq <= 0})

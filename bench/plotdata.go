@@ -41,9 +41,12 @@ type Bar struct {
 	ClientBound bool `json:",omitempty"`
 }
 
-// BarSet is one colour of bars: one value per category.
+// BarSet is one colour of bars: one value per category. Hue, if positive, is
+// 1 + the palette index of its colour, the same in every figure (a syscall's);
+// 0 colours the set by its position.
 type BarSet struct {
 	Name string
+	Hue  int `json:",omitempty"`
 	Bars []Bar
 }
 
@@ -61,12 +64,9 @@ type Panel struct {
 	VLines []VLine `json:",omitempty"`
 	// Categories and BarSets make a grouped bar chart instead of lines; Stacked
 	// stacks the sets' bars of a category instead of setting them side by side.
-	// ColorFrom is the palette index of the first set (a panel below another
-	// whose sets mean something else starts after them).
 	Categories []string `json:",omitempty"`
 	BarSets    []BarSet `json:",omitempty"`
 	Stacked    bool     `json:",omitempty"`
-	ColorFrom  int      `json:",omitempty"`
 }
 
 // VLine is a labelled vertical line at X.
@@ -125,8 +125,15 @@ func Figures(s *Summary) []Figure {
 	sp := s.Spec
 	var figs []Figure
 	for _, g := range sweepGroups(sp) {
-		figs = append(figs, ThroughputFigure(s, g), P99Figure(s, g), NinesFigure(s, g, sp.FocusConns()),
-			CPUFigure(s, g), MemoryFigure(s, g))
+		// A line against concurrency needs two concurrencies: with one (the
+		// scale preset) those figures would be a column of dots.
+		if len(sp.Conns) > 1 {
+			figs = append(figs, ThroughputFigure(s, g), P99Figure(s, g))
+		}
+		figs = append(figs, NinesFigure(s, g, sp.FocusConns()), CPUFigure(s, g))
+		if len(sp.Conns) > 1 {
+			figs = append(figs, MemoryFigure(s, g))
+		}
 		for _, c := range sp.Conns {
 			figs = append(figs, SyscallFigure(s, g, c))
 		}

@@ -300,7 +300,10 @@ func addBars(p *plot.Plot, legend *legendOnce, pn Panel) error {
 	base := make([]float64, len(pn.Categories)) // the stack so far, per category
 	anyBound := false
 	for i, bs := range pn.BarSets {
-		clr, _, _ := style(pn.ColorFrom + i)
+		clr, _, _ := style(i)
+		if bs.Hue > 0 {
+			clr = palette[(bs.Hue-1)%len(palette)]
+		}
 		b := &bars{set: bs, width: width, offset: (vg.Length(i) - vg.Length(n-1)/2) * width, color: clr, floor: floor}
 		if pn.Stacked {
 			b.offset, b.base = 0, slices.Clone(base)

@@ -171,12 +171,12 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	for _, f := range figs {
 		byName[f.Name] = f
 	}
+	// img writes a figure with what it shows; findings without their figure
+	// (one not drawn: no data, or a single concurrency) are still written.
 	img := func(name string, findings []string) {
-		f, ok := byName[name]
-		if !ok {
-			return
+		if f, ok := byName[name]; ok {
+			w("### %s\n\n![%s](%s/%s.png)\n\n%s\n\n", f.Title, f.Title, plotRel, f.Name, f.Caption)
 		}
-		w("### %s\n\n![%s](%s/%s.png)\n\n%s\n\n", f.Title, f.Title, plotRel, f.Name, f.Caption)
 		if len(findings) > 0 {
 			w("**What this run shows:**\n\n")
 			for _, l := range findings {
