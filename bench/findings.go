@@ -339,8 +339,8 @@ func byCPU(a, b CellSummary) int {
 // divided by the growth of the connections it held in the window (CellSummary.Held:
 // served when the gate opened it, so a fork or thread model still in its ramp or
 // at a ceiling is divided by what it held, not by what was asked). For models
-// with a process or a thread per connection it also gives the RSS per process or
-// thread at the highest concurrency, measured directly.
+// with a process or a thread per connection it also gives the same growth per
+// process or thread added, counted from the tree itself.
 func MemoryFindings(s *Summary, g Group) []string {
 	type grow struct {
 		model          string

@@ -472,7 +472,6 @@ func TableCSV(s *Summary, g Group) []byte {
 		"server_syscalls_per_req", "server_syscalls_min", "server_syscalls_max", "server_top_syscalls", "server_ctx_per_req", "server_voluntary_per_req", "server_involuntary_per_req",
 		"server_user_us_per_req", "server_system_us_per_req", "client_syscalls_per_req", "client_ctx_per_req", "kernel_missing",
 		"heartbeats_sent", "heartbeats_answered", "heartbeats_late", "heartbeats_missed", "heartbeat_p99_us", "idle_open_at_end_min", "idle_errors", "peer"})
-	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 	for _, c := range s.Spec.Conns {
 		for _, idle := range s.Spec.idles() {
 			for _, m := range s.Spec.Models {
@@ -482,20 +481,20 @@ func TableCSV(s *Summary, g Group) []byte {
 				}
 				var tps []string
 				for _, t := range cs.Throughputs {
-					tps = append(tps, f(t))
+					tps = append(tps, fnum(t))
 				}
 				med, lo, hi := "", "", ""
 				if cs.Throughput.N > 0 {
-					med, lo, hi = f(cs.Throughput.Median), f(cs.Throughput.Lo), f(cs.Throughput.Hi)
+					med, lo, hi = fnum(cs.Throughput.Median), fnum(cs.Throughput.Lo), fnum(cs.Throughput.Hi)
 				}
 				l := cs.Latency
 				row := []string{g.Proto, g.Work, strconv.FormatBool(g.Reconnect), strconv.Itoa(c), strconv.Itoa(idle), m,
 					strconv.Itoa(cs.Planned), strconv.Itoa(cs.Measured), strconv.Itoa(cs.Failed), strconv.Itoa(cs.Skipped),
-					med, lo, hi, f(cs.Throughput.Level), strings.Join(tps, " "),
+					med, lo, hi, fnum(cs.Throughput.Level), strings.Join(tps, " "),
 					i64(l.P50US), i64(l.P90US), i64(l.P99US), i64(l.P999US), i64(l.P9999US), i64(l.MaxUS), i64(l.Count),
-					f(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
-					i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), f(cs.ActiveConns),
-					strconv.Itoa(cs.Gated), f(cs.HeldAtStart), strconv.Itoa(cs.OpenAtEnd), strconv.Itoa(cs.IdleInWindow), f(cs.GateWaitSeconds),
+					fnum(cs.CPUPerReqUS), i64(cs.RSSMaxBytes), strconv.Itoa(cs.ThreadsMax), strconv.Itoa(cs.ProcsMax),
+					i64(cs.ErrorsTotal), ErrorsString(cs.Errors), strconv.Itoa(cs.ClientBound), strconv.FormatBool(cs.Noisy()), fnum(cs.ActiveConns),
+					strconv.Itoa(cs.Gated), fnum(cs.HeldAtStart), strconv.Itoa(cs.OpenAtEnd), strconv.Itoa(cs.IdleInWindow), fnum(cs.GateWaitSeconds),
 					strconv.Itoa(cs.Ceiling), strconv.Itoa(cs.CeilingReps), strconv.Itoa(cs.NotSteady), cs.Apart()}
 				row = append(row, kernelCSV(cs)...)
 				row = append(row, heartbeatCSV(cs)...)
@@ -519,17 +518,19 @@ func heartbeatCSV(cs CellSummary) []string {
 
 // kernelCSV is a cell's kernel columns of TableCSV (empty when not counted).
 func kernelCSV(cs CellSummary) []string {
-	f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 	out := make([]string, 11)
 	if k := cs.ServerKernel; k != nil {
-		copy(out, []string{f(k.SyscallsPerReq), f(k.SyscallsMin), f(k.SyscallsMax), k.Top(3), f(k.CtxPerReq), f(k.VoluntaryPerReq), f(k.InvoluntaryPerReq),
-			f(k.UserUSPerReq), f(k.SystemUSPerReq)})
+		copy(out, []string{fnum(k.SyscallsPerReq), fnum(k.SyscallsMin), fnum(k.SyscallsMax), k.Top(3), fnum(k.CtxPerReq), fnum(k.VoluntaryPerReq), fnum(k.InvoluntaryPerReq),
+			fnum(k.UserUSPerReq), fnum(k.SystemUSPerReq)})
 	}
 	if k := cs.ClientKernel; k != nil {
-		out[9], out[10] = f(k.SyscallsPerReq), f(k.CtxPerReq)
+		out[9], out[10] = fnum(k.SyscallsPerReq), fnum(k.CtxPerReq)
 	}
 	return append(out, cs.KernelMissing)
 }
+
+// fnum is a CSV number at full precision.
+func fnum(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 func i64(v int64) string { return strconv.FormatInt(v, 10) }
 

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/cpuset"
-	"concbench/internal/envinfo"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 	"concbench/loadgen"
@@ -511,20 +510,17 @@ func lastLine(s string) string {
 
 func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 
-// DefaultSkip skips cells this machine cannot run at all: more connections than
-// ephemeral ports, or than the descriptor limit allows. Cells a model cannot run
-// (select past FD_SETSIZE, a pool smaller than the concurrency) are run, and their
-// failures recorded.
+// DefaultSkip skips cells this machine cannot run at all: more connections
+// (busy and idle) than the descriptor limit allows. More connections than one
+// source address's ephemeral ports is not such a cell: loadgen spreads them over
+// more loopback addresses itself. Cells a model cannot run (select past
+// FD_SETSIZE, a pool smaller than the concurrency) are run, and their failures
+// recorded.
 func DefaultSkip(c Cell) string {
 	n := c.Conns + c.Idle
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(n)+256 > rl.Max && os.Geteuid() != 0 {
 		return fmt.Sprintf("%d connections need more descriptors than the hard limit %d (ulimit -Hn)", n, rl.Max)
-	}
-	// Past one address's ephemeral ports loadgen spreads its connections over
-	// more loopback source addresses; a cell it cannot run, it refuses itself.
-	if lo, hi, ok := envinfo.PortRange(); ok && uint64(n) > hi-lo+1 && c.Idle == 0 {
-		return fmt.Sprintf("%d connections exceed the %d ephemeral ports (net/ipv4/ip_local_port_range)", n, hi-lo+1)
 	}
 	return ""
 }

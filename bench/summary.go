@@ -203,15 +203,10 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		closed = closed && r.Load.Mode == "closed"
 		s.Throughputs = append(s.Throughputs, r.Load.Throughput)
 		if r.Load.LatencyHist != "" {
-			h, err := hdr.Decode([]byte(r.Load.LatencyHist))
-			if err != nil {
+			var err error
+			if merged, err = mergeHist(merged, r.Load.LatencyHist); err != nil {
 				s.Notes = append(s.Notes, fmt.Sprintf("rep %d: latency histogram unreadable: %v", rec.Rep, err))
 			} else {
-				if merged == nil {
-					merged = h
-				} else {
-					merged.Merge(h)
-				}
 				s.Merged++
 			}
 		} else {
@@ -238,12 +233,9 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 				hb.Errors[k] += n
 			}
 			if id.LatencyHist != "" {
-				if h, err := hdr.Decode([]byte(id.LatencyHist)); err == nil {
-					if beats == nil {
-						beats = h
-					} else {
-						beats.Merge(h)
-					}
+				var err error
+				if beats, err = mergeHist(beats, id.LatencyHist); err != nil {
+					s.Notes = append(s.Notes, fmt.Sprintf("rep %d: heartbeat histogram unreadable: %v", rec.Rep, err))
 				}
 			}
 		}
@@ -314,6 +306,20 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		s.Errors = nil
 	}
 	return s
+}
+
+// mergeHist adds the encoded histogram enc (a result's) to acc, nil for none
+// yet, and returns the sum; acc is returned unchanged when enc cannot be read.
+func mergeHist(acc *hdr.Histogram, enc string) (*hdr.Histogram, error) {
+	h, err := hdr.Decode([]byte(enc))
+	switch {
+	case err != nil:
+		return acc, err
+	case acc == nil:
+		return h, nil
+	}
+	acc.Merge(h)
+	return acc, nil
 }
 
 func percentilesOf(h *hdr.Histogram) result.Percentiles {
