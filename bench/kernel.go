@@ -23,8 +23,14 @@ import (
 // KernelCost is one side's kernel counts per request in a cell: medians over the
 // trials that counted them, with the range, and the syscalls by name pooled
 // over those trials (their counts summed, divided by their requests summed).
+// The switches and CPU come from the timed repetitions; the syscalls from the
+// counted ones when the spec has them (Spec.CountReps), else from the same.
 type KernelCost struct {
-	Reps int `json:"reps"` // trials counted
+	Reps int `json:"reps"` // trials whose switches and CPU are counted
+	// SyscallReps is the number of trials whose syscalls are counted;
+	// SyscallsMissing says why there are none ("" when there are).
+	SyscallReps     int    `json:"syscall_reps"`
+	SyscallsMissing string `json:"syscalls_missing,omitempty"`
 	// SyscallsPerReq is the median of the trials' syscalls per request;
 	// SyscallsMin and SyscallsMax the range over them.
 	SyscallsPerReq float64 `json:"syscalls_per_req"`
@@ -48,15 +54,21 @@ type KernelCost struct {
 	CPUMax      float64 `json:"cpu_max"`
 }
 
+// HasSyscalls reports whether c has syscall figures (a nil c has none).
+func (c *KernelCost) HasSyscalls() bool { return c != nil && c.SyscallReps > 0 }
+
 // kernelAcc collects one side's counts over a cell's trials.
 type kernelAcc struct {
-	sys, ctx, vol, inv, user, system, cpu []float64
-	byName                                map[string]int64
-	requests                              int64
-	missing                               string
+	ctx, vol, inv, user, system, cpu []float64
+	sys                              []float64
+	byName                           map[string]int64
+	sysRequests                      int64 // of the trials in sys
+	missing                          string
+	sysMissing                       string // why a trial added has no syscalls
 }
 
-// add adds one trial's counts (k nil: not counted, missing says why).
+// add adds one trial's counts (k nil: not counted, missing says why): its
+// switches and CPU, and its syscalls if it counted them.
 func (a *kernelAcc) add(k *result.Kernel, missing string, requests int64) {
 	if k == nil || requests <= 0 {
 		if a.missing == "" {
@@ -65,36 +77,64 @@ func (a *kernelAcc) add(k *result.Kernel, missing string, requests int64) {
 		return
 	}
 	per := func(n int64) float64 { return float64(n) / float64(requests) }
-	a.sys = append(a.sys, per(k.SyscallsTotal))
 	a.ctx = append(a.ctx, per(k.CtxSwitches))
 	a.vol = append(a.vol, per(k.Voluntary))
 	a.inv = append(a.inv, per(k.Involuntary))
 	a.user = append(a.user, per(k.UserUS))
 	a.system = append(a.system, per(k.SystemUS))
 	a.cpu = append(a.cpu, per(k.UserUS+k.SystemUS))
-	if a.byName == nil {
-		a.byName = map[string]int64{}
-	}
-	for name, n := range k.Syscalls {
-		a.byName[name] += n
-	}
-	a.byName["other"] += k.SyscallsOther
-	a.requests += requests
+	a.addSyscalls(k, "", requests)
 }
 
-// cost is the collected counts per request, nil if no trial had any.
-func (a *kernelAcc) cost() *KernelCost {
-	if len(a.sys) == 0 {
+// addSyscalls adds one trial's syscalls alone (k nil or without them: why is
+// the reason, or k's, and is kept if no reason is yet).
+func (a *kernelAcc) addSyscalls(k *result.Kernel, why string, requests int64) {
+	switch {
+	case k != nil && k.SyscallsMissing != "":
+		why = k.SyscallsMissing
+	case k == nil || requests <= 0:
+	default:
+		a.sys = append(a.sys, float64(k.SyscallsTotal)/float64(requests))
+		if a.byName == nil {
+			a.byName = map[string]int64{}
+		}
+		for name, n := range k.Syscalls {
+			a.byName[name] += n
+		}
+		a.byName["other"] += k.SyscallsOther
+		a.sysRequests += requests
+		return
+	}
+	if a.sysMissing == "" {
+		a.sysMissing = why
+	}
+}
+
+// cost is the collected counts per request, nil if no trial had any. syscalls,
+// if not nil, are the syscalls counted in repetitions of their own: they stand
+// in for a's own when a has none.
+func (a *kernelAcc) cost(syscalls *kernelAcc) *KernelCost {
+	if len(a.ctx) == 0 {
 		return nil
 	}
 	med := func(xs []float64) float64 { m, _ := stats.Median(xs); return m }
-	c := &KernelCost{Reps: len(a.sys), SyscallsPerReq: med(a.sys), SyscallsMin: slices.Min(a.sys), SyscallsMax: slices.Max(a.sys),
+	c := &KernelCost{Reps: len(a.ctx),
 		CtxPerReq: med(a.ctx), VoluntaryPerReq: med(a.vol), InvoluntaryPerReq: med(a.inv),
-		UserUSPerReq: med(a.user), SystemUSPerReq: med(a.system), BySyscall: map[string]float64{},
+		UserUSPerReq: med(a.user), SystemUSPerReq: med(a.system),
 		CPUUSPerReq: med(a.cpu), CPUMin: slices.Min(a.cpu), CPUMax: slices.Max(a.cpu)}
-	for name, n := range a.byName {
+	src := a
+	if len(a.sys) == 0 && syscalls != nil {
+		src = syscalls
+	}
+	if len(src.sys) == 0 {
+		c.SyscallsMissing = cmp.Or(src.sysMissing, a.sysMissing, "not measured: no trial counted syscalls")
+		return c
+	}
+	c.SyscallReps, c.SyscallsPerReq, c.SyscallsMin, c.SyscallsMax = len(src.sys), med(src.sys), slices.Min(src.sys), slices.Max(src.sys)
+	c.BySyscall = map[string]float64{}
+	for name, n := range src.byName {
 		if n > 0 {
-			c.BySyscall[name] = float64(n) / float64(a.requests)
+			c.BySyscall[name] = float64(n) / float64(src.sysRequests)
 		}
 	}
 	return c
@@ -143,9 +183,14 @@ func kernelRows(s *Summary, g Group, conns int) []CellSummary {
 			models = append(models, cs)
 		}
 	}
-	by := func(a, b CellSummary) int {
-		return cmp.Compare(a.ServerKernel.SyscallsPerReq, b.ServerKernel.SyscallsPerReq)
+	// Cells whose syscalls were not counted go after those whose were.
+	key := func(cs CellSummary) float64 {
+		if !cs.ServerKernel.HasSyscalls() {
+			return math.Inf(1)
+		}
+		return cs.ServerKernel.SyscallsPerReq
 	}
+	by := func(a, b CellSummary) int { return cmp.Compare(key(a), key(b)) }
 	slices.SortStableFunc(models, by)
 	slices.SortStableFunc(apart, by)
 	return append(append(models, apart...), refs...)
@@ -168,10 +213,17 @@ func KernelTable(s *Summary, g Group, conns int) string {
 		}
 		client := []string{"–", "–"}
 		if c := cs.ClientKernel; c != nil {
-			client = []string{fmt.Sprintf("%.2f", c.SyscallsPerReq), fmt.Sprintf("%.3f", c.CtxPerReq)}
+			client[1] = fmt.Sprintf("%.3f", c.CtxPerReq)
+			if c.HasSyscalls() {
+				client[0] = fmt.Sprintf("%.2f", c.SyscallsPerReq)
+			}
 		}
-		fmt.Fprintf(&b, "| %s | %.2f [%.2f–%.2f] | %s | %.3f (%.3f + %.3f) | %.2f | %.2f | %s | %s | %s |\n",
-			name, k.SyscallsPerReq, k.SyscallsMin, k.SyscallsMax, k.Top(3), k.CtxPerReq, k.VoluntaryPerReq, k.InvoluntaryPerReq,
+		sys, top := "not counted", "–"
+		if k.HasSyscalls() {
+			sys, top = fmt.Sprintf("%.2f [%.2f–%.2f]", k.SyscallsPerReq, k.SyscallsMin, k.SyscallsMax), k.Top(3)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.3f (%.3f + %.3f) | %.2f | %.2f | %s | %s | %s |\n",
+			name, sys, top, k.CtxPerReq, k.VoluntaryPerReq, k.InvoluntaryPerReq,
 			k.UserUSPerReq, k.SystemUSPerReq, client[0], client[1], strings.Join(Flags(cs), " "))
 	}
 	return b.String()
@@ -185,15 +237,20 @@ func KernelFindings(s *Summary, g Group) []string {
 	worstSpread := 0.0
 	for _, c := range s.Spec.Conns {
 		var ms []CellSummary
-		var refs []string
+		var refs, uncounted []string
 		for _, cs := range kernelRows(s, g, c) {
 			switch {
+			case !cs.ServerKernel.HasSyscalls():
+				uncounted = append(uncounted, fmt.Sprintf("%s (%s)", cs.Cell.Model, cs.ServerKernel.SyscallsMissing))
 			case IsPeer(cs.Cell.Model):
 				refs = append(refs, fmt.Sprintf("%s %.2f syscalls and %.3f switches per request", cs.Cell.Model, cs.ServerKernel.SyscallsPerReq, cs.ServerKernel.CtxPerReq))
 			case cs.Apart() == "":
 				ms = append(ms, cs)
 				worstSpread = max(worstSpread, cs.ServerKernel.Spread())
 			}
+		}
+		if len(uncounted) > 0 {
+			out = append(out, fmt.Sprintf("c=%d: syscalls not counted for %s.", c, strings.Join(uncounted, "; ")))
 		}
 		if len(ms) < 2 {
 			continue
@@ -327,6 +384,9 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 			}
 			if IsPeer(m) {
 				name += " (reference)"
+			}
+			if !cs.ServerKernel.HasSyscalls() {
+				name += " (syscalls not counted)"
 			}
 			cats = append(cats, name)
 			cells = append(cells, cs)

@@ -150,6 +150,10 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	}
 	w("- %d repetitions of %v measured after at least %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
 		sp.Repeat, sp.Duration, sp.Warmup, requestsString(sp))
+	if sp.CountReps > 0 {
+		w("- plus %s per cell that counted syscalls: the timed repetitions count only context switches and CPU time (counting syscalls sends every syscall of the machine through the kernel's tracing path, about +0.2 µs each, which would slow what they time); the syscall figures come from %s alone, their times from nowhere\n",
+			plural(float64(sp.CountReps), "further repetition"), map[bool]string{true: "it", false: "them"}[sp.CountReps == 1])
+	}
 	w("- the steady-state gate: a trial's window opens only once every connection has completed a request (or their number has stopped growing for a second: a ceiling), within %v of the load's start, or the trial fails as not steady\n", sp.steadyBound())
 	if sp.Timeline > 0 {
 		w("- plus one %v timeline trial per model at %d connections\n", sp.Timeline, sp.TimelineConns)
@@ -264,6 +268,9 @@ func kernelSection(w func(string, ...any), s *Summary, g Group, img func(string,
 		return
 	}
 	w("Syscalls, context switches and CPU time of the server's whole process tree over each trial's window, from the kernel's own counters (BPF programs on the sys_enter and sched_switch tracepoints, for a cgroup v2 made for the tree), divided by the requests of the window; medians over repetitions, [min–max] their range. loadgen's own counts beside them say how the client spends its core. Models with the fewest syscalls first; cells apart (not all connections served) after them, reference peers last.\n\n")
+	if s.Spec.CountReps > 0 {
+		w("The syscalls come from the counted repetitions (%d per cell), run apart because their counter costs every syscall; the switches and CPU time from the timed repetitions, which did not pay for it. Counts, not times: a single repetition gives them exactly.\n\n", s.Spec.CountReps)
+	}
 	for _, f := range KernelFindings(s, g) {
 		w("- %s\n", f)
 	}
@@ -519,14 +526,22 @@ func heartbeatCSV(cs CellSummary) []string {
 // kernelCSV is a cell's kernel columns of TableCSV (empty when not counted).
 func kernelCSV(cs CellSummary) []string {
 	out := make([]string, 11)
+	missing := cs.KernelMissing
 	if k := cs.ServerKernel; k != nil {
-		copy(out, []string{fnum(k.SyscallsPerReq), fnum(k.SyscallsMin), fnum(k.SyscallsMax), k.Top(3), fnum(k.CtxPerReq), fnum(k.VoluntaryPerReq), fnum(k.InvoluntaryPerReq),
-			fnum(k.UserUSPerReq), fnum(k.SystemUSPerReq)})
+		copy(out[4:], []string{fnum(k.CtxPerReq), fnum(k.VoluntaryPerReq), fnum(k.InvoluntaryPerReq), fnum(k.UserUSPerReq), fnum(k.SystemUSPerReq)})
+		if k.HasSyscalls() {
+			copy(out, []string{fnum(k.SyscallsPerReq), fnum(k.SyscallsMin), fnum(k.SyscallsMax), k.Top(3)})
+		} else {
+			missing = "syscalls " + k.SyscallsMissing
+		}
 	}
 	if k := cs.ClientKernel; k != nil {
-		out[9], out[10] = fnum(k.SyscallsPerReq), fnum(k.CtxPerReq)
+		out[10] = fnum(k.CtxPerReq)
+		if k.HasSyscalls() {
+			out[9] = fnum(k.SyscallsPerReq)
+		}
 	}
-	return append(out, cs.KernelMissing)
+	return append(out, missing)
 }
 
 // fnum is a CSV number at full precision.

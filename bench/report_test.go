@@ -660,3 +660,77 @@ func TestIdleReport(t *testing.T) {
 		t.Errorf("CSV has no idle rows:\n%s", csv)
 	}
 }
+
+// TestKernelCostCountedReps: with counted repetitions, the timed ones count
+// switches and CPU only; a cell's syscalls come from its counted repetition,
+// its switches, CPU, throughput and latency from the timed ones alone. A cell
+// whose counted repetition has no result says why its syscalls are missing,
+// and the table, findings and CSV say "not counted" rather than show zeros.
+func TestKernelCostCountedReps(t *testing.T) {
+	sp := Spec{Preset: "test", Models: []string{"fast", "twin"}, Conns: []int{1, 100}, Protos: []string{"echo"},
+		Works: []string{"none"}, Reconnect: "off", Repeat: 3, CountReps: 1, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64}
+	d := fixtureOf(t, sp)
+	lost := Trial{Cell: Cell{Model: "twin", Proto: "echo", Work: "none", Conns: 100}, Rep: 1, Counted: true}
+	for k, r := range d.Results {
+		tr, n := d.Records[k].Trial, r.Load.Requests
+		if tr.Counted {
+			// Counting syscalls slowed it: half the throughput, ten times the
+			// switches. None of that may reach the cell's timed figures.
+			r.Load.Throughput /= 2
+			r.Server.Kernel = &result.Kernel{Syscalls: map[string]int64{"read": n, "write": n}, SyscallsOther: n / 2, SyscallsTotal: 2*n + n/2, CtxSwitches: n, Voluntary: n, UserUS: 50 * n}
+			r.Client.Kernel = &result.Kernel{Syscalls: map[string]int64{"read": n, "write": n}, SyscallsTotal: 2 * n, CtxSwitches: n, Voluntary: n}
+			continue
+		}
+		r.Server.Kernel = &result.Kernel{SyscallsMissing: "not measured: -count-syscalls=false", CtxSwitches: n / 10, Voluntary: n / 10, UserUS: 2 * n, SystemUS: 4 * n}
+		r.Client.Kernel = &result.Kernel{SyscallsMissing: "not measured: -count-syscalls=false", CtxSwitches: n / 20, Voluntary: n / 20}
+	}
+	delete(d.Results, lost.Key())
+	rec := d.Records[lost.Key()]
+	rec.Status, rec.Failure, rec.Reason, rec.Result = StatusFailed, FailErrors, "test failure", ""
+	d.Records[lost.Key()] = rec
+
+	s := Summarise(d)
+	g := Group{Proto: "echo", Work: "none"}
+	fast := s.Cell(g, "fast", 100)
+	k := fast.ServerKernel
+	if k == nil || k.Reps != 3 || k.SyscallReps != 1 || k.SyscallsMissing != "" || !near(k.SyscallsPerReq, 2.5) || !near(k.BySyscall["read"], 1) || !near(k.BySyscall["other"], 0.5) {
+		t.Fatalf("fast c=100 server: %+v; want syscalls 2.5 from the counted repetition", k)
+	}
+	if !near(k.CtxPerReq, 0.1) || !near(k.CPUUSPerReq, 6) {
+		t.Errorf("fast c=100 server: %.3f switches and %.2f µs per request, want 0.1 and 6 from the timed repetitions alone", k.CtxPerReq, k.CPUUSPerReq)
+	}
+	if c := fast.ClientKernel; c == nil || !near(c.SyscallsPerReq, 2) || !near(c.CtxPerReq, 0.05) {
+		t.Errorf("fast c=100 client: %+v", c)
+	}
+	if fast.Measured != 3 || len(fast.Throughputs) != 3 || fast.Planned != 4 || fast.OK != 4 || fast.Merged != 3 {
+		t.Errorf("fast c=100: measured %d, %d throughputs, planned %d, ok %d, %d histograms merged; want the 3 timed of 4 trials", fast.Measured, len(fast.Throughputs), fast.Planned, fast.OK, fast.Merged)
+	}
+	for _, v := range fast.Throughputs {
+		if v < 9000 {
+			t.Errorf("fast c=100 throughputs %v hold the counted repetition's", fast.Throughputs)
+		}
+	}
+
+	twin := s.Cell(g, "twin", 100)
+	if k := twin.ServerKernel; k == nil || k.HasSyscalls() || !strings.Contains(k.SyscallsMissing, "count 1 has no result (failed: test failure)") || !near(k.CtxPerReq, 0.1) {
+		t.Errorf("twin c=100 server: %+v; want switches and no syscalls, saying why", k)
+	}
+	if !slices.ContainsFunc(twin.Notes, func(n string) bool { return strings.HasPrefix(n, "count 1 failed (errors): test failure") }) {
+		t.Errorf("twin c=100 notes %q lack the counted repetition's failure", twin.Notes)
+	}
+	table := KernelTable(s, g, 100)
+	if !strings.Contains(table, "| twin | not counted | – | 0.100") || strings.Index(table, "| fast |") > strings.Index(table, "| twin |") {
+		t.Errorf("kernel table: want fast first, twin after it without syscalls:\n%s", table)
+	}
+	if find := strings.Join(KernelFindings(s, g), " "); !strings.Contains(find, "c=100: syscalls not counted for twin (not measured: count 1 has no result") {
+		t.Errorf("kernel findings do not say twin's syscalls were not counted:\n%s", find)
+	}
+	csv := string(TableCSV(s, g))
+	if !strings.Contains(csv, ",syscalls not measured: count 1 has no result") {
+		t.Errorf("the CSV does not say why twin's syscalls are missing:\n%s", csv)
+	}
+	f := SyscallFigure(s, g, 100)
+	if !slices.Contains(f.Panels[0].Categories, "twin (syscalls not counted)") {
+		t.Errorf("syscall figure categories %q: want twin marked not counted", f.Panels[0].Categories)
+	}
+}

@@ -137,8 +137,8 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 			n.Skipped++
 		}
 		left := todo[i+1:]
-		r.logf("bench: [%d/%d] %s elapsed, ~%s left | %s rep %d: %s",
-			n.Resumed+i+1, n.Planned, round(time.Since(start)), round(r.estimate(left, ran, plannedRan, runs)), t.Cell, t.Rep, rec.headline())
+		r.logf("bench: [%d/%d] %s elapsed, ~%s left | %s %s: %s",
+			n.Resumed+i+1, n.Planned, round(time.Since(start)), round(r.estimate(left, ran, plannedRan, runs)), t.Cell, t.Label(), rec.headline())
 	}
 	n.Elapsed = time.Since(start)
 	return n, nil
@@ -198,6 +198,17 @@ func (s Spec) PeerArgs(c Cell, out, addr string, pid int, cgroup string, serverC
 	return append(args, s.loadArgs(c, out)...)
 }
 
+// CountArgs are loadgen's arguments for what a trial counts: a timed trial of a
+// spec with counted repetitions counts switches and CPU but not syscalls
+// (their counter would cost every syscall it times); the counted ones, and
+// every trial of a spec without them, count everything.
+func (s Spec) CountArgs(t Trial) []string {
+	if s.CountReps > 0 && !t.Counted {
+		return []string{"-count-syscalls=false"}
+	}
+	return nil
+}
+
 // steadyBound is how much longer than planned a trial's gate may hold it: the
 // spec's SteadyTimeout, or loadgen's default.
 func (s Spec) steadyBound() time.Duration {
@@ -252,7 +263,7 @@ func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
 	if IsPeer(t.Cell.Model) {
 		return r.runPeerTrial(ctx, t)
 	}
-	return r.runLoadgen(ctx, t, r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json"))
+	return r.runLoadgen(ctx, t, append(r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json"), r.Spec.CountArgs(t)...))
 }
 
 // runPeerTrial starts the cell's peer, runs loadgen against it, and stops it —
@@ -262,7 +273,7 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 	started := time.Now()
 	failed := func(run *PeerRun, why error) (TrialRecord, error) {
 		if ctx.Err() != nil {
-			return TrialRecord{}, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
+			return TrialRecord{}, fmt.Errorf("%w during %s %s (discarded)", ErrInterrupted, t.Cell, t.Label())
 		}
 		return TrialRecord{Trial: t, Started: started, ExitCode: -1, Seconds: time.Since(started).Seconds(), Peer: run,
 			Status: StatusFailed, Failure: FailPeer, Reason: t.Cell.Model + ": " + why.Error()}, nil
@@ -281,7 +292,7 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 		}
 		run.removeCgroup()
 	}()
-	args := r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs)
+	args := append(r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), r.Spec.CountArgs(t)...)
 	rec, err = r.runLoadgen(ctx, t, args)
 	run.Exit = p.Stop(r.grace())
 	rec.Started, rec.Peer = started, run
@@ -320,7 +331,7 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 	// 20 s more is killed.
 	cmd.Cancel = func() error {
 		if ctx.Err() != nil {
-			r.logf("bench: interrupted: stopping the trial in flight, %s rep %d", t.Cell, t.Rep)
+			r.logf("bench: interrupted: stopping the trial in flight, %s %s", t.Cell, t.Label())
 		}
 		return cmd.Process.Signal(syscall.SIGINT)
 	}
@@ -362,7 +373,7 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 	case <-time.After(time.Second):
 	}
 	if ctx.Err() != nil {
-		return rec, fmt.Errorf("%w during %s rep %d (discarded)", ErrInterrupted, t.Cell, t.Rep)
+		return rec, fmt.Errorf("%w during %s %s (discarded)", ErrInterrupted, t.Cell, t.Label())
 	}
 	if cmd.ProcessState != nil {
 		rec.ExitCode = cmd.ProcessState.ExitCode()

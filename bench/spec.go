@@ -49,6 +49,17 @@ type Spec struct {
 	Reconnect string `json:"reconnect"`
 	// Repeat is the number of repetitions of every cell.
 	Repeat int `json:"repeat"`
+	// CountReps is the number of further repetitions of every cell that count
+	// its syscalls by name (loadgen's kernel counts, in full), run after the
+	// timed ones. Counting syscalls sends every syscall of the machine through
+	// the kernel's tracing path, which costs the server and the client alike
+	// (about +0.2 µs a syscall here): with CountReps > 0 the Repeat timed
+	// repetitions count only switches and CPU (loadgen -count-syscalls=false),
+	// their throughput, latency and CPU figures are not paid for by counting,
+	// and the syscall figures come from the counted repetitions alone (exact
+	// counts: one repetition gives them). 0 counts syscalls in every
+	// repetition, as results before this field did.
+	CountReps int `json:"count_reps,omitempty"`
 	// Duration and Warmup are each trial's measured time and unmeasured lead-in.
 	Duration time.Duration `json:"duration_ns"`
 	Warmup   time.Duration `json:"warmup_ns"`
@@ -87,7 +98,7 @@ var Presets = map[string]Spec{
 	"quick": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 6, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Timeline: 4 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: time.Minute,
 	},
@@ -96,7 +107,7 @@ var Presets = map[string]Spec{
 	"full": {
 		Models: []string{"all"},
 		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
-		Reconnect: "both", Repeat: 5, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
+		Reconnect: "both", Repeat: 5, CountReps: 1, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
 		Timeline: 15 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: 5 * time.Minute,
 	},
@@ -108,7 +119,7 @@ var Presets = map[string]Spec{
 	"scale": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{10}, Idles: []int{0, 1000, 5000, 10000, ScaleMax}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 3, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 3, CountReps: 1, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
 		SteadyTimeout: time.Minute,
 	},
 	// http: the one-thread event loops, the goroutine baseline and the
@@ -118,7 +129,7 @@ var Presets = map[string]Spec{
 	"http": {
 		Models: []string{"epoll-et", "reactor", "goroutine", "multireactor", "peer:nginx"},
 		Conns:  []int{10, 100}, Protos: []string{"http"}, Path: "/index.html", Works: []string{"none"},
-		Reconnect: "off", Repeat: 6, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 6, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		SteadyTimeout: 30 * time.Second,
 	},
 }
@@ -276,11 +287,30 @@ func sanitize(s string) string {
 // Trial is one run of one cell: what loadgen is started for.
 type Trial struct {
 	Cell Cell `json:"cell"`
-	Rep  int  `json:"rep"` // 1-based repetition
+	Rep  int  `json:"rep"` // 1-based repetition (of the timed ones, or of the counted ones)
+	// Counted marks a repetition that counts syscalls (Spec.CountReps): its
+	// figures give the cell's syscalls and nothing else.
+	Counted bool `json:"counted,omitempty"`
 }
 
-// Key names the trial's files: the cell's key and "rep2".
-func (t Trial) Key() string { return fmt.Sprintf("%s/rep%d", t.Cell.Key(), t.Rep) }
+// RepName is "rep2", or "count1" for a counted repetition.
+func (t Trial) RepName() string {
+	if t.Counted {
+		return fmt.Sprintf("count%d", t.Rep)
+	}
+	return fmt.Sprintf("rep%d", t.Rep)
+}
+
+// Label is "rep 2", or "count 1" for a counted repetition: for messages.
+func (t Trial) Label() string {
+	if t.Counted {
+		return fmt.Sprintf("count %d", t.Rep)
+	}
+	return fmt.Sprintf("rep %d", t.Rep)
+}
+
+// Key names the trial's files: the cell's key and "rep2" (or "count1").
+func (t Trial) Key() string { return t.Cell.Key() + "/" + t.RepName() }
 
 // Groups lists the spec's groups in order: protocols, then work, then reconnect.
 func (s Spec) Groups() []Group {
@@ -316,12 +346,13 @@ func (s Spec) TimelineCell(model string) (Cell, bool) {
 // repetition of one model sits between repetitions of the others (A B C A B C,
 // never A A A B B B) and slow drift of a shared machine spreads over all models
 // alike. Within a repetition the sweep goes group by group, concurrency rising,
-// then idle connections rising. The timeline trials (one per model) run last.
-// Idle connections are held beside persistent connections only: reconnect cells
-// are run without them.
+// then idle connections rising. The counted repetitions (CountReps) follow the
+// timed ones in the same order, and the timeline trials (one per model) run
+// last. Idle connections are held beside persistent connections only:
+// reconnect cells are run without them.
 func (s Spec) Plan() []Trial {
 	var ts []Trial
-	for rep := 1; rep <= s.Repeat; rep++ {
+	round := func(rep int, counted bool) {
 		for _, g := range s.Groups() {
 			for _, c := range s.Conns {
 				for _, idle := range s.idles() {
@@ -329,15 +360,21 @@ func (s Spec) Plan() []Trial {
 						continue
 					}
 					for _, m := range s.Models {
-						ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c, Idle: idle}, rep})
+						ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c, Idle: idle}, rep, counted})
 					}
 				}
 			}
 		}
 	}
+	for rep := 1; rep <= s.Repeat; rep++ {
+		round(rep, false)
+	}
+	for rep := 1; rep <= s.CountReps; rep++ {
+		round(rep, true)
+	}
 	for _, m := range s.Models {
 		if c, ok := s.TimelineCell(m); ok {
-			ts = append(ts, Trial{c, 1})
+			ts = append(ts, Trial{Cell: c, Rep: 1})
 		}
 	}
 	return ts
@@ -424,6 +461,9 @@ func (s Spec) Validate(known []string) error {
 	if s.Repeat < 1 || s.Duration <= 0 || s.Warmup < 0 || s.Size < 1 {
 		errs = append(errs, errors.New("repeat, duration and size must be positive, warm-up not negative"))
 	}
+	if s.CountReps < 0 {
+		errs = append(errs, errors.New("counted repetitions must not be negative (0: syscalls counted in every repetition)"))
+	}
 	if s.SteadyTimeout < 0 || s.TimelineStep < 0 {
 		errs = append(errs, errors.New("steady timeout and timeline step must not be negative (0: loadgen's default)"))
 	}
@@ -458,6 +498,11 @@ func (s Spec) SameMeasurement(saved Spec) string {
 	}
 	if s.Heartbeat != saved.Heartbeat {
 		diffs = append(diffs, fmt.Sprintf("heartbeat %v vs %v", s.Heartbeat, saved.Heartbeat))
+	}
+	if (s.CountReps > 0) != (saved.CountReps > 0) {
+		// The timed repetitions of one would pay for syscall counting and the
+		// other's not.
+		diffs = append(diffs, fmt.Sprintf("counted repetitions %d vs %d (syscalls counted apart or in every repetition)", s.CountReps, saved.CountReps))
 	}
 	if s.TimelineStep != saved.TimelineStep {
 		diffs = append(diffs, fmt.Sprintf("timeline step %v vs %v", s.TimelineStep, saved.TimelineStep))

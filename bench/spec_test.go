@@ -31,6 +31,44 @@ func TestPlanInterleavesRepetitions(t *testing.T) {
 	}
 }
 
+// Counted repetitions follow the timed ones, in the same order, before the
+// timelines; only the timed trials of such a spec leave syscalls uncounted,
+// and a spec without them counts everything everywhere.
+func TestPlanCountedRepetitions(t *testing.T) {
+	sp := Spec{Models: []string{"a", "b"}, Conns: []int{1}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 2, CountReps: 1, Duration: time.Second, Size: 64, Timeline: 3 * time.Second, TimelineConns: 1}
+	var got, args []string
+	for _, tr := range sp.Plan() {
+		got = append(got, tr.Key())
+		args = append(args, strings.Join(sp.CountArgs(tr), " "))
+	}
+	want := []string{"echo/c1/a/rep1", "echo/c1/b/rep1", "echo/c1/a/rep2", "echo/c1/b/rep2", "echo/c1/a/count1", "echo/c1/b/count1",
+		"timeline/echo-c1/a/rep1", "timeline/echo-c1/b/rep1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan:\n got %q\nwant %q", got, want)
+	}
+	off := "-count-syscalls=false"
+	if wantArgs := []string{off, off, off, off, "", "", off, off}; !slices.Equal(args, wantArgs) {
+		t.Errorf("count args %q, want %q", args, wantArgs)
+	}
+	if l := (Trial{Rep: 1, Counted: true}).Label(); l != "count 1" {
+		t.Errorf("label %q", l)
+	}
+	sp.CountReps = 0
+	for _, tr := range sp.Plan() {
+		if tr.Counted || len(sp.CountArgs(tr)) > 0 {
+			t.Errorf("without counted repetitions: %s counted=%v args %q", tr.Key(), tr.Counted, sp.CountArgs(tr))
+		}
+	}
+	if why := sp.SameMeasurement(Spec{Repeat: 2, CountReps: 1, Duration: time.Second, Size: 64, Timeline: 3 * time.Second}); !strings.Contains(why, "counted repetitions 0 vs 1") {
+		t.Errorf("a spec counting apart mixed with one counting in every repetition: %q", why)
+	}
+	sp.CountReps = -1
+	if err := sp.Validate([]string{"a", "b"}); err == nil || !strings.Contains(err.Error(), "counted repetitions must not be negative") {
+		t.Errorf("CountReps -1: %v", err)
+	}
+}
+
 func TestGroupsOfFullPreset(t *testing.T) {
 	sp := Presets["full"]
 	var got []string

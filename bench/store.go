@@ -145,7 +145,7 @@ func (s Store) TrialPath(t Trial) string {
 // that the file names a result gives of its own files (its histogram) hold
 // once Adopt has moved them.
 func (s Store) TmpPath(t Trial) string {
-	return filepath.Join(s.Dir, tmpDir, strings.ReplaceAll(t.Cell.Key(), "/", "_"), fmt.Sprintf("rep%d", t.Rep))
+	return filepath.Join(s.Dir, tmpDir, strings.ReplaceAll(t.Cell.Key(), "/", "_"), t.RepName())
 }
 
 // Done reports whether the trial has a usable record (see Check).

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -176,6 +177,7 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 	var merged *hdr.Histogram
 	var cpu, held, wait []float64
 	var serverK, clientK kernelAcc
+	var serverSys, clientSys *kernelAcc // the counted repetitions' syscalls
 	var beats *hdr.Histogram
 	closed := true
 	for i, rec := range recs {
@@ -190,12 +192,31 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 			if rec.Failure == FailNotSteady {
 				s.NotSteady++
 			}
-			s.Notes = append(s.Notes, fmt.Sprintf("rep %d failed (%s): %s", rec.Rep, rec.Failure, rec.Reason))
+			s.Notes = append(s.Notes, fmt.Sprintf("%s failed (%s): %s", rec.Label(), rec.Failure, rec.Reason))
 		case StatusSkipped:
 			s.Skipped++
-			s.Notes = append(s.Notes, fmt.Sprintf("rep %d skipped: %s", rec.Rep, rec.Reason))
+			s.Notes = append(s.Notes, fmt.Sprintf("%s skipped: %s", rec.Label(), rec.Reason))
 		}
 		r := runs[i]
+		if rec.Counted {
+			// A counted repetition gives the syscalls and nothing else: its
+			// times paid for the counting.
+			if serverSys == nil {
+				serverSys, clientSys = &kernelAcc{}, &kernelAcc{}
+			}
+			switch {
+			case r == nil:
+				why := fmt.Sprintf("not measured: %s has no result (%s: %s)", rec.Label(), rec.Status, rec.Reason)
+				serverSys.addSyscalls(nil, why, 0)
+				clientSys.addSyscalls(nil, why, 0)
+			default:
+				if r.Server != nil {
+					serverSys.addSyscalls(r.Server.Kernel, cmp.Or(r.Server.KernelMissing, "not measured: no server counts"), r.Load.Requests)
+				}
+				clientSys.addSyscalls(r.Client.Kernel, cmp.Or(r.Client.KernelMissing, "not measured: no client counts"), r.Load.Requests)
+			}
+			continue
+		}
 		if r == nil {
 			continue
 		}
@@ -205,12 +226,12 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		if r.Load.LatencyHist != "" {
 			var err error
 			if merged, err = mergeHist(merged, r.Load.LatencyHist); err != nil {
-				s.Notes = append(s.Notes, fmt.Sprintf("rep %d: latency histogram unreadable: %v", rec.Rep, err))
+				s.Notes = append(s.Notes, fmt.Sprintf("%s: latency histogram unreadable: %v", rec.Label(), err))
 			} else {
 				s.Merged++
 			}
 		} else {
-			s.Notes = append(s.Notes, fmt.Sprintf("rep %d: no latency histogram in the result; left out of the percentiles", rec.Rep))
+			s.Notes = append(s.Notes, fmt.Sprintf("%s: no latency histogram in the result; left out of the percentiles", rec.Label()))
 		}
 		if r.Server != nil {
 			if r.Load.Requests > 0 {
@@ -235,7 +256,7 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 			if id.LatencyHist != "" {
 				var err error
 				if beats, err = mergeHist(beats, id.LatencyHist); err != nil {
-					s.Notes = append(s.Notes, fmt.Sprintf("rep %d: heartbeat histogram unreadable: %v", rec.Rep, err))
+					s.Notes = append(s.Notes, fmt.Sprintf("%s: heartbeat histogram unreadable: %v", rec.Label(), err))
 				}
 			}
 		}
@@ -281,7 +302,7 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		s.CPUPerReqUS, _ = stats.Median(cpu)
 		s.CPUPerReqs = cpu
 	}
-	s.ServerKernel, s.ClientKernel = serverK.cost(), clientK.cost()
+	s.ServerKernel, s.ClientKernel = serverK.cost(serverSys), clientK.cost(clientSys)
 	if beats != nil && beats.TotalCount() > 0 {
 		s.Heartbeats.Latency = percentilesOf(beats)
 	}

@@ -102,6 +102,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	works := fs.String("work", "", "per-request work of rpc cells: none,sleep:1ms,cpu:50us (default: the preset's)")
 	reconnect := fs.String("reconnect", "", "off | on | both: a new connection per request (default: the preset's)")
 	repeat := fs.Int("repeat", 0, "repetitions of every cell (default: the preset's)")
+	countReps := fs.Int("count-reps", -1, "further repetitions of every cell that count syscalls by name; the timed repetitions then count only switches and CPU, since counting syscalls costs every syscall of the machine (~0.2 µs each here). 0 counts syscalls in every repetition (default: the preset's, 1)")
 	dur := fs.Duration("d", 0, "measured duration of each trial (default: the preset's)")
 	warmup := fs.Duration("warmup", -1, "unmeasured warm-up of each trial (default: the preset's)")
 	timeline := fs.Duration("timeline", -1, "length of the one timeline trial per model; 0 for none (default: the preset's)")
@@ -127,7 +128,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
+		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -190,6 +191,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if *repeat != 0 {
 		sp.Repeat = *repeat
 	}
+	if *countReps >= 0 {
+		sp.CountReps = *countReps
+	}
 	if *dur != 0 {
 		sp.Duration = *dur
 	}
@@ -234,7 +238,7 @@ func plotsDir(out, flagValue string) string {
 func usage(fs *flag.FlagSet) {
 	fmt.Fprintf(fs.Output(), `usage: bench [-preset quick|full|http] [-models a,b|all] [-c 1,10,100] [-proto echo,rpc,file,http]
              [-file NAME] [-path /P] [-work none,sleep:1ms] [-reconnect off|on|both] [-repeat N]
-             [-d 5s] [-out DIR]
+             [-count-reps N] [-d 5s] [-out DIR]
        bench report [-in DIR]
 
 Runs the comparison matrix: each trial is one bin/loadgen run (which starts the
@@ -302,8 +306,8 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 			return err
 		}
 		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers}
-		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d repetitions + timelines); progress below\n",
-			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat)
+		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d timed + %d counted repetitions + timelines); progress below\n",
+			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat, o.spec.CountReps)
 		n, err := r.Run(ctx)
 		if errors.Is(err, bench.ErrInterrupted) {
 			return fmt.Errorf("%w; the finished trials are saved in %s: rerun the same command to resume", err, o.out)

@@ -40,20 +40,23 @@ type bpfCounter struct {
 	links []link.Link
 }
 
-// openBPF loads and attaches the programs counting for cgroup id cgid.
-func openBPF(cgid uint64) (*bpfCounter, error) {
+// openBPF loads and attaches the programs counting for cgroup id cgid: the
+// sched_switch one always, the sys_enter one when syscalls is set.
+func openBPF(cgid uint64, syscalls bool) (*bpfCounter, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "concbench_kc", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: nSlots * 8, MaxEntries: 1})
 	if err != nil {
 		return nil, bpfError("create the counters' map", err)
 	}
 	b := &bpfCounter{m: m}
-	for _, p := range []struct {
+	type program struct {
 		tracepoint string
 		insns      asm.Instructions
-	}{
-		{"sys_enter", sysEnterProgram(cgid, m.FD())},
-		{"sched_switch", schedSwitchProgram(cgid, m.FD())},
-	} {
+	}
+	programs := []program{{"sched_switch", schedSwitchProgram(cgid, m.FD())}}
+	if syscalls {
+		programs = append(programs, program{"sys_enter", sysEnterProgram(cgid, m.FD())})
+	}
+	for _, p := range programs {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "concbench_kc", Type: ebpf.RawTracepoint, License: "GPL", Instructions: p.insns})
 		if err != nil {
 			b.close()

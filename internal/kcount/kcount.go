@@ -27,7 +27,11 @@
 //     takes the kernel's syscall-tracing path and runs the program (which stops
 //     at once for a task not counted): about +0.2 µs a syscall on this VM (whose
 //     cheapest syscall costs 1.1 µs), the same inside the cgroup or not.
-//     Opening and closing take a millisecond.
+//     Opening and closing take a millisecond. A Counter opened without
+//     syscalls (Open with none) attaches only the sched_switch program and
+//     leaves syscalls at their bare cost; it costs a switch of the machine
+//     about as much as the sys_enter program costs a syscall, and switches
+//     are two orders of magnitude rarer.
 //   - The switches need Linux 5.18 or later (the raw sched_switch tracepoint
 //     gives prev_state since then); the syscall names are those of the build's
 //     architecture (amd64, arm64).
@@ -77,12 +81,18 @@ type Snapshot struct {
 	SystemUS      int64            `json:"system_us"`             // cpu.stat system_usec
 	UsageUS       int64            `json:"usage_us"`              // cpu.stat usage_usec: exact; User+System is scaled to it
 	Unavailable   []string         `json:"unavailable,omitempty"` // names asked for that this architecture has no number for
+	// SyscallsCounted is false for a Counter opened without syscalls: Syscalls
+	// is nil and SyscallsTotal 0, not measured (only switches and CPU were).
+	SyscallsCounted bool `json:"syscalls_counted"`
 }
 
 // Sub returns s − earlier: the counts of the window between the two Reads.
 func (s Snapshot) Sub(earlier Snapshot) Snapshot {
 	d := s
-	d.Syscalls = make(map[string]int64, len(s.Syscalls))
+	d.Syscalls = nil
+	if s.Syscalls != nil {
+		d.Syscalls = make(map[string]int64, len(s.Syscalls))
+	}
 	for name, n := range s.Syscalls {
 		d.Syscalls[name] = n - earlier.Syscalls[name]
 	}
@@ -114,11 +124,15 @@ type Counter struct {
 	names       []string // the named syscalls counted
 	nums        []int    // their numbers
 	unavailable []string
+	syscalls    bool // the sys_enter program is attached
 }
 
 // Open starts counting the cgroup's kernel work. syscalls are names
 // (DefaultSyscalls, or others of syscallNumbers); one the build's architecture
-// has no number for is skipped and listed in Snapshot.Unavailable. cpus is
+// has no number for is skipped and listed in Snapshot.Unavailable. No names
+// (nil) counts no syscalls at all — only switches and CPU time — and so costs
+// the machine's syscalls nothing: the sys_enter program, whose attachment sends
+// every syscall of every process through the tracing path, is not attached. cpus is
 // unused: the programs count on every CPU (it stays for callers that pin). Errors
 // that mean the machine cannot count wrap ErrUnavailable; on any error nothing is
 // left loaded.
@@ -133,7 +147,7 @@ func Open(c *Cgroup, cpus []int, syscalls []string) (*Counter, error) {
 	if err := unix.Fstat(c.fd, &st); err != nil {
 		return nil, fmt.Errorf("kcount: cgroup %s: %w", c.path, os.NewSyscallError("fstat", err))
 	}
-	k := &Counter{cgroup: c.path}
+	k := &Counter{cgroup: c.path, syscalls: len(syscalls) > 0}
 	for _, name := range syscalls {
 		if slices.Contains(k.names, name) || slices.Contains(k.unavailable, name) {
 			continue // a name twice would count twice in the named sum
@@ -152,7 +166,7 @@ func Open(c *Cgroup, cpus []int, syscalls []string) (*Counter, error) {
 	}
 	// A cgroup v2's id, which bpf_get_current_cgroup_id gives for its tasks, is
 	// its directory's inode number.
-	b, err := openBPF(st.Ino)
+	b, err := openBPF(st.Ino, k.syscalls)
 	if err != nil {
 		return nil, err
 	}
@@ -201,15 +215,20 @@ func (k *Counter) Read() (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	s := Snapshot{
-		Syscalls:    make(map[string]int64, len(k.names)),
-		Voluntary:   int64(sum[slotVoluntary]),
-		Involuntary: int64(sum[slotInvoluntary]),
-		UserUS:      st.User,
-		SystemUS:    st.System,
-		UsageUS:     st.Usage,
-		Unavailable: slices.Clone(k.unavailable),
+		Syscalls:        make(map[string]int64, len(k.names)),
+		Voluntary:       int64(sum[slotVoluntary]),
+		Involuntary:     int64(sum[slotInvoluntary]),
+		UserUS:          st.User,
+		SystemUS:        st.System,
+		UsageUS:         st.Usage,
+		Unavailable:     slices.Clone(k.unavailable),
+		SyscallsCounted: k.syscalls,
 	}
 	s.CtxSwitches = s.Voluntary + s.Involuntary
+	if !k.syscalls {
+		s.Syscalls = nil
+		return s, nil
+	}
 	for _, n := range sum[:slotOther+1] {
 		s.SyscallsTotal += int64(n)
 	}

@@ -157,6 +157,9 @@ func TestSyscallCounts(t *testing.T) {
 	cg := newCgroup(t, "counts")
 	k := openCounter(t, cg, nil, DefaultSyscalls())
 	base := run(t, k, cg, "rw", "0")
+	if !base.SyscallsCounted || len(k.b.progs) != 2 {
+		t.Errorf("a counter of syscalls: counted=%v with %d programs, want true and 2", base.SyscallsCounted, len(k.b.progs))
+	}
 	t.Logf("baseline of a helper: read %d, write %d, total %d", base.Syscalls["read"], base.Syscalls["write"], base.SyscallsTotal)
 
 	sibling := startHelper(t, nil, "rw-forever")

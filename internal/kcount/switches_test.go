@@ -105,6 +105,11 @@ func TestSwitchesAgreeWithProc(t *testing.T) {
 				threads, mid.Voluntary, mid.Involuntary, mid.CtxSwitches, pv, pi)
 			t.Logf("after the exit: perf vol %d invol %d (total %d); getrusage vol %d invol %d",
 				end.Voluntary, end.Involuntary, end.CtxSwitches, ru.Nvcsw, ru.Nivcsw)
+			// Opened without syscalls: only the sched_switch program is
+			// attached, and the snapshots say the syscalls were not counted.
+			if len(k.b.progs) != 1 || mid.SyscallsCounted || mid.Syscalls != nil || mid.SyscallsTotal != 0 {
+				t.Errorf("a counter without syscalls has %d programs attached and a window of syscalls counted=%v, %v, total %d; want 1 program and none", len(k.b.progs), mid.SyscallsCounted, mid.Syscalls, mid.SyscallsTotal)
+			}
 			if mid.Voluntary+mid.Involuntary != mid.CtxSwitches || end.Voluntary+end.Involuntary != end.CtxSwitches {
 				t.Errorf("voluntary + involuntary != all switches: %+v, %+v", mid, end)
 			}

@@ -21,8 +21,9 @@ import (
 // figure a reader relies on is added. 2 added the steady-state gate (Load.Steady),
 // the server's own counters (Server.Counters…) and Server.SamplingError, the
 // kernel's counts (Server.Kernel, Client.Kernel), and capped Server.CPUCoresMax at
-// the server's CPUs.
-const SchemaVersion = 2
+// the server's CPUs. 3 added Kernel.SyscallsMissing: a side's switches and CPU
+// counted without its syscalls (whose counts are then absent, not zero).
+const SchemaVersion = 3
 
 // OldestSchema is the oldest schema this build still reads: a result written
 // before a field existed has it at its zero value, and readers say so where a
@@ -436,6 +437,10 @@ type Kernel struct {
 	Syscalls      map[string]int64 `json:"syscalls"`
 	SyscallsOther int64            `json:"syscalls_other"`
 	SyscallsTotal int64            `json:"syscalls_total"`
+	// SyscallsMissing says why the syscalls were not counted ("not measured:
+	// …", loadgen -count-syscalls=false): Syscalls is then nil and the two
+	// totals 0, and the switches and CPU below are still measured.
+	SyscallsMissing string `json:"syscalls_missing,omitempty"`
 	// CtxSwitches is every context switch away from a task of the side, the sum
 	// of Voluntary (it blocked) and Involuntary (preempted, or still runnable),
 	// as /proc/PID/status splits them.

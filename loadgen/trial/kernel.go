@@ -43,6 +43,7 @@ func (s *kernelSide) fail(format string, a ...any) {
 type kernelCounts struct {
 	server, client kernelSide
 	moved          bool // this process moved itself into client.cg
+	noSyscalls     bool // switches and CPU only (Options.NoSyscallCounts)
 }
 
 // newKernelCounts decides what can be counted and makes the cgroups: the
@@ -50,7 +51,7 @@ type kernelCounts struct {
 // and this process's. It never fails the trial: a side that cannot be counted
 // says why.
 func newKernelCounts(o Options) *kernelCounts {
-	kc := &kernelCounts{}
+	kc := &kernelCounts{noSyscalls: o.NoSyscallCounts}
 	if o.NoKernelCounts {
 		kc.server.fail("disabled (-kernel-counts=false)")
 		kc.client.fail("disabled (-kernel-counts=false)")
@@ -108,7 +109,11 @@ func (kc *kernelCounts) open(serverCPUs, clientCPUs []int) {
 		if s.side.cg == nil || s.side.missing != "" {
 			continue
 		}
-		k, err := kcount.Open(s.side.cg, s.cpus, kcount.DefaultSyscalls())
+		names := kcount.DefaultSyscalls()
+		if kc.noSyscalls {
+			names = nil
+		}
+		k, err := kcount.Open(s.side.cg, s.cpus, names)
 		if err != nil {
 			s.side.fail("%v", err)
 			continue
@@ -176,12 +181,19 @@ func (s *kernelSide) result() (*result.Kernel, string) {
 		return nil, "not measured: the window did not open"
 	}
 	w := s.window
-	return &result.Kernel{
+	k := &result.Kernel{
 		Syscalls: w.Syscalls, SyscallsOther: w.Other(), SyscallsTotal: w.SyscallsTotal,
 		// The two sched_switch counts, which partition every switch; the software
 		// counter of switches ticks at another point of the switch, and a read
 		// between the two can find them one apart.
 		CtxSwitches: w.Voluntary + w.Involuntary, Voluntary: w.Voluntary, Involuntary: w.Involuntary,
 		UserUS: w.UserUS, SystemUS: w.SystemUS,
-	}, ""
+	}
+	if !w.SyscallsCounted {
+		k.Syscalls, k.SyscallsMissing = nil, SyscallsNotCounted
+	}
+	return k, ""
 }
+
+// SyscallsNotCounted is Kernel.SyscallsMissing of a run with -count-syscalls=false.
+const SyscallsNotCounted = "not measured: -count-syscalls=false (counting syscalls costs every syscall of the machine the kernel's tracing path; switches and CPU were counted)"

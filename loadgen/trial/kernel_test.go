@@ -131,6 +131,25 @@ func TestKernelCountsUnavailable(t *testing.T) {
 		t.Errorf("counts %+v %+v with counting off; summary:\n%s", r.Server.Kernel, r.Client.Kernel, out)
 	}
 
+	// Switches and CPU without syscalls: counted, the syscalls said missing
+	// (not zeros), and the summary says so.
+	if kcount.Available() == nil {
+		r, out = runOK(t, cpus, Options{Model: "epoll-et", ServerBin: bin, NoSyscallCounts: true, Workload: w})
+		for side, k := range map[string]*result.Kernel{"server": r.Server.Kernel, "client": r.Client.Kernel} {
+			switch {
+			case k == nil:
+				t.Errorf("%s: not counted with syscalls off: %s %s", side, r.Server.KernelMissing, r.Client.KernelMissing)
+			case k.SyscallsMissing != SyscallsNotCounted || k.Syscalls != nil || k.SyscallsTotal != 0:
+				t.Errorf("%s: syscalls %v total %d missing %q; want none, and why", side, k.Syscalls, k.SyscallsTotal, k.SyscallsMissing)
+			case k.Voluntary <= 0 || k.UserUS+k.SystemUS <= 0:
+				t.Errorf("%s: %d voluntary switches, CPU %d+%d µs with syscalls off: want switches and CPU counted", side, k.Voluntary, k.UserUS, k.SystemUS)
+			}
+		}
+		if !strings.Contains(out, "server: syscalls not measured: -count-syscalls=false") {
+			t.Errorf("summary does not say the syscalls were not counted:\n%s", out)
+		}
+	}
+
 	denied := &kcount.UnavailableError{Cause: kcount.NoPermission, Detail: "perf_event_open refused (a test's stand-in)", Err: errors.New("permission denied")}
 	defer func(f func() error) { kernelAvailable = f }(kernelAvailable)
 	kernelAvailable = func() error { return denied }

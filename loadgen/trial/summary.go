@@ -176,8 +176,12 @@ func printKernel(w io.Writer, side string, k *result.Kernel, missing string, req
 		return
 	}
 	per := func(n int64) float64 { return float64(n) / float64(requests) }
-	fmt.Fprintf(w, "  %s: %.2f syscalls/req (%s), %.3f ctx switches/req (%.3f voluntary, %.3f involuntary), CPU %.2f µs user + %.2f µs system per request\n",
-		side, per(k.SyscallsTotal), TopSyscalls(k, requests, 3), per(k.CtxSwitches), per(k.Voluntary), per(k.Involuntary),
+	sys := fmt.Sprintf("%.2f syscalls/req (%s)", per(k.SyscallsTotal), TopSyscalls(k, requests, 3))
+	if k.SyscallsMissing != "" {
+		sys = "syscalls " + k.SyscallsMissing
+	}
+	fmt.Fprintf(w, "  %s: %s, %.3f ctx switches/req (%.3f voluntary, %.3f involuntary), CPU %.2f µs user + %.2f µs system per request\n",
+		side, sys, per(k.CtxSwitches), per(k.Voluntary), per(k.Involuntary),
 		per(k.UserUS), per(k.SystemUS))
 }
 

@@ -78,6 +78,12 @@ type Options struct {
 	// and CPU time (Server.Kernel, Client.Kernel; package kcount): the result then
 	// says "not measured: disabled". For measuring what counting itself costs.
 	NoKernelCounts bool
+	// NoSyscallCounts counts switches and CPU time but not syscalls. Counting
+	// syscalls sends every syscall of the machine, the client's and the
+	// server's, through the kernel's tracing path (about +0.2 µs each here):
+	// bench times its repetitions without it and counts syscalls in repetitions
+	// of their own. The result says "not measured: …" for the syscalls alone.
+	NoSyscallCounts bool
 	// ServerCgroup, with ServerPID, is the cgroup v2 directory the external
 	// server's whole tree runs in (bench starts its peers in one), so that its
 	// kernel counts can be read; "" leaves an external server's not measured.
