@@ -234,7 +234,7 @@ func KernelTable(s *Summary, g Group, conns int) string {
 // how steady the counts were over repetitions, and where the reference peers lie.
 func KernelFindings(s *Summary, g Group) []string {
 	var out []string
-	worstSpread := 0.0
+	worstSpread, minReps := 0.0, math.MaxInt
 	for _, c := range s.Spec.Conns {
 		var ms []CellSummary
 		var refs, uncounted []string
@@ -247,6 +247,7 @@ func KernelFindings(s *Summary, g Group) []string {
 			case cs.Apart() == "":
 				ms = append(ms, cs)
 				worstSpread = max(worstSpread, cs.ServerKernel.Spread())
+				minReps = min(minReps, cs.ServerKernel.SyscallReps)
 			}
 		}
 		if len(uncounted) > 0 {
@@ -279,8 +280,12 @@ func KernelFindings(s *Summary, g Group) []string {
 			out = append(out, fmt.Sprintf("c=%d: %s", c, sep))
 		}
 	}
-	if len(out) > 0 {
-		out = append(out, fmt.Sprintf("These are counts, not samples: over the repetitions of a cell, syscalls per request varied by at most %s of the median, where throughput varied far more.", pctOf(worstSpread)))
+	switch {
+	case len(out) == 0:
+	case minReps < 2:
+		out = append(out, "These are counts, not samples: each cell's syscalls come from a single counted repetition, exact as counted (their spread over repetitions is not measured: give bench -count-reps 2 or more for it); the switches and CPU time come from the timed repetitions.")
+	default:
+		out = append(out, fmt.Sprintf("These are counts, not samples: over the counted repetitions of a cell, syscalls per request varied by at most %s of the median, where throughput varied far more.", pctOf(worstSpread)))
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,6 +199,59 @@ func (s Spec) PeerArgs(c Cell, out, addr string, pid int, cgroup string, serverC
 	return append(args, s.loadArgs(c, out)...)
 }
 
+// trialArgs are a trial's arguments beyond its workload's: what it counts, and
+// an open-loop step's rate (a fraction of its model's peak resolved from the
+// closed-loop cell's record) or a search's objective.
+func (r *Runner) trialArgs(t Trial) ([]string, error) {
+	args := r.Spec.CountArgs(t)
+	c, sp := t.Cell, r.Spec
+	arrival := func() []string {
+		if sp.Arrival == "" {
+			return nil
+		}
+		return []string{"-arrival", sp.Arrival}
+	}
+	switch {
+	case c.Search:
+		args = append(args, "-search", sp.Search)
+		if sp.SearchRounds > 0 {
+			args = append(args, "-search-rounds", strconv.Itoa(sp.SearchRounds))
+		}
+		if sp.SearchTol > 0 {
+			args = append(args, "-search-tol", strconv.FormatFloat(sp.SearchTol, 'g', -1, 64))
+		}
+		args = append(args, arrival()...)
+	case c.Load > 0:
+		peak, err := r.Calibration(c)
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(args, "-rate", strconv.FormatFloat(math.Round(c.Load*peak), 'f', -1, 64)), arrival()...)
+	case c.Rate > 0:
+		args = append(append(args, "-rate", strconv.FormatFloat(c.Rate, 'f', -1, 64)), arrival()...)
+	}
+	return args, nil
+}
+
+// Calibration is the closed-loop throughput an open-loop step of c is a
+// fraction of: that of the first repetition of c's closed-loop cell that
+// completed (ok) with a throughput. The same on every repetition and on a
+// resumed run.
+func (r *Runner) Calibration(c Cell) (float64, error) {
+	cal := c.Calibration()
+	for rep := 1; rep <= r.Spec.Repeat; rep++ {
+		rec, err := r.Store.ReadRecord(Trial{Cell: cal, Rep: rep})
+		if err != nil || rec.Status != StatusOK || rec.Result == "" {
+			continue
+		}
+		res, err := r.Store.ReadResult(rec)
+		if err == nil && res.Load.Throughput > 0 {
+			return res.Load.Throughput, nil
+		}
+	}
+	return 0, fmt.Errorf("no closed-loop calibration: no trial of %s completed with a throughput to take %g of", cal, c.Load)
+}
+
 // CountArgs are loadgen's arguments for what a trial counts: a timed trial of a
 // spec with counted repetitions counts switches and CPU but not syscalls
 // (their counter would cost every syscall it times); the counted ones, and
@@ -263,7 +317,11 @@ func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
 	if IsPeer(t.Cell.Model) {
 		return r.runPeerTrial(ctx, t)
 	}
-	return r.runLoadgen(ctx, t, append(r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json"), r.Spec.CountArgs(t)...))
+	extra, err := r.trialArgs(t)
+	if err != nil {
+		return TrialRecord{Trial: t, Started: time.Now(), ExitCode: -1, Status: StatusFailed, Failure: FailNoCalibration, Reason: err.Error()}, nil
+	}
+	return r.runLoadgen(ctx, t, append(r.Spec.Args(t.Cell, r.Store.TmpPath(t)+".json"), extra...))
 }
 
 // runPeerTrial starts the cell's peer, runs loadgen against it, and stops it —
@@ -292,7 +350,13 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 		}
 		run.removeCgroup()
 	}()
-	args := append(r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), r.Spec.CountArgs(t)...)
+	extra, err := r.trialArgs(t)
+	if err != nil {
+		run.Exit = p.Stop(r.grace())
+		return TrialRecord{Trial: t, Started: started, ExitCode: -1, Seconds: time.Since(started).Seconds(), Peer: run,
+			Status: StatusFailed, Failure: FailNoCalibration, Reason: err.Error()}, nil
+	}
+	args := append(r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), extra...)
 	rec, err = r.runLoadgen(ctx, t, args)
 	run.Exit = p.Stop(r.grace())
 	rec.Started, rec.Peer = started, run
@@ -324,6 +388,10 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 		slack = 30 * time.Second
 	}
 	limit := r.Spec.TrialDuration(t.Cell) + r.Spec.steadyBound() + slack + time.Duration((t.Cell.Conns+t.Cell.Idle)/500)*time.Second
+	if t.Cell.Search {
+		// A calibration and every step of every round, each a trial of its own.
+		limit += time.Duration(r.Spec.SearchSteps()) * (r.Spec.TrialDuration(t.Cell) + 10*time.Second)
+	}
 	tctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, r.Loadgen, args...)

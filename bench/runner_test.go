@@ -171,7 +171,7 @@ func TestRunnerResume(t *testing.T) {
 //	trunc  writes half a result and exits 1
 //	leak   leaves a process behind, holding its stderr, and succeeds
 const fakeLoadgenScript = `#!/bin/sh
-model= out= conns=1 proto=echo reconnect=false
+model= out= conns=1 proto=echo reconnect=false rate=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	-model) model=$2; shift ;;
@@ -179,6 +179,7 @@ while [ $# -gt 0 ]; do
 	-c) conns=$2; shift ;;
 	-proto) proto=$2; shift ;;
 	-reconnect) reconnect=true ;;
+	-rate) rate=$2; shift ;;
 	esac
 	shift
 done
@@ -203,7 +204,7 @@ END
 	exit 1 ;;
 esac
 cat >"$out" <<END
-{"schema": 1, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect}},
+{"schema": 1, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect, "rate": $rate}},
  "load": {"mode": "closed", "requests": 1000, "seconds": 1, "throughput": 1000}}
 END
 `
@@ -271,6 +272,46 @@ func TestRunnerFailuresGoOn(t *testing.T) {
 	}
 	if len(pr.lines) != 6 || !strings.Contains(pr.lines[0], "FAILED (no_result): loadgen: starting the server") {
 		t.Errorf("progress:\n%s", strings.Join(pr.lines, "\n"))
+	}
+}
+
+// Open-loop steps at fractions of the peak take their rate from the model's
+// closed-loop cell (1000 req/s from the fake loadgen: 0.5 is 500 req/s), on
+// every repetition; a model whose closed-loop cell failed has no peak, and its
+// steps fail saying so while the matrix goes on.
+func TestRunnerCalibratesSteps(t *testing.T) {
+	sp := Spec{Models: []string{"ok", "fail"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 2, Duration: 100 * time.Millisecond, Size: 16, Loads: []float64{0.5}, Rates: []float64{300}}
+	store := Store{Dir: t.TempDir()}
+	r := &Runner{Spec: sp, Store: store, Loadgen: fakeLoadgen(t), Slack: time.Second}
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range sp.Plan() {
+		rec, err := store.ReadRecord(tr)
+		if err != nil {
+			t.Fatalf("%s: %v", tr.Key(), err)
+		}
+		switch {
+		case tr.Cell.Model == "fail" && tr.Cell.Load > 0:
+			if rec.Failure != FailNoCalibration || !strings.Contains(rec.Reason, "no closed-loop calibration") {
+				t.Errorf("%s: %s/%s %q, want no_calibration", tr.Key(), rec.Status, rec.Failure, rec.Reason)
+			}
+		case tr.Cell.Model == "ok" && tr.Cell.Open():
+			res, err := store.ReadResult(rec)
+			want := map[bool]float64{true: 500, false: 300}[tr.Cell.Load > 0]
+			if err != nil || res.Config.Workload.Rate != want {
+				t.Errorf("%s: rate %v (%v), want %v", tr.Key(), res.Config.Workload.Rate, err, want)
+			}
+		}
+	}
+	d, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Summarise(d)
+	if cs := s.Cells[(Cell{Model: "ok", Proto: "echo", Work: "none", Conns: 2, Load: 0.5}).Key()]; cs.Offered != 500 || cs.Measured != 2 {
+		t.Errorf("ok at 0.5× its peak: offered %v over %d trials, want 500 over 2", cs.Offered, cs.Measured)
 	}
 }
 

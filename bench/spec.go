@@ -13,10 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"concbench/loadgen"
+	"concbench/loadgen/search"
 )
 
 // Spec is what a run measures: the matrix and how long each trial lasts. It is
@@ -80,6 +84,23 @@ type Spec struct {
 	// TimelineStep is the width of one entry of the timeline trial's course
 	// (loadgen -timeline-step); 0 is loadgen's default, a second.
 	TimelineStep time.Duration `json:"timeline_step_ns,omitempty"`
+	// Loads are open-loop steps as fractions of each model's closed-loop peak
+	// in the same group and concurrency (its cell without a rate, which runs
+	// first in each repetition and calibrates the steps: the rate of a step is
+	// the fraction × that cell's first measured throughput). Rates are steps at
+	// absolute rates, req/s. Both apply to persistent connections without idle
+	// ones; Arrival is their arrival process (loadgen -arrival; "" is fixed).
+	Loads   []float64 `json:"loads,omitempty"`
+	Rates   []float64 `json:"rates,omitempty"`
+	Arrival string    `json:"arrival,omitempty"`
+	// Search, if set, is a latency objective ("p99<=1ms"): one more trial per
+	// model, group and concurrency (persistent connections, no idle) runs
+	// loadgen -search for the capacity at it, SearchRounds bisections of
+	// open-loop steps of Duration each to SearchTol of the calibrated peak
+	// (0: loadgen's defaults, 3 and 0.05), after the repetitions.
+	Search       string  `json:"search,omitempty"`
+	SearchRounds int     `json:"search_rounds,omitempty"`
+	SearchTol    float64 `json:"search_tol,omitempty"`
 	// Focus is the concurrency at which the per-model plots (latency by percentile,
 	// CPU per request, reconnect rate, blocking work) are drawn; 0 picks 100 when
 	// swept, else the highest swept.
@@ -91,7 +112,7 @@ var Presets = map[string]Spec{
 	// quick: every model and the C reference peer, echo, a concurrency sweep, 6
 	// repetitions (the fewest for which the order-statistic interval of a median,
 	// [min, max], covers ≥ 95%: 96.9%), plus a 4 s timeline per model. Short
-	// trials buy the repetitions: about 11 minutes with 12 models on a 2-core
+	// trials buy the repetitions: about 13 minutes with 12 models on a 2-core
 	// machine (fork's c=1000 trials wait ~15 s each for its children before the
 	// steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
 	// the report says how close the models get to it and never ranks it.
@@ -213,6 +234,22 @@ type Cell struct {
 	// Timeline marks the one long trial per model that feeds the timeline plot; it
 	// is not part of the sweep's statistics.
 	Timeline bool `json:"timeline,omitempty"`
+	// Load (a fraction of the model's closed-loop peak) or Rate (req/s) makes
+	// the cell an open-loop step (Spec.Loads, Spec.Rates); Search makes it the
+	// model's capacity search (Spec.Search).
+	Load   float64 `json:"load,omitempty"`
+	Rate   float64 `json:"rate,omitempty"`
+	Search bool    `json:"search,omitempty"`
+}
+
+// Open reports whether the cell is an open-loop step.
+func (c Cell) Open() bool { return c.Load > 0 || c.Rate > 0 }
+
+// Calibration is the closed-loop cell an open-loop step or a search of c is
+// measured against: the same model, group and concurrency.
+func (c Cell) Calibration() Cell {
+	c.Load, c.Rate, c.Search, c.Idle = 0, 0, false, 0
+	return c
 }
 
 // Group is the workload of a cell without model and concurrency: one table and
@@ -256,6 +293,14 @@ func (c Cell) Key() string {
 	if c.Timeline {
 		return fmt.Sprintf("timeline/%s-c%d/%s", c.Group().Key(), c.Conns, c.Model)
 	}
+	switch {
+	case c.Search:
+		return fmt.Sprintf("%s/c%d/search/%s", c.Group().Key(), c.Conns, c.Model)
+	case c.Load > 0:
+		return fmt.Sprintf("%s/c%d/load%s/%s", c.Group().Key(), c.Conns, strconv.FormatFloat(c.Load, 'f', -1, 64), c.Model)
+	case c.Rate > 0:
+		return fmt.Sprintf("%s/c%d/r%s/%s", c.Group().Key(), c.Conns, strconv.FormatFloat(c.Rate, 'f', -1, 64), c.Model)
+	}
 	if c.Idle > 0 {
 		return fmt.Sprintf("%s/c%d/i%d/%s", c.Group().Key(), c.Conns, c.Idle, c.Model)
 	}
@@ -270,6 +315,14 @@ func (c Cell) String() string {
 	}
 	if c.Timeline {
 		s += " (timeline)"
+	}
+	switch {
+	case c.Search:
+		s += " (capacity search)"
+	case c.Load > 0:
+		s += fmt.Sprintf(" at %g× its peak", c.Load)
+	case c.Rate > 0:
+		s += fmt.Sprintf(" at %g req/s", c.Rate)
 	}
 	return s
 }
@@ -363,6 +416,15 @@ func (s Spec) Plan() []Trial {
 						ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c, Idle: idle}, rep, counted})
 					}
 				}
+				if g.Reconnect || counted {
+					continue // open-loop steps: persistent connections, timed
+				}
+				for _, cell := range s.openCells(g, c) {
+					for _, m := range s.Models {
+						cell.Model = m
+						ts = append(ts, Trial{Cell: cell, Rep: rep})
+					}
+				}
 			}
 		}
 	}
@@ -372,6 +434,17 @@ func (s Spec) Plan() []Trial {
 	for rep := 1; rep <= s.CountReps; rep++ {
 		round(rep, true)
 	}
+	if s.Search != "" {
+		for _, g := range s.Groups() {
+			for _, c := range s.Conns {
+				for _, m := range s.Models {
+					if !g.Reconnect {
+						ts = append(ts, Trial{Cell: Cell{Model: m, Proto: g.Proto, Work: g.Work, Conns: c, Search: true}, Rep: 1})
+					}
+				}
+			}
+		}
+	}
 	for _, m := range s.Models {
 		if c, ok := s.TimelineCell(m); ok {
 			ts = append(ts, Trial{Cell: c, Rep: 1})
@@ -379,6 +452,36 @@ func (s Spec) Plan() []Trial {
 	}
 	return ts
 }
+
+// openCells are a group's open-loop steps at one concurrency, model unset:
+// the loads in order, then the rates.
+func (s Spec) openCells(g Group, conns int) []Cell {
+	var out []Cell
+	for _, l := range s.Loads {
+		out = append(out, Cell{Proto: g.Proto, Work: g.Work, Conns: conns, Load: l})
+	}
+	for _, r := range s.Rates {
+		out = append(out, Cell{Proto: g.Proto, Work: g.Work, Conns: conns, Rate: r})
+	}
+	return out
+}
+
+// SearchSteps is the most open-loop steps a search trial runs: per round the
+// peak and a halving until the bracket is within the tolerance.
+func (s Spec) SearchSteps() int {
+	rounds, tol := s.SearchRounds, s.SearchTol
+	if rounds == 0 {
+		rounds = 3
+	}
+	if tol == 0 {
+		tol = 0.05
+	}
+	return rounds * (1 + int(math.Ceil(math.Log2(1/tol))))
+}
+
+// Curved reports whether the spec has open-loop steps or a search: a
+// load–latency curve to draw.
+func (s Spec) Curved() bool { return len(s.Loads) > 0 || len(s.Rates) > 0 || s.Search != "" }
 
 // FocusConns is the concurrency of the per-model plots.
 func (s Spec) FocusConns() int {
@@ -461,6 +564,29 @@ func (s Spec) Validate(known []string) error {
 	if s.Repeat < 1 || s.Duration <= 0 || s.Warmup < 0 || s.Size < 1 {
 		errs = append(errs, errors.New("repeat, duration and size must be positive, warm-up not negative"))
 	}
+	for _, l := range s.Loads {
+		if l <= 0 || l > 10 {
+			errs = append(errs, fmt.Errorf("load %g: a fraction of the closed-loop peak, above 0 and at most 10", l))
+		}
+	}
+	for _, r := range s.Rates {
+		if r <= 0 {
+			errs = append(errs, fmt.Errorf("rate %g: must be positive (req/s)", r))
+		}
+	}
+	switch s.Arrival {
+	case "", loadgen.ArrivalFixed, loadgen.ArrivalExp:
+	default:
+		errs = append(errs, fmt.Errorf("arrival %q: want %s or %s", s.Arrival, loadgen.ArrivalFixed, loadgen.ArrivalExp))
+	}
+	if s.Search != "" {
+		if _, err := search.ParseSLO(s.Search); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.SearchRounds < 0 || s.SearchTol < 0 || s.SearchTol >= 1 {
+		errs = append(errs, errors.New("search rounds must not be negative and the search tolerance within [0, 1)"))
+	}
 	if s.CountReps < 0 {
 		errs = append(errs, errors.New("counted repetitions must not be negative (0: syscalls counted in every repetition)"))
 	}
@@ -495,6 +621,12 @@ func (s Spec) SameMeasurement(saved Spec) string {
 	}
 	if s.Path != saved.Path {
 		diffs = append(diffs, fmt.Sprintf("path %q vs %q", s.Path, saved.Path))
+	}
+	if s.Arrival != saved.Arrival {
+		diffs = append(diffs, fmt.Sprintf("arrival %q vs %q", s.Arrival, saved.Arrival))
+	}
+	if s.Search != saved.Search || s.SearchRounds != saved.SearchRounds || s.SearchTol != saved.SearchTol {
+		diffs = append(diffs, fmt.Sprintf("search %q (%d rounds, tolerance %g) vs %q (%d, %g)", s.Search, s.SearchRounds, s.SearchTol, saved.Search, saved.SearchRounds, saved.SearchTol))
 	}
 	if s.Heartbeat != saved.Heartbeat {
 		diffs = append(diffs, fmt.Sprintf("heartbeat %v vs %v", s.Heartbeat, saved.Heartbeat))

@@ -69,6 +69,53 @@ func TestPlanCountedRepetitions(t *testing.T) {
 	}
 }
 
+// Open-loop steps follow each repetition's closed-loop cells (they are
+// calibrated by them), persistent connections only and not in counted
+// repetitions; a search is one trial per model after the repetitions.
+func TestPlanCurve(t *testing.T) {
+	sp := Spec{Models: []string{"a", "b"}, Conns: []int{10}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "both", Repeat: 1, CountReps: 1, Duration: time.Second, Size: 64,
+		Loads: []float64{0.5, 1.1}, Rates: []float64{2000}, Arrival: "exp", Search: "p99<=1ms"}
+	if err := sp.Validate([]string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tr := range sp.Plan() {
+		got = append(got, tr.Key())
+	}
+	want := []string{"echo/c10/a/rep1", "echo/c10/b/rep1",
+		"echo/c10/load0.5/a/rep1", "echo/c10/load0.5/b/rep1", "echo/c10/load1.1/a/rep1", "echo/c10/load1.1/b/rep1",
+		"echo/c10/r2000/a/rep1", "echo/c10/r2000/b/rep1",
+		"echo-reconnect/c10/a/rep1", "echo-reconnect/c10/b/rep1",
+		"echo/c10/a/count1", "echo/c10/b/count1", "echo-reconnect/c10/a/count1", "echo-reconnect/c10/b/count1",
+		"echo/c10/search/a/rep1", "echo/c10/search/b/rep1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan:\n got %q\nwant %q", got, want)
+	}
+	c := Cell{Model: "a", Proto: "echo", Work: "none", Conns: 10, Load: 0.5}
+	if cal := c.Calibration(); cal.Key() != "echo/c10/a" || !c.Open() || cal.Open() {
+		t.Errorf("calibration of %s: %s", c.Key(), cal.Key())
+	}
+	if n := sp.SearchSteps(); n != 3*(1+5) {
+		t.Errorf("search steps %d, want 18 (3 rounds of the peak and 5 halvings to 5%%)", n)
+	}
+	for _, bad := range []struct {
+		mod  func(*Spec)
+		want string
+	}{
+		{func(s *Spec) { s.Loads = []float64{0} }, "load 0"},
+		{func(s *Spec) { s.Rates = []float64{-1} }, "rate -1"},
+		{func(s *Spec) { s.Arrival = "burst" }, `arrival "burst"`},
+		{func(s *Spec) { s.Search = "p99<1" }, "want pN<=DURATION"},
+	} {
+		s := sp
+		bad.mod(&s)
+		if err := s.Validate([]string{"a", "b"}); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: %v, want %q", s, err, bad.want)
+		}
+	}
+}
+
 func TestGroupsOfFullPreset(t *testing.T) {
 	sp := Presets["full"]
 	var got []string

@@ -56,6 +56,9 @@ const (
 	// FailNotSteady: the steady-state gate never opened the window — the
 	// connections served were still growing at the spec's SteadyTimeout.
 	FailNotSteady = "not_steady"
+	// FailNoCalibration: an open-loop step at a fraction of the model's peak,
+	// whose closed-loop cell measured no throughput to take the fraction of.
+	FailNoCalibration = "no_calibration"
 )
 
 // TrialRecord is what bench records about one trial.

@@ -76,6 +76,15 @@ type CellSummary struct {
 	Ceiling         int     `json:"ceiling,omitempty"`
 	CeilingReps     int     `json:"ceiling_reps,omitempty"`
 	NotSteady       int     `json:"not_steady,omitempty"`
+	// Offered is an open-loop step's offered rate, req/s (the median over its
+	// trials of the rate loadgen was given); UnderRate and Unstable count its
+	// trials that missed the rate by more than 10% or whose latency kept rising
+	// (loadgen's gates: the step did not measure the load asked for).
+	Offered   float64 `json:"offered,omitempty"`
+	UnderRate int     `json:"under_rate,omitempty"`
+	Unstable  int     `json:"unstable,omitempty"`
+	// Search is a search cell's capacity search (its one trial's).
+	Search *result.Search `json:"search,omitempty"`
 	// ServerKernel and ClientKernel are what a request cost the kernel on the
 	// server's side (its whole tree) and on loadgen's, from the kernel's own
 	// counts over the window (see KernelCost); nil when no trial counted them,
@@ -175,7 +184,7 @@ func (s CellSummary) HasData() bool { return s.Measured > 0 }
 func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) CellSummary {
 	s := CellSummary{Cell: c, Planned: planned, Errors: map[string]int64{}}
 	var merged *hdr.Histogram
-	var cpu, held, wait []float64
+	var cpu, held, wait, offered []float64
 	var serverK, clientK kernelAcc
 	var serverSys, clientSys *kernelAcc // the counted repetitions' syscalls
 	var beats *hdr.Histogram
@@ -222,6 +231,18 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		}
 		s.Measured++
 		closed = closed && r.Load.Mode == "closed"
+		if rate := r.Config.Workload.Rate; rate > 0 {
+			offered = append(offered, rate)
+		}
+		if r.Load.UnderRate {
+			s.UnderRate++
+		}
+		if st := r.Load.Stationarity; st != nil && st.Unstable {
+			s.Unstable++
+		}
+		if r.Search != nil {
+			s.Search = r.Search
+		}
 		s.Throughputs = append(s.Throughputs, r.Load.Throughput)
 		if r.Load.LatencyHist != "" {
 			var err error
@@ -298,6 +319,9 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		}
 	}
 	s.Throughput = MedianCI(s.Throughputs, ConfLevel)
+	if len(offered) > 0 {
+		s.Offered, _ = stats.Median(offered)
+	}
 	if len(cpu) > 0 {
 		s.CPUPerReqUS, _ = stats.Median(cpu)
 		s.CPUPerReqs = cpu

@@ -218,7 +218,24 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	defDur(&w.Backoff, DefaultBackoff)
 	defDur(&w.SteadyTimeout, DefaultSteadyTimeout)
 	defDur(&w.SteadySettle, DefaultSteadySettle)
+	if w.TimelineStep == 0 && w.Rate > 0 {
+		// An open-loop window is tested for a rising latency over its
+		// timeline: twenty entries, from 10 ms to the default's second.
+		w.TimelineStep = min(max(w.Duration/20, 10*time.Millisecond), DefaultTimelineStep).Round(time.Millisecond)
+	}
 	defDur(&w.TimelineStep, DefaultTimelineStep)
+	switch {
+	case w.Rate > 0 && w.Arrival == "":
+		w.Arrival = ArrivalFixed
+	case w.Rate == 0 && w.Arrival != "":
+		return bad("an arrival process (%s) is for an open loop: give -rate", w.Arrival)
+	}
+	if w.Arrival != "" && w.Arrival != ArrivalFixed && w.Arrival != ArrivalExp {
+		return bad("arrival %q: want %s (evenly spaced) or %s (Poisson)", w.Arrival, ArrivalFixed, ArrivalExp)
+	}
+	if w.Arrival == ArrivalExp && w.Seed == 0 {
+		w.Seed = uint64(time.Now().UnixNano()) | 1
+	}
 	switch {
 	case w.Conns < 0 || w.Pipeline < 0 || w.Size < 0 || w.Loops < 0 || w.ConnectInFlight < 0:
 		return bad("counts must not be negative")

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,6 +136,14 @@ func TestOpenLoopQueueGrows(t *testing.T) {
 	}
 	if !ld.RateShortfall {
 		t.Errorf("throughput %.0f of 2000 req/s asked, not flagged as short", ld.Throughput)
+	}
+	// The achieved-rate gate, and who could not keep up: the server (the
+	// sends waited for replies); the queue grew through the window.
+	if !ld.UnderRate || !strings.HasPrefix(ld.UnderRateCause, "server: ") {
+		t.Errorf("under rate %v (%q), want the gate to fire on the server", ld.UnderRate, ld.UnderRateCause)
+	}
+	if st := ld.Stationarity; st == nil || !st.Tested || !st.Unstable {
+		t.Errorf("stationarity %+v: want the growing queue found unstable", st)
 	}
 	// Sends meant for t go out about t·2000/1000 = 2t: the latency at t is about t/2,
 	// so the worst is about d/2.

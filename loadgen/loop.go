@@ -8,6 +8,7 @@ package loadgen
 
 import (
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -58,10 +59,14 @@ type conn struct {
 
 	quota int64 // requests this connection may still send; -1 means unlimited
 
-	// Open loop: the k-th send of connection gid is meant for phase + k·period.
+	// Open loop: the k-th send of connection gid is meant for phase + k·period
+	// (fixed), or an exponential gap after the (k-1)-th (exp). freeAt: when
+	// the connection last became able to send again (a reply came back); a
+	// send due before then was parked, waiting for it.
 	k       int64
 	due     int64
 	heapPos int32 // position in the loop's dueHeap, -1 when not in it
+	freeAt  int64
 
 	// Reconnect mode: the intended start of the cycle, and whether its reply is in.
 	cycleIntended int64
@@ -92,6 +97,7 @@ type loop struct {
 	files  []fileReply // proto file: the reply parser of conns[i]
 	https  []httpReply // proto http: the reply parser of conns[i]
 	heap   dueHeap
+	rng    *rand.Rand // open loop, exp: the gaps
 	pipe   int
 	sa     unix.Sockaddr // this loop's copy: unix.Connect writes into it
 
@@ -127,6 +133,9 @@ type loop struct {
 // uses is allocated here.
 func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) int64, seconds int) (*loop, error) {
 	l := &loop{sh: sh, cpu: cpu, pipe: sh.cfg.Pipeline, rampMax: max(1, rampMax), epfd: -1, tfd: -1}
+	// Each loop draws its exponential gaps from a stream of its own: the
+	// workload's seed, and the loop's first connection.
+	l.rng = rand.New(rand.NewPCG(sh.cfg.Seed, uint64(gids[0])))
 	switch sa := sh.sa.(type) {
 	case *unix.SockaddrInet4:
 		cp := *sa
@@ -337,7 +346,7 @@ func (l *loop) begin() {
 			continue
 		}
 		if l.sh.open {
-			c.due = l.schedule(c.gid, 0)
+			c.due = l.firstDue(c)
 			l.heap.push(int32(i))
 			continue
 		}
@@ -467,7 +476,8 @@ func (l *loop) canSend(c *conn) bool {
 func (l *loop) sendDue(c *conn, now int64) {
 	intended := c.due
 	c.k++
-	c.due = l.schedule(c.gid, c.k)
+	c.due = l.nextDue(c, intended)
+	l.noteSend(c, intended, now)
 	if l.sh.cfg.Reconnect {
 		c.cycleIntended = intended
 		l.connect(c, now)
@@ -484,6 +494,7 @@ func (l *loop) wake(c *conn, now int64) {
 	}
 	if l.sh.open {
 		if c.heapPos < 0 && l.canSend(c) {
+			c.freeAt = now
 			l.heap.push(c.idx)
 		}
 		return

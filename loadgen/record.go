@@ -32,6 +32,11 @@ type loopStats struct {
 	openAtStart, openAtEnd                 int   // connections open when the window opened and closed
 	idleInWindow                           int   // connections that completed no request in the window
 
+	// Open loop: the window's scheduled sends, those of them that were parked,
+	// and the times of the first sendSample (the arrival fit).
+	scheduled, parked int64
+	sendTimes         []int64
+
 	// The idle connections (Workload.Idle): open now, open at the ramp's end,
 	// heartbeats over the window, their latency, and their errors.
 	idleOpen, idleEstablished            int

@@ -267,6 +267,7 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	for i := range secHist {
 		secHist[i] = hdr.New(histMin, histMax, secDigits)
 	}
+	var sends [][]int64
 	for i, l := range loops {
 		st := &l.st
 		lat.Merge(st.latency)
@@ -274,6 +275,9 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 		if sh.open {
 			uncorr.Merge(st.uncorrected)
 			lag.Merge(st.sendLag)
+			ld.ScheduledSends += st.scheduled
+			ld.ParkedSends += st.parked
+			sends = append(sends, st.sendTimes)
 		}
 		for k, n := range st.errors {
 			errs[k] += n
@@ -325,6 +329,7 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 			ld.Timeline[s].T = s
 			ld.Timeline[s].Warmup = warmEnd == 0 || t0+int64(s)*step < warmEnd
 			ld.Timeline[s].P99US = secHist[s].ValueAtQuantile(99)
+			ld.Timeline[s].P50US = secHist[s].ValueAtQuantile(50)
 		}
 		ld.Steady = &steady
 	} else {
@@ -333,9 +338,8 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	if ld.Seconds > 0 {
 		ld.Throughput = float64(ld.Requests) / ld.Seconds
 	}
-	if sh.open && ld.Throughput < 0.98*w.Rate {
-		ld.RateShortfall = true
-		o.Warnings = append(o.Warnings, fmt.Sprintf("achieved %.0f req/s, short of the %.0f req/s asked for: the latencies include the queue that built up", ld.Throughput, w.Rate))
+	if sh.open && t0 != 0 {
+		openLoopChecks(o, sends)
 	}
 	switch steady.State {
 	case result.SteadyCeiling:
@@ -426,5 +430,49 @@ func Percentiles(h *hdr.Histogram) result.Percentiles {
 		P999US:  h.ValueAtQuantile(99.9),
 		P9999US: h.ValueAtQuantile(99.99),
 		MaxUS:   h.Max(),
+	}
+}
+
+// openLoopChecks gates an open-loop run: the achieved rate (Load.RateShortfall
+// at 2% short, Load.UnderRate at 10% with its cause), how the sends were
+// spaced (Load.Arrival) and whether the latency kept rising through the window
+// (Load.Stationarity), each a warning when it fails.
+func openLoopChecks(o *Outcome, sends [][]int64) {
+	w, ld := o.Workload, &o.Load
+	warn := func(format string, a ...any) { o.Warnings = append(o.Warnings, fmt.Sprintf(format, a...)) }
+	if ld.Throughput < 0.98*w.Rate {
+		ld.RateShortfall = true
+		warn("achieved %.0f req/s, short of the %.0f req/s asked for: the latencies include the queue that built up", ld.Throughput, w.Rate)
+	}
+	// Under rate: more than 10% short, and short by more than the arrivals'
+	// own variation — a Poisson count of mean N has a standard deviation of √N,
+	// so a short step of a few hundred requests can miss 10% by chance alone:
+	// the shortfall must also exceed 3√N.
+	if want := w.Rate * ld.Seconds; ld.Throughput < 0.9*w.Rate && want-float64(ld.Requests) > 3*math.Sqrt(want) {
+		ld.UnderRate = true
+		parked := 0.0
+		if ld.ScheduledSends > 0 {
+			parked = float64(ld.ParkedSends) / float64(ld.ScheduledSends)
+		}
+		if parked >= 0.1 {
+			ld.UnderRateCause = fmt.Sprintf("server: %.0f%% of the sends found their connection still waiting for its previous reply", 100*parked)
+		} else {
+			ld.UnderRateCause = fmt.Sprintf("client: %.0f%% of the sends waited for a reply, yet the sends went out late (send lag p50 %d µs)", 100*parked, ld.SendLag.P50US)
+		}
+		warn("under rate: %.0f req/s achieved, more than 10%% below the %.0f asked for — %s", ld.Throughput, w.Rate, ld.UnderRateCause)
+	}
+	// The loop's resolution: a send goes out in the pass that finds it due,
+	// typically this late; two due closer than about twice that share a pass.
+	res := 20e3
+	if ld.SendLag != nil {
+		res = max(res, 2*float64(ld.SendLag.P50US)*1e3)
+	}
+	ld.Arrival = fitArrival(w.Arrival, sends, res)
+	if a := ld.Arrival; a != nil && a.Distorted {
+		warn("arrivals distorted: the send gaps above the loop's resolution (%.0f µs) do not fit the exponential (Anderson–Darling %.2f > %.3f, %d gaps): the server did not see a Poisson process", a.ResolutionUS, a.AD, result.ADCritical, a.Sample)
+	}
+	ld.Stationarity = stationarity(ld.Timeline, ld.TimelineStepSeconds)
+	if st := ld.Stationarity; st.Unstable {
+		warn("unstable: the latency kept rising through the window (median %.0f µs in its first third, %.0f µs in its last; Mann–Whitney p = %.3f): a queue was growing, the offered load is above what the server serves or a backlog was not worked off", st.FirstP50US, st.LastP50US, st.P)
 	}
 }

@@ -52,7 +52,8 @@ type shared struct {
 	base     time.Time
 	stop     atomic.Bool
 	open     bool    // open loop
-	periodNS float64 // open loop: conns/rate in ns, the schedule's step per connection
+	periodNS float64 // open loop: conns/rate in ns, the schedule's step per connection (exp: its mean)
+	exp      bool    // open loop: exponential gaps (Workload.Arrival "exp")
 	phaseNS  float64 // open loop: 1/rate in ns, the step between consecutive connections
 
 	// gate: the steady-state gate decides when the window opens (see Run);
@@ -80,6 +81,7 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 	if cfg.Rate > 0 {
 		s.open = true
 		s.periodNS = float64(cfg.Conns) / cfg.Rate * 1e9
+		s.exp = cfg.Arrival == ArrivalExp
 		s.phaseNS = 1e9 / cfg.Rate
 	}
 	if s.src, err = sourceAddrs(cfg.Src, family); err != nil {

@@ -260,14 +260,15 @@ installed fails its cells with the reason, and the matrix goes on.
 Presets:
   quick  every model and peer:cepoll, echo, c = 1,10,100,1000, 6 repetitions of
          1 s, a 4 s timeline per model in 100 ms steps (what make bench runs;
-         about 11 minutes on 2 cores, build included)
+         about 13 minutes on 2 cores, build included)
   full   every model, echo and rpc, work none and sleep:1ms, reconnect both, c up
          to 10000, 5 repetitions of 5 s (hours)
   http   epoll-et, reactor, goroutine, multireactor and peer:nginx, http GET
          /index.html, c = 10,100, 6 repetitions of 1 s (about 2 minutes)
   scale  the C10K experiment: every model and peer:cepoll, 10 busy connections
          beside 0, 1000, 5000, 10000 and the most idle ones the descriptor limit
-         allows, 3 repetitions of 2 s (about 35 minutes here)
+         allows, 3 repetitions of 2 s and a counted one (35 minutes here before the
+         counted one was added, which adds about a quarter)
 
 Models: %s
 Peers: %s

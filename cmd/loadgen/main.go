@@ -28,7 +28,9 @@ import (
 	"time"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/result"
 	"concbench/loadgen"
+	"concbench/loadgen/search"
 	"concbench/loadgen/trial"
 	"concbench/models"
 )
@@ -80,6 +82,10 @@ func (r *rateValue) Set(s string) error {
 type options struct {
 	trial.Options
 	quiet bool // no progress lines nor warnings on stderr (they are in the result)
+	// A capacity search (-search): its objective, rounds and tolerance.
+	slo          search.SLO
+	searchRounds int
+	searchTol    float64
 }
 
 func main() {
@@ -97,9 +103,17 @@ func main() {
 	o.ServerLog = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r, err := trial.Run(ctx, o.Options)
+	var r *result.Run
+	if o.slo.Text != "" {
+		r, err = runSearch(ctx, o)
+	} else {
+		r, err = trial.Run(ctx, o.Options)
+	}
 	if r != nil {
 		trial.PrintSummary(os.Stdout, r)
+		if r.Search != nil {
+			trial.PrintSearch(os.Stdout, r.Search)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -110,8 +124,7 @@ func main() {
 	}
 }
 
-func parse(args []string, stderr io.Writer) (options, error) {
-	var o options
+func parse(args []string, stderr io.Writer) (o options, err error) {
 	var serverArgs stringList
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -132,6 +145,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Workload.SteadySettle, "steady-settle", loadgen.DefaultSteadySettle, "the connections served staying the same this long is the server's ceiling: the window opens with those (\"ceiling: N of c\")")
 	fs.DurationVar(&o.Workload.TimelineStep, "timeline-step", loadgen.DefaultTimelineStep, "width of one entry of the result's timeline (e.g. 100ms to see GC pauses or a pool growing)")
 	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
+	fs.StringVar(&o.Workload.Arrival, "arrival", "", "open loop's arrivals: fixed (each connection sends every c/rate s, the connections' phases spread evenly) or exp (each connection a Poisson process of rate/c: independent exponential gaps, so the server sees a Poisson process of the whole rate, as from many independent users; default fixed)")
+	fs.Uint64Var(&o.Workload.Seed, "seed", 0, "with -arrival exp: the seed of the gaps (0: chosen at start and recorded in the result)")
+	slo := fs.String("search", "", "find the capacity at a latency objective, e.g. 'p99<=1ms' (p50, p90, p99, p99.9, p99.99): a closed-loop calibration, then -search-rounds bisections of open-loop steps of -d each (after -warmup) between 0 and the calibrated peak; a step passes within the bound, without errors, not under rate nor unstable. The result is the calibration's, with every step and the capacity")
+	fs.IntVar(&o.searchRounds, "search-rounds", 3, "with -search: independent bisections; the capacity is their median, their range its interval")
+	fs.Float64Var(&o.searchTol, "search-tol", 0.05, "with -search: a bisection stops when its bracket is narrower than this fraction of the calibrated peak")
 	fs.Var((*rateValue)(&o.Workload.Rate), "rate", "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
 	fs.IntVar(&o.Workload.Pipeline, "pipeline", 1, "requests outstanding per connection")
 	fs.BoolVar(&o.Workload.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
@@ -156,6 +174,19 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	o.ServerArgs = append(serverArgs, fs.Args()...)
 	o.NoKernelCounts = !*kernel
 	o.NoSyscallCounts = !*countSyscalls
+	if *slo != "" {
+		if o.slo, err = search.ParseSLO(*slo); err != nil {
+			return o, fmt.Errorf("-search: %w", err)
+		}
+		switch {
+		case o.Workload.Rate > 0:
+			return o, errors.New("-search finds the rate itself: not with -rate")
+		case o.searchRounds < 1 || o.searchTol <= 0 || o.searchTol >= 1:
+			return o, errors.New("-search-rounds must be at least 1 and -search-tol within (0, 1)")
+		case o.Workload.Reconnect:
+			return o, errors.New("-search is for persistent connections: not with -reconnect")
+		}
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"
@@ -199,6 +230,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if probe.Addr == "" {
 		probe.Addr = "127.0.0.1:1"
 	}
+	if o.slo.Text != "" && probe.Arrival != "" {
+		probe.Rate = 1 // the steps' arrival process, checked as an open loop's
+	}
 	w, err := loadgen.Resolve(probe)
 	if err != nil {
 		return o, err
@@ -220,6 +254,70 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// runSearch runs a capacity search: the calibration is a closed-loop trial of
+// the workload as given (its result, written to -o, is the search's, with the
+// steps added), each step an open-loop trial at a rate, not counted by the
+// kernel (its times are what is judged) and not written. A step whose requests
+// failed is judged (it fails the objective); one that could not run ends the
+// search.
+func runSearch(ctx context.Context, o options) (*result.Run, error) {
+	cal := o.Options
+	cal.Workload.Arrival, cal.Workload.Seed = "", 0
+	arrival := o.Workload.Arrival
+	if arrival == "" {
+		arrival = loadgen.ArrivalFixed
+	}
+	var calRun *result.Run
+	s := search.Searcher{SLO: o.slo, Arrival: arrival, Rounds: o.searchRounds, Tolerance: o.searchTol,
+		Calibrate: func(ctx context.Context) (float64, error) {
+			r, err := trial.Run(ctx, cal)
+			calRun = r
+			if err != nil {
+				return 0, err
+			}
+			if o.Log != nil {
+				fmt.Fprintf(o.Log, "loadgen: search %s: calibrated at %.0f req/s (closed loop, %d connections)\n", o.slo.Text, r.Load.Throughput, r.Config.Workload.Conns)
+			}
+			return r.Load.Throughput, nil
+		},
+		Step: func(ctx context.Context, round int, rate float64) (result.SearchStep, error) {
+			st := o.Options
+			st.Workload.Rate, st.Workload.Arrival = rate, arrival
+			// The calibration pinned this process: each step keeps its CPUs.
+			st.ServerCPUs, st.ClientCPUs = calRun.Config.ServerCPUs, calRun.Config.ClientCPUs
+			st.Out, st.Log, st.NoKernelCounts = "", nil, true
+			r, err := trial.Run(ctx, st)
+			if ctx.Err() != nil {
+				return result.SearchStep{}, ctx.Err()
+			}
+			if r == nil || err != nil && !errors.Is(err, trial.ErrFailed) {
+				return result.SearchStep{}, err
+			}
+			return o.slo.Judge(round, rate, r), nil
+		},
+	}
+	if o.Log != nil {
+		s.Log = func(st result.SearchStep) {
+			verdict := "pass"
+			if !st.Pass {
+				verdict = "fail: " + st.Why
+			}
+			fmt.Fprintf(o.Log, "loadgen: search round %d: %.0f req/s offered, %.0f achieved, p%g %d µs: %s\n", st.Round, st.Rate, st.Achieved, o.slo.Percentile, st.LatencyUS, verdict)
+		}
+	}
+	res, err := s.Run(ctx)
+	if calRun == nil {
+		return nil, err
+	}
+	calRun.Search = res
+	if o.Out != "" {
+		if werr := result.WriteFile(o.Out, calRun); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return calRun, err
 }
 
 // hasRoot reports whether server arguments set the server's -root.

@@ -22,7 +22,9 @@ import (
 // the server's own counters (Server.Counters…) and Server.SamplingError, the
 // kernel's counts (Server.Kernel, Client.Kernel), and capped Server.CPUCoresMax at
 // the server's CPUs. 3 added Kernel.SyscallsMissing: a side's switches and CPU
-// counted without its syscalls (whose counts are then absent, not zero).
+// counted without its syscalls (whose counts are then absent, not zero), and
+// the open loop's arrival process, achieved-rate gate and stationarity test
+// (Workload.Arrival, Load.UnderRate, Load.Arrival, Load.Stationarity).
 const SchemaVersion = 3
 
 // OldestSchema is the oldest schema this build still reads: a result written
@@ -47,6 +49,10 @@ type Run struct {
 	ClientBound bool `json:"client_bound"`
 	// Warnings are the preflight and run warnings, as printed.
 	Warnings []string `json:"warnings,omitempty"`
+	// Search is a capacity search's (loadgen -search): every open-loop step
+	// tried and the capacity found; the run's own figures are then its
+	// closed-loop calibration's. nil for any other run.
+	Search *Search `json:"search,omitempty"`
 	// HistogramFile is the file name of the merged latency histogram in
 	// HdrHistogram's percentile-distribution text format (.hgrm), written beside
 	// the JSON, in the same directory (results before this build give its path as
@@ -76,6 +82,15 @@ type Workload struct {
 	// Rate is the open-loop target in requests per second over all connections;
 	// 0 means closed loop (each connection sends when its previous reply arrived).
 	Rate float64 `json:"rate,omitempty"`
+	// Arrival is the open loop's arrival process: "fixed" (each connection sends
+	// every Conns/Rate, the connections' phases spread evenly) or "exp" (each
+	// connection a Poisson process of rate Rate/Conns: exponential gaps, so that
+	// their sum, the load the server sees, is a Poisson process of rate Rate).
+	// "" means fixed; closed loop has none.
+	Arrival string `json:"arrival,omitempty"`
+	// Seed seeds the exponential gaps (each event loop draws from its own
+	// stream of it); 0 means one chosen at start, recorded here.
+	Seed uint64 `json:"seed,omitempty"`
 	// Duration is the measured part of the run; 0 means 10s.
 	Duration time.Duration `json:"duration_ns"`
 	// Warmup runs load before the measured part; its requests are not in the
@@ -181,6 +196,24 @@ type Load struct {
 	TargetRate float64 `json:"target_rate,omitempty"`
 	// RateShortfall is set when the open-loop throughput is more than 2% below TargetRate.
 	RateShortfall bool `json:"rate_shortfall,omitempty"`
+	// UnderRate is the achieved-rate gate: the open-loop throughput is more than
+	// 10% below TargetRate (and the requests short of TargetRate × Seconds by
+	// more than 3√ of it, beyond a Poisson count's own variation): the run does
+	// not measure the load asked for.
+	// UnderRateCause says who could not keep up and the evidence: "server: …"
+	// when at least 10% of the sends had to wait for their connection's previous
+	// reply, else "client: …" (sends late with their connections free).
+	UnderRate      bool   `json:"under_rate,omitempty"`
+	UnderRateCause string `json:"under_rate_cause,omitempty"`
+	// ScheduledSends counts the open-loop sends of the window; ParkedSends those
+	// of them that waited for their connection's previous reply (its pipeline
+	// was full when they were due).
+	ScheduledSends int64 `json:"scheduled_sends,omitempty"`
+	ParkedSends    int64 `json:"parked_sends,omitempty"`
+	// Arrival is how the open loop's sends were actually spaced; nil in closed loop.
+	Arrival *ArrivalFit `json:"arrival,omitempty"`
+	// Stationarity is the open-loop window's trend test; nil in closed loop.
+	Stationarity *Stationarity `json:"stationarity,omitempty"`
 	// Latency is the request latency: from the intended send time in open loop
 	// (corrected), from the actual send in closed loop.
 	Latency Percentiles `json:"latency"`
@@ -323,8 +356,116 @@ type Second struct {
 	Requests int64 `json:"requests"` // correct replies completed in this entry
 	Errors   int64 `json:"errors"`   // errors in this entry
 	// P99US is the 99th percentile latency of the replies completed in this entry
-	// (corrected in open loop), at 2 significant digits; 0 if none.
+	// (corrected in open loop), at 2 significant digits; 0 if none. P50US is
+	// the median.
 	P99US int64 `json:"p99_us"`
+	P50US int64 `json:"p50_us,omitempty"`
+}
+
+// Search is a capacity search: the highest open-loop rate at which a latency
+// objective (the SLO: a percentile at most a bound) holds. A closed-loop
+// calibration gives the peak; then each of Rounds independent bisections
+// brackets the capacity between 0 and the peak with short open-loop steps
+// until the bracket is narrower than Tolerance × the peak, and its capacity is
+// the highest rate that passed. A step passes when its latency at the
+// percentile is within the bound, it completed without errors, and it is
+// neither under rate nor unstable. Capacity is the median over the rounds,
+// [CapacityLo, CapacityHi] their range, an order-statistic interval of the
+// median with coverage Level (1 − 2·0.5^Rounds: 75% for 3 rounds).
+type Search struct {
+	SLO        string  `json:"slo"`        // as given, e.g. "p99<=1ms"
+	Percentile float64 `json:"percentile"` // 99
+	BoundUS    int64   `json:"bound_us"`   // 1000
+	Arrival    string  `json:"arrival"`    // the steps' arrival process
+	Rounds     int     `json:"rounds"`
+	Tolerance  float64 `json:"tolerance"`
+	// CalibratedRate is the closed-loop throughput of the calibration, the
+	// bisections' upper end.
+	CalibratedRate float64 `json:"calibrated_rate"`
+	// Capacities are the rounds' capacities, in order.
+	Capacities []float64 `json:"capacities"`
+	Capacity   float64   `json:"capacity"`
+	CapacityLo float64   `json:"capacity_lo"`
+	CapacityHi float64   `json:"capacity_hi"`
+	Level      float64   `json:"level"`
+	// AtLeast is set when the objective held at the calibrated peak itself in
+	// some round: the capacity there is at least that rate (the search cannot
+	// offer more than the server served in a closed loop).
+	AtLeast bool         `json:"at_least,omitempty"`
+	Steps   []SearchStep `json:"steps"`
+}
+
+// SearchStep is one open-loop step of a search.
+type SearchStep struct {
+	Round     int     `json:"round"` // 1-based
+	Rate      float64 `json:"rate"`  // offered, req/s
+	Achieved  float64 `json:"achieved"`
+	LatencyUS int64   `json:"latency_us"` // at the objective's percentile
+	P50US     int64   `json:"p50_us"`
+	P99US     int64   `json:"p99_us"`
+	UnderRate bool    `json:"under_rate,omitempty"`
+	Unstable  bool    `json:"unstable,omitempty"`
+	Errors    int64   `json:"errors,omitempty"`
+	// ServerCPU is the server tree's mean CPU use in cores; ClientBound is
+	// loadgen's own saturation: what limited the step.
+	ServerCPU   float64 `json:"server_cpu"`
+	ClientBound bool    `json:"client_bound,omitempty"`
+	Pass        bool    `json:"pass"`
+	Why         string  `json:"why,omitempty"` // why it failed
+}
+
+// ArrivalFit is how an open loop's sends were actually spaced: the gaps between
+// consecutive sends of each event loop, from the window's first ones, each
+// loop's gaps divided by their mean and pooled.
+type ArrivalFit struct {
+	Process string `json:"process"` // Workload.Arrival: "fixed" or "exp"
+	// Sample is the number of gaps examined; MeanGapUS their mean, µs (per
+	// event loop: a loop sends its share of the rate).
+	Sample    int     `json:"sample"`
+	MeanGapUS float64 `json:"mean_gap_us"`
+	// CV is the gaps' coefficient of variation: near 1 for exponential gaps,
+	// near 0 for fixed ones over one connection.
+	CV float64 `json:"cv"`
+	// The rest is for exp only. ResolutionUS is the event loop's resolution:
+	// sends due closer than it go out in one pass, so gaps below it say
+	// nothing of the process (twice the median send lag, at least 20 µs).
+	// Below is the share of gaps under it, BelowExpected an exponential's.
+	// AD is the Anderson–Darling statistic of the gaps above it, less it (by
+	// memorylessness, exponential with the same mean if the sends are a
+	// Poisson process), against the exponential, with Stephens' modification
+	// for an estimated mean, A²(1 + 0.6/n). Distorted is set when it exceeds
+	// ADCritical: the sends did not go out as a Poisson process (held back and
+	// bunched by a busy client, or by connections waiting for replies).
+	ResolutionUS  float64 `json:"resolution_us,omitempty"`
+	Below         float64 `json:"below,omitempty"`
+	BelowExpected float64 `json:"below_expected,omitempty"`
+	AD            float64 `json:"ad,omitempty"`
+	Distorted     bool    `json:"distorted,omitempty"`
+}
+
+// ADCritical is the 1% critical value of the modified Anderson–Darling
+// statistic for an exponential distribution whose mean is estimated from the
+// sample (Stephens 1974; D'Agostino & Stephens, Goodness-of-Fit Techniques,
+// table 4.11): 1% rather than 5%, so that one good run in a hundred, not one
+// in twenty, is called distorted.
+const ADCritical = 1.957
+
+// Stationarity tests whether an open-loop window reached a steady state or
+// its latency kept rising — a queue growing because the offered load exceeds
+// what the server serves, or a backlog not yet worked off. The window's
+// timeline entries with replies are the points, their median latency the
+// value. Unstable when both: the last third of the entries is slower than the
+// first third by the two-sided Mann–Whitney test (P < 0.05), and its median
+// is at least twice the first third's. Either alone is not enough: a small
+// drift is significant over many entries, and one slow entry is not a trend.
+type Stationarity struct {
+	Steps       int     `json:"steps"`        // entries tested (fewer than 6: not tested)
+	StepSeconds float64 `json:"step_seconds"` // their width
+	P           float64 `json:"p"`            // Mann–Whitney p-value, last third against first
+	FirstP50US  float64 `json:"first_p50_us"` // median over the first third's entries
+	LastP50US   float64 `json:"last_p50_us"`  // and over the last third's
+	Tested      bool    `json:"tested"`
+	Unstable    bool    `json:"unstable"`
 }
 
 // Server is the server's process tree as sampled from /proc.

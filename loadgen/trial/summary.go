@@ -26,7 +26,11 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	}
 	mode := "closed loop (latency from the actual send)"
 	if ld.Mode == "open" {
-		mode = fmt.Sprintf("open loop at %g req/s (latency from the intended send: coordinated omission corrected)", wl.Rate)
+		arr := "evenly spaced sends"
+		if wl.Arrival == "exp" {
+			arr = fmt.Sprintf("Poisson arrivals, seed %d", wl.Seed)
+		}
+		mode = fmt.Sprintf("open loop at %g req/s, %s (latency from the intended send: coordinated omission corrected)", wl.Rate, arr)
 	}
 	fmt.Fprintf(w, "loadgen: %s, %s, %d connections", target, describeRequest(wl), wl.Conns)
 	if wl.Pipeline > 1 {
@@ -73,6 +77,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  — SHORT of the %g req/s asked", ld.TargetRate)
 	}
 	fmt.Fprintln(w)
+	printOpenLoop(w, ld)
 	if ld.ErrorsTotal == 0 {
 		fmt.Fprintln(w, "  errors: none")
 	} else {
@@ -293,3 +298,60 @@ func us(v int64) string {
 func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// printOpenLoop writes an open-loop run's checks: the achieved-rate gate, the
+// arrivals' fit and the window's trend.
+func printOpenLoop(w io.Writer, ld result.Load) {
+	if ld.Mode != "open" {
+		return
+	}
+	if ld.UnderRate {
+		fmt.Fprintf(w, "  UNDER RATE: more than 10%% below the rate asked — %s\n", ld.UnderRateCause)
+	}
+	if a := ld.Arrival; a != nil {
+		fmt.Fprintf(w, "  arrivals (%s): %d send gaps, mean %.1f µs per event loop, CV %.2f", a.Process, a.Sample, a.MeanGapUS, a.CV)
+		if a.Process == "exp" {
+			verdict := "consistent with Poisson"
+			if a.Distorted {
+				verdict = "DISTORTED: not a Poisson process"
+			}
+			fmt.Fprintf(w, "; above the loop's %.0f µs resolution (%.1f%% of gaps below it, %.1f%% expected) Anderson–Darling %.2f (1%% critical %.3f): %s",
+				a.ResolutionUS, 100*a.Below, 100*a.BelowExpected, a.AD, result.ADCritical, verdict)
+		}
+		fmt.Fprintln(w)
+	}
+	if st := ld.Stationarity; st != nil {
+		switch {
+		case !st.Tested:
+			fmt.Fprintf(w, "  stationarity: not tested (%d entries of %.3fs in the window, fewer than 6)\n", st.Steps, st.StepSeconds)
+		case st.Unstable:
+			fmt.Fprintf(w, "  UNSTABLE: the latency kept rising through the window (median %.0f µs in its first third, %.0f µs in its last; p %.3f)\n", st.FirstP50US, st.LastP50US, st.P)
+		default:
+			fmt.Fprintf(w, "  stationarity: stable over %d entries of %.3fs (median %.0f µs in the first third, %.0f µs in the last; p %.3f)\n", st.Steps, st.StepSeconds, st.FirstP50US, st.LastP50US, st.P)
+		}
+	}
+}
+
+// PrintSearch writes a capacity search: every step, then the capacity.
+func PrintSearch(w io.Writer, s *result.Search) {
+	fmt.Fprintf(w, "\n  search %s (%s arrivals): calibrated at %.0f req/s closed loop; %d rounds of bisection to %.0f%% of it\n",
+		s.SLO, s.Arrival, s.CalibratedRate, s.Rounds, 100*s.Tolerance)
+	fmt.Fprintf(w, "  %5s %10s %10s %9s %9s %9s  %s\n", "round", "offered", "achieved", "p50", "p99", "server", "verdict")
+	for _, st := range s.Steps {
+		verdict := "pass"
+		if !st.Pass {
+			verdict = "fail: " + st.Why
+		}
+		fmt.Fprintf(w, "  %5d %10.0f %10.0f %9s %9s %8.2fc  %s\n", st.Round, st.Rate, st.Achieved, us(st.P50US), us(st.P99US), st.ServerCPU, verdict)
+	}
+	if len(s.Capacities) == 0 {
+		fmt.Fprintln(w, "  capacity: not found (the search did not finish)")
+		return
+	}
+	atLeast := ""
+	if s.AtLeast {
+		atLeast = " (at least: the objective held at the calibrated peak)"
+	}
+	fmt.Fprintf(w, "  capacity at %s: %.0f req/s [%.0f–%.0f] (median of %d rounds, their range: %.1f%% coverage)%s\n",
+		s.SLO, s.Capacity, s.CapacityLo, s.CapacityHi, len(s.Capacities), 100*s.Level, atLeast)
+}
