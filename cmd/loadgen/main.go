@@ -258,13 +258,17 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 
 // runSearch runs a capacity search: the calibration is a closed-loop trial of
 // the workload as given (its result, written to -o, is the search's, with the
-// steps added), each step an open-loop trial at a rate, not counted by the
-// kernel (its times are what is judged) and not written. A step whose requests
+// steps added), each step an open-loop trial at a rate, not written. Neither
+// counts syscalls (their times are what is judged), both count switches and
+// CPU. A step whose requests
 // failed is judged (it fails the objective); one that could not run ends the
 // search.
 func runSearch(ctx context.Context, o options) (*result.Run, error) {
 	cal := o.Options
 	cal.Workload.Arrival, cal.Workload.Seed = "", 0
+	// Timed like the steps it is the peak of: switches and CPU counted, not
+	// syscalls (whose counter would slow it).
+	cal.NoSyscallCounts = true
 	arrival := o.Workload.Arrival
 	if arrival == "" {
 		arrival = loadgen.ArrivalFixed
@@ -287,7 +291,7 @@ func runSearch(ctx context.Context, o options) (*result.Run, error) {
 			st.Workload.Rate, st.Workload.Arrival = rate, arrival
 			// The calibration pinned this process: each step keeps its CPUs.
 			st.ServerCPUs, st.ClientCPUs = calRun.Config.ServerCPUs, calRun.Config.ClientCPUs
-			st.Out, st.Log, st.NoKernelCounts = "", nil, true
+			st.Out, st.Log, st.NoSyscallCounts = "", nil, true
 			r, err := trial.Run(ctx, st)
 			if ctx.Err() != nil {
 				return result.SearchStep{}, ctx.Err()

@@ -14,6 +14,7 @@ import (
 type Sampler struct {
 	procfs string
 	root   int
+	cgroup string // the tree's cgroup v2 directory, "" for none (SampleIn)
 	stop   chan struct{}
 	done   chan struct{}
 
@@ -26,7 +27,12 @@ type Sampler struct {
 
 // Start begins sampling root's tree under procfs every interval.
 func Start(procfs string, root int, interval time.Duration) *Sampler {
-	s := &Sampler{procfs: procfs, root: root, stop: make(chan struct{}), done: make(chan struct{})}
+	return StartIn(procfs, root, "", interval)
+}
+
+// StartIn is Start of a tree that lives in a cgroup of its own (SampleIn).
+func StartIn(procfs string, root int, cgroup string, interval time.Duration) *Sampler {
+	s := &Sampler{procfs: procfs, root: root, cgroup: cgroup, stop: make(chan struct{}), done: make(chan struct{})}
 	go s.loop(interval)
 	return s
 }
@@ -50,7 +56,7 @@ func (s *Sampler) loop(interval time.Duration) {
 
 // take takes one sample and reports whether sampling goes on.
 func (s *Sampler) take() bool {
-	t, err := Sample(s.procfs, s.root)
+	t, err := SampleIn(s.procfs, s.root, s.cgroup)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -2,7 +2,11 @@ package procstat
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -60,5 +64,39 @@ func TestSampleReadFailures(t *testing.T) {
 	}
 	if !errors.Is(err, ErrSampling) || errors.Is(err, ErrGone) || !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("Stop error %v, want ErrSampling with the EMFILE, not ErrGone", err)
+	}
+}
+
+// SampleIn lists the tree from the cgroup's cgroup.procs, not from a scan of
+// /proc: a child this process started is in the tree when the list names it,
+// and out of it when the list does not.
+func TestSampleInCgroup(t *testing.T) {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	self, kid := os.Getpid(), child.Process.Pid
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		list string
+		want []int
+	}{
+		{fmt.Sprintf("%d\n%d\n", self, kid), []int{self, kid}},
+		{fmt.Sprintf("%d\n", self), []int{self}},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(tc.list), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := SampleIn("/proc", self, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(tr.PIDs)); !slices.Equal(got, slices.Sorted(slices.Values(tc.want))) {
+			t.Errorf("cgroup.procs %q: tree %v, want %v", tc.list, got, tc.want)
+		}
+	}
+	if _, err := SampleIn("/proc", self, filepath.Join(dir, "gone")); !errors.Is(err, ErrSampling) {
+		t.Errorf("a cgroup without cgroup.procs: %v, want ErrSampling", err)
 	}
 }

@@ -92,6 +92,17 @@ func (kc *kernelCounts) serverCgroupFD() int {
 	return kc.server.cg.FD()
 }
 
+// serverCgroupDir is the directory of the cgroup the server's whole tree runs
+// in, "" if none: the /proc sampler lists the tree from it. A cgroup exists
+// only once the server is in it (cloned into it at start, or bench's for a
+// peer), counted or not.
+func (kc *kernelCounts) serverCgroupDir() string {
+	if kc.server.cg == nil {
+		return ""
+	}
+	return kc.server.cg.Path()
+}
+
 // open moves this process into its cgroup and opens the counters of both
 // sides on their CPUs (nil: all). The server is running by now.
 func (kc *kernelCounts) open(serverCPUs, clientCPUs []int) {

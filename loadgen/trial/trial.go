@@ -144,10 +144,9 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		// A P per event loop and one more: a loop back from epoll_wait then
 		// finds a P free even while another goroutine (the /proc sampler, the
 		// gate) holds one, instead of waiting for it. Measured on one CPU, an
-		// open loop at 2400 req/s to epoll-lt: send lag p99 2.2–2.8 ms with one
-		// P, 1.4–1.75 ms with two; the rest is the sampler's own CPU (a scan of
-		// every /proc/PID/stat, ~1 ms every 100 ms, on the loops' CPU): 0.13 ms
-		// with no sampler (-addr without -server-pid).
+		// open loop at 2400 req/s to epoll-lt, sampler scanning all of /proc:
+		// send lag p99 2.2–2.8 ms with one P, 1.4–1.75 ms with two (the rest
+		// was the scan's own CPU; listing the tree from its cgroup, 0.09 ms).
 		runtime.GOMAXPROCS(len(clientCPUs) + 1)
 		w.CPUs = clientCPUs
 	}
@@ -226,7 +225,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		serverPID = srv.PID()
 	}
 	if serverPID != 0 {
-		sampler = procstat.Start("/proc", serverPID, sampleEvery)
+		sampler = procstat.StartIn("/proc", serverPID, kc.serverCgroupDir(), sampleEvery)
 	}
 	if o.ServerPID != 0 {
 		if clientCPUs == nil {
