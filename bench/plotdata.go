@@ -24,6 +24,8 @@ type Point struct {
 	// hollow and not joined to its series' line, which runs through the other
 	// points only.
 	Apart bool `json:",omitempty"`
+	// Mark rings the point with a square in its series' colour: a knee.
+	Mark bool `json:",omitempty"`
 }
 
 // Series is one line (one model).
@@ -39,6 +41,8 @@ type Bar struct {
 	Value       float64
 	Missing     bool `json:",omitempty"`
 	ClientBound bool `json:",omitempty"`
+	// Lo and Hi, if Hi > Lo, draw an interval whisker over the bar.
+	Lo, Hi float64 `json:",omitempty"`
 }
 
 // BarSet is one colour of bars: one value per category. Hue, if positive, is
@@ -67,6 +71,12 @@ type Panel struct {
 	Categories []string `json:",omitempty"`
 	BarSets    []BarSet `json:",omitempty"`
 	Stacked    bool     `json:",omitempty"`
+	// ApartLabel is the legend of hollow (Apart) points; "" says "hollow: some
+	// unserved". MarkLabel is the legend of marked points.
+	ApartLabel string `json:",omitempty"`
+	MarkLabel  string `json:",omitempty"`
+	// HumanX labels a linear x axis as 25k, 1M.
+	HumanX bool `json:",omitempty"`
 }
 
 // VLine is a labelled vertical line at X.
@@ -140,6 +150,11 @@ func Figures(s *Summary) []Figure {
 		if idleSwept(sp) {
 			for _, c := range sp.Conns {
 				figs = append(figs, IdleFigures(s, g, c)...)
+			}
+		}
+		if sp.Curved() {
+			for _, c := range sp.Conns {
+				figs = append(figs, CapacityFigure(s, g, c), CurveFigure(s, g, c, "p99"), CurveFigure(s, g, c, "p50"))
 			}
 		}
 	}

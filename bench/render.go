@@ -147,6 +147,8 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 	if pn.LogX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = humanTicks{plot.LogTicks{Prec: -1}, false}
+	} else if pn.HumanX {
+		p.X.Tick.Marker = humanTicks{plot.DefaultTicks{}, false}
 	}
 	if len(pn.XTicks) > 0 {
 		var ts plot.ConstantTicks
@@ -156,7 +158,7 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 		p.X.Tick.Marker = ts
 	}
 	var bound plotter.XYs
-	anyApart := false
+	anyApart, anyMark := false, false
 	for i, s := range pn.Series {
 		clr, gl, dash := style(i)
 		if len(s.Points) == 0 {
@@ -175,20 +177,26 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 		// The line runs through the comparable points only, broken where a
 		// point is apart; those are drawn hollow, on their own.
 		var runs []plotter.XYs
-		var apart plotter.XYs
+		var apart, marked plotter.XYs
 		prevApart := true
 		for j, pt := range s.Points {
 			xys[j] = plotter.XY{X: pt.X * dodge, Y: pt.Y}
-			lo := pt.Lo
-			if pn.LogY && lo <= 0 {
-				lo = pt.Y
-			}
-			errs[j].Low, errs[j].High = pt.Y-lo, pt.Hi-pt.Y
-			if errs[j].Low != 0 || errs[j].High != 0 {
-				hasErr = true
+			// A point without an interval (Lo and Hi both 0) has no whisker.
+			if pt.Lo != 0 || pt.Hi != 0 {
+				lo := pt.Lo
+				if pn.LogY && lo <= 0 {
+					lo = pt.Y
+				}
+				errs[j].Low, errs[j].High = pt.Y-lo, pt.Hi-pt.Y
+				if errs[j].Low != 0 || errs[j].High != 0 {
+					hasErr = true
+				}
 			}
 			if pt.ClientBound {
 				bound = append(bound, xys[j])
+			}
+			if pt.Mark {
+				marked = append(marked, xys[j])
 			}
 			switch {
 			case pt.Apart:
@@ -237,6 +245,15 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 				thumbs = []plot.Thumbnailer{sc}
 			}
 		}
+		if len(marked) > 0 {
+			anyMark = true
+			sc, err := plotter.NewScatter(marked)
+			if err != nil {
+				return nil, err
+			}
+			sc.Shape, sc.Radius, sc.Color = hollowBox{}, radius+vg.Points(4), clr
+			p.Add(sc)
+		}
 		if hasErr {
 			eb, err := plotter.NewYErrorBars(struct {
 				plotter.XYs
@@ -270,7 +287,19 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 			return nil, err
 		}
 		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(4.5), color.Gray{Y: 100}
-		legend.Add("hollow: some unserved", sc)
+		label := pn.ApartLabel
+		if label == "" {
+			label = "hollow: some unserved"
+		}
+		legend.Add(label, sc)
+	}
+	if anyMark && pn.MarkLabel != "" {
+		sc, err := plotter.NewScatter(plotter.XYs{})
+		if err != nil {
+			return nil, err
+		}
+		sc.Shape, sc.Radius, sc.Color = hollowBox{}, vg.Points(5), color.Gray{Y: 100}
+		legend.Add(pn.MarkLabel, sc)
 	}
 	return p, nil
 }
@@ -361,7 +390,24 @@ func (b *bars) Plot(c draw.Canvas, p *plot.Plot) {
 			ls = draw.LineStyle{Color: warnRed, Width: vg.Points(2)}
 		}
 		c.StrokeLines(ls, c.ClipLinesY(append(rect, rect[0]))...)
+		if v.Hi > v.Lo && i >= len(b.base) {
+			// The interval: a whisker from Lo to Hi with caps.
+			mid, cap := x+b.width/2, b.width/4
+			yl, yh := trY(math.Max(v.Lo, lo)), trY(v.Hi)
+			ws := draw.LineStyle{Color: color.Black, Width: vg.Points(1.2)}
+			c.StrokeLines(ws, []vg.Point{{X: mid, Y: yl}, {X: mid, Y: yh}},
+				[]vg.Point{{X: mid - cap, Y: yl}, {X: mid + cap, Y: yl}}, []vg.Point{{X: mid - cap, Y: yh}, {X: mid + cap, Y: yh}})
+		}
 	}
+}
+
+// hollowBox is a square outline: the knee's mark.
+type hollowBox struct{}
+
+func (hollowBox) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	r := sty.Radius
+	c.StrokeLines(draw.LineStyle{Color: sty.Color, Width: vg.Points(1.6)}, []vg.Point{
+		{X: pt.X - r, Y: pt.Y - r}, {X: pt.X - r, Y: pt.Y + r}, {X: pt.X + r, Y: pt.Y + r}, {X: pt.X + r, Y: pt.Y - r}, {X: pt.X - r, Y: pt.Y - r}})
 }
 
 func (b *bars) DataRange() (xmin, xmax, ymin, ymax float64) {
@@ -374,7 +420,7 @@ func (b *bars) DataRange() (xmin, xmax, ymin, ymax float64) {
 	}
 	for i, v := range b.set.Bars {
 		if !v.Missing {
-			top := v.Value
+			top := math.Max(v.Value, v.Hi)
 			if i < len(b.base) {
 				top += b.base[i]
 			}

@@ -206,6 +206,9 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		img(fmt.Sprintf("nines-%s-c%d", g.Key(), focus), NinesFindings(s, g, focus))
 		img("cpu-"+g.Key(), CPUFindings(s, g))
 		kernelSection(w, s, g, img)
+		if sp.Curved() {
+			curveSection(w, s, g, img)
+		}
 		img("rss-"+g.Key(), MemoryFindings(s, g))
 		if idleSwept(sp) {
 			idleSection(w, s, g, img)

@@ -143,6 +143,18 @@ var Presets = map[string]Spec{
 		Reconnect: "off", Repeat: 3, CountReps: 1, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
 		SteadyTimeout: time.Minute,
 	},
+	// curve: load–latency curves — every model and the C peer, echo at 100
+	// connections: a closed-loop calibration (3 timed repetitions and a
+	// counted one), then open-loop steps of Poisson arrivals at 10% to 110%
+	// of each model's own peak (3 repetitions of 1 s each), then a search
+	// for its capacity at p99 ≤ 1 ms (3 rounds of bisection to 5%).
+	"curve": {
+		Models: []string{"all", "peer:cepoll"},
+		Conns:  []int{100}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Loads: []float64{0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1}, Arrival: "exp", Search: "p99<=1ms",
+		SteadyTimeout: 30 * time.Second,
+	},
 	// http: the one-thread event loops, the goroutine baseline and the
 	// multi-reactor serving a small static page over HTTP/1.1 keep-alive, against
 	// nginx with one worker on the same CPUs. 6 short repetitions, no timeline:

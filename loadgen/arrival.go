@@ -168,7 +168,13 @@ func stationarity(tl []result.Second, stepSeconds float64) *result.Stationarity 
 	first, last := y[:third], y[len(y)-third:]
 	st.FirstP50US, st.LastP50US = median(first), median(last)
 	_, st.P = rankstat.MannWhitney(last, first)
-	st.Unstable = st.P < 0.05 && st.LastP50US >= 2*st.FirstP50US
+	// The growth: µs of latency gained per second of the window, between
+	// the thirds' centres. A queue the offered load outruns by a tenth grows
+	// by a tenth of a second each second, whatever it started at (a backlog
+	// from the warm-up makes the 2× test blind to it).
+	span := float64(len(y)-third) * stepSeconds
+	st.GrowthPerSec = (st.LastP50US - st.FirstP50US) / 1e6 / span
+	st.Unstable = st.P < 0.05 && (st.LastP50US >= 2*st.FirstP50US || st.GrowthPerSec >= 0.1)
 	return st
 }
 

@@ -109,6 +109,9 @@ func TestStationarity(t *testing.T) {
 		{"noise", tl(100, 130, 90, 120, 95, 140, 85, 110, 125, 92, 118, 101), true, false},
 		{"one slow entry", tl(100, 110, 95, 105, 100, 9800, 90, 102, 97, 104, 99, 101), true, false},
 		{"small drift", tl(100, 103, 106, 109, 112, 115, 118, 121, 124, 127, 130, 133), true, false},
+		// A backlog from the warm-up, still growing: 200 ms to 420 ms over the
+		// window's 1.2 s (0.2 s a second), less than twice its start.
+		{"backlog growing", tl(200000, 220000, 240000, 260000, 280000, 300000, 320000, 340000, 360000, 380000, 400000, 420000), true, true},
 		{"too few", tl(100, 200, 400, 800, 1600), false, false},
 	} {
 		st := stationarity(tc.tl, 0.1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +302,26 @@ func TestUnixSocket(t *testing.T) {
 	o = run(t, result.Workload{Addr: "unix:" + dir + "/nobody.sock", Size: 10, Conns: 2, Duration: 200 * time.Millisecond})
 	if o.Load.Requests != 0 || o.Load.Errors["connect_refused"] == 0 {
 		t.Errorf("nothing listening: %d requests, errors %v: want refused connects", o.Load.Requests, o.Load.Errors)
+	}
+}
+
+// A request that times out is lost with its connection; the reconnected
+// connection's replies are checked against its own requests: no mismatch
+// follows (before, the lost request left every later reply one pattern off).
+// Both loops, closed and open, with a pipeline of 2.
+func TestTimeoutThenCleanReplies(t *testing.T) {
+	for _, rate := range []float64{0, 2000} {
+		var once atomic.Bool
+		s := startServer(t, &testServer{proto: "echo", size: 16, before: func(n int64, _ []byte) {
+			if n >= 200 && once.CompareAndSwap(false, true) {
+				time.Sleep(400 * time.Millisecond) // past the 150 ms timeout
+			}
+		}})
+		o := run(t, result.Workload{Addr: s.addr(), Size: 16, Conns: 1, Pipeline: 2, Rate: rate, Duration: time.Second, Warmup: 50 * time.Millisecond,
+			Timeout: 150 * time.Millisecond, Backoff: 10 * time.Millisecond})
+		ld := o.Load
+		if ld.Errors["timeout"] == 0 || ld.Errors["mismatch"] != 0 || ld.Requests < 100 {
+			t.Errorf("rate %v: errors %v over %d requests, want a timeout and no mismatch", rate, ld.Errors, ld.Requests)
+		}
 	}
 }

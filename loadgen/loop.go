@@ -753,6 +753,11 @@ func (l *loop) closeConn(c *conn) {
 	}
 	c.state = stDown
 	c.head, c.n, c.woff, c.roff, c.bad, c.cycleDone = 0, 0, 0, 0, false, false
+	// The requests written and not answered are lost with the connection: the
+	// next reply answers the next request (before this, a connection that
+	// failed with requests outstanding checked every later reply against the
+	// wrong payload and counted each a mismatch).
+	c.rseq = c.wseq
 	// A new connection's first reply starts afresh.
 	switch l.sh.kind {
 	case kFile:

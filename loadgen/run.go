@@ -454,9 +454,12 @@ func openLoopChecks(o *Outcome, sends [][]int64) {
 		if ld.ScheduledSends > 0 {
 			parked = float64(ld.ParkedSends) / float64(ld.ScheduledSends)
 		}
-		if parked >= 0.1 {
+		switch st := ld.Steady; {
+		case st != nil && st.State == result.SteadyCeiling:
+			ld.UnderRateCause = fmt.Sprintf("server: it served only %d of %d connections (a ceiling); the others' sends waited for replies that never came", st.ServedAtStart, w.Conns)
+		case parked >= 0.1:
 			ld.UnderRateCause = fmt.Sprintf("server: %.0f%% of the sends found their connection still waiting for its previous reply", 100*parked)
-		} else {
+		default:
 			ld.UnderRateCause = fmt.Sprintf("client: %.0f%% of the sends waited for a reply, yet the sends went out late (send lag p50 %d µs)", 100*parked, ld.SendLag.P50US)
 		}
 		warn("under rate: %.0f req/s achieved, more than 10%% below the %.0f asked for — %s", ld.Throughput, w.Rate, ld.UnderRateCause)

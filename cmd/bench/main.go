@@ -103,6 +103,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	reconnect := fs.String("reconnect", "", "off | on | both: a new connection per request (default: the preset's)")
 	repeat := fs.Int("repeat", 0, "repetitions of every cell (default: the preset's)")
 	countReps := fs.Int("count-reps", -1, "further repetitions of every cell that count syscalls by name; the timed repetitions then count only switches and CPU, since counting syscalls costs every syscall of the machine (~0.2 µs each here). 0 counts syscalls in every repetition (default: the preset's, 1)")
+	loads := fs.String("load", "", "open-loop steps as fractions of each model's closed-loop peak at the same cell, e.g. 0.1,0.5,0.9,1.1 (its closed-loop cell runs first and calibrates them; default: the preset's)")
+	rates := fs.String("rate", "", "open-loop steps at absolute rates, req/s, e.g. 10000,50000 (default: the preset's)")
+	arrival := fs.String("arrival", "", "the open-loop steps' arrivals: fixed or exp (Poisson) (default: the preset's)")
+	searchSLO := fs.String("search", "", "a latency objective, e.g. 'p99<=1ms': one more trial per model and cell finds its capacity at it (loadgen -search; default: the preset's)")
+	searchRounds := fs.Int("search-rounds", 0, "with -search: bisection rounds (default: loadgen's, 3)")
 	dur := fs.Duration("d", 0, "measured duration of each trial (default: the preset's)")
 	warmup := fs.Duration("warmup", -1, "unmeasured warm-up of each trial (default: the preset's)")
 	timeline := fs.Duration("timeline", -1, "length of the one timeline trial per model; 0 for none (default: the preset's)")
@@ -128,7 +133,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
+		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -194,6 +199,31 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if *countReps >= 0 {
 		sp.CountReps = *countReps
 	}
+	for _, l := range []struct {
+		flag, val string
+		into      *[]float64
+	}{{"-load", *loads, &sp.Loads}, {"-rate", *rates, &sp.Rates}} {
+		if l.val == "" {
+			continue
+		}
+		*l.into = nil
+		for _, f := range bench.ParseList(l.val) {
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				return o, fmt.Errorf("%s: %q: want a number", l.flag, f)
+			}
+			*l.into = append(*l.into, v)
+		}
+	}
+	if *arrival != "" {
+		sp.Arrival = *arrival
+	}
+	if *searchSLO != "" {
+		sp.Search = *searchSLO
+	}
+	if *searchRounds != 0 {
+		sp.SearchRounds = *searchRounds
+	}
 	if *dur != 0 {
 		sp.Duration = *dur
 	}
@@ -236,9 +266,10 @@ func plotsDir(out, flagValue string) string {
 }
 
 func usage(fs *flag.FlagSet) {
-	fmt.Fprintf(fs.Output(), `usage: bench [-preset quick|full|http] [-models a,b|all] [-c 1,10,100] [-proto echo,rpc,file,http]
+	fmt.Fprintf(fs.Output(), `usage: bench [-preset quick|full|http|scale|curve] [-models a,b|all] [-c 1,10,100] [-proto echo,rpc,file,http]
              [-file NAME] [-path /P] [-work none,sleep:1ms] [-reconnect off|on|both] [-repeat N]
-             [-count-reps N] [-d 5s] [-out DIR]
+             [-count-reps N] [-load 0.1,0.5,1.1] [-rate R,R] [-arrival fixed|exp]
+             [-search 'p99<=1ms'] [-d 5s] [-out DIR]
        bench report [-in DIR]
 
 Runs the comparison matrix: each trial is one bin/loadgen run (which starts the
@@ -265,6 +296,10 @@ Presets:
          to 10000, 5 repetitions of 5 s (hours)
   http   epoll-et, reactor, goroutine, multireactor and peer:nginx, http GET
          /index.html, c = 10,100, 6 repetitions of 1 s (about 2 minutes)
+  curve  load–latency curves: every model and peer:cepoll, echo, c = 100, a
+         closed-loop calibration, Poisson open-loop steps at 0.1 to 1.1 of each
+         model's peak (3 repetitions of 1 s), and its capacity at p99 <= 1ms
+         (loadgen -search, 3 rounds)
   scale  the C10K experiment: every model and peer:cepoll, 10 busy connections
          beside 0, 1000, 5000, 10000 and the most idle ones the descriptor limit
          allows, 3 repetitions of 2 s and a counted one (35 minutes here before the

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -572,4 +573,87 @@ func TestInterruptResume(t *testing.T) {
 		}
 	}
 	assertGone(t, bin, nil)
+}
+
+// A tiny load–latency curve, end to end with the real binaries: two models,
+// three open-loop steps at fractions of each one's closed-loop peak, and a
+// one-round capacity search. bench plans and runs it (the steps' rates are
+// the fractions of the calibrating trial's throughput), resumes a run whose
+// one step is missing by running only that one, and draws the curves and the
+// capacities.
+func TestCurveEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs about 15 s of trials")
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() < 2 {
+		t.Skip("fewer than 2 CPUs: loadgen cannot pin the server and itself apart")
+	}
+	bin, _ := buildBinaries(t)
+	out := filepath.Join(t.TempDir(), "curve")
+	args := []string{"-preset", "curve", "-models", "epoll-lt,poll", "-c", "10", "-load", "0.2,0.5,0.8", "-repeat", "1", "-count-reps", "0",
+		"-search", "p99<=2ms", "-search-rounds", "1", "-d", "300ms", "-warmup", "100ms", "-out", out}
+	exe := filepath.Join(bin, "bench")
+	b := startBench(t, exe, args)
+	if code := b.wait(t); code != 0 {
+		t.Fatalf("bench exited %d:\n%s", code, b.stderr.String())
+	}
+	o, err := parse(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := bench.Store{Dir: out}
+	plan := o.spec.Plan()
+	if len(plan) != 2+6+2 {
+		t.Fatalf("%d trials planned, want 2 closed-loop, 6 steps and 2 searches", len(plan))
+	}
+	rate := map[string]float64{}
+	for _, tr := range plan {
+		rec, err := store.ReadRecord(tr)
+		if err != nil || rec.Status != bench.StatusOK {
+			t.Fatalf("%s: %+v %v", tr.Key(), rec, err)
+		}
+		r, err := store.ReadResult(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case !tr.Cell.Open() && !tr.Cell.Search:
+			rate[tr.Cell.Model] = r.Load.Throughput
+		case tr.Cell.Open():
+			if want := math.Round(tr.Cell.Load * rate[tr.Cell.Model]); r.Config.Workload.Rate != want || r.Config.Workload.Arrival != "exp" {
+				t.Errorf("%s: rate %v arrival %q, want %v (%g of the peak), exp", tr.Key(), r.Config.Workload.Rate, r.Config.Workload.Arrival, want, tr.Cell.Load)
+			}
+		case tr.Cell.Search:
+			if s := r.Search; s == nil || len(s.Capacities) != 1 || len(s.Steps) < 1 || s.SLO != "p99<=2ms" {
+				t.Errorf("%s: search %+v", tr.Key(), s)
+			}
+		}
+	}
+	// Resume: one step's record gone; the rerun runs it alone.
+	missing := plan[4]
+	if err := os.Remove(store.TrialPath(missing) + ".trial.json"); err != nil {
+		t.Fatal(err)
+	}
+	b = startBench(t, exe, args)
+	if code := b.wait(t); code != 0 {
+		t.Fatalf("the resumed bench exited %d:\n%s", code, b.stderr.String())
+	}
+	if want := fmt.Sprintf("1 trials ok, 0 failed, 0 skipped, %d resumed", len(plan)-1); !strings.Contains(b.stderr.String(), want) {
+		t.Errorf("the resumed run does not say %q:\n%s", want, b.stderr.String())
+	}
+	md, err := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"### Load–latency curves and capacity (echo, 10 connections)", "| epoll-lt | ", "| poll | ", "capacity-echo-c10.png", "curve-p99-echo-c10.png"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("REPORT.md lacks %q", want)
+		}
+	}
+	for _, png := range []string{"capacity-echo-c10.png", "curve-p99-echo-c10.png", "curve-p50-echo-c10.png"} {
+		if fi, err := os.Stat(filepath.Join(out, "plots", png)); err != nil || fi.Size() < 1000 {
+			t.Errorf("%s: %v", png, err)
+		}
+	}
 }

@@ -143,7 +143,7 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	fs.DurationVar(&o.Workload.Warmup, "warmup", 2*time.Second, "load before the measured window, not measured: at least this long, and until every connection has completed a request (the steady-state gate)")
 	fs.DurationVar(&o.Workload.SteadyTimeout, "steady-timeout", loadgen.DefaultSteadyTimeout, "give up (the run fails, \"not steady\") if the connections served are still growing this long after the load started")
 	fs.DurationVar(&o.Workload.SteadySettle, "steady-settle", loadgen.DefaultSteadySettle, "the connections served staying the same this long is the server's ceiling: the window opens with those (\"ceiling: N of c\")")
-	fs.DurationVar(&o.Workload.TimelineStep, "timeline-step", loadgen.DefaultTimelineStep, "width of one entry of the result's timeline (e.g. 100ms to see GC pauses or a pool growing)")
+	fs.DurationVar(&o.Workload.TimelineStep, "timeline-step", 0, "width of one entry of the result's timeline, e.g. 100ms to see GC pauses or a pool growing (default 1s; in open loop 1/20 of -d, from 10ms to 1s, so that the window's stationarity can be tested)")
 	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
 	fs.StringVar(&o.Workload.Arrival, "arrival", "", "open loop's arrivals: fixed (each connection sends every c/rate s, the connections' phases spread evenly) or exp (each connection a Poisson process of rate/c: independent exponential gaps, so the server sees a Poisson process of the whole rate, as from many independent users; default fixed)")
 	fs.Uint64Var(&o.Workload.Seed, "seed", 0, "with -arrival exp: the seed of the gaps (0: chosen at start and recorded in the result)")

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"concbench/internal/cpuset"
+	"concbench/loadgen"
 	"concbench/models"
 )
 
@@ -73,5 +75,29 @@ func TestParseFlags(t *testing.T) {
 	}
 	if o, err := parse([]string{"-model", "poll", "-rate", "2.5e4"}, io.Discard); err != nil || o.Workload.Rate != 25000 {
 		t.Errorf("-rate 2.5e4: rate %v, %v; want 25000", o.Workload.Rate, err)
+	}
+}
+
+// An open loop's timeline has 20 entries by default, so that its window can be
+// tested for stationarity; a closed loop's keeps seconds; -timeline-step wins.
+func TestTimelineStepDefault(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"-model", "poll", "-rate", "1000", "-d", "2s"}, 100 * time.Millisecond},
+		{[]string{"-model", "poll", "-d", "2s"}, time.Second},
+		{[]string{"-model", "poll", "-rate", "1000", "-d", "2s", "-timeline-step", "250ms"}, 250 * time.Millisecond},
+	} {
+		o, err := parse(tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := o.Workload
+		w.Addr = "127.0.0.1:1"
+		r, err := loadgen.Resolve(w)
+		if err != nil || r.TimelineStep != tc.want {
+			t.Errorf("%q: timeline step %v (%v), want %v", tc.args, r.TimelineStep, err, tc.want)
+		}
 	}
 }

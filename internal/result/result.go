@@ -456,16 +456,22 @@ const ADCritical = 1.957
 // timeline entries with replies are the points, their median latency the
 // value. Unstable when both: the last third of the entries is slower than the
 // first third by the two-sided Mann–Whitney test (P < 0.05), and its median
-// is at least twice the first third's. Either alone is not enough: a small
-// drift is significant over many entries, and one slow entry is not a trend.
+// is at least twice the first third's or grew by at least 0.1 s per second of
+// the window (GrowthPerSec: the queue of an offered load 10% above what is
+// served; a backlog already built in the warm-up hides it from the ratio).
+// Neither alone is enough: a small drift is significant over many entries,
+// and one slow entry is not a trend.
 type Stationarity struct {
 	Steps       int     `json:"steps"`        // entries tested (fewer than 6: not tested)
 	StepSeconds float64 `json:"step_seconds"` // their width
 	P           float64 `json:"p"`            // Mann–Whitney p-value, last third against first
 	FirstP50US  float64 `json:"first_p50_us"` // median over the first third's entries
 	LastP50US   float64 `json:"last_p50_us"`  // and over the last third's
-	Tested      bool    `json:"tested"`
-	Unstable    bool    `json:"unstable"`
+	// GrowthPerSec is the latency gained between the thirds' centres per
+	// second of the window (seconds per second).
+	GrowthPerSec float64 `json:"growth_per_sec"`
+	Tested       bool    `json:"tested"`
+	Unstable     bool    `json:"unstable"`
 }
 
 // Server is the server's process tree as sampled from /proc.

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"concbench/internal/result"
+)
+
+// The knee of a serial server of 1 ms per request under Poisson arrivals (an
+// M/D/1 queue; p99 of the response from a simulation of 400,000 arrivals at
+// each rate): 1.95 ms at 100 req/s, 4.3 at 500, 7.5 at 700, 11.2 at 800,
+// 21.4 at 900; at 1100 the queue grows without bound (under rate). The knee,
+// the first step past 5× the lowest step's p99, is at 800 req/s: 0.8 of the
+// capacity of 1000.
+func TestKneeMD1(t *testing.T) {
+	var cells []CellSummary
+	for _, p := range []struct {
+		rate float64
+		p99  int64
+	}{{100, 1953}, {300, 2893}, {500, 4323}, {700, 7517}, {800, 11184}, {900, 21397}, {950, 50300}} {
+		cells = append(cells, CellSummary{Measured: 3, Offered: p.rate, Latency: result.Percentiles{P99US: p.p99}})
+	}
+	if k := knee(cells); k < 0 || cells[k].Offered != 800 {
+		t.Errorf("knee at %d, want the step at 800 req/s", k)
+	}
+	over := append(slices.Clone(cells[:3]), CellSummary{Measured: 3, UnderRate: 2, Offered: 1100, Latency: result.Percentiles{P99US: 3000}})
+	if k := knee(over); k != 3 {
+		t.Errorf("knee %d, want the step under rate (3)", k)
+	}
+}
+
+// curveFixture is a dataset of the curve preset's shape: two models and a peer,
+// closed loop, three steps and a search each.
+func curveFixture(t *testing.T) *Dataset {
+	sp := Spec{Preset: "test", Models: []string{"fast", "slow", "peer:cepoll"}, Conns: []int{100}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Loads: []float64{0.3, 0.7, 1.1}, Arrival: "exp", Search: "p99<=1ms", SearchRounds: 3}
+	d := fixtureOf(t, sp)
+	peak := map[string]float64{"fast": 100000, "slow": 20000, "peer:cepoll": 150000}
+	for k, r := range d.Results {
+		c := d.Records[k].Trial.Cell
+		switch {
+		case c.Open():
+			r.Config.Workload.Rate = c.Load * peak[c.Model]
+			r.Load.Latency.P99US = int64(500 * c.Load / (1.15 - c.Load)) // a wall near 1.15× the peak
+			if c.Load > 1 {
+				r.Load.UnderRate = true
+			}
+		case c.Search:
+			caps := map[string][]float64{"fast": {80000, 82000, 81000}, "slow": {70000, 83000, 76000}, "peer:cepoll": {120000, 121000, 119000}}[c.Model]
+			r.Search = &result.Search{SLO: "p99<=1ms", Percentile: 99, BoundUS: 1000, Arrival: "exp", Rounds: 3, Tolerance: 0.05,
+				CalibratedRate: peak[c.Model], Capacities: caps, Capacity: caps[2], CapacityLo: slices.Min(caps), CapacityHi: slices.Max(caps), Level: 0.75,
+				Steps: []result.SearchStep{{Round: 1, Rate: peak[c.Model], Pass: false, ServerCPU: 0.97, Why: "p99 3000 µs > 1000 µs"}}}
+		}
+	}
+	return d
+}
+
+// The curve section: the capacity table ranked (a model whose rounds overlap
+// the leader's is tied with it), a sentence per model, and the figures drawn.
+func TestCurveReport(t *testing.T) {
+	s := Summarise(curveFixture(t))
+	g := Group{Proto: "echo", Work: "none"}
+	table := CapacityTable(s, g, 100)
+	var order []string
+	for _, l := range strings.Split(table, "\n")[2:] {
+		if f := strings.Split(l, "|"); len(f) > 2 {
+			order = append(order, strings.TrimSpace(f[1]))
+		}
+	}
+	if !slices.Equal(order, []string{"fast", "slow", "*peer:cepoll*"}) || !strings.Contains(table, "tied (within the noise)") {
+		t.Errorf("capacity table:\n%s", table)
+	}
+	find := strings.Join(CurveFindings(s, g, 100), "\n")
+	for _, want := range []string{"Highest capacity at p99<=1ms: fast, 81k req/s [80k–82k]", "Tied with it (the rounds' capacities overlap): slow.",
+		"slow: capacity 76k req/s, 380% of its closed-loop peak; knee", "limited by server CPU: 0.97 cores busy"} {
+		if !strings.Contains(find, want) {
+			t.Errorf("curve findings lack %q:\n%s", want, find)
+		}
+	}
+	for _, f := range []Figure{CurveFigure(s, g, 100, "p99"), CurveFigure(s, g, 100, "p50"), CapacityFigure(s, g, 100)} {
+		if !f.HasData() {
+			t.Errorf("%s: no data", f.Name)
+			continue
+		}
+		if testing.Short() {
+			continue
+		}
+		if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
+			t.Errorf("render %s: %v", f.Name, err)
+		}
+	}
+	if cf := CurveFigure(s, g, 100, "p99"); len(cf.Panels) != 1 || !slices.ContainsFunc(cf.Panels[0].Series, func(se Series) bool {
+		return se.Name == "fast" && len(se.Points) == 3 && se.Points[2].Apart && slices.ContainsFunc(se.Points, func(p Point) bool { return p.Mark })
+	}) {
+		t.Errorf("curve figure: want one panel (other models) with fast's 3 steps, the last hollow, a knee marked: %+v", cf.Panels)
+	}
+}
