@@ -577,7 +577,8 @@ func TestInterruptResume(t *testing.T) {
 
 // A tiny load–latency curve, end to end with the real binaries: two models,
 // three open-loop steps at fractions of each one's closed-loop peak, and a
-// one-round capacity search. bench plans and runs it (the steps' rates are
+// one-round capacity search (at p99 ≤ 100 ms: an objective met beside other
+// packages' tests, so that there is a capacity to draw). bench plans and runs it (the steps' rates are
 // the fractions of the calibrating trial's throughput), resumes a run whose
 // one step is missing by running only that one, and draws the curves and the
 // capacities.
@@ -592,7 +593,7 @@ func TestCurveEndToEnd(t *testing.T) {
 	bin, _ := buildBinaries(t)
 	out := filepath.Join(t.TempDir(), "curve")
 	args := []string{"-preset", "curve", "-models", "epoll-lt,poll", "-c", "10", "-load", "0.2,0.5,0.8", "-repeat", "1", "-count-reps", "0",
-		"-search", "p99<=2ms", "-search-rounds", "1", "-d", "300ms", "-warmup", "100ms", "-out", out}
+		"-search", "p99<=100ms", "-search-rounds", "1", "-d", "300ms", "-warmup", "100ms", "-out", out}
 	exe := filepath.Join(bin, "bench")
 	b := startBench(t, exe, args)
 	if code := b.wait(t); code != 0 {
@@ -625,7 +626,7 @@ func TestCurveEndToEnd(t *testing.T) {
 				t.Errorf("%s: rate %v arrival %q, want %v (%g of the peak), exp", tr.Key(), r.Config.Workload.Rate, r.Config.Workload.Arrival, want, tr.Cell.Load)
 			}
 		case tr.Cell.Search:
-			if s := r.Search; s == nil || len(s.Capacities) != 1 || len(s.Steps) < 1 || s.SLO != "p99<=2ms" {
+			if s := r.Search; s == nil || len(s.Capacities) != 1 || len(s.Steps) < 1 || s.SLO != "p99<=100ms" {
 				t.Errorf("%s: search %+v", tr.Key(), s)
 			}
 		}
