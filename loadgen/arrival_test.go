@@ -198,18 +198,15 @@ func TestOpenLoopArrivalsLive(t *testing.T) {
 	}
 }
 
-// A serial server of 0.8 ms per request (busy, not asleep: exact on a shared
-// machine) under 1000 req/s is 80% busy; stalled 300 ms in the middle of the
-// window, it works off the backlog at only 250 requests a second, so the
+// A serial server of 0.8 ms per request (a sleep, overshooting by ~0.1 ms)
+// under 1000 req/s is 80–90% busy; stalled 300 ms in the middle of the
+// window, it works off the backlog at only 100–250 requests a second, so the
 // latency stays high to the end: the window is unstable, though the server
 // keeps up with the rate on average. Not parallel: it measures time.
 func TestOpenLoopStallUnstable(t *testing.T) {
-	s := startServer(t, &testServer{proto: "echo", size: 16, serial: true, before: func(n int64, _ []byte) {
-		start := time.Now()
+	s := startServer(t, &testServer{proto: "echo", size: 16, serial: true, service: 800 * time.Microsecond, before: func(n int64, _ []byte) {
 		if n == 800 {
 			time.Sleep(300 * time.Millisecond)
-		}
-		for time.Since(start) < 800*time.Microsecond {
 		}
 	}})
 	o := run(t, result.Workload{Addr: s.addr(), Size: 16, Conns: 1, Rate: 1000, Duration: 2 * time.Second})
