@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"math"
+	"os"
 	"testing"
 	"time"
 
@@ -63,6 +64,11 @@ func TestMD1(t *testing.T) {
 func TestSearchMD1(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of open-loop steps")
+	}
+	if os.Getenv("CONCBENCH_TIMING_TESTS") == "" {
+		// Beside other packages' tests (go test ./... runs two at a time) the
+		// server's 2 ms overshot to tens of ms: no queue is M/D/1 then.
+		t.Skip("a timing test, run alone by make test: CONCBENCH_TIMING_TESTS=1 go test -run TestSearchMD1 ./loadgen/")
 	}
 	s := startServer(t, &testServer{proto: "echo", size: 16, service: 2 * time.Millisecond})
 	// Up to three searches: other packages' tests share the machine, and a
