@@ -200,9 +200,11 @@ type Load struct {
 	// 10% below TargetRate (and the requests short of TargetRate × Seconds by
 	// more than 3√ of it, beyond a Poisson count's own variation): the run does
 	// not measure the load asked for.
-	// UnderRateCause says who could not keep up and the evidence: "server: …"
-	// when at least 10% of the sends had to wait for their connection's previous
-	// reply, else "client: …" (sends late with their connections free).
+	// UnderRateCause says who could not keep up and the evidence: "client: …"
+	// when loadgen's CPUs were saturated (client-bound); else "server: …" when
+	// it held only some connections (a ceiling) or at least 10% of the sends had
+	// to wait for their connection's previous reply; else "client: …" (sends
+	// late with their connections free).
 	UnderRate      bool   `json:"under_rate,omitempty"`
 	UnderRateCause string `json:"under_rate_cause,omitempty"`
 	// ScheduledSends counts the open-loop sends of the window; ParkedSends those

@@ -77,7 +77,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  — SHORT of the %g req/s asked", ld.TargetRate)
 	}
 	fmt.Fprintln(w)
-	printOpenLoop(w, ld)
+	printOpenLoop(w, ld, r.Client.Busy)
 	if ld.ErrorsTotal == 0 {
 		fmt.Fprintln(w, "  errors: none")
 	} else {
@@ -299,14 +299,15 @@ func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// printOpenLoop writes an open-loop run's checks: the achieved-rate gate, the
-// arrivals' fit and the window's trend.
-func printOpenLoop(w io.Writer, ld result.Load) {
+// printOpenLoop writes an open-loop run's checks: the achieved-rate gate (its
+// cause, and the client's CPU beside it), the arrivals' fit and the window's
+// trend.
+func printOpenLoop(w io.Writer, ld result.Load, clientBusy float64) {
 	if ld.Mode != "open" {
 		return
 	}
 	if ld.UnderRate {
-		fmt.Fprintf(w, "  UNDER RATE: more than 10%% below the rate asked — %s\n", ld.UnderRateCause)
+		fmt.Fprintf(w, "  UNDER RATE: more than 10%% below the rate asked — %s; loadgen's CPUs %.0f%% busy\n", ld.UnderRateCause, 100*clientBusy)
 	}
 	if a := ld.Arrival; a != nil {
 		fmt.Fprintf(w, "  arrivals (%s): %d send gaps, mean %.1f µs per event loop, CV %.2f", a.Process, a.Sample, a.MeanGapUS, a.CV)

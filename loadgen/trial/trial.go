@@ -281,6 +281,11 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		r.Client = result.Client{CPUs: ncpu, CPUSeconds: cpuSec, CPUCores: cpuSec / span.Seconds()}
 		r.Client.Busy = r.Client.CPUCores / float64(ncpu)
 		r.ClientBound = r.Client.Busy >= result.ClientBoundAt
+		if r.Load.UnderRate && r.ClientBound && !strings.HasPrefix(r.Load.UnderRateCause, "server: it served only") {
+			// Connections waiting for replies a saturated client is slow to
+			// read are the client's doing, whatever the parked count says.
+			r.Load.UnderRateCause = fmt.Sprintf("client: loadgen's CPUs were %.0f%% busy (client-bound); %s", 100*r.Client.Busy, r.Load.UnderRateCause)
+		}
 	}
 	r.Client.Kernel, r.Client.KernelMissing = kc.client.result()
 	if sampler != nil {
