@@ -481,13 +481,7 @@ func (s Spec) openCells(g Group, conns int) []Cell {
 // SearchSteps is the most open-loop steps a search trial runs: per round the
 // peak and a halving until the bracket is within the tolerance.
 func (s Spec) SearchSteps() int {
-	rounds, tol := s.SearchRounds, s.SearchTol
-	if rounds == 0 {
-		rounds = 3
-	}
-	if tol == 0 {
-		tol = 0.05
-	}
+	rounds, tol := search.Resolve(s.SearchRounds, s.SearchTol)
 	return rounds * (1 + int(math.Ceil(math.Log2(1/tol))))
 }
 
@@ -667,6 +661,19 @@ func ParseInts(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q: not an integer", f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ParseFloats parses "0.1,0.5,1.1".
+func ParseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range ParseList(s) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q: not a number", f)
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/montanaflynn/stats"
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
 
@@ -166,7 +167,8 @@ func stationarity(tl []result.Second, stepSeconds float64) *result.Stationarity 
 	st.Tested = true
 	third := len(y) / 3
 	first, last := y[:third], y[len(y)-third:]
-	st.FirstP50US, st.LastP50US = median(first), median(last)
+	st.FirstP50US, _ = stats.Median(first)
+	st.LastP50US, _ = stats.Median(last)
 	_, st.P = rankstat.MannWhitney(last, first)
 	// The growth: µs of latency gained per second of the window, between
 	// the thirds' centres. A queue the offered load outruns by a tenth grows
@@ -176,16 +178,4 @@ func stationarity(tl []result.Second, stepSeconds float64) *result.Stationarity 
 	st.GrowthPerSec = (st.LastP50US - st.FirstP50US) / 1e6 / span
 	st.Unstable = st.P < 0.05 && (st.LastP50US >= 2*st.FirstP50US || st.GrowthPerSec >= 0.1)
 	return st
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +138,7 @@ func TestFitArrival(t *testing.T) {
 		return ts
 	}
 	poisson := times(func(int) int64 { return int64(rng.ExpFloat64() * 500e3) })
-	bunched := slicesClone(poisson)
+	bunched := slices.Clone(poisson)
 	for i := 1; i+1 < len(bunched); i += 2 {
 		bunched[i] = bunched[i+1] // held back, sent with the next
 	}
@@ -166,9 +167,6 @@ func TestFitArrival(t *testing.T) {
 		}
 	}
 }
-
-// slicesClone copies a slice of times.
-func slicesClone(v []int64) []int64 { return append([]int64(nil), v...) }
 
 // Live pacing: Poisson arrivals at 2000 req/s over 40 connections to a fast
 // server reach the rate, and the result carries the arrival process, its

@@ -206,14 +206,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		if l.val == "" {
 			continue
 		}
-		*l.into = nil
-		for _, f := range bench.ParseList(l.val) {
-			v, err := strconv.ParseFloat(f, 64)
-			if err != nil {
-				return o, fmt.Errorf("%s: %q: want a number", l.flag, f)
-			}
-			*l.into = append(*l.into, v)
+		vs, err := bench.ParseFloats(l.val)
+		if err != nil {
+			return o, fmt.Errorf("%s: %w", l.flag, err)
 		}
+		*l.into = vs
 	}
 	if *arrival != "" {
 		sp.Arrival = *arrival

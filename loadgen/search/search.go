@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/montanaflynn/stats"
+
 	"concbench/internal/result"
 )
 
@@ -92,13 +94,31 @@ func (o SLO) Judge(round int, rate float64, r *result.Run) result.SearchStep {
 	return st
 }
 
+// The defaults of a search: bisection rounds, and the bracket's width (a
+// fraction of the calibrated peak) at which a round stops.
+const (
+	DefaultRounds    = 3
+	DefaultTolerance = 0.05
+)
+
+// Resolve is rounds and tol with their defaults for zero.
+func Resolve(rounds int, tol float64) (int, float64) {
+	if rounds == 0 {
+		rounds = DefaultRounds
+	}
+	if tol == 0 {
+		tol = DefaultTolerance
+	}
+	return rounds, tol
+}
+
 // Searcher runs a search. Calibrate runs the closed loop and returns its
 // throughput; Step runs one open-loop step at a rate and returns it judged.
 type Searcher struct {
 	SLO       SLO
 	Arrival   string
-	Rounds    int     // independent bisections; 0 means 3
-	Tolerance float64 // the bracket's width, relative to the peak, at which a bisection stops; 0 means 0.05
+	Rounds    int     // independent bisections; 0 means DefaultRounds
+	Tolerance float64 // the bracket's width, relative to the peak, at which a bisection stops; 0 means DefaultTolerance
 	Calibrate func(ctx context.Context) (float64, error)
 	Step      func(ctx context.Context, round int, rate float64) (result.SearchStep, error)
 	// Log, if set, is told each step as it is judged.
@@ -108,13 +128,7 @@ type Searcher struct {
 // Run calibrates and bisects. An error means the search could not go on (a
 // step could not run, or ctx ended); the steps so far are in the result.
 func (s Searcher) Run(ctx context.Context) (*result.Search, error) {
-	rounds, tol := s.Rounds, s.Tolerance
-	if rounds == 0 {
-		rounds = 3
-	}
-	if tol == 0 {
-		tol = 0.05
-	}
+	rounds, tol := Resolve(s.Rounds, s.Tolerance)
 	if rounds < 1 || tol <= 0 || tol >= 1 {
 		return nil, errors.New("search: rounds must be at least 1 and the tolerance within (0, 1)")
 	}
@@ -164,13 +178,8 @@ func (s Searcher) Run(ctx context.Context) (*result.Search, error) {
 		}
 		out.Capacities = append(out.Capacities, lo)
 	}
-	sorted := slices.Sorted(slices.Values(out.Capacities))
-	n := len(sorted)
-	out.Capacity = sorted[n/2]
-	if n%2 == 0 {
-		out.Capacity = (sorted[n/2-1] + sorted[n/2]) / 2
-	}
-	out.CapacityLo, out.CapacityHi = sorted[0], sorted[n-1]
-	out.Level = 1 - 2*math.Pow(0.5, float64(n))
+	out.Capacity, _ = stats.Median(out.Capacities)
+	out.CapacityLo, out.CapacityHi = slices.Min(out.Capacities), slices.Max(out.Capacities)
+	out.Level = 1 - 2*math.Pow(0.5, float64(len(out.Capacities)))
 	return out, nil
 }
