@@ -203,16 +203,21 @@ func trickle(c net.Conn, rng *rand.Rand, every, d time.Duration) <-chan trickleR
 }
 
 // TestIdleWriteProgress: bytes written count as activity as much as bytes read. A
-// client with a small receive buffer sends 10 MiB of rpc requests at once
-// (HighWater and MaxOutput well above it, so the event loops read them all at the
-// start and from then on only write), and reads the replies at 10 MiB/s, 512 KiB
-// every 50ms. With IdleTimeout 300ms, a server that dated activity from its last
-// read would close the connection while it still owed megabytes beyond what the
-// socket buffers hold.
+// client with a small receive buffer sends 20 MiB of rpc requests at once
+// (HighWater and MaxOutput well above it, so back-pressure never stops the reads),
+// and reads the replies at 10 MiB/s, 512 KiB every 50ms. With IdleTimeout 600ms, a
+// server that dated activity from its last read would close the connection while it
+// still owed megabytes beyond what the socket buffers hold. (Checked by making the
+// event loops' writes not count: epoll-et and multireactor, which read until
+// EAGAIN, then fail; the level-triggered loops read once a wake-up, so their reads
+// go on until late in the stream and keep the connection active by themselves.) (The timeout leaves room for the server's send buffer: it
+// autotunes to 4 MiB here, and the socket reports writable again only once a third
+// of it has drained, ~140ms at this rate — with 300ms, one 200ms stall of the client
+// beside the parallel tests made a correct server time out.)
 func TestIdleWriteProgress(t *testing.T) {
 	long(t)
 	const (
-		idle  = 300 * time.Millisecond
+		idle  = 600 * time.Millisecond
 		chunk = 512 << 10
 		every = 50 * time.Millisecond
 	)
@@ -242,7 +247,9 @@ func TestIdleWriteProgress(t *testing.T) {
 					if stalled > idle*9/10 {
 						t.Skipf("read after %d of %d bytes: %v; inconclusive: the client itself was silent for %v", off, len(got), err, stalled)
 					}
-					t.Fatalf("read after %d of %d bytes: %v (the client's longest silence was %v)", off, len(got), err, stalled)
+					st := s.env.Stats.Snapshot()
+					t.Fatalf("read after %d of %d bytes: %v (the client's longest silence was %v, this read waited %v; server: %d idle-closed, %d I/O errors, %d output-capped)",
+						off, len(got), err, stalled, time.Since(last), st.IdleClosed, st.IOErrors, st.OutputCapped)
 				}
 				time.Sleep(every)
 				stalled = max(stalled, time.Since(last))
@@ -260,7 +267,7 @@ func TestIdleWriteProgress(t *testing.T) {
 }
 
 // progressFrames is how many frames TestIdleWriteProgress sends.
-const progressFrames = 10
+const progressFrames = 20
 
 // progressStream is TestIdleWriteProgress's requests (frames of the largest rpc
 // payload) and their replies, made once for every model.
