@@ -18,27 +18,6 @@ import (
 // rate or unstable).
 const KneeFactor = 5
 
-// families group the models in the curve's panels, so that no panel carries
-// more than a handful of lines; a model in none is in a last panel.
-var families = []struct {
-	Name   string
-	Models []string
-}{
-	{"one-thread event loops", []string{"select", "poll", "epoll-lt", "epoll-et", "reactor", "uring"}},
-	{"many threads or processes over event loops", []string{"multireactor", "prefork", "goroutine", "threadpool"}},
-	{"a thread or a process per connection", []string{"thread", "fork", "procpool"}},
-}
-
-// familyOf is the index of m's family, len(families) for none.
-func familyOf(m string) int {
-	for i, f := range families {
-		if slices.Contains(f.Models, m) {
-			return i
-		}
-	}
-	return len(families)
-}
-
 // curveCells are a model's open-loop steps at one group and concurrency that
 // measured something, by offered load.
 func curveCells(s *Summary, g Group, conns int, model string) []CellSummary {
@@ -87,38 +66,40 @@ func CurveFigure(s *Summary, g Group, conns int, pct string) Figure {
 		arrival = "Poisson"
 	}
 	f := Figure{Name: name, Title: title,
-		Caption: fmt.Sprintf("Each point is an open-loop step (%s arrivals) at a fraction of the model's own closed-loop peak: x the offered rate, y the %s latency from the intended send (coordinated omission corrected) over its repetitions' merged histograms, log scale. Flat, then a knee — the first step whose p99 is more than %d× that of the lowest step, ringed by a square — then a wall. Hollow points were under rate (more than 10%% short of the offered rate) or unstable (the latency still rising at the window's end) in most repetitions: the server did not carry that load. Models are grouped by family, one panel each; a reference peer is drawn dotted in every panel.", arrival, pct, KneeFactor)}
+		Caption: fmt.Sprintf("Each point is an open-loop step (%s arrivals) at a fraction of the model's own closed-loop peak: x the offered rate, y the %s latency from the intended send (coordinated omission corrected) over its repetitions' merged histograms, log scale. Flat, then a knee — the first step whose p99 is more than %d× that of the lowest step, ringed by a square — then a wall. Hollow points were under rate (more than 10%% short of the offered rate) or unstable (the latency still rising at the window's end) in most repetitions: the server did not carry that load. Models are grouped by family, one panel each; a reference peer is drawn dotted in every panel.", arrival, pct, KneeFactor), Cols: 2, ShareY: true}
 	value := func(cs CellSummary) float64 {
 		if pct == "p50" {
 			return float64(cs.Latency.P50US)
 		}
 		return float64(cs.Latency.P99US)
 	}
-	for fi := 0; fi <= len(families); fi++ {
-		fname := "other models"
-		if fi < len(families) {
-			fname = families[fi].Name
+	// A panel per family of models (palette.go's), the reference peers on each.
+	var models, refs []string
+	for _, m := range s.Spec.Models {
+		if IsPeer(m) {
+			refs = append(refs, m)
+		} else {
+			models = append(models, m)
 		}
+	}
+	fams, members := byFamily(models)
+	for fi, fname := range fams {
 		pn := Panel{Title: capitalize(fname), XLabel: "offered load (requests/s)", YLabel: pct + " latency", LogY: true, YMicros: true,
 			ApartLabel: "hollow: under rate/unstable", MarkLabel: "knee", HumanX: true}
-		members := 0
-		// Every model is a series of every panel (those of other families
-		// empty, and not drawn): a model keeps its colour across panels.
-		for _, m := range s.Spec.Models {
+		measuredHere := 0
+		for _, m := range append(slices.Clone(members[fi]), refs...) {
 			se := Series{Name: m, Peer: IsPeer(m)}
-			if IsPeer(m) || familyOf(m) == fi {
-				cells := curveCells(s, g, conns, m)
-				k := knee(cells)
-				for i, cs := range cells {
-					se.Points = append(se.Points, Point{X: cs.Offered, Y: value(cs), Apart: stepFailed(cs), Mark: i == k, ClientBound: 2*cs.ClientBound > cs.Measured})
-				}
-				if !IsPeer(m) && len(cells) > 0 {
-					members++
-				}
+			cells := curveCells(s, g, conns, m)
+			k := knee(cells)
+			for i, cs := range cells {
+				se.Points = append(se.Points, Point{X: cs.Offered, Y: value(cs), Apart: stepFailed(cs), Mark: i == k, ClientBound: 2*cs.ClientBound > cs.Measured})
+			}
+			if !IsPeer(m) && len(cells) > 0 {
+				measuredHere++
 			}
 			pn.Series = append(pn.Series, se)
 		}
-		if members > 0 {
+		if measuredHere > 0 {
 			f.Panels = append(f.Panels, pn)
 		}
 	}

@@ -342,37 +342,11 @@ func byCPU(a, b CellSummary) int {
 // with a process or a thread per connection it also gives the same growth per
 // process or thread added, counted from the tree itself.
 func MemoryFindings(s *Summary, g Group) []string {
-	type grow struct {
-		model          string
-		lo, hi         CellSummary
-		heldLo, heldHi float64
-		perConn        float64 // bytes
-	}
-	var gs []grow
-	for _, m := range s.Spec.Models {
-		if IsPeer(m) {
-			continue
-		}
-		var cs []CellSummary
-		for _, c := range s.Spec.Conns {
-			if x := s.Cell(g, m, c); x.RSSMaxBytes > 0 && x.Held() > 0 {
-				cs = append(cs, x)
-			}
-		}
-		if len(cs) < 2 {
-			continue
-		}
-		a, b := cs[0], cs[len(cs)-1]
-		if b.Held() <= a.Held() {
-			continue
-		}
-		gs = append(gs, grow{m, a, b, a.Held(), b.Held(),
-			float64(b.RSSMaxBytes-a.RSSMaxBytes) / (b.Held() - a.Held())})
-	}
+	gs := memoryGrowth(s, g)
 	if len(gs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(gs, func(a, b grow) int { return cmp.Compare(b.perConn, a.perConn) }) // largest first
+	slices.SortStableFunc(gs, func(a, b growth) int { return cmp.Compare(b.perConn, a.perConn) }) // largest first
 	var parts, direct []string
 	for _, x := range gs {
 		part := fmt.Sprintf("%s %s", x.model, perConn(x.perConn))
@@ -400,6 +374,42 @@ func MemoryFindings(s *Summary, g Group) []string {
 		out = append(out, "Where a process or a thread serves each connection, the same growth counted per process or thread added: "+strings.Join(direct, ", ")+" (RSS counts pages shared by processes once in each, so a figure per process is what a child maps, more than it adds).")
 	}
 	return out
+}
+
+// growth is a model's peak RSS growth over the sweep, per connection held.
+type growth struct {
+	model          string
+	lo, hi         CellSummary
+	heldLo, heldHi float64
+	perConn        float64 // bytes
+}
+
+// memoryGrowth is each model's growth of the peak RSS from the lowest to the
+// highest concurrency it was measured at, divided by the growth of the
+// connections it held in the window (see MemoryFindings), in model order.
+func memoryGrowth(s *Summary, g Group) []growth {
+	var gs []growth
+	for _, m := range s.Spec.Models {
+		if IsPeer(m) {
+			continue
+		}
+		var cs []CellSummary
+		for _, c := range s.Spec.Conns {
+			if x := s.Cell(g, m, c); x.RSSMaxBytes > 0 && x.Held() > 0 {
+				cs = append(cs, x)
+			}
+		}
+		if len(cs) < 2 {
+			continue
+		}
+		a, b := cs[0], cs[len(cs)-1]
+		if b.Held() <= a.Held() {
+			continue
+		}
+		gs = append(gs, growth{m, a, b, a.Held(), b.Held(),
+			float64(b.RSSMaxBytes-a.RSSMaxBytes) / (b.Held() - a.Held())})
+	}
+	return gs
 }
 
 // plural is "1 connection", "40 connections".

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/montanaflynn/stats"
 )
 
 // The plots are built in two steps: pure functions turn a Summary into plot data
@@ -31,6 +34,9 @@ type Point struct {
 // Series is one line (one model).
 type Series struct {
 	Name string
+	// Model keys the line's look (LookOf) when Name carries more than the
+	// model's name ("procpool (ceiling 1/100)"); "" means Name is the model.
+	Model string `json:",omitempty"`
 	// Peer marks a reference peer's line: drawn dotted, "(reference)" in the legend.
 	Peer   bool `json:",omitempty"`
 	Points []Point
@@ -75,8 +81,35 @@ type Panel struct {
 	// unserved". MarkLabel is the legend of marked points.
 	ApartLabel string `json:",omitempty"`
 	MarkLabel  string `json:",omitempty"`
-	// HumanX labels a linear x axis as 25k, 1M.
-	HumanX bool `json:",omitempty"`
+	// HumanX labels a linear x axis as 25k, 1M; XMicros as durations in µs.
+	HumanX  bool `json:",omitempty"`
+	XMicros bool `json:",omitempty"`
+	// HBars makes a horizontal bar chart instead: one row per bar, the first at
+	// the top, each coloured by its model (LookOf), the value written at its end.
+	HBars []HBar `json:",omitempty"`
+	// XClip, if positive, ends a horizontal bar panel's axis there: longer bars
+	// are cut, with a break mark and their value written (see clipAt).
+	XClip float64 `json:",omitempty"`
+}
+
+// HBar is one row of a horizontal bar chart: a model's figure in one cell.
+type HBar struct {
+	Model string
+	// Name is the row's label (the model, with its peer or apart note).
+	Name  string
+	Value float64
+	// Lo and Hi, if Hi > Lo, draw the interval as a whisker.
+	Lo, Hi float64 `json:",omitempty"`
+	// Label is written at the bar's end (the value, formatted).
+	Label       string
+	ClientBound bool `json:",omitempty"`
+	// Apart draws the bar hollow: the cell is not comparable (see
+	// CellSummary.Apart). Peer draws it as a reference (grey, dotted outline).
+	Apart bool `json:",omitempty"`
+	Peer  bool `json:",omitempty"`
+	// Tied marks the first row and the rows within the noise of it: a bracket
+	// joins them (a tooth at each).
+	Tied bool `json:",omitempty"`
 }
 
 // VLine is a labelled vertical line at X.
@@ -91,11 +124,16 @@ type Tick struct {
 	Label string
 }
 
-// Figure is one PNG: one or more panels stacked vertically.
+// Figure is one PNG: one or more panels, stacked vertically or, with Cols > 1,
+// laid out Cols to a row.
 type Figure struct {
 	Name   string // file name, without .png
 	Title  string // for the report
 	Panels []Panel
+	Cols   int `json:",omitempty"`
+	// ShareY puts every panel on the same y range (panels of one quantity side
+	// by side).
+	ShareY bool `json:",omitempty"`
 	// Caption explains how to read it (axes, glyphs).
 	Caption string
 }
@@ -114,6 +152,9 @@ func (f Figure) HasData() bool {
 					return true
 				}
 			}
+		}
+		if len(p.HBars) > 0 {
+			return true
 		}
 	}
 	return false
@@ -137,8 +178,9 @@ func Figures(s *Summary) []Figure {
 	for _, g := range sweepGroups(sp) {
 		// A line against concurrency needs two concurrencies: with one (the
 		// scale preset) those figures would be a column of dots.
+		figs = append(figs, ThroughputFigure(s, g))
 		if len(sp.Conns) > 1 {
-			figs = append(figs, ThroughputFigure(s, g), P99Figure(s, g))
+			figs = append(figs, ThroughputLinesFigure(s, g), P99Figure(s, g))
 		}
 		figs = append(figs, NinesFigure(s, g, sp.FocusConns()), CPUFigure(s, g))
 		if len(sp.Conns) > 1 {
@@ -178,11 +220,33 @@ func Figures(s *Summary) []Figure {
 
 const clientBoundCaption = " A ringed point is client-bound: the load generator was saturated, so the figure is a floor for the server, not its limit. A hollow point, not joined to its model's line, is a cell whose server did not serve all its connections in the window (a ceiling: a pool or a cap smaller than the concurrency; or connections left unserved): its latency leaves their waits out, and it is not comparable with the others."
 
-// ThroughputFigure: throughput vs concurrency, one line per model, with the
-// median's confidence interval as error bars.
+// ThroughputFigure: throughput as small multiples, a panel per concurrency, each
+// on its own axis: a horizontal bar per model sorted by median, the median's
+// confidence interval as a whisker, the models within the noise of the leader
+// joined by a bracket, client-bound bars outlined in red, cells apart hollow at
+// the bottom.
 func ThroughputFigure(s *Summary, g Group) Figure {
+	f := Figure{Name: "throughput-" + g.Key(), Title: "Throughput by concurrency (" + g.String() + ")", Cols: smallMultipleCols(len(s.Spec.Conns))}
+	level := 0.0
+	for _, c := range s.Spec.Conns {
+		pn := Panel{Title: "Throughput, " + connsTitle(c), XLabel: "requests/s (median; whisker: its CI)"}
+		pn.HBars = rankedBars(s, g, c, func(cs CellSummary) (float64, CI, []float64, bool) {
+			level = max(level, cs.Throughput.Level)
+			return cs.Throughput.Median, cs.Throughput, cs.Throughputs, cs.Throughput.N > 0 && cs.Throughput.Median > 0
+		}, true, Num)
+		f.Panels = append(f.Panels, pn)
+	}
+	f.Caption = fmt.Sprintf("A panel per concurrency, each on its own scale; in each, the models sorted by median throughput over the repetitions, the whisker the median's order-statistic confidence interval (coverage %s with %d repetitions). The bracket on the right joins the leader and every model whose repetitions cannot be told from the leader's (two-sided Mann–Whitney p ≥ 0.05, samples overlapping): a tooth marks each. A red outline is client-bound (the load generator was saturated: the figure is a floor for the server). A hollow bar at the bottom is a cell whose server did not serve all its connections in the window, not comparable with the others. Reference peers are grey with a dotted outline.",
+		levelString(level), s.Spec.Repeat)
+	return f
+}
+
+// ThroughputLinesFigure: throughput vs concurrency, a line per model, a panel per
+// family of models with the reference peers on each, so that no panel holds
+// more than a handful of lines.
+func ThroughputLinesFigure(s *Summary, g Group) Figure {
 	p := Panel{Title: "Throughput vs concurrency — " + g.String(), XLabel: "concurrent connections (log)",
-		YLabel: "requests/s (median of repetitions)", LogX: true}
+		YLabel: "requests/s (median)", LogX: true}
 	level := 0.0
 	for _, m := range s.Spec.Models {
 		ser := Series{Name: m, Peer: IsPeer(m)}
@@ -201,9 +265,143 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 	if p.LogY {
 		p.YLabel += " (log)"
 	}
-	return Figure{Name: "throughput-" + g.Key(), Title: "Throughput vs concurrency (" + g.String() + ")", Panels: []Panel{p},
-		Caption: fmt.Sprintf("Median throughput over the repetitions; error bars are the median's order-statistic confidence interval (coverage %s with %d repetitions).",
+	return Figure{Name: "throughput-lines-" + g.Key(), Title: "Throughput vs concurrency, by family (" + g.String() + ")", Panels: splitByFamily(p, "Throughput vs concurrency, "+g.String()), Cols: 2, ShareY: true,
+		Caption: fmt.Sprintf("How each model's throughput changes with the concurrency, a panel per family of models, the reference peers (dotted) on each. Median over the repetitions; error bars are the median's order-statistic confidence interval (coverage %s with %d repetitions).",
 			levelString(level), s.Spec.Repeat) + clientBoundCaption}
+}
+
+// rankedBars are the horizontal bars of one concurrency: every model and peer
+// with a figure (value reports it, with its interval and the repetitions' own
+// values, and whether there is one), sorted best first (highest if
+// higherBetter, else lowest), the cells apart after the others. The best model
+// (never a peer) and the models within the noise of it (Compare: Noise) are
+// Tied. label formats a value.
+func rankedBars(s *Summary, g Group, conns int, value func(CellSummary) (float64, CI, []float64, bool), higherBetter bool, label func(float64) string) []HBar {
+	type row struct {
+		bar  HBar
+		reps []float64
+	}
+	var rows, apart []row
+	for _, m := range s.Spec.Models {
+		cs := s.Cell(g, m, conns)
+		v, ci, reps, ok := value(cs)
+		if !ok {
+			continue
+		}
+		b := HBar{Model: m, Name: m, Value: v, Label: label(v), ClientBound: cs.ClientBound > 0, Peer: IsPeer(m)}
+		if ci.N > 1 && ci.Hi > ci.Lo {
+			b.Lo, b.Hi = ci.Lo, ci.Hi
+		}
+		if why := cs.Apart(); why != "" {
+			b.Apart, b.Label = true, b.Label+"  "+why
+			apart = append(apart, row{b, reps})
+			continue
+		}
+		rows = append(rows, row{b, reps})
+	}
+	better := func(a, b row) int {
+		if higherBetter {
+			return cmp.Compare(b.bar.Value, a.bar.Value)
+		}
+		return cmp.Compare(a.bar.Value, b.bar.Value)
+	}
+	slices.SortStableFunc(rows, better)
+	slices.SortStableFunc(apart, better)
+	best := slices.IndexFunc(rows, func(r row) bool { return !r.bar.Peer })
+	if best >= 0 {
+		tied := 0
+		for i := range rows {
+			if i != best && !rows[i].bar.Peer && Compare(rows[best].reps, rows[i].reps).Verdict == Noise {
+				rows[i].bar.Tied = true
+				tied++
+			}
+		}
+		rows[best].bar.Tied = tied > 0
+	}
+	var out []HBar
+	for _, r := range append(rows, apart...) {
+		out = append(out, r.bar)
+	}
+	return out
+}
+
+// clipAt is where a lower-is-better bar panel's axis ends so that one costly
+// model does not flatten the differences among the rest: at 3× the median of the
+// comparable bars when the longest bar or whisker reaches past 4× it; 0 (no cut)
+// otherwise.
+func clipAt(bs []HBar) float64 {
+	var vs []float64
+	top := 0.0
+	for _, b := range bs {
+		if !b.Apart {
+			vs = append(vs, b.Value)
+		}
+		top = max(top, b.Value, b.Hi)
+	}
+	med, err := stats.Median(vs)
+	if err != nil || med <= 0 || top <= 4*med {
+		return 0
+	}
+	return 3 * med
+}
+
+// smallMultipleCols is how many panels a row of small multiples holds.
+func smallMultipleCols(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 2
+}
+
+// connsTitle names a concurrency: "1 connection", "100 connections".
+func connsTitle(c int) string {
+	if c == 1 {
+		return "1 connection"
+	}
+	return fmt.Sprintf("%d connections", c)
+}
+
+// splitByFamily splits a line panel into one per family of models (Families),
+// each with its models' series and every reference peer's, titled short and
+// the family; a panel whose series are all of one family is returned as is.
+func splitByFamily(p Panel, short string) []Panel {
+	var models, peerNames []string
+	byModel := map[string]Series{}
+	for _, ser := range p.Series {
+		m := cmp.Or(ser.Model, ser.Name)
+		byModel[m] = ser
+		if IsPeer(m) {
+			peerNames = append(peerNames, m)
+		} else {
+			models = append(models, m)
+		}
+	}
+	fams, members := byFamily(models)
+	if len(fams) <= 1 {
+		return []Panel{p}
+	}
+	var out []Panel
+	for i, fam := range fams {
+		q := p
+		q.Title = short + " — " + fam
+		q.Series = nil
+		drawn := false
+		for _, m := range members[i] {
+			q.Series = append(q.Series, byModel[m])
+			drawn = drawn || len(byModel[m].Points) > 0
+		}
+		if !drawn {
+			continue // a family whose models have no figure here
+		}
+		for _, m := range peerNames {
+			q.Series = append(q.Series, byModel[m])
+		}
+		out = append(out, q)
+	}
+	if len(out) == 0 {
+		return []Panel{p}
+	}
+	return out
 }
 
 // P99Figure: p99 latency vs concurrency, log y.
@@ -222,8 +420,8 @@ func P99Figure(s *Summary, g Group) Figure {
 		}
 		p.Series = append(p.Series, ser)
 	}
-	return Figure{Name: "p99-" + g.Key(), Title: "p99 latency vs concurrency (" + g.String() + ")", Panels: []Panel{p},
-		Caption: "The 99th percentile of the merged latency histogram of all repetitions (closed loop: latency from the actual send)." + clientBoundCaption}
+	return Figure{Name: "p99-" + g.Key(), Title: "p99 latency vs concurrency (" + g.String() + ")", Panels: splitByFamily(p, "p99 vs concurrency, "+g.String()), Cols: 2, ShareY: true,
+		Caption: "The 99th percentile of the merged latency histogram of all repetitions (closed loop: latency from the actual send), a panel per family of models with the reference peers (dotted) on each." + clientBoundCaption}
 }
 
 // ninesTicks label the nines plot's x axis, at 1/(1-q).
@@ -237,7 +435,7 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 		cs := s.Cell(g, m, conns)
 		ser := Series{Name: m, Peer: IsPeer(m)}
 		if why := cs.Apart(); why != "" {
-			ser.Name += " (" + why + ")"
+			ser.Name, ser.Model = m+" ("+why+")", m
 		}
 		for _, n := range cs.Nines {
 			if n.US <= 0 {
@@ -249,26 +447,25 @@ func NinesFigure(s *Summary, g Group, conns int) Figure {
 		p.Series = append(p.Series, ser)
 	}
 	return Figure{Name: fmt.Sprintf("nines-%s-c%d", g.Key(), conns), Title: fmt.Sprintf("Latency by percentile at %d connections (%s)", conns, g.String()),
-		Panels: []Panel{p}, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right. A model marked (ceiling n/c), (unserved n/c) or (starved) served only some of its connections in the window: the others' waits are not in its histogram."}
+		Panels: splitByFamily(p, fmt.Sprintf("Latency by percentile, c=%d, %s", conns, g.String())), Cols: 2, ShareY: true, Caption: "Each line is one model's merged latency histogram read at every percentile up to what its request count resolves; the tail is on the right. A panel per family of models, the reference peers (dotted) on each. A model marked (ceiling n/c), (unserved n/c) or (starved) served only some of its connections in the window: the others' waits are not in its histogram."}
 }
 
-// CPUFigure: server CPU per request, bars per model, one colour per concurrency.
+// CPUFigure: server CPU per request as small multiples, a panel per
+// concurrency on its own axis, the cheapest model at the top; the whisker is the
+// median's confidence interval over the repetitions, the bracket joins the
+// cheapest and the models within the noise of it.
 func CPUFigure(s *Summary, g Group) Figure {
-	p := Panel{Title: "Server CPU per request — " + g.String(), YLabel: "server CPU time per request", YMicros: true, Categories: s.Spec.Models}
+	f := Figure{Name: "cpu-" + g.Key(), Title: "Server CPU per request (" + g.String() + ")", Cols: smallMultipleCols(len(s.Spec.Conns))}
 	for _, c := range s.Spec.Conns {
-		bs := BarSet{Name: fmt.Sprintf("c=%d", c)}
-		for _, m := range s.Spec.Models {
-			cs := s.Cell(g, m, c)
-			bs.Bars = append(bs.Bars, Bar{Value: cs.CPUPerReqUS, Missing: cs.CPUPerReqUS <= 0, ClientBound: cs.ClientBound > 0})
-		}
-		p.BarSets = append(p.BarSets, bs)
+		pn := Panel{Title: "CPU per request, " + connsTitle(c), XLabel: "server CPU time per request (median; whisker: its CI)", XMicros: true}
+		pn.HBars = rankedBars(s, g, c, func(cs CellSummary) (float64, CI, []float64, bool) {
+			return cs.CPUPerReqUS, MedianCI(cs.CPUPerReqs, ConfLevel), cs.CPUPerReqs, cs.CPUPerReqUS > 0
+		}, false, Micros)
+		pn.XClip = clipAt(pn.HBars)
+		f.Panels = append(f.Panels, pn)
 	}
-	p.LogY = barsSpanDecades(p.BarSets, 2)
-	if p.LogY {
-		p.YLabel += " (log)"
-	}
-	return Figure{Name: "cpu-" + g.Key(), Title: "Server CPU per request (" + g.String() + ")", Panels: []Panel{p},
-		Caption: "The server process tree's CPU time (user+system, all threads and processes, from /proc) over the measured window, divided by the requests served; median over repetitions. Lower is cheaper."}
+	f.Caption = "The server process tree's CPU time (user+system, all threads and processes, from /proc) over the measured window, divided by the requests served; median over repetitions, the whisker its confidence interval. A panel per concurrency, each on its own scale, cheapest first; the bracket joins the cheapest and every model whose repetitions cannot be told from its (Mann–Whitney p ≥ 0.05, samples overlapping). Lower is cheaper."
+	return f
 }
 
 // MemoryFigure: peak RSS of the server tree vs connections.
@@ -335,8 +532,8 @@ func TimelineFigure(s *Summary) (Figure, bool) {
 		if apart {
 			name += " (" + cs.Apart() + ")"
 		}
-		ts := Series{Name: name, Peer: IsPeer(cs.Cell.Model)}
-		ls := Series{Name: name, Peer: IsPeer(cs.Cell.Model)}
+		ts := Series{Name: name, Model: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
+		ls := Series{Name: name, Model: cs.Cell.Model, Peer: IsPeer(cs.Cell.Model)}
 		for _, sec := range wholeEntries(sp, cs) {
 			// x is the middle of the entry.
 			x := (float64(sec.T)+0.5)*cs.TimelineStep - cs.TimelineWait

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"image/color"
 	"math"
@@ -18,15 +19,22 @@ import (
 )
 
 // Image geometry: a panel is panelW × panelH, the legend takes legendW on the right.
+// A horizontal bar panel is hbarW wide and hbarRowH a row high (plus hbarFrame
+// for its title and axis), hbarMinH at least.
 const (
-	panelW  = 9 * vg.Inch
-	panelH  = 5 * vg.Inch
-	legendW = 2 * vg.Inch
-	dpi     = 110
+	panelW    = 9 * vg.Inch
+	panelH    = 5 * vg.Inch
+	legendW   = 2 * vg.Inch
+	hbarW     = 5 * vg.Inch
+	hbarRowH  = 0.27 * vg.Inch
+	hbarFrame = 1.1 * vg.Inch
+	hbarMinH  = 2.8 * vg.Inch
+	dpi       = 110
 )
 
-// palette gives each model a colour that stays the same across every figure
-// (assigned by the model's position in the spec).
+// palette colours what is not a model, by position or by a fixed hue: the bar
+// sets of a figure (concurrencies, works) and the syscalls (hueOf). Models take
+// their colour from LookOf.
 var palette = []color.RGBA{
 	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
 	{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255},
@@ -34,20 +42,10 @@ var palette = []color.RGBA{
 	{128, 128, 0, 255}, {255, 187, 120, 255}, {152, 223, 138, 255}, {174, 199, 232, 255},
 }
 
-var glyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{},
-	draw.PlusGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}}
-
-var dashes = [][]vg.Length{{}, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}
-
 var warnRed = color.RGBA{220, 0, 0, 255}
 
 // peerDash is the line pattern of reference peers: dotted, unlike any model's.
 var peerDash = []vg.Length{vg.Points(1.5), vg.Points(3)}
-
-// style is the look of the i-th series or bar set.
-func style(i int) (color.Color, draw.GlyphDrawer, []vg.Length) {
-	return palette[i%len(palette)], glyphs[i%len(glyphs)], dashes[(i/len(glyphs))%len(dashes)]
-}
 
 // Render draws f as a PNG at path.
 func Render(f Figure, path string) (err error) {
@@ -63,30 +61,62 @@ func Render(f Figure, path string) (err error) {
 	if n == 0 {
 		return fmt.Errorf("plot %s: no panels", f.Name)
 	}
-	w, h := panelW+legendW, panelH*vg.Length(n)
-	if n > 1 {
-		h = panelH * 0.75 * vg.Length(n)
-	}
-	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(dpi))
-	dc := draw.New(img)
-	plotArea := draw.Crop(dc, 0, -legendW, 0, 0)
-	legendArea := draw.Crop(dc, w-legendW, 0, 0, 0)
+	cols := max(1, min(f.Cols, n))
+	rows := (n + cols - 1) / cols
 	// One legend for all panels: an entry a later panel repeats (the same model)
-	// is shown once.
+	// is shown once. The panels are built first: a figure whose panels need no
+	// legend (horizontal bars name their rows) gets no legend column.
 	legend := &legendOnce{Legend: plot.NewLegend(), seen: map[string]bool{}}
 	legend.TextStyle.Font.Size = font.Length(11)
-	tiles := draw.Tiles{Rows: n, Cols: 1, PadY: vg.Points(8)}
+	plots := make([]*plot.Plot, n)
+	hbarRows := 0
 	for i, pn := range f.Panels {
 		p, err := buildPanel(pn, legend)
 		if err != nil {
 			return fmt.Errorf("plot %s: %w", f.Name, err)
 		}
-		p.Draw(tiles.At(plotArea, 0, i))
+		plots[i] = p
+		hbarRows = max(hbarRows, len(pn.HBars))
+	}
+	legend.finish()
+	if f.ShareY {
+		shareY(plots)
+	}
+	pw, ph := panelW, panelH
+	switch {
+	case hbarRows > 0:
+		pw, ph = hbarW, max(hbarMinH, hbarFrame+hbarRowH*vg.Length(hbarRows))
+	case cols > 1:
+		pw, ph = panelW*0.62, panelH*0.74
+	case n > 1:
+		ph = panelH * 0.75
+	}
+	// The legend takes a column on the right, or the last tile of the grid
+	// when the panels leave it empty.
+	lw := legendW
+	spare := rows*cols > n
+	if len(legend.entries) == 0 || spare {
+		lw = 0
+	}
+	w, h := pw*vg.Length(cols)+lw, ph*vg.Length(rows)
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(dpi))
+	dc := draw.New(img)
+	plotArea := draw.Crop(dc, 0, -lw, 0, 0)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadY: vg.Points(8), PadX: vg.Points(10)}
+	for i, p := range plots {
+		p.Draw(tiles.At(plotArea, i%cols, i/cols))
 	}
 	legend.Top, legend.Left = true, true
 	legend.YOffs = -vg.Points(30)
 	legend.XOffs = vg.Points(4)
-	legend.Draw(legendArea)
+	switch {
+	case len(legend.entries) == 0:
+	case spare:
+		legend.XOffs = vg.Points(40)
+		legend.Draw(tiles.At(plotArea, cols-1, rows-1))
+	default:
+		legend.Draw(draw.Crop(dc, w-lw, 0, 0, 0))
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -110,17 +140,61 @@ func Render(f Figure, path string) (err error) {
 	return os.Rename(tmp, path)
 }
 
+// shareY puts every panel on the union of their y ranges, so that panels side
+// by side compare at a glance.
+func shareY(plots []*plot.Plot) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range plots {
+		if p.Y.Min < p.Y.Max { // a panel with data
+			lo, hi = min(lo, p.Y.Min), max(hi, p.Y.Max)
+		}
+	}
+	if lo >= hi {
+		return
+	}
+	for _, p := range plots {
+		p.Y.Min, p.Y.Max = lo, hi
+	}
+}
+
 // legendOnce is a legend that takes each name once.
 type legendOnce struct {
 	plot.Legend
-	seen map[string]bool
+	seen    map[string]bool
+	entries []string
+	marks   []legendMark
 }
 
 func (l *legendOnce) Add(name string, thumbs ...plot.Thumbnailer) {
 	if !l.seen[name] {
 		l.seen[name] = true
+		l.entries = append(l.entries, name)
 		l.Legend.Add(name, thumbs...)
 	}
+}
+
+// AddMark adds an entry that explains a mark (client-bound, hollow, a
+// vertical line) rather than names a model: marks come after every model, in
+// the order first added (finish adds them).
+func (l *legendOnce) AddMark(name string, thumbs ...plot.Thumbnailer) {
+	if !l.seen[name] {
+		l.seen[name] = true
+		l.marks = append(l.marks, legendMark{name, thumbs})
+	}
+}
+
+// finish adds the marks after the models.
+func (l *legendOnce) finish() {
+	for _, m := range l.marks {
+		l.entries = append(l.entries, m.name)
+		l.Legend.Add(m.name, m.thumbs...)
+	}
+	l.marks = nil
+}
+
+type legendMark struct {
+	name   string
+	thumbs []plot.Thumbnailer
 }
 
 func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
@@ -137,6 +211,10 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 	} else {
 		p.Y.Tick.Marker = humanTicks{plot.DefaultTicks{}, pn.YMicros}
 		p.Y.Min = 0
+	}
+	if len(pn.HBars) > 0 {
+		addHBars(p, legend, pn)
+		return p, nil
 	}
 	if len(pn.Categories) > 0 {
 		if err := addBars(p, legend, pn); err != nil {
@@ -160,7 +238,8 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 	var bound plotter.XYs
 	anyApart, anyMark := false, false
 	for i, s := range pn.Series {
-		clr, gl, dash := style(i)
+		lk := LookOf(cmp.Or(s.Model, s.Name))
+		clr, gl, dash := lk.Color, lk.Glyph, lk.Dash
 		if len(s.Points) == 0 {
 			continue
 		}
@@ -274,12 +353,12 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 		}
 		sc.Shape, sc.Radius, sc.Color = draw.RingGlyph{}, vg.Points(7), warnRed
 		p.Add(sc)
-		legend.Add("client-bound", sc)
+		legend.AddMark("client-bound", sc)
 	}
 	for _, v := range pn.VLines {
 		vl := &vline{x: v.X, style: draw.LineStyle{Color: color.Gray{Y: 60}, Width: vg.Points(1.2), Dashes: []vg.Length{vg.Points(5), vg.Points(3)}}}
 		p.Add(vl)
-		legend.Add(v.Label, vl)
+		legend.AddMark(v.Label, vl)
 	}
 	if anyApart {
 		sc, err := plotter.NewScatter(plotter.XYs{})
@@ -291,7 +370,7 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 		if label == "" {
 			label = "hollow: some unserved"
 		}
-		legend.Add(label, sc)
+		legend.AddMark(label, sc)
 	}
 	if anyMark && pn.MarkLabel != "" {
 		sc, err := plotter.NewScatter(plotter.XYs{})
@@ -299,7 +378,7 @@ func buildPanel(pn Panel, legend *legendOnce) (*plot.Plot, error) {
 			return nil, err
 		}
 		sc.Shape, sc.Radius, sc.Color = hollowBox{}, vg.Points(5), color.Gray{Y: 100}
-		legend.Add(pn.MarkLabel, sc)
+		legend.AddMark(pn.MarkLabel, sc)
 	}
 	return p, nil
 }
@@ -329,7 +408,7 @@ func addBars(p *plot.Plot, legend *legendOnce, pn Panel) error {
 	base := make([]float64, len(pn.Categories)) // the stack so far, per category
 	anyBound := false
 	for i, bs := range pn.BarSets {
-		clr, _, _ := style(i)
+		clr := palette[i%len(palette)]
 		if bs.Hue > 0 {
 			clr = palette[(bs.Hue-1)%len(palette)]
 		}
@@ -349,7 +428,7 @@ func addBars(p *plot.Plot, legend *legendOnce, pn Panel) error {
 		}
 	}
 	if anyBound {
-		legend.Add("client-bound (red outline)", &bars{color: color.White, bound: true})
+		legend.AddMark("client-bound (red outline)", &bars{color: color.White, bound: true})
 	}
 	p.NominalX(pn.Categories...)
 	p.X.Tick.Label.Rotation = math.Pi / 6

@@ -89,6 +89,28 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	w("Started %s. %d trials planned: %d ok, %d failed, %d skipped, %d not run; %s spent in trials.\n\n",
 		d.Plan.Started.UTC().Format(time.RFC3339), planned, ok, failed, skipped, planned-len(d.Records), time.Duration(wall*float64(time.Second)).Round(time.Second))
 
+	byName := map[string]Figure{}
+	for _, f := range figs {
+		byName[f.Name] = f
+	}
+	if rows := Verdict(s, func(fig, fallback string) string {
+		if f, ok := byName[fig]; ok {
+			return Anchor(f.Title)
+		}
+		if fallback != "" {
+			return Anchor(fallback)
+		}
+		return ""
+	}); len(rows) > 0 {
+		w("## Verdict\n\n")
+		w("Computed from this run: for each question, the model that answered it best among those that served all their connections (reference peers are not ranked), the models whose repetitions cannot be told from it (≈: two-sided Mann–Whitney p ≥ 0.05 with overlapping samples), its figure, and its margin over the runner-up. p99 is compared on each repetition's own p99. Each question links to its evidence.\n\n")
+		w("%s\n", VerdictTable(rows))
+	}
+	if cards := ModelCards(s); len(cards) > 0 {
+		w("## Models at a glance\n\n")
+		w("%s\n", ModelCardTable(cards))
+	}
+
 	w("## Environment\n\n")
 	if r := firstResult(d); r != nil {
 		e, c := r.Env, r.Config
@@ -171,10 +193,6 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	}
 	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **ceiling n/c** (the server held only n of the c connections: their number stopped growing before the window opened), **unserved n/c** (n connections completed no request in a repetition's window), **starved ~n/c** (results without the steady-state gate: by Little's law only about n of the c connections were being served), **not steady** (the connections served were still growing at the gate's bound: no window), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
 
-	byName := map[string]Figure{}
-	for _, f := range figs {
-		byName[f.Name] = f
-	}
 	// img writes a figure with what it shows; findings without their figure
 	// (one not drawn: no data, or a single concurrency) are still written.
 	img := func(name string, findings []string) {
@@ -202,6 +220,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 			continue
 		}
 		img("throughput-"+g.Key(), ThroughputFindings(s, g))
+		img("throughput-lines-"+g.Key(), nil)
 		img("p99-"+g.Key(), P99Findings(s, g))
 		img(fmt.Sprintf("nines-%s-c%d", g.Key(), focus), NinesFindings(s, g, focus))
 		img("cpu-"+g.Key(), CPUFindings(s, g))

@@ -39,6 +39,10 @@ type CellSummary struct {
 	// is how many histograms went in (a result without one is left out).
 	Latency result.Percentiles `json:"latency"`
 	Merged  int                `json:"merged"`
+	// P99s are the measured trials' own p99 latencies, µs, in repetition order:
+	// what a comparison of two cells' p99 is tested on (Latency's percentiles,
+	// from the merge, carry no spread).
+	P99s []float64 `json:"p99s,omitempty"`
 	// Nines is the merged latency by percentile, for the "nines" plot.
 	Nines []NinePoint `json:"nines,omitempty"`
 	// CPUPerReqUS is the median over trials of the server's CPU time per request,
@@ -244,6 +248,9 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 			s.Search = r.Search
 		}
 		s.Throughputs = append(s.Throughputs, r.Load.Throughput)
+		if r.Load.Latency.Count > 0 {
+			s.P99s = append(s.P99s, float64(r.Load.Latency.P99US))
+		}
 		if r.Load.LatencyHist != "" {
 			var err error
 			if merged, err = mergeHist(merged, r.Load.LatencyHist); err != nil {
