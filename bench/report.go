@@ -167,6 +167,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	}
 	w("- workloads: %s\n", strings.Join(gs, "; "))
 	w("- concurrency: %s connections\n", ints(sp.Conns))
+	w("- server configuration: %s\n", sp.ConfigString())
 	if idleSwept(sp) {
 		w("- idle connections beside them: %s, each sending a heartbeat every %s\n", ints(sp.Idles), heartbeatString(sp))
 	}

@@ -72,6 +72,10 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 			return n, fmt.Errorf("%s holds trials measured differently (%s): use another -out, or remove it", r.Store.Dir, why)
 		}
 		plan.Started = old.Started
+		// A fair pool's cap is the machine's when the run was planned: the
+		// resumed trials keep it, so that every trial of a cell runs alike.
+		r.Spec.ProcessCap, r.Spec.ThreadCap, r.Spec.CapsWhy = old.Spec.ProcessCap, old.Spec.ThreadCap, old.Spec.CapsWhy
+		plan.Spec = r.Spec
 	case errors.As(err, &damaged):
 		return n, fmt.Errorf("%w: nothing says how the trials in %s were measured: use another -out, or remove the file to resume them as they are", err, r.Store.Dir)
 	case !errors.Is(err, fs.ErrNotExist):
@@ -182,6 +186,9 @@ func (s Spec) Args(c Cell, out string) []string {
 	args := append([]string{"-model", c.Model}, s.loadArgs(c, out)...)
 	if c.Work != "" && c.Work != "none" {
 		args = append(args, "-server-arg=-work="+c.Work)
+	}
+	for _, a := range s.CellConfig(c) {
+		args = append(args, "-server-arg="+a)
 	}
 	return args
 }

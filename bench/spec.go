@@ -10,6 +10,7 @@
 package bench
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -101,6 +102,17 @@ type Spec struct {
 	Search       string  `json:"search,omitempty"`
 	SearchRounds int     `json:"search_rounds,omitempty"`
 	SearchTol    float64 `json:"search_tol,omitempty"`
+	// Configure is how each cell's server is configured: ConfigureFair ("fair",
+	// every preset) gives a pool the size a user would give it for the cell's
+	// load (see CellConfig), ConfigureDefaults ("defaults", also what "" means:
+	// runs before this field) every model its defaults. ProcessCap and
+	// ThreadCap bound the fair pools: the worker processes and threads the
+	// machine held when the run was planned (models.ProcessCap, ThreadCap);
+	// CapsWhy says which limits set them.
+	Configure  string `json:"configure,omitempty"`
+	ProcessCap int    `json:"process_cap,omitempty"`
+	ThreadCap  int    `json:"thread_cap,omitempty"`
+	CapsWhy    string `json:"caps_why,omitempty"`
 	// Focus is the concurrency at which the per-model plots (latency by percentile,
 	// CPU per request, reconnect rate, blocking work) are drawn; 0 picks 100 when
 	// swept, else the highest swept.
@@ -119,7 +131,7 @@ var Presets = map[string]Spec{
 	"quick": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 6, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 6, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Timeline: 4 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: time.Minute,
 	},
@@ -128,7 +140,7 @@ var Presets = map[string]Spec{
 	"full": {
 		Models: []string{"all"},
 		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
-		Reconnect: "both", Repeat: 5, CountReps: 1, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
+		Reconnect: "both", Repeat: 5, CountReps: 1, Configure: ConfigureFair, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
 		Timeline: 15 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: 5 * time.Minute,
 	},
@@ -140,7 +152,7 @@ var Presets = map[string]Spec{
 	"scale": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{10}, Idles: []int{0, 1000, 5000, 10000, ScaleMax}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 3, CountReps: 1, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 3, CountReps: 1, Configure: ConfigureFair, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64,
 		SteadyTimeout: time.Minute,
 	},
 	// curve: load–latency curves — every model and the C peer, echo at 100
@@ -151,7 +163,7 @@ var Presets = map[string]Spec{
 	"curve": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{100}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 3, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 3, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Loads: []float64{0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1}, Arrival: "exp", Search: "p99<=1ms",
 		SteadyTimeout: 30 * time.Second,
 	},
@@ -162,7 +174,7 @@ var Presets = map[string]Spec{
 	"http": {
 		Models: []string{"epoll-et", "reactor", "goroutine", "multireactor", "peer:nginx"},
 		Conns:  []int{10, 100}, Protos: []string{"http"}, Path: "/index.html", Works: []string{"none"},
-		Reconnect: "off", Repeat: 6, CountReps: 1, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 6, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		SteadyTimeout: 30 * time.Second,
 	},
 }
@@ -530,6 +542,9 @@ func (s Spec) Validate(known []string) error {
 	if len(s.Conns) == 0 {
 		errs = append(errs, errors.New("no concurrency levels"))
 	}
+	if s.Configure != "" && !slices.Contains(Configures, s.Configure) {
+		errs = append(errs, fmt.Errorf("configure %q: want one of %s", s.Configure, strings.Join(Configures, ", ")))
+	}
 	for _, c := range s.Conns {
 		if c < 1 {
 			errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c))
@@ -641,6 +656,11 @@ func (s Spec) SameMeasurement(saved Spec) string {
 		// The timed repetitions of one would pay for syscall counting and the
 		// other's not.
 		diffs = append(diffs, fmt.Sprintf("counted repetitions %d vs %d (syscalls counted apart or in every repetition)", s.CountReps, saved.CountReps))
+	}
+	if s.fair() != saved.fair() {
+		// (The caps are the machine's when the run was planned: a resumed
+		// run takes the saved ones, see Runner.Run.)
+		diffs = append(diffs, fmt.Sprintf("configure %q vs %q", cmp.Or(s.Configure, ConfigureDefaults), cmp.Or(saved.Configure, ConfigureDefaults)))
 	}
 	if s.TimelineStep != saved.TimelineStep {
 		diffs = append(diffs, fmt.Sprintf("timeline step %v vs %v", s.TimelineStep, saved.TimelineStep))

@@ -362,6 +362,9 @@ type ModelCard struct {
 	Best, Worst   string
 	Ceilings      string
 	Flags         string
+	// Config is the server flags its cells ran with beyond its defaults
+	// (Spec.CellConfig), "" for none.
+	Config string
 }
 
 // ModelCards are a card per model and peer, models first, over the sweep's
@@ -427,6 +430,7 @@ func ModelCards(s *Summary) []ModelCard {
 			}
 		}
 		card.Ceilings = cmp.Or(strings.Join(ceilings, "; "), "–")
+		card.Config = configSummary(sp, m, groups)
 		var flags []string
 		if bound > 0 {
 			flags = append(flags, fmt.Sprintf("client-bound in %d of %d cells", bound, cells))
@@ -446,16 +450,43 @@ func ModelCards(s *Summary) []ModelCard {
 	return cards
 }
 
+// configSummary is the flags a model's cells ran with beyond its defaults, each
+// flag's values over the concurrencies joined: "-workers=1/10/100/1000".
+func configSummary(sp Spec, model string, groups []Group) string {
+	var order []string
+	vals := map[string][]string{}
+	for _, g := range groups {
+		for _, c := range sp.Conns {
+			for _, idle := range sp.idles() {
+				for _, a := range sp.CellConfig(Cell{Model: model, Proto: g.Proto, Work: g.Work, Conns: c, Idle: idle}) {
+					flag, v, _ := strings.Cut(a, "=")
+					if _, ok := vals[flag]; !ok {
+						order = append(order, flag)
+					}
+					if !slices.Contains(vals[flag], v) {
+						vals[flag] = append(vals[flag], v)
+					}
+				}
+			}
+		}
+	}
+	var parts []string
+	for _, f := range order {
+		parts = append(parts, f+"="+strings.Join(vals[f], "/"))
+	}
+	return strings.Join(parts, " ")
+}
+
 // ModelCardTable is the cards as a markdown table.
 func ModelCardTable(cards []ModelCard) string {
 	var b strings.Builder
-	b.WriteString("| model | family | best cell (throughput against each row's leader) | worst cell | not all connections served | flags |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| model | family | configured | best cell (throughput against each row's leader) | worst cell | not all connections served | flags |\n|---|---|---|---|---|---|---|\n")
 	for _, c := range cards {
 		name := c.Model
 		if IsPeer(name) {
 			name = "*" + name + "*"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", name, c.Family, c.Best, c.Worst, c.Ceilings, c.Flags)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", name, c.Family, cmp.Or(c.Config, "defaults"), c.Best, c.Worst, c.Ceilings, c.Flags)
 	}
 	return b.String()
 }

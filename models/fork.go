@@ -34,6 +34,7 @@ package models
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -139,28 +140,41 @@ func (forkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 // belowCap reports whether another child may be started.
 func (f *forker) belowCap() bool { return len(f.children) < f.maxProcs }
 
-// forkMaxProcs is Config.MaxProcs, or the cap sized to the machine's memory.
+// forkMaxProcs is Config.MaxProcs, or the cap sized to the machine's memory
+// (ProcessCap).
 func forkMaxProcs(env *Env) int {
 	if env.Config.MaxProcs > 0 {
 		return env.Config.MaxProcs
 	}
+	n, why := ProcessCap()
+	env.Log.Printf("fork: at most %d live children: %s", n, why)
+	return n
+}
+
+// ProcessCap is how many Go processes serving a connection each (fork's
+// children, procpool's workers) this machine holds at once as it stands now:
+// MemAvailable / forkChildMem, and at most kernel.pid_max / forkChildThreads since
+// every thread takes a pid; why says which limit set it. bench sizes procpool's
+// pool by it.
+func ProcessCap() (n int, why string) {
 	avail, err := memAvailable()
 	if err != nil {
-		env.Log.Printf("fork: %v; capping live children at %d", err, forkDefaultMaxProcs)
-		return forkDefaultMaxProcs
+		return forkDefaultMaxProcs, fmt.Sprintf("%v; the default cap", err)
 	}
-	n := max(1, int(avail/forkChildMem))
-	env.Log.Printf("fork: MemAvailable %d MiB / %d MiB per child: at most %d live children",
-		avail>>20, forkChildMem>>20, n)
+	n = max(1, int(avail/forkChildMem))
+	why = fmt.Sprintf("MemAvailable %d MiB / %d MiB a process", avail>>20, forkChildMem>>20)
 	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
 		if pidMax, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pidMax/forkChildThreads < n {
 			n = max(1, pidMax/forkChildThreads)
-			env.Log.Printf("fork: kernel.pid_max %d / %d threads per child: at most %d live children",
-				pidMax, forkChildThreads, n)
+			why = fmt.Sprintf("kernel.pid_max %d / %d threads a process", pidMax, forkChildThreads)
 		}
 	}
-	return n
+	return n, why
 }
+
+// ThreadCap is the most threads a process can have as the kernel's limits read
+// now, and which limits those were (threadCeiling); bench bounds threadpool by it.
+func ThreadCap() (int, string) { return threadCeiling() }
 
 // acceptSome accepts and forks a child per connection while under the cap, at
 // most acceptBatch per pass so that exits are reaped between batches.

@@ -102,6 +102,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	works := fs.String("work", "", "per-request work of rpc cells: none,sleep:1ms,cpu:50us (default: the preset's)")
 	reconnect := fs.String("reconnect", "", "off | on | both: a new connection per request (default: the preset's)")
 	repeat := fs.Int("repeat", 0, "repetitions of every cell (default: the preset's)")
+	configure := fs.String("configure", "", strings.Join(bench.Configures, " | ")+": fair sizes each cell's pools as a user would for its connections (procpool a worker per connection, threadpool threads to cover them, up to what the machine holds); defaults runs every model with its defaults (default: the preset's, fair)")
 	countReps := fs.Int("count-reps", -1, "further repetitions of every cell that count syscalls by name; the timed repetitions then count only switches and CPU, since counting syscalls costs every syscall of the machine (~0.2 µs each here). 0 counts syscalls in every repetition (default: the preset's, 1)")
 	loads := fs.String("load", "", "open-loop steps as fractions of each model's closed-loop peak at the same cell, e.g. 0.1,0.5,0.9,1.1 (its closed-loop cell runs first and calibrates them; default: the preset's)")
 	rates := fs.String("rate", "", "open-loop steps at absolute rates, req/s, e.g. 10000,50000 (default: the preset's)")
@@ -195,6 +196,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if *repeat != 0 {
 		sp.Repeat = *repeat
+	}
+	if *configure != "" {
+		sp.Configure = *configure
+	}
+	if sp.Configure == bench.ConfigureFair {
+		procs, pwhy := models.ProcessCap()
+		threads, twhy := models.ThreadCap()
+		sp.ProcessCap, sp.ThreadCap, sp.CapsWhy = procs, threads, pwhy+"; threads: "+twhy
 	}
 	if *countReps >= 0 {
 		sp.CountReps = *countReps
