@@ -64,7 +64,7 @@ fuzz:
 	done
 
 bench: build
-	@echo ">> bench: quick preset (every model and peer:cepoll, echo, c=1..1000, 6 timed repetitions and 1 counting syscalls); resumes results/quick if interrupted"
+	@echo ">> bench: quick preset (every model and peer:cepoll, echo, c=1..1000, fair pool sizes, 6 to 9 adaptive timed repetitions and 1 counting syscalls); resumes results/quick if interrupted"
 	$(BIN)/bench -preset quick -out results/quick $(BENCHFLAGS)
 
 bench-full: build

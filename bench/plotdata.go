@@ -236,8 +236,8 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 		}, true, Num)
 		f.Panels = append(f.Panels, pn)
 	}
-	f.Caption = fmt.Sprintf("A panel per concurrency, each on its own scale; in each, the models sorted by median throughput over the repetitions, the whisker the median's order-statistic confidence interval (coverage %s with %d repetitions). The bracket on the right joins the leader and every model whose repetitions cannot be told from the leader's (two-sided Mann–Whitney p ≥ 0.05, samples overlapping): a tooth marks each. A red outline is client-bound (the load generator was saturated: the figure is a floor for the server). A hollow bar at the bottom is a cell whose server did not serve all its connections in the window, not comparable with the others. Reference peers are grey with a dotted outline.",
-		levelString(level), s.Spec.Repeat)
+	f.Caption = fmt.Sprintf("A panel per concurrency, each on its own scale; in each, the models sorted by median throughput over the repetitions, the whisker the median's order-statistic confidence interval (coverage %s with %s). The bracket on the right joins the leader and every model whose repetitions cannot be told from the leader's (two-sided Mann–Whitney p ≥ 0.05, samples overlapping): a tooth marks each. A red outline is client-bound (the load generator was saturated: the figure is a floor for the server). A hollow bar at the bottom is a cell whose server did not serve all its connections in the window, not comparable with the others. Reference peers are grey with a dotted outline.",
+		levelString(level), s.Spec.RepeatString())
 	return f
 }
 
@@ -266,8 +266,8 @@ func ThroughputLinesFigure(s *Summary, g Group) Figure {
 		p.YLabel += " (log)"
 	}
 	return Figure{Name: "throughput-lines-" + g.Key(), Title: "Throughput vs concurrency, by family (" + g.String() + ")", Panels: splitByFamily(p, "Throughput vs concurrency, "+g.String()), Cols: 2, ShareY: true,
-		Caption: fmt.Sprintf("How each model's throughput changes with the concurrency, a panel per family of models, the reference peers (dotted) on each. Median over the repetitions; error bars are the median's order-statistic confidence interval (coverage %s with %d repetitions).",
-			levelString(level), s.Spec.Repeat) + clientBoundCaption}
+		Caption: fmt.Sprintf("How each model's throughput changes with the concurrency, a panel per family of models, the reference peers (dotted) on each. Median over the repetitions; error bars are the median's order-statistic confidence interval (coverage %s with %s).",
+			levelString(level), s.Spec.RepeatString()) + clientBoundCaption}
 }
 
 // rankedBars are the horizontal bars of one concurrency: every model and peer

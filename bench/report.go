@@ -52,7 +52,7 @@ func WriteAll(d *Dataset, runDir, plotDir string) ([]string, error) {
 
 // firstResult is the first result in plan order (for the environment).
 func firstResult(d *Dataset) *result.Run {
-	for _, t := range d.Plan.Spec.Plan() {
+	for _, t := range d.Plan.Trials() {
 		if r := d.Results[t.Key()]; r != nil {
 			return r
 		}
@@ -85,7 +85,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 			skipped++
 		}
 	}
-	planned := len(sp.Plan())
+	planned := len(d.Plan.Trials())
 	w("Started %s. %d trials planned: %d ok, %d failed, %d skipped, %d not run; %s spent in trials.\n\n",
 		d.Plan.Started.UTC().Format(time.RFC3339), planned, ok, failed, skipped, planned-len(d.Records), time.Duration(wall*float64(time.Second)).Round(time.Second))
 
@@ -171,8 +171,11 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	if idleSwept(sp) {
 		w("- idle connections beside them: %s, each sending a heartbeat every %s\n", ints(sp.Idles), heartbeatString(sp))
 	}
-	w("- %d repetitions of %v measured after at least %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
-		sp.Repeat, sp.Duration, sp.Warmup, requestsString(sp))
+	w("- %s of %v measured after at least %v of warm-up, %s, closed loop; repetitions interleaved across models (rep 1 of every cell, then rep 2, …)\n",
+		sp.RepeatString(), sp.Duration, sp.Warmup, requestsString(sp))
+	if sp.RepeatAuto {
+		w("- %s\n", repeatOutcome(s))
+	}
 	if sp.CountReps > 0 {
 		w("- plus %s per cell that counted syscalls: the timed repetitions count only context switches and CPU time (counting syscalls sends every syscall of the machine through the kernel's tracing path, about +0.2 µs each, which would slow what they time); the syscall figures come from %s alone, their times from nowhere\n",
 			plural(float64(sp.CountReps), "further repetition"), map[bool]string{true: "it", false: "them"}[sp.CountReps == 1])
@@ -184,7 +187,11 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	w("\n")
 
 	w("## How to read this\n\n")
-	w("- **req/s** is the median over repetitions; **[lo–hi]** its order-statistic confidence interval, which with %d repetitions covers %s (95%% needs at least 6).\n", sp.Repeat, levelString(coverage(sp.Repeat, 1)))
+	if sp.RepeatAuto {
+		w("- **req/s** is the median over repetitions; **[lo–hi]** its order-statistic confidence interval, the narrowest pair of order statistics covering at least 95%% (with 6 to 8 repetitions [min, max]; with 9, the 2nd smallest to the 2nd largest, 96.1%%); **n=** among the flags is how many repetitions a cell's figures took.\n")
+	} else {
+		w("- **req/s** is the median over repetitions; **[lo–hi]** its order-statistic confidence interval, which with %d repetitions covers %s (95%% needs at least 6).\n", sp.Repeat, levelString(coverage(sp.Repeat, 1)))
+	}
 	w("- Latency percentiles are read from the merge of every repetition's HdrHistogram, never averaged.\n")
 	w("- A lead is **significant** when a two-sided Mann–Whitney test gives p < 0.05, **consistent** when every repetition of one beat every repetition of the other but there are too few repetitions for significance, and **within the noise** otherwise.\n")
 	w("- A cell whose server did not serve all its connections in the window (**ceiling**, **unserved**, **starved** below) is not comparable with one that did: tables list it after the others, plots draw it as a hollow marker not joined to its model's line, and every ranking leaves it out.\n")
@@ -192,7 +199,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	if len(peers(sp)) > 0 {
 		w("- Rows in *italics* named peer:… are **reference peers**, servers that are not concbench models; plots draw them dotted, with \"(reference)\" in the legend. They are left out of every ranking below (led, slowest, lowest p99, cheapest, memory per connection); a separate sentence compares the best model with each.\n")
 	}
-	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **ceiling n/c** (the server held only n of the c connections: their number stopped growing before the window opened), **unserved n/c** (n connections completed no request in a repetition's window), **starved ~n/c** (results without the steady-state gate: by Little's law only about n of the c connections were being served), **not steady** (the connections served were still growing at the gate's bound: no window), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100)
+	w("- Flags: **CB** client-bound (the load generator's CPUs were ≥ %.0f%% busy: the figure is a floor for the server), **noisy** (interval wider than %.0f%% of the median), **ceiling n/c** (the server held only n of the c connections: their number stopped growing before the window opened), **unserved n/c** (n connections completed no request in a repetition's window), **starved ~n/c** (results without the steady-state gate: by Little's law only about n of the c connections were being served), **not steady** (the connections served were still growing at the gate's bound: no window), **disturbed n left out** (n trials whose window another process or the host took more than %.0f%% of the measured CPUs in: see Noise), **n=** (with adaptive repetitions: the repetitions in the cell's figures), **fail**/**skip** (trials that failed or were skipped; see Warnings).\n\n", result.ClientBoundAt*100, NoisyAt*100, result.DisturbedAt*100)
 
 	// img writes a figure with what it shows; findings without their figure
 	// (one not drawn: no data, or a single concurrency) are still written.
@@ -256,6 +263,12 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		w("\n")
 	}
 
+	w("## Noise, measured at its source\n\n")
+	for _, l := range NoiseFindings(d, s) {
+		w("- %s\n", l)
+	}
+	w("\n")
+
 	w("## Warnings\n\n")
 	warns := Warnings(s, d)
 	if len(warns) == 0 {
@@ -312,7 +325,7 @@ func Warnings(s *Summary, d *Dataset) []string {
 	var out []string
 	seen := map[string]bool{}
 	notRun := 0
-	for _, t := range s.Spec.Plan() {
+	for _, t := range s.Trials {
 		if _, ok := d.Records[t.Key()]; !ok {
 			notRun++
 		}
@@ -377,7 +390,7 @@ func orDefault(s, def string) string {
 
 // peerVersion is the version a peer's first record says it ran ("" if none does).
 func peerVersion(d *Dataset, model string) string {
-	for _, t := range d.Plan.Spec.Plan() {
+	for _, t := range d.Plan.Trials() {
 		if rec, ok := d.Records[t.Key()]; ok && t.Cell.Model == model && rec.Peer != nil && rec.Peer.Version != "" {
 			return rec.Peer.Version
 		}
@@ -410,9 +423,14 @@ func Table(s *Summary, g Group, unit string) string {
 			if IsPeer(name) {
 				name = "*" + name + "*"
 			}
+			flags := Flags(cs)
+			if s.Spec.RepeatAuto && cs.Throughput.N > 0 {
+				// How many repetitions the cell's figures took.
+				flags = append([]string{fmt.Sprintf("n=%d", cs.Throughput.N)}, flags...)
+			}
 			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				c, name, throughputCell(cs), lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
-				cpuCell(cs), rssCell(cs), procCell(cs), errCell(cs), strings.Join(Flags(cs), " "))
+				cpuCell(cs), rssCell(cs), procCell(cs), errCell(cs), strings.Join(flags, " "))
 		}
 	}
 	return b.String()
@@ -471,6 +489,12 @@ func Flags(cs CellSummary) []string {
 	}
 	if cs.Noisy() {
 		f = append(f, "noisy")
+	}
+	if cs.Disturbed > 0 {
+		f = append(f, fmt.Sprintf("disturbed %d left out", cs.Disturbed))
+	}
+	if cs.DisturbedKept > 0 {
+		f = append(f, fmt.Sprintf("disturbed %d kept", cs.DisturbedKept))
 	}
 	if why := cs.Apart(); why != "" {
 		f = append(f, why)

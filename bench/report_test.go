@@ -122,6 +122,12 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 				Addr: "127.0.0.1:40000", CPUs: []int{0}, Exit: &result.Exit{Clean: true}}
 		}
 		r.Load.Latency = percentilesOf(h)
+		// The host: a probe whose round trip shortens as the repetitions go,
+		// and one window disturbed by foreign work (left out of its cell).
+		r.Host = &result.Host{WindowSeconds: 2, ForeignShare: 0.01, Before: &result.Probe{WakeRTTUS: 20 - float64(rep), CPUs: []int{0, 1}}}
+		if m == "slow" && c == 1 && rep == 3 {
+			r.Host.ForeignShare, r.Host.Disturbed, r.Host.Why = 0.2, true, "foreign work on the measured CPUs 20% of the window"
+		}
 		if m == "fast" && c == 100 && rep == 3 {
 			r.ClientBound = true
 		}

@@ -76,6 +76,7 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 		// resumed trials keep it, so that every trial of a cell runs alike.
 		r.Spec.ProcessCap, r.Spec.ThreadCap, r.Spec.CapsWhy = old.Spec.ProcessCap, old.Spec.ThreadCap, old.Spec.CapsWhy
 		plan.Spec = r.Spec
+		plan.Extra = old.Extra // the adaptive repetitions already added
 	case errors.As(err, &damaged):
 		return n, fmt.Errorf("%w: nothing says how the trials in %s were measured: use another -out, or remove the file to resume them as they are", err, r.Store.Dir)
 	case !errors.Is(err, fs.ErrNotExist):
@@ -84,7 +85,7 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 	if err := r.Store.WritePlan(plan); err != nil {
 		return n, err
 	}
-	trials := r.Spec.Plan()
+	trials := plan.Trials()
 	n.Planned = len(trials)
 	var todo []Trial
 	rerun := map[Trial]bool{}
@@ -108,45 +109,75 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 	}
 	var ran, plannedRan time.Duration // time spent in trials that ran, and their planned length
 	var runs int
-	for i, t := range todo {
-		if ctx.Err() != nil {
-			n.Elapsed = time.Since(start)
-			return n, fmt.Errorf("%w after %d of %d trials", ErrInterrupted, n.Resumed+i, n.Planned)
-		}
-		var rec TrialRecord
-		if why := r.skip(t.Cell); why != "" {
-			rec = TrialRecord{Trial: t, Status: StatusSkipped, Reason: why, ExitCode: -1, Started: time.Now()}
-		} else {
-			var err error
-			rec, err = r.runTrial(ctx, t)
-			if err != nil {
+	done := n.Resumed
+	for {
+		for i, t := range todo {
+			if ctx.Err() != nil {
 				n.Elapsed = time.Since(start)
+				return n, fmt.Errorf("%w after %d of %d trials", ErrInterrupted, done, n.Planned)
+			}
+			var rec TrialRecord
+			if why := r.skip(t.Cell); why != "" {
+				rec = TrialRecord{Trial: t, Status: StatusSkipped, Reason: why, ExitCode: -1, Started: time.Now()}
+			} else {
+				var err error
+				rec, err = r.runTrial(ctx, t)
+				if err != nil {
+					n.Elapsed = time.Since(start)
+					return n, err
+				}
+				ran += time.Duration(rec.Seconds * float64(time.Second))
+				plannedRan += r.Spec.TrialDuration(t.Cell)
+				runs++
+			}
+			if err := r.Store.WriteRecord(rec); err != nil {
 				return n, err
 			}
-			ran += time.Duration(rec.Seconds * float64(time.Second))
-			plannedRan += r.Spec.TrialDuration(t.Cell)
-			runs++
+			if rerun[t] {
+				n.Rerun++
+			}
+			switch rec.Status {
+			case StatusOK:
+				n.OK++
+			case StatusFailed:
+				n.Failed++
+			default:
+				n.Skipped++
+			}
+			done++
+			left := todo[i+1:]
+			r.logf("bench: [%d/%d] %s elapsed, ~%s left | %s %s: %s",
+				done, n.Planned, round(time.Since(start)), round(r.estimate(left, ran, plannedRan, runs)), t.Cell, t.Label(), rec.headline())
 		}
-		if err := r.Store.WriteRecord(rec); err != nil {
+		// Adaptive repetitions: one more round of the cells not yet converged,
+		// recorded in the plan before it runs.
+		more, err := r.moreReps(plan)
+		if err != nil || len(more) == 0 {
+			n.Elapsed = time.Since(start)
 			return n, err
 		}
-		if rerun[t] {
-			n.Rerun++
+		plan.Extra = append(plan.Extra, more...)
+		if err := r.Store.WritePlan(plan); err != nil {
+			return n, err
 		}
-		switch rec.Status {
-		case StatusOK:
-			n.OK++
-		case StatusFailed:
-			n.Failed++
-		default:
-			n.Skipped++
-		}
-		left := todo[i+1:]
-		r.logf("bench: [%d/%d] %s elapsed, ~%s left | %s %s: %s",
-			n.Resumed+i+1, n.Planned, round(time.Since(start)), round(r.estimate(left, ran, plannedRan, runs)), t.Cell, t.Label(), rec.headline())
+		n.Planned += len(more)
+		todo = more
+		r.logf("bench: adaptive repetitions: %d cells not yet within ±%.0f%%, one more repetition each", len(more), 100*r.Spec.RepeatTarget)
 	}
-	n.Elapsed = time.Since(start)
-	return n, nil
+}
+
+// moreReps is the next round of adaptive repetitions (Spec.MoreReps) from what
+// the store holds now.
+func (r *Runner) moreReps(plan Plan) ([]Trial, error) {
+	if !r.Spec.RepeatAuto {
+		return nil, nil
+	}
+	d, err := r.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	d.Plan = plan
+	return r.Spec.MoreReps(Summarise(d), plan.Trials()), nil
 }
 
 func (r *Runner) skip(c Cell) string {

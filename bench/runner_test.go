@@ -203,9 +203,17 @@ unsteady)
 END
 	exit 1 ;;
 esac
+# The repetition, from the output's name (rep3.json): noisy alternates between
+# 600 and 1400 req/s, disturbed's first repetition was disturbed (and fast).
+rep=$(basename "$out" .json); rep=${rep#rep}
+tput=1000 host='{}'
+case $model in
+noisy) [ $((rep % 2)) = 1 ] && tput=600 || tput=1400 ;;
+disturbed) [ "$rep" = 1 ] && tput=5000 host='{"disturbed": true, "why": "foreign work on the measured CPUs 30% of the window", "foreign_share": 0.3}' ;;
+esac
 cat >"$out" <<END
-{"schema": 1, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect, "rate": $rate}},
- "load": {"mode": "closed", "requests": 1000, "seconds": 1, "throughput": 1000}}
+{"schema": 4, "config": {"model": "$model", "workload": {"proto": "$proto", "conns": $conns, "reconnect": $reconnect, "rate": $rate}},
+ "load": {"mode": "closed", "requests": $tput, "seconds": 1, "throughput": $tput}, "host": $host}
 END
 `
 
@@ -396,5 +404,51 @@ func TestRunnerServerKilled(t *testing.T) {
 				t.Errorf("rep 2: %+v, %v; counts %+v: want the matrix to go on, rep 2 ok", rec2, err, n)
 			}
 		})
+	}
+}
+
+// Adaptive repetitions: a cell whose repetitions agree stops at the planned
+// six; one that alternates 600/1400 req/s never converges and stops at the cap;
+// one whose first repetition was disturbed gets one more, and its figures leave
+// the disturbed one out; a failing cell gets none. The added trials are in the plan, and a second run
+// over the same directory adds none.
+func TestRunnerAdaptive(t *testing.T) {
+	sp := Spec{Models: []string{"steady", "noisy", "disturbed", "fail"}, Conns: []int{2}, Protos: []string{"echo"}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 6, RepeatAuto: true, RepeatMax: 9, RepeatTarget: 0.1, Duration: 100 * time.Millisecond, Size: 16}
+	store := Store{Dir: t.TempDir()}
+	r := &Runner{Spec: sp, Store: store, Loadgen: fakeLoadgen(t), Slack: time.Second}
+	n, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.OK != 6+9+7 || n.Failed != 6 || n.Planned != 28 {
+		t.Errorf("counts %+v, want 28 planned, 22 ok (6 + 9 + 7) and the 6 planned of the failing cell failed, no more", n)
+	}
+	d, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Summarise(d)
+	g := Group{Proto: "echo", Work: "none"}
+	for _, tt := range []struct {
+		model     string
+		n         int
+		converged bool
+		disturbed int
+	}{{"steady", 6, true, 0}, {"noisy", 9, false, 0}, {"disturbed", 6, true, 1}} {
+		cs := s.Cell(g, tt.model, 2)
+		if cs.Throughput.N != tt.n || sp.Converged(cs) != tt.converged || cs.Disturbed != tt.disturbed {
+			t.Errorf("%s: %d repetitions in the figures, converged %v, %d disturbed; want %d, %v, %d", tt.model, cs.Throughput.N, sp.Converged(cs), cs.Disturbed, tt.n, tt.converged, tt.disturbed)
+		}
+	}
+	if cs := s.Cell(g, "disturbed", 2); cs.Throughput.Median != 1000 {
+		t.Errorf("disturbed: median %v, want 1000 (the disturbed 5000 left out)", cs.Throughput.Median)
+	}
+	if got := repeatOutcome(s); !strings.Contains(got, "2 of 3 closed-loop cells converged to ±10%; 22 timed repetitions in all") || !strings.Contains(got, "never converged: noisy c=2") {
+		t.Errorf("outcome %q", got)
+	}
+	n, err = r.Run(context.Background())
+	if err != nil || n.Resumed != 28 || n.OK+n.Failed != 0 {
+		t.Errorf("second run: %+v, %v; want all 28 resumed and none run", n, err)
 	}
 }

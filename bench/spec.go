@@ -52,8 +52,14 @@ type Spec struct {
 	// request) or "both". Reconnect cells are run with work "none" only: they
 	// measure connection set-up, not handlers.
 	Reconnect string `json:"reconnect"`
-	// Repeat is the number of repetitions of every cell.
-	Repeat int `json:"repeat"`
+	// Repeat is the number of repetitions of every cell. With RepeatAuto it is
+	// the fewest: more are added, interleaved, to every closed-loop cell whose
+	// median throughput's interval is wider than ±RepeatTarget of it, up to
+	// RepeatMax repetitions (see MoreReps).
+	Repeat       int     `json:"repeat"`
+	RepeatAuto   bool    `json:"repeat_auto,omitempty"`
+	RepeatMax    int     `json:"repeat_max,omitempty"`
+	RepeatTarget float64 `json:"repeat_target,omitempty"`
 	// CountReps is the number of further repetitions of every cell that count
 	// its syscalls by name (loadgen's kernel counts, in full), run after the
 	// timed ones. Counting syscalls sends every syscall of the machine through
@@ -121,17 +127,19 @@ type Spec struct {
 
 // Presets are the named matrices: quick is what `make bench` runs.
 var Presets = map[string]Spec{
-	// quick: every model and the C reference peer, echo, a concurrency sweep, 6
-	// repetitions (the fewest for which the order-statistic interval of a median,
-	// [min, max], covers ≥ 95%: 96.9%), plus a 4 s timeline per model. Short
-	// trials buy the repetitions: about 13 minutes with 12 models on a 2-core
-	// machine (fork's c=1000 trials wait ~15 s each for its children before the
-	// steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
+	// quick: every model and the C reference peer, echo, a concurrency sweep,
+	// fair pool sizes, 6 repetitions (the fewest for which the order-statistic
+	// interval of a median, [min, max], covers ≥ 95%: 96.9%) and then adaptive
+	// ones, up to 9 (the fewest whose interval drops the extremes), for every
+	// cell not yet within ±10%, plus a 4 s timeline per model. Short trials buy
+	// the repetitions (fork's and procpool's c=1000 trials wait ~15 s each for
+	// their 1,000 processes before the steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
 	// the report says how close the models get to it and never ranks it.
 	"quick": {
 		Models: []string{"all", "peer:cepoll"},
 		Conns:  []int{1, 10, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
-		Reconnect: "off", Repeat: 6, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Reconnect: "off", Repeat: 6, RepeatAuto: true, RepeatMax: 9, RepeatTarget: 0.10,
+		CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Timeline: 4 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: time.Minute,
 	},
@@ -541,6 +549,9 @@ func (s Spec) Validate(known []string) error {
 	}
 	if len(s.Conns) == 0 {
 		errs = append(errs, errors.New("no concurrency levels"))
+	}
+	if s.RepeatAuto && (s.RepeatMax < s.Repeat || !(s.RepeatTarget > 0 && s.RepeatTarget < 1)) {
+		errs = append(errs, fmt.Errorf("adaptive repetitions: want at most %d repetitions ≥ the %d planned and a target between 0 and 1 (got %g)", s.RepeatMax, s.Repeat, s.RepeatTarget))
 	}
 	if s.Configure != "" && !slices.Contains(Configures, s.Configure) {
 		errs = append(errs, fmt.Errorf("configure %q: want one of %s", s.Configure, strings.Join(Configures, ", ")))

@@ -89,7 +89,13 @@ type TrialRecord struct {
 type Plan struct {
 	Spec    Spec      `json:"spec"`
 	Started time.Time `json:"started"`
+	// Extra are the adaptive repetitions added so far (Spec.RepeatAuto), in
+	// the order they run, after the spec's own trials.
+	Extra []Trial `json:"extra,omitempty"`
 }
+
+// Trials are the plan's trials: the spec's, then the extra ones.
+func (p Plan) Trials() []Trial { return append(p.Spec.Plan(), p.Extra...) }
 
 const (
 	planFile  = "plan.json"
@@ -300,7 +306,7 @@ func (s Store) Load() (*Dataset, error) {
 		return nil, err
 	}
 	d := &Dataset{Plan: p, Records: map[string]TrialRecord{}, Results: map[string]*result.Run{}}
-	for _, t := range p.Spec.Plan() {
+	for _, t := range p.Trials() {
 		rec, err := s.ReadRecord(t)
 		var r *result.Run
 		if err == nil && rec.Result != "" {

@@ -100,6 +100,21 @@ type CellSummary struct {
 	// the measured trials, their latency read from the merge of the trials'
 	// heartbeat histograms; nil without idle connections.
 	Heartbeats *Heartbeats `json:"heartbeats,omitempty"`
+	// Disturbed counts the trials left out of the figures because another
+	// process or the host took part of their measured CPUs (result.Host:
+	// Disturbed); DisturbedKept the disturbed ones kept because the cell had
+	// fewer than two others. WakeRTTs are the measured trials' wake-up round
+	// trips between a server and a client CPU (the probe before each), µs, in
+	// repetition order; StealMax and ForeignMax the largest steal and foreign
+	// work shares of any trial's window.
+	Disturbed     int       `json:"disturbed,omitempty"`
+	DisturbedKept int       `json:"disturbed_kept,omitempty"`
+	WakeRTTs      []float64 `json:"wake_rtts,omitempty"`
+	StealMax      float64   `json:"steal_max,omitempty"`
+	ForeignMax    float64   `json:"foreign_max,omitempty"`
+	// LastFailed: the cell's last trial run failed or was skipped (adaptive
+	// repetitions add none to it: what failed would fail again).
+	LastFailed bool `json:"last_failed,omitempty"`
 	// Notes say what went wrong: failed and skipped trials, missing histograms.
 	Notes []string `json:"notes,omitempty"`
 	// Timeline is the first measured trial's course, one entry per TimelineStep
@@ -193,9 +208,27 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 	var serverSys, clientSys *kernelAcc // the counted repetitions' syscalls
 	var beats *hdr.Histogram
 	closed := true
+	// A disturbed trial is left out while the cell has two undisturbed ones.
+	calm, disturbed := 0, 0
+	for i, rec := range recs {
+		if rec != nil && !rec.Counted && runs[i] != nil {
+			if h := runs[i].Host; h != nil && h.Disturbed {
+				disturbed++
+			} else {
+				calm++
+			}
+		}
+	}
+	dropDisturbed := calm >= 2
+	if !dropDisturbed {
+		s.DisturbedKept = disturbed
+	}
 	for i, rec := range recs {
 		if rec == nil {
 			continue
+		}
+		if !rec.Counted {
+			s.LastFailed = rec.Status != StatusOK
 		}
 		switch rec.Status {
 		case StatusOK:
@@ -232,6 +265,17 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		}
 		if r == nil {
 			continue
+		}
+		if h := r.Host; h != nil {
+			if h.Before != nil {
+				s.WakeRTTs = append(s.WakeRTTs, h.Before.WakeRTTUS)
+			}
+			s.StealMax, s.ForeignMax = max(s.StealMax, h.StealShare), max(s.ForeignMax, h.ForeignShare)
+			if h.Disturbed && dropDisturbed {
+				s.Disturbed++
+				s.Notes = append(s.Notes, fmt.Sprintf("%s disturbed (%s): left out of the figures", rec.Label(), h.Why))
+				continue
+			}
 		}
 		s.Measured++
 		closed = closed && r.Load.Mode == "closed"
@@ -401,15 +445,17 @@ func round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }
 type Summary struct {
 	Spec  Spec
 	Cells map[string]CellSummary // by Cell.Key
+	// Trials are the plan's trials, the adaptive repetitions included.
+	Trials []Trial
 }
 
 // Summarise reduces a dataset.
 func Summarise(d *Dataset) *Summary {
 	sp := d.Plan.Spec
-	out := &Summary{Spec: sp, Cells: map[string]CellSummary{}}
+	out := &Summary{Spec: sp, Cells: map[string]CellSummary{}, Trials: d.Plan.Trials()}
 	byCell := map[string][]Trial{}
 	var order []Cell
-	for _, t := range sp.Plan() {
+	for _, t := range out.Trials {
 		k := t.Cell.Key()
 		if _, ok := byCell[k]; !ok {
 			order = append(order, t.Cell)

@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -101,7 +102,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	path := fs.String("path", "", "the path every http request GETs (default: /index.html)")
 	works := fs.String("work", "", "per-request work of rpc cells: none,sleep:1ms,cpu:50us (default: the preset's)")
 	reconnect := fs.String("reconnect", "", "off | on | both: a new connection per request (default: the preset's)")
-	repeat := fs.Int("repeat", 0, "repetitions of every cell (default: the preset's)")
+	repeat := fs.String("repeat", "", "repetitions of every cell: N, or auto — at least -repeat-min, then one more round at a time of every cell whose median's 95% interval is wider than ±-repeat-target, up to -repeat-max (default: the preset's; quick: auto)")
+	repeatMin := fs.Int("repeat-min", 0, "with -repeat auto: the repetitions every cell gets first (default: the preset's, or 6, the fewest whose [min, max] covers 95%)")
+	repeatMax := fs.Int("repeat-max", 0, "with -repeat auto: the most repetitions of a cell (default: the preset's, or 9: the fewest whose 95% interval leaves out the smallest and the largest)")
+	repeatTarget := fs.Float64("repeat-target", 0, "with -repeat auto: the interval's half-width a cell converges to, relative to its median (default: the preset's, or 0.10)")
 	configure := fs.String("configure", "", strings.Join(bench.Configures, " | ")+": fair sizes each cell's pools as a user would for its connections (procpool a worker per connection, threadpool threads to cover them, up to what the machine holds); defaults runs every model with its defaults (default: the preset's, fair)")
 	countReps := fs.Int("count-reps", -1, "further repetitions of every cell that count syscalls by name; the timed repetitions then count only switches and CPU, since counting syscalls costs every syscall of the machine (~0.2 µs each here). 0 counts syscalls in every repetition (default: the preset's, 1)")
 	loads := fs.String("load", "", "open-loop steps as fractions of each model's closed-loop peak at the same cell, e.g. 0.1,0.5,0.9,1.1 (its closed-loop cell runs first and calibrates them; default: the preset's)")
@@ -194,8 +198,26 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if *reconnect != "" {
 		sp.Reconnect = *reconnect
 	}
-	if *repeat != 0 {
-		sp.Repeat = *repeat
+	switch *repeat {
+	case "":
+	case "auto":
+		if !sp.RepeatAuto {
+			sp.RepeatAuto, sp.Repeat, sp.RepeatMax, sp.RepeatTarget = true, 6, 9, 0.10
+		}
+	default:
+		n, err := strconv.Atoi(*repeat)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-repeat %q: want a number of repetitions (at least 1) or auto", *repeat)
+		}
+		sp.Repeat, sp.RepeatAuto = n, false
+	}
+	if *repeatMin != 0 || *repeatMax != 0 || *repeatTarget != 0 {
+		if !sp.RepeatAuto {
+			return o, errors.New("-repeat-min, -repeat-max and -repeat-target go with -repeat auto")
+		}
+		sp.Repeat = cmp.Or(*repeatMin, sp.Repeat)
+		sp.RepeatMax = cmp.Or(*repeatMax, sp.RepeatMax)
+		sp.RepeatTarget = cmp.Or(*repeatTarget, sp.RepeatTarget)
 	}
 	if *configure != "" {
 		sp.Configure = *configure

@@ -9,6 +9,7 @@
 package trial
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"concbench/internal/cpuset"
 	"concbench/internal/envinfo"
+	"concbench/internal/hostnoise"
 	"concbench/internal/procstat"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
@@ -244,8 +246,10 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	// to count refused connects until the duration is over.
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	watched, serverDied := watchServer(loadCtx, srv, o.ServerPID, stopLoad)
+	before, noProbe := probe(serverCPUs, clientCPUs)
 	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: w, OnMeasure: win.mark})
 	stopLoad()
+	after, _ := probe(serverCPUs, clientCPUs)
 	kc.closeCounters()
 	died, diedAt := serverDied()
 	if died {
@@ -325,6 +329,10 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		}
 	}
 	win.mu.Unlock()
+	r.Host = hostResult(win, serverCPUs, clientCPUs, before, after, noProbe, ownCPUSeconds(r))
+	if r.Host.Disturbed {
+		warn("disturbed: %s", r.Host.Why)
+	}
 	if err := kc.release(); err != nil {
 		warn("the kernel counts' cgroups: %v", err)
 	}
@@ -418,6 +426,9 @@ type window struct {
 	start, end                 time.Time
 	cpuStart, cpuEnd           float64
 	switchesStart, switchesEnd map[int]procstat.Switches // nil: none read
+	// hostStart and hostEnd are the host's counters (hostErr: why not read).
+	hostStart, hostEnd hostnoise.Snapshot
+	hostErr            error
 }
 
 func (w *window) mark(start bool, at time.Time) {
@@ -429,6 +440,7 @@ func (w *window) mark(start bool, at time.Time) {
 	} else {
 		defer w.kernel.mark(true)
 	}
+	host, herr := hostnoise.Read("/proc")
 	cpu := selfCPUSeconds()
 	var sw map[int]procstat.Switches
 	if w.sampler != nil {
@@ -441,10 +453,60 @@ func (w *window) mark(start bool, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if start {
-		w.start, w.cpuStart, w.switchesStart = at, cpu, sw
+		w.start, w.cpuStart, w.switchesStart, w.hostStart = at, cpu, sw, host
 	} else {
-		w.end, w.cpuEnd, w.switchesEnd = at, cpu, sw
+		w.end, w.cpuEnd, w.switchesEnd, w.hostEnd = at, cpu, sw, host
 	}
+	w.hostErr = cmp.Or(w.hostErr, herr)
+}
+
+// hostResult is the trial's result.Host: the window's host counters against
+// own, the server's and loadgen's CPU time over the window (ownCPUSeconds), and
+// the probes.
+func hostResult(w *window, serverCPUs, clientCPUs []int, before, after *result.Probe, noProbe string, own float64) *result.Host {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	span := w.end.Sub(w.start)
+	h := &result.Host{}
+	var missing []string
+	switch {
+	case w.hostErr != nil:
+		missing = append(missing, "host counters: "+w.hostErr.Error())
+	case span <= 0:
+		missing = append(missing, "host counters: no window")
+	default:
+		if hf, err := hostFigures(w.hostStart, w.hostEnd, span, serverCPUs, clientCPUs, own); err != nil {
+			missing = append(missing, "host counters: "+err.Error())
+		} else {
+			h = hf
+		}
+	}
+	h.Before, h.After = before, after
+	if before == nil || after == nil {
+		missing = append(missing, "probe: "+noProbe)
+	}
+	h.Missing = strings.Join(missing, "; ")
+	return h
+}
+
+// ownCPUSeconds is the server tree's and loadgen's CPU time over r's window:
+// the kernel's counts of each side's cgroup where taken, else the /proc
+// samples' and getrusage's.
+func ownCPUSeconds(r *result.Run) float64 {
+	var own float64
+	if k := r.Client.Kernel; k != nil {
+		own += float64(k.UserUS+k.SystemUS) / 1e6
+	} else {
+		own += r.Client.CPUSeconds
+	}
+	if r.Server != nil {
+		if k := r.Server.Kernel; k != nil {
+			own += float64(k.UserUS+k.SystemUS) / 1e6
+		} else {
+			own += r.Server.CPUCoresMean * r.Load.Seconds
+		}
+	}
+	return own
 }
 
 func selfCPUSeconds() float64 {
