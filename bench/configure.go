@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -42,29 +43,34 @@ func (s Spec) fair() bool { return s.Configure == ConfigureFair }
 //     auto picks: each worker multiplexes all its connections), and every other
 //     model has no pool to size.
 //
-// None under the defaults.
+// None under the defaults; a variant's own flag (-set) is left to it.
 func (s Spec) CellConfig(c Cell) []string {
 	if !s.fair() {
 		return nil
 	}
 	need := c.Conns + c.Idle
-	switch c.Model {
+	var args []string
+	switch BaseModel(c.Model) {
 	case "procpool":
 		n := need
 		if s.ProcessCap > 0 {
 			n = min(n, s.ProcessCap)
 		}
-		return []string{fmt.Sprintf("-workers=%d", max(1, n))}
+		args = []string{fmt.Sprintf("-workers=%d", max(1, n))}
 	case "threadpool":
 		n := need
 		if s.ThreadCap > 0 {
 			n = min(n, s.ThreadCap/4)
 		}
 		if n > defaultMaxThreads {
-			return []string{fmt.Sprintf("-max-threads=%d", n)}
+			args = []string{fmt.Sprintf("-max-threads=%d", n)}
 		}
 	}
-	return nil
+	// A variant's own setting (-set) wins over the fair one.
+	if flag, _, ok := variantSetting(c.Model); ok {
+		args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "-"+flag+"=") })
+	}
+	return args
 }
 
 // ConfigString says how the spec configures the servers, for the report.

@@ -96,23 +96,43 @@ type Look struct {
 // LookOf is the look of the model (or peer) name: the same in every figure and
 // every run.
 func LookOf(name string) Look {
-	fam, i := FamilyOf(name), -1
+	base := BaseModel(name)
+	fam, i := FamilyOf(base), -1
 	for j, m := range familyModels[fam] {
-		if m == name {
+		if m == base {
 			i = j
 		}
 	}
 	fl := familyLooks[fam]
 	if i < 0 {
-		h := fnv.New32a()
-		h.Write([]byte(name))
-		i = int(h.Sum32() % uint32(len(fl.colors)))
+		i = int(hashOf(base) % uint32(len(fl.colors)))
 	}
-	return Look{Family: fam, Color: fl.colors[i%len(fl.colors)], Glyph: fl.glyphs[i%len(fl.glyphs)], Dash: fl.dashes[i%len(fl.dashes)]}
+	lk := Look{Family: fam, Color: fl.colors[i%len(fl.colors)], Glyph: fl.glyphs[i%len(fl.glyphs)], Dash: fl.dashes[i%len(fl.dashes)]}
+	if base != name {
+		// A variant (-set): its base model's colour, a marker and a line of
+		// its own.
+		v := int(hashOf(name))
+		lk.Glyph, lk.Dash = allGlyphs[v%len(allGlyphs)], allDashes[v%len(allDashes)]
+	}
+	return lk
 }
 
-// FamilyOf is the family of a model or peer name.
+var (
+	allGlyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{},
+		draw.PlusGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}}
+	allDashes = [][]vg.Length{dashSolid, dashLong, dashShort, dashDotted}
+)
+
+func hashOf(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// FamilyOf is the family of a model or peer name (a variant's is its base
+// model's).
 func FamilyOf(name string) string {
+	name = BaseModel(name)
 	for fam, ms := range familyModels {
 		for _, m := range ms {
 			if m == name {

@@ -179,6 +179,9 @@ func Figures(s *Summary) []Figure {
 		// A line against concurrency needs two concurrencies: with one (the
 		// scale preset) those figures would be a column of dots.
 		figs = append(figs, ThroughputFigure(s, g))
+		if f, ok := SetFigure(s, g); ok {
+			figs = append(figs, f)
+		}
 		if len(sp.Conns) > 1 {
 			figs = append(figs, ThroughputLinesFigure(s, g), P99Figure(s, g))
 		}

@@ -168,6 +168,10 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 	w("- workloads: %s\n", strings.Join(gs, "; "))
 	w("- concurrency: %s connections\n", ints(sp.Conns))
 	w("- server configuration: %s\n", sp.ConfigString())
+	if sp.Set != "" {
+		flag, values, _ := strings.Cut(sp.Set, "=")
+		w("- swept: -%s at %s (-set), every model run at each value as MODEL@%s=VALUE\n", flag, strings.ReplaceAll(values, ",", ", "), flag)
+	}
 	if idleSwept(sp) {
 		w("- idle connections beside them: %s, each sending a heartbeat every %s\n", ints(sp.Idles), heartbeatString(sp))
 	}
@@ -228,6 +232,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 			continue
 		}
 		img("throughput-"+g.Key(), ThroughputFindings(s, g))
+		img("set-"+g.Key(), nil)
 		img("throughput-lines-"+g.Key(), nil)
 		img("p99-"+g.Key(), P99Findings(s, g))
 		img(fmt.Sprintf("nines-%s-c%d", g.Key(), focus), NinesFindings(s, g, focus))

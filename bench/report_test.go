@@ -65,6 +65,7 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 	lat := map[string]int64{"fast": 200, "slow": 2000, "twin": 210, "peer:cepoll": 130}
 	for _, tr := range sp.Plan() {
 		m, c, rep := tr.Cell.Model, tr.Cell.Conns, tr.Rep
+		bm := BaseModel(m) // a variant (-set) measures as its base model
 		rec := TrialRecord{Trial: tr, Status: StatusOK, Started: d.Plan.Started, Seconds: 2.8, Result: "trials/" + tr.Key() + ".json"}
 		if m == "twin" && c == 100 && rep == 2 {
 			rec = TrialRecord{Trial: tr, Status: StatusSkipped, Reason: "test skip", ExitCode: -1, Started: d.Plan.Started}
@@ -75,9 +76,9 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 		if c == 1 {
 			scale = 0.2
 		}
-		tput := base[m] * scale * (1 + 0.02*float64(rep-2))
+		tput := base[bm] * scale * (1 + 0.02*float64(rep-2))
 		if m == "twin" {
-			tput = base[m] * scale * (1 + 0.05*float64(2-rep)) // overlaps fast
+			tput = base[bm] * scale * (1 + 0.05*float64(2-rep)) // overlaps fast
 		}
 		if tr.Cell.Work != "none" && m != "slow" {
 			tput /= 50
@@ -91,7 +92,7 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 			tput /= 10
 		}
 		h := hdr.New(1, 60_000_000, 3)
-		l := lat[m] * int64(max(1, c/10))
+		l := lat[bm] * int64(max(1, c/10))
 		for i := range int64(1000) {
 			// A body around l and a tail: 1% at 10×, 0.1% at 50×.
 			v := l + (i%100)*l/100
@@ -112,8 +113,8 @@ func fixtureOf(t testing.TB, sp Spec) *Dataset {
 			Env: result.Env{CPUModel: "Test CPU", NumCPU: 2, Kernel: "Linux test", Arch: "x86_64", GoVersion: "go1.26", GOMAXPROCS: 1,
 				GitRevision: "abc123", NoFileLimit: 20000, Sysctls: map[string]string{"net/core/somaxconn": "4096"}},
 			Load: result.Load{Mode: "closed", Requests: int64(tput * 2), Seconds: 2, Throughput: tput, LatencyHist: string(enc)},
-			Server: &result.Server{CPUCoresMean: 0.9, RSSMaxBytes: int64(5<<20) + int64(c)*map[string]int64{"fast": 100, "slow": 64 << 10, "twin": 200, "peer:cepoll": 50}[m],
-				ThreadsMax: map[string]int{"fast": 2, "slow": c + 2, "twin": 3, "peer:cepoll": 1}[m], ProcsMax: 1},
+			Server: &result.Server{CPUCoresMean: 0.9, RSSMaxBytes: int64(5<<20) + int64(c)*map[string]int64{"fast": 100, "slow": 64 << 10, "twin": 200, "peer:cepoll": 50}[bm],
+				ThreadsMax: map[string]int{"fast": 2, "slow": c + 2, "twin": 3, "peer:cepoll": 1}[bm], ProcsMax: 1},
 		}
 		if IsPeer(m) {
 			r.Config.Model = ""

@@ -214,12 +214,15 @@ func (r *Runner) logf(format string, a ...any) {
 // Args are loadgen's arguments for a trial of a model, writing its result to out
 // (FILE.json): loadgen starts the model's server itself.
 func (s Spec) Args(c Cell, out string) []string {
-	args := append([]string{"-model", c.Model}, s.loadArgs(c, out)...)
+	args := append([]string{"-model", BaseModel(c.Model)}, s.loadArgs(c, out)...)
 	if c.Work != "" && c.Work != "none" {
 		args = append(args, "-server-arg=-work="+c.Work)
 	}
 	for _, a := range s.CellConfig(c) {
 		args = append(args, "-server-arg="+a)
+	}
+	if flag, value, ok := variantSetting(c.Model); ok {
+		args = append(args, "-server-arg=-"+flag+"="+value)
 	}
 	return args
 }

@@ -119,6 +119,10 @@ type Spec struct {
 	ProcessCap int    `json:"process_cap,omitempty"`
 	ThreadCap  int    `json:"thread_cap,omitempty"`
 	CapsWhy    string `json:"caps_why,omitempty"`
+	// Set is a -set sweep ("workers=1,4,16,64"): Models then hold a variant
+	// of each model per value (MODEL@FLAG=VALUE, see Variants), and the report
+	// draws each model against the value (SetFigure). "" for none.
+	Set string `json:"set,omitempty"`
 	// Focus is the concurrency at which the per-model plots (latency by percentile,
 	// CPU per request, reconnect rate, blocking work) are drawn; 0 picks 100 when
 	// swept, else the highest swept.
@@ -539,6 +543,15 @@ func (s Spec) Validate(known []string) error {
 		errs = append(errs, errors.New("no models"))
 	}
 	for _, m := range s.Models {
+		if flag, value, ok := variantSetting(m); ok {
+			switch {
+			case IsPeer(m):
+				errs = append(errs, fmt.Errorf("%q: a reference peer takes no -set", m))
+			case !slices.Contains(SetFlags, flag) || value == "":
+				errs = append(errs, fmt.Errorf("%q: want MODEL@FLAG=VALUE with FLAG one of %s", m, strings.Join(SetFlags, ", ")))
+			}
+			m = BaseModel(m)
+		}
 		switch _, peer := lookupPeer(m); {
 		case peer:
 		case IsPeer(m):

@@ -251,7 +251,7 @@ func (s Store) ReadResult(rec TrialRecord) (*result.Run, error) {
 	if w.Conns == 0 {
 		w.Conns = 1
 	}
-	if w.Proto != c.Proto || w.Conns != c.Conns || w.Reconnect != c.Reconnect || (!IsPeer(c.Model) && r.Config.Model != c.Model) {
+	if w.Proto != c.Proto || w.Conns != c.Conns || w.Reconnect != c.Reconnect || (!IsPeer(c.Model) && r.Config.Model != BaseModel(c.Model)) {
 		return nil, &DamagedError{path, fmt.Sprintf("the result of another trial: model %q, %s, c=%d, reconnect %v", r.Config.Model, w.Proto, w.Conns, w.Reconnect)}
 	}
 	return &r, nil

@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"unicode"
@@ -89,9 +90,9 @@ func verdictOf(question string, rs []ranking, unit func(float64) string, higherB
 	}
 	next := rs[1]
 	c := Compare(best.reps, next.reps)
-	diff, rel := Pct(best.value/next.value), "over"
+	diff, rel := pctFine(best.value/next.value-1, true), "over"
 	if !higherBetter {
-		diff, rel = pctBelow(best.value, next.value)+" lower", "than"
+		diff, rel = pctFine(1-best.value/next.value, false)+" lower", "than"
 	}
 	switch c.Verdict {
 	case Significant:
@@ -109,12 +110,20 @@ func verdictOf(question string, rs []ranking, unit func(float64) string, higherB
 	return row, true
 }
 
-// pctBelow is how much lower a is than b, as "12%".
-func pctBelow(a, b float64) string {
-	if b == 0 {
+// pctFine formats a relative difference as "12%", or "0.4%" under 1% (so that
+// a margin is never "0%"), signed when sign is set.
+func pctFine(x float64, sign bool) string {
+	switch {
+	case math.IsNaN(x) || math.IsInf(x, 0):
 		return "–"
+	case sign && math.Abs(x) < 0.01:
+		return fmt.Sprintf("%+.1f%%", 100*x)
+	case sign:
+		return fmt.Sprintf("%+.0f%%", 100*x)
+	case math.Abs(x) < 0.01:
+		return fmt.Sprintf("%.1f%%", 100*x)
 	}
-	return fmt.Sprintf("%.0f%%", (1-a/b)*100)
+	return fmt.Sprintf("%.0f%%", 100*x)
 }
 
 // Verdict is the run's verdict table rows, in the order questions are asked:

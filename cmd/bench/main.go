@@ -106,6 +106,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	repeatMin := fs.Int("repeat-min", 0, "with -repeat auto: the repetitions every cell gets first (default: the preset's, or 6, the fewest whose [min, max] covers 95%)")
 	repeatMax := fs.Int("repeat-max", 0, "with -repeat auto: the most repetitions of a cell (default: the preset's, or 9: the fewest whose 95% interval leaves out the smallest and the largest)")
 	repeatTarget := fs.Float64("repeat-target", 0, "with -repeat auto: the interval's half-width a cell converges to, relative to its median (default: the preset's, or 0.10)")
+	set := fs.String("set", "", "sweep one server flag: FLAG=V1,V2,… runs every model (not the peers) at each value as MODEL@FLAG=VALUE and draws it against the value, e.g. -models procpool,prefork -set workers=1,4,16,64 (flags: "+strings.Join(bench.SetFlags, ", ")+")")
 	configure := fs.String("configure", "", strings.Join(bench.Configures, " | ")+": fair sizes each cell's pools as a user would for its connections (procpool a worker per connection, threadpool threads to cover them, up to what the machine holds); defaults runs every model with its defaults (default: the preset's, fair)")
 	countReps := fs.Int("count-reps", -1, "further repetitions of every cell that count syscalls by name; the timed repetitions then count only switches and CPU, since counting syscalls costs every syscall of the machine (~0.2 µs each here). 0 counts syscalls in every repetition (default: the preset's, 1)")
 	loads := fs.String("load", "", "open-loop steps as fractions of each model's closed-loop peak at the same cell, e.g. 0.1,0.5,0.9,1.1 (its closed-loop cell runs first and calibrates them; default: the preset's)")
@@ -138,7 +139,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
+		case "models", "set", "configure", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -146,6 +147,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		sp.Models = bench.ParseList(*modelsFlag)
 	}
 	sp.Models = bench.ExpandModels(sp.Models, models.Names())
+	if *set != "" {
+		flag, values, err := bench.ParseSet(*set)
+		if err != nil {
+			return o, err
+		}
+		sp.Models, sp.Set = bench.Variants(sp.Models, flag, values), flag+"="+strings.Join(values, ",")
+	}
 	if *conns != "" {
 		cs, err := bench.ParseInts(*conns)
 		if err != nil {

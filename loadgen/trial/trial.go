@@ -426,9 +426,11 @@ type window struct {
 	start, end                 time.Time
 	cpuStart, cpuEnd           float64
 	switchesStart, switchesEnd map[int]procstat.Switches // nil: none read
-	// hostStart and hostEnd are the host's counters (hostErr: why not read).
-	hostStart, hostEnd hostnoise.Snapshot
-	hostErr            error
+	// hostStart and hostEnd are the host's counters, read at hostStartAt and
+	// hostEndAt (hostErr: why not read).
+	hostStart, hostEnd     hostnoise.Snapshot
+	hostStartAt, hostEndAt time.Time
+	hostErr                error
 }
 
 func (w *window) mark(start bool, at time.Time) {
@@ -437,10 +439,11 @@ func (w *window) mark(start bool, at time.Time) {
 	// this returns), first at its end (the load has stopped by then).
 	if !start {
 		w.kernel.mark(false)
+		w.markHost(false)
 	} else {
 		defer w.kernel.mark(true)
+		defer w.markHost(true) // runs before the kernel's mark, after the scan below
 	}
-	host, herr := hostnoise.Read("/proc")
 	cpu := selfCPUSeconds()
 	var sw map[int]procstat.Switches
 	if w.sampler != nil {
@@ -453,11 +456,27 @@ func (w *window) mark(start bool, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if start {
-		w.start, w.cpuStart, w.switchesStart, w.hostStart = at, cpu, sw, host
+		w.start, w.cpuStart, w.switchesStart = at, cpu, sw
 	} else {
-		w.end, w.cpuEnd, w.switchesEnd, w.hostEnd = at, cpu, sw, host
+		w.end, w.cpuEnd, w.switchesEnd = at, cpu, sw
 	}
-	w.hostErr = cmp.Or(w.hostErr, herr)
+}
+
+// markHost reads the host's counters at an edge of the window, beside the
+// kernel's counts: after the scan of the server's threads at the start (which
+// takes seconds with a thousand processes, before the loops measure), first
+// thing at the end.
+func (w *window) markHost(start bool) {
+	host, err := hostnoise.Read("/proc")
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if start {
+		w.hostStart, w.hostStartAt = host, now
+	} else {
+		w.hostEnd, w.hostEndAt = host, now
+	}
+	w.hostErr = cmp.Or(w.hostErr, err)
 }
 
 // hostResult is the trial's result.Host: the window's host counters against
@@ -466,7 +485,7 @@ func (w *window) mark(start bool, at time.Time) {
 func hostResult(w *window, serverCPUs, clientCPUs []int, before, after *result.Probe, noProbe string, own float64) *result.Host {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	span := w.end.Sub(w.start)
+	span := w.hostEndAt.Sub(w.hostStartAt)
 	h := &result.Host{}
 	var missing []string
 	switch {
