@@ -22,28 +22,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// Probe is one measurement.
-type Probe struct {
-	// WakeRTTUS is the median round trip of a byte between a thread on CPU A and
-	// one on CPU B (pipe write → the other's read wakes → write back → read), µs;
-	// WakeRTTP90US its 90th percentile.
-	WakeRTTUS    float64 `json:"wake_rtt_us"`
-	WakeRTTP90US float64 `json:"wake_rtt_p90_us"`
-	// SpinUS is how long the fixed arithmetic took on each CPU, µs, in the
-	// order of the CPUs given.
-	SpinUS []float64 `json:"spin_us"`
-	CPUs   []int     `json:"cpus"`
-}
+	"concbench/internal/result"
+)
 
 // spinIters is the fixed work of the spin: about 1 ms on a 2 GHz core.
 const spinIters = 1_500_000
 
 // Run probes CPUs a and b (which may be equal: the round trip is then within
-// one CPU) with rounds round trips.
-func Run(a, b, rounds int) (Probe, error) {
-	p := Probe{CPUs: []int{a, b}}
+// one CPU) with rounds round trips: the median and 90th percentile round trip
+// of a byte between a thread on a and one on b (pipe write → the other's read
+// wakes → write back → read), and how long the fixed spin took on each, µs.
+func Run(a, b, rounds int) (result.Probe, error) {
+	p := result.Probe{CPUs: []int{a, b}}
 	var ab, ba [2]int
 	if err := unix.Pipe2(ab[:], unix.O_CLOEXEC); err != nil {
 		return p, fmt.Errorf("hostprobe: pipe: %w", err)

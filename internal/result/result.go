@@ -657,7 +657,9 @@ type HostCPU struct {
 	SoftIRQ uint64 `json:"softirq"`
 }
 
-// Probe is a hostprobe measurement.
+// Probe is a measurement of package hostprobe: the median (and 90th
+// percentile) round trip of a byte between a thread on CPUs[0] and one on
+// CPUs[1] over two pipes, µs, and how long a fixed spin took on each, µs.
 type Probe struct {
 	WakeRTTUS    float64   `json:"wake_rtt_us"`
 	WakeRTTP90US float64   `json:"wake_rtt_p90_us"`

@@ -30,7 +30,7 @@ func probe(serverCPUs, clientCPUs []int) (*result.Probe, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	return &result.Probe{WakeRTTUS: p.WakeRTTUS, WakeRTTP90US: p.WakeRTTP90US, SpinUS: p.SpinUS, CPUs: p.CPUs}, ""
+	return &p, ""
 }
 
 // hostFigures reduces the window's two host snapshots: per measured CPU its
