@@ -24,7 +24,7 @@ import (
 const (
 	panelW    = 9 * vg.Inch
 	panelH    = 5 * vg.Inch
-	legendW   = 2 * vg.Inch
+	legendW   = 2.2 * vg.Inch
 	hbarW     = 5 * vg.Inch
 	hbarRowH  = 0.27 * vg.Inch
 	hbarFrame = 1.1 * vg.Inch
@@ -108,7 +108,7 @@ func Render(f Figure, path string) (err error) {
 	}
 	legend.Top, legend.Left = true, true
 	legend.YOffs = -vg.Points(30)
-	legend.XOffs = vg.Points(4)
+	legend.XOffs = vg.Points(12) // clear of a bar panel's bracket at its right edge
 	switch {
 	case len(legend.entries) == 0:
 	case spare:

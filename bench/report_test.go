@@ -659,6 +659,13 @@ func TestIdleReport(t *testing.T) {
 		renderLong(t, f, f.Name)
 	}
 	md := Markdown(d, s, Figures(s), "plots")
+	// The verdict's row for connections held: poll and epoll-et held the
+	// sweep's 5,000, select lost its 5,000 and held 1,000.
+	for _, want := range []string{"| [Most idle connections held beside 10 busy](#cpu-per-request-vs-connections-held-10-busy-echo) | **poll** = epoll-et | 5000 idle | the sweep's steps are the resolution; next: select held 1000 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks the verdict row %q:\n%s", want, md[:min(len(md), 3000)])
+		}
+	}
 	for _, want := range []string{"### Idle connections: the C10K experiment (echo)", "idle-cpu-echo-c10.png", "- idle connections beside them: 0, 1000, 5000"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
