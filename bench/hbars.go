@@ -53,6 +53,11 @@ func addHBars(p *plot.Plot, legend *legendOnce, pn Panel) {
 	if _, _, ok := tiedSpan(pn.HBars); ok {
 		legend.Add("tied with the top", bracketThumb{})
 	}
+	for _, b := range pn.HBars {
+		for _, sg := range b.Segments {
+			legend.Add(sg.Name, segmentThumb{palette[(sg.Hue-1)%len(palette)]})
+		}
+	}
 	if hb.clipped() {
 		legend.Add("cut: axis ends", clipThumb{})
 	}
@@ -124,6 +129,19 @@ func (h *hbars) Plot(c draw.Canvas, p *plot.Plot) {
 		x0, x1 := trX(0), trX(h.cut(math.Max(b.Value, 0)))
 		rect := []vg.Point{{X: x0, Y: y - half}, {X: x0, Y: y + half}, {X: x1, Y: y + half}, {X: x1, Y: y - half}}
 		drawHBar(&c, b, rect)
+		if len(b.Segments) > 0 {
+			// Stacked parts over the bar, then its outline again over them (a
+			// client-bound, apart or peer bar keeps its mark).
+			at := 0.0
+			for _, sg := range b.Segments {
+				xa, xb := trX(h.cut(at)), trX(h.cut(at+sg.Value))
+				at += sg.Value
+				part := []vg.Point{{X: xa, Y: y - half}, {X: xa, Y: y + half}, {X: xb, Y: y + half}, {X: xb, Y: y - half}}
+				c.FillPolygon(palette[(sg.Hue-1)%len(palette)], c.ClipPolygonXY(part))
+				c.StrokeLines(draw.LineStyle{Color: color.Black, Width: vg.Points(0.4)}, c.ClipLinesXY(append(part, part[0]))...)
+			}
+			c.StrokeLines(hbarOutline(b), c.ClipLinesXY(append(slices.Clone(rect), rect[0]))...)
+		}
 		if h.clip > 0 && b.Value > h.clip {
 			drawBreak(&c, x1-vg.Points(9), y, half)
 		}
@@ -158,24 +176,33 @@ func (h *hbars) Plot(c draw.Canvas, p *plot.Plot) {
 // drawHBar fills and outlines one bar: the model's colour; hollow when apart;
 // a red outline when client-bound; a dotted outline for a peer.
 func drawHBar(c *draw.Canvas, b HBar, rect []vg.Point) {
-	lk := LookOf(b.Model)
-	fill := color.Color(lk.Color)
+	fill := color.Color(LookOf(b.Model).Color)
 	if b.Model == "" { // a legend swatch of a mark, not of a model
-		lk.Color, fill = color.RGBA{150, 150, 150, 255}, color.RGBA{200, 200, 200, 255}
+		fill = color.RGBA{200, 200, 200, 255}
 	}
-	outline := draw.LineStyle{Color: color.Black, Width: vg.Points(0.5)}
 	if b.Apart {
 		fill = color.White
-		outline = draw.LineStyle{Color: lk.Color, Width: vg.Points(1.6)}
-	}
-	if b.Peer {
-		outline = draw.LineStyle{Color: color.Black, Width: vg.Points(1.2), Dashes: peerDash}
-	}
-	if b.ClientBound {
-		outline = draw.LineStyle{Color: warnRed, Width: vg.Points(2)}
 	}
 	c.FillPolygon(fill, c.ClipPolygonXY(rect))
-	c.StrokeLines(outline, c.ClipLinesXY(append(slices.Clone(rect), rect[0]))...)
+	c.StrokeLines(hbarOutline(b), c.ClipLinesXY(append(slices.Clone(rect), rect[0]))...)
+}
+
+// hbarOutline is a bar's outline: red when client-bound, dotted for a peer, in
+// the model's colour when apart (hollow), else thin black.
+func hbarOutline(b HBar) draw.LineStyle {
+	switch {
+	case b.ClientBound:
+		return draw.LineStyle{Color: warnRed, Width: vg.Points(2)}
+	case b.Peer:
+		return draw.LineStyle{Color: color.Black, Width: vg.Points(1.2), Dashes: peerDash}
+	case b.Apart:
+		clr := color.Color(LookOf(b.Model).Color)
+		if b.Model == "" {
+			clr = color.RGBA{150, 150, 150, 255}
+		}
+		return draw.LineStyle{Color: clr, Width: vg.Points(1.6)}
+	}
+	return draw.LineStyle{Color: color.Black, Width: vg.Points(0.5)}
 }
 
 func (h *hbars) DataRange() (xmin, xmax, ymin, ymax float64) {
@@ -218,4 +245,12 @@ func (bracketThumb) Thumbnail(c *draw.Canvas) {
 	c.StrokeLine2(ls, x, c.Min.Y, x, c.Max.Y)
 	c.StrokeLine2(ls, x-vg.Points(6), c.Min.Y, x, c.Min.Y)
 	c.StrokeLine2(ls, x-vg.Points(6), c.Max.Y, x, c.Max.Y)
+}
+
+// segmentThumb is the legend's swatch of a stacked part.
+type segmentThumb struct{ color color.Color }
+
+func (t segmentThumb) Thumbnail(c *draw.Canvas) {
+	pts := []vg.Point{{X: c.Min.X, Y: c.Min.Y}, {X: c.Min.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Min.Y}}
+	c.FillPolygon(t.color, pts)
 }

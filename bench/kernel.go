@@ -9,7 +9,6 @@ package bench
 import (
 	"cmp"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"math"
 	"slices"
@@ -369,9 +368,65 @@ func hueOf(name string) int {
 	if i := slices.Index(syscallHues, name); i >= 0 {
 		return i + 1
 	}
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return len(syscallHues) + 1 + int(h.Sum32()%uint32(len(palette)))
+	return len(syscallHues) + 1 + int(hashOf(name)%uint32(len(palette)))
+}
+
+// SyscallsFigure: the syscall profile as small multiples, like throughput and
+// CPU: a panel per concurrency, a horizontal bar per model (fewest syscalls
+// per request first, cells apart after, reference peers among the models),
+// split by syscall in the same hues as SyscallFigure's, the context switches
+// per request written beside the total.
+func SyscallsFigure(s *Summary, g Group) Figure {
+	f := Figure{Name: "syscalls-" + g.Key(), Title: fmt.Sprintf("Syscalls per request by concurrency (%s)", g.String()), Cols: smallMultipleCols(len(s.Spec.Conns)),
+		Caption: "The kernel's own counts over the window (BPF on the sys_enter and sched_switch tracepoints, for the server's whole process tree), divided by the requests of the window: a panel per concurrency, each model's bar the median counted trial's syscalls per request, split by syscall (names under 2% of every model's total in other), fewest first; the figure after the bar is its total, and in brackets its context switches (sw) per request. Exact counts, so a noisy machine does not blur them: these bars separate models the throughput bars cannot."}
+	for _, c := range s.Spec.Conns {
+		var names []string
+		shown := map[string]bool{}
+		for _, m := range s.Spec.Models {
+			if k := s.Cell(g, m, c).ServerKernel; k.HasSyscalls() {
+				for n, v := range k.BySyscall {
+					if n != "other" && k.SyscallsPerReq > 0 && v >= 0.02*k.SyscallsPerReq && !shown[n] {
+						shown[n] = true
+					}
+				}
+			}
+		}
+		names = slices.Sorted(maps.Keys(shown))
+		var rows, apart []HBar
+		for _, m := range s.Spec.Models {
+			cs := s.Cell(g, m, c)
+			k := cs.ServerKernel
+			if !k.HasSyscalls() {
+				continue
+			}
+			b := HBar{Model: m, Name: m, Value: k.SyscallsPerReq, Peer: IsPeer(m),
+				Label: fmt.Sprintf("%.2f (%.3f sw)", k.SyscallsPerReq, k.CtxPerReq), ClientBound: cs.ClientBound > 0}
+			rest := k.SyscallsPerReq
+			for _, n := range names {
+				if v := k.BySyscall[n]; v > 0 {
+					b.Segments = append(b.Segments, Segment{Name: n, Value: v, Hue: hueOf(n)})
+					rest -= v
+				}
+			}
+			if rest > 0 {
+				b.Segments = append(b.Segments, Segment{Name: "other", Value: rest, Hue: hueOf("other")})
+			}
+			if why := cs.Apart(); why != "" {
+				b.Apart, b.Label = true, b.Label+"  "+why
+				apart = append(apart, b)
+				continue
+			}
+			rows = append(rows, b)
+		}
+		byValue := func(a, b HBar) int { return cmp.Compare(a.Value, b.Value) }
+		slices.SortStableFunc(rows, byValue)
+		slices.SortStableFunc(apart, byValue)
+		if len(rows)+len(apart) > 0 {
+			f.Panels = append(f.Panels, Panel{Title: "Syscalls per request, " + connsTitle(c), XLabel: "server syscalls per request (split by syscall)",
+				HBars: append(rows, apart...)})
+		}
+	}
+	return f
 }
 
 // SyscallFigure: syscalls per request by name, one stacked bar per model, and

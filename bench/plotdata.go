@@ -110,6 +110,16 @@ type HBar struct {
 	// Tied marks the first row and the rows within the noise of it: a bracket
 	// joins them (a tooth at each).
 	Tied bool `json:",omitempty"`
+	// Segments, if any, split the bar into stacked parts of fixed hues (a
+	// syscall's, hueOf): their values add up to Value.
+	Segments []Segment `json:",omitempty"`
+}
+
+// Segment is one stacked part of a horizontal bar.
+type Segment struct {
+	Name  string
+	Value float64
+	Hue   int // 1 + the palette index of its colour
 }
 
 // VLine is a labelled vertical line at X.
@@ -189,6 +199,7 @@ func Figures(s *Summary) []Figure {
 		if len(sp.Conns) > 1 {
 			figs = append(figs, MemoryFigure(s, g))
 		}
+		figs = append(figs, SyscallsFigure(s, g))
 		for _, c := range sp.Conns {
 			figs = append(figs, SyscallFigure(s, g, c))
 		}

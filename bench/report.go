@@ -316,6 +316,7 @@ func kernelSection(w func(string, ...any), s *Summary, g Group, img func(string,
 		w("- %s\n", f)
 	}
 	w("\n")
+	img("syscalls-"+g.Key(), nil)
 	for _, c := range s.Spec.Conns {
 		if t := KernelTable(s, g, c); t != "" {
 			w("**%s**\n\n%s\n", plural(float64(c), "connection"), t)
