@@ -378,7 +378,7 @@ func hueOf(name string) int {
 // per request written beside the total.
 func SyscallsFigure(s *Summary, g Group) Figure {
 	f := Figure{Name: "syscalls-" + g.Key(), Title: fmt.Sprintf("Syscalls per request by concurrency (%s)", g.String()), Cols: smallMultipleCols(len(s.Spec.Conns)),
-		Caption: "The kernel's own counts over the window (BPF on the sys_enter and sched_switch tracepoints, for the server's whole process tree), divided by the requests of the window: a panel per concurrency, each model's bar the median counted trial's syscalls per request, split by syscall (names under 2% of every model's total in other), fewest first; the figure after the bar is its total, and in brackets its context switches (sw) per request. Exact counts, so a noisy machine does not blur them: these bars separate models the throughput bars cannot."}
+		Caption: "The kernel's own counts over the window (BPF on the sys_enter and sched_switch tracepoints, for the server's whole process tree), divided by the requests of the window: a panel per concurrency, each model's bar the median counted trial's syscalls per request, split by syscall in proportion to the counted trials' pooled counts (names under 2% of every model's total in other), fewest first; the figure after the bar is its total, and in brackets its context switches (sw) per request. Exact counts, so a noisy machine does not blur them: these bars separate models the throughput bars cannot."}
 	for _, c := range s.Spec.Conns {
 		var names []string
 		shown := map[string]bool{}
@@ -410,6 +410,14 @@ func SyscallsFigure(s *Summary, g Group) Figure {
 			}
 			if rest > 0 {
 				b.Segments = append(b.Segments, Segment{Name: "other", Value: rest, Hue: hueOf("other")})
+			}
+			if rest < 0 {
+				// The names are pooled over the trials, the total is the
+				// median trial's: the parts are scaled to it, in proportion.
+				scale := k.SyscallsPerReq / (k.SyscallsPerReq - rest)
+				for i := range b.Segments {
+					b.Segments[i].Value *= scale
+				}
 			}
 			if why := cs.Apart(); why != "" {
 				b.Apart, b.Label = true, b.Label+"  "+why
