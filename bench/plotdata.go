@@ -244,10 +244,10 @@ func ThroughputFigure(s *Summary, g Group) Figure {
 	level := 0.0
 	for _, c := range s.Spec.Conns {
 		pn := Panel{Title: "Throughput, " + connsTitle(c), XLabel: "requests/s (median; whisker: its CI)"}
-		pn.HBars = rankedBars(s, g, c, func(cs CellSummary) (float64, CI, []float64, bool) {
-			level = max(level, cs.Throughput.Level)
-			return cs.Throughput.Median, cs.Throughput, cs.Throughputs, cs.Throughput.N > 0 && cs.Throughput.Median > 0
-		}, true, Num)
+		pn.HBars = rankedBars(s, g, c, throughputMetric, true, Num)
+		for _, m := range s.Spec.Models {
+			level = max(level, s.Cell(g, m, c).Throughput.Level)
+		}
 		f.Panels = append(f.Panels, pn)
 	}
 	f.Caption = fmt.Sprintf("A panel per concurrency, each on its own scale; in each, the models sorted by median throughput over the repetitions, the whisker the median's order-statistic confidence interval (coverage %s with %s). The bracket on the right joins the leader and every model whose repetitions cannot be told from the leader's (two-sided Mann–Whitney p ≥ 0.05, samples overlapping): a tooth marks each. A red outline is client-bound (the load generator was saturated: the figure is a floor for the server). A hollow bar at the bottom is a cell whose server did not serve all its connections in the window, not comparable with the others. Reference peers are grey with a dotted outline.",
@@ -285,58 +285,48 @@ func ThroughputLinesFigure(s *Summary, g Group) Figure {
 }
 
 // rankedBars are the horizontal bars of one concurrency: every model and peer
-// with a figure (value reports it, with its interval and the repetitions' own
-// values, and whether there is one), sorted best first (highest if
-// higherBetter, else lowest), the cells apart after the others. The best model
-// (never a peer) and the models within the noise of it (Compare: Noise) are
-// Tied. label formats a value.
-func rankedBars(s *Summary, g Group, conns int, value func(CellSummary) (float64, CI, []float64, bool), higherBetter bool, label func(float64) string) []HBar {
-	type row struct {
-		bar  HBar
-		reps []float64
+// with a figure by m, sorted best first (highest if higherBetter, else lowest),
+// each with its median's interval, the cells apart after the others. The
+// models are ranked and tied as the verdict ranks and ties them (rankBy,
+// markTied): the best model (never a peer) and the models within the noise of
+// it are Tied. label formats a value.
+func rankedBars(s *Summary, g Group, conns int, m metric, higherBetter bool, label func(float64) string) []HBar {
+	rs := rankBy(s, g, conns, m, higherBetter)
+	markTied(rs)
+	if len(rs) > 0 { // the bracket starts at the best when it has company
+		rs[0].tied = slices.ContainsFunc(rs[1:], func(r ranking) bool { return r.tied })
 	}
-	var rows, apart []row
-	for _, m := range s.Spec.Models {
-		cs := s.Cell(g, m, conns)
-		v, ci, reps, ok := value(cs)
+	tied := map[string]bool{}
+	for _, r := range rs {
+		tied[r.model] = r.tied
+	}
+	var rows, apart []HBar
+	for _, model := range s.Spec.Models {
+		cs := s.Cell(g, model, conns)
+		v, reps, ok := m(cs)
 		if !ok {
 			continue
 		}
-		b := HBar{Model: m, Name: m, Value: v, Label: label(v), ClientBound: cs.ClientBound > 0, Peer: IsPeer(m)}
-		if ci.N > 1 && ci.Hi > ci.Lo {
+		b := HBar{Model: model, Name: model, Value: v, Label: label(v), ClientBound: cs.ClientBound > 0, Peer: IsPeer(model), Tied: tied[model]}
+		if ci := MedianCI(reps, ConfLevel); ci.N > 1 && ci.Hi > ci.Lo {
 			b.Lo, b.Hi = ci.Lo, ci.Hi
 		}
 		if why := cs.Apart(); why != "" {
 			b.Apart, b.Label = true, b.Label+"  "+why
-			apart = append(apart, row{b, reps})
+			apart = append(apart, b)
 			continue
 		}
-		rows = append(rows, row{b, reps})
+		rows = append(rows, b)
 	}
-	better := func(a, b row) int {
+	better := func(a, b HBar) int {
 		if higherBetter {
-			return cmp.Compare(b.bar.Value, a.bar.Value)
+			return cmp.Compare(b.Value, a.Value)
 		}
-		return cmp.Compare(a.bar.Value, b.bar.Value)
+		return cmp.Compare(a.Value, b.Value)
 	}
 	slices.SortStableFunc(rows, better)
 	slices.SortStableFunc(apart, better)
-	best := slices.IndexFunc(rows, func(r row) bool { return !r.bar.Peer })
-	if best >= 0 {
-		tied := 0
-		for i := range rows {
-			if i != best && !rows[i].bar.Peer && Compare(rows[best].reps, rows[i].reps).Verdict == Noise {
-				rows[i].bar.Tied = true
-				tied++
-			}
-		}
-		rows[best].bar.Tied = tied > 0
-	}
-	var out []HBar
-	for _, r := range append(rows, apart...) {
-		out = append(out, r.bar)
-	}
-	return out
+	return append(rows, apart...)
 }
 
 // clipAt is where a lower-is-better bar panel's axis ends so that one costly
@@ -472,9 +462,7 @@ func CPUFigure(s *Summary, g Group) Figure {
 	f := Figure{Name: "cpu-" + g.Key(), Title: "Server CPU per request (" + g.String() + ")", Cols: smallMultipleCols(len(s.Spec.Conns))}
 	for _, c := range s.Spec.Conns {
 		pn := Panel{Title: "CPU per request, " + connsTitle(c), XLabel: "server CPU time per request (median; whisker: its CI)", XMicros: true}
-		pn.HBars = rankedBars(s, g, c, func(cs CellSummary) (float64, CI, []float64, bool) {
-			return cs.CPUPerReqUS, MedianCI(cs.CPUPerReqs, ConfLevel), cs.CPUPerReqs, cs.CPUPerReqUS > 0
-		}, false, Micros)
+		pn.HBars = rankedBars(s, g, c, cpuMetric, false, Micros)
 		pn.XClip = clipAt(pn.HBars)
 		f.Panels = append(f.Panels, pn)
 	}

@@ -35,19 +35,36 @@ type ranking struct {
 	value float64
 	reps  []float64
 	bound bool // client-bound
+	tied  bool // within the noise of the first (markTied)
 }
 
-// rankBy ranks the comparable cells (not peers, not apart) of g at conns by
-// value (ok false: no figure), best first.
-func rankBy(s *Summary, g Group, conns int, value func(CellSummary) (float64, []float64, bool), higherBetter bool) []ranking {
+// metric is what the verdict and the small multiples rank a cell by: its
+// figure (a median), its repetitions' own values, and whether it has one.
+type metric func(CellSummary) (value float64, reps []float64, ok bool)
+
+func throughputMetric(cs CellSummary) (float64, []float64, bool) {
+	return cs.Throughput.Median, cs.Throughputs, cs.Throughput.N > 0 && cs.Throughput.Median > 0
+}
+
+func cpuMetric(cs CellSummary) (float64, []float64, bool) {
+	return cs.CPUPerReqUS, cs.CPUPerReqs, cs.CPUPerReqUS > 0
+}
+
+func p99Metric(cs CellSummary) (float64, []float64, bool) {
+	return float64(cs.Latency.P99US), cs.P99s, cs.Latency.Count > 0 && cs.Latency.P99US > 0
+}
+
+// rankBy ranks the comparable cells (not peers, not apart) of g at conns by m,
+// best first.
+func rankBy(s *Summary, g Group, conns int, m metric, higherBetter bool) []ranking {
 	var out []ranking
-	for _, m := range s.Spec.Models {
-		cs := s.Cell(g, m, conns)
-		if IsPeer(m) || cs.Apart() != "" {
+	for _, model := range s.Spec.Models {
+		cs := s.Cell(g, model, conns)
+		if IsPeer(model) || cs.Apart() != "" {
 			continue
 		}
-		if v, reps, ok := value(cs); ok {
-			out = append(out, ranking{m, v, reps, cs.ClientBound > 0})
+		if v, reps, ok := m(cs); ok {
+			out = append(out, ranking{model: model, value: v, reps: reps, bound: cs.ClientBound > 0})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b ranking) int {
@@ -59,10 +76,17 @@ func rankBy(s *Summary, g Group, conns int, value func(CellSummary) (float64, []
 	return out
 }
 
+// markTied marks the rankings after the first whose repetitions cannot be told
+// from the first's (Compare: Noise).
+func markTied(rs []ranking) {
+	for i := 1; i < len(rs); i++ {
+		rs[i].tied = Compare(rs[0].reps, rs[i].reps).Verdict == Noise
+	}
+}
+
 // verdictOf fills a row from a ranking: the first is the answer, the models
 // within the noise of it are listed beside it, the margin is over the
-// runner-up. unit formats a value; ratio words say how the first beats the
-// second ("ahead of", "below").
+// runner-up. unit formats a value.
 func verdictOf(question string, rs []ranking, unit func(float64) string, higherBetter bool, anchor string) (VerdictRow, bool) {
 	if len(rs) == 0 {
 		return VerdictRow{}, false
@@ -75,9 +99,10 @@ func verdictOf(question string, rs []ranking, unit func(float64) string, higherB
 		// server's limit.
 		row.Figure += " (client-bound)"
 	}
+	markTied(rs)
 	var tied []string
 	for _, r := range rs[1:] {
-		if Compare(best.reps, r.reps).Verdict == Noise {
+		if r.tied {
 			tied = append(tied, r.model)
 		}
 	}
@@ -147,23 +172,17 @@ func Verdict(s *Summary, anchor func(fig string, fallback string) string) []Verd
 		}
 		section := capitalize(g.String())
 		for _, c := range sp.Conns {
-			rs := rankBy(s, g, c, func(cs CellSummary) (float64, []float64, bool) {
-				return cs.Throughput.Median, cs.Throughputs, cs.Throughput.N > 0 && cs.Throughput.Median > 0
-			}, true)
+			rs := rankBy(s, g, c, throughputMetric, true)
 			add(verdictOf(fmt.Sprintf("Highest throughput, %s%s", connsTitle(c), where), rs, func(v float64) string { return Num(v) + " req/s" }, true,
 				anchor("throughput-"+g.Key(), section)))
 		}
 		for _, c := range sp.Conns {
-			rs := rankBy(s, g, c, func(cs CellSummary) (float64, []float64, bool) {
-				return cs.CPUPerReqUS, cs.CPUPerReqs, cs.CPUPerReqUS > 0
-			}, false)
+			rs := rankBy(s, g, c, cpuMetric, false)
 			add(verdictOf(fmt.Sprintf("Lowest CPU per request, %s%s", connsTitle(c), where), rs, func(v float64) string { return Micros(v) + " of server CPU" }, false,
 				anchor("cpu-"+g.Key(), section)))
 		}
 		for _, c := range sp.Conns {
-			rs := rankBy(s, g, c, func(cs CellSummary) (float64, []float64, bool) {
-				return float64(cs.Latency.P99US), cs.P99s, cs.Latency.Count > 0 && cs.Latency.P99US > 0
-			}, false)
+			rs := rankBy(s, g, c, p99Metric, false)
 			fig := "p99-" + g.Key()
 			if len(sp.Conns) == 1 {
 				fig = fmt.Sprintf("nines-%s-c%d", g.Key(), c)
@@ -206,9 +225,7 @@ func Verdict(s *Summary, anchor func(fig string, fallback string) string) []Verd
 		if !g.Reconnect {
 			continue
 		}
-		rs := rankBy(s, g, focus, func(cs CellSummary) (float64, []float64, bool) {
-			return cs.Throughput.Median, cs.Throughputs, cs.Throughput.N > 0 && cs.Throughput.Median > 0
-		}, true)
+		rs := rankBy(s, g, focus, throughputMetric, true)
 		add(verdictOf(fmt.Sprintf("Cheapest new connection (connect, one request, close), %d concurrent, %s", focus, g.Proto), rs,
 			func(v float64) string { return Num(v) + " conn/s" }, true, anchor(fmt.Sprintf("reconnect-%s-c%d", g.Key(), focus), capitalize(g.String()))))
 	}
