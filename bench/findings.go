@@ -540,14 +540,20 @@ func wholeEntries(sp Spec, cs CellSummary) []result.Second {
 	return secs
 }
 
-// WorkFindings says how much throughput each model kept under blocking work.
-func WorkFindings(s *Summary, proto string, conns int) []string {
+// worksOf is proto's per-request works in the sweep, in the spec's order.
+func worksOf(sp Spec, proto string) []string {
 	var works []string
-	for _, g := range sweepGroups(s.Spec) {
+	for _, g := range sweepGroups(sp) {
 		if g.Proto == proto {
 			works = append(works, g.Work)
 		}
 	}
+	return works
+}
+
+// WorkFindings says how much throughput each model kept under blocking work.
+func WorkFindings(s *Summary, proto string, conns int) []string {
+	works := worksOf(s.Spec, proto)
 	if len(works) < 2 || works[0] != "none" {
 		return nil
 	}

@@ -580,12 +580,7 @@ func ReconnectFigure(s *Summary, g Group, conns int) Figure {
 func WorkFigures(s *Summary, conns int) []Figure {
 	var figs []Figure
 	for _, proto := range s.Spec.Protos {
-		var works []string
-		for _, g := range sweepGroups(s.Spec) {
-			if g.Proto == proto {
-				works = append(works, g.Work)
-			}
-		}
+		works := worksOf(s.Spec, proto)
 		if len(works) < 2 {
 			continue
 		}

@@ -95,7 +95,7 @@ func Render(f Figure, path string) (err error) {
 	// when the panels leave it empty.
 	lw := legendW
 	spare := rows*cols > n
-	if len(legend.entries) == 0 || spare {
+	if len(legend.seen) == 0 || spare {
 		lw = 0
 	}
 	w, h := pw*vg.Length(cols)+lw, ph*vg.Length(rows)
@@ -110,7 +110,7 @@ func Render(f Figure, path string) (err error) {
 	legend.YOffs = -vg.Points(30)
 	legend.XOffs = vg.Points(12) // clear of a bar panel's bracket at its right edge
 	switch {
-	case len(legend.entries) == 0:
+	case len(legend.seen) == 0:
 	case spare:
 		legend.XOffs = vg.Points(40)
 		legend.Draw(tiles.At(plotArea, cols-1, rows-1))
@@ -160,15 +160,13 @@ func shareY(plots []*plot.Plot) {
 // legendOnce is a legend that takes each name once.
 type legendOnce struct {
 	plot.Legend
-	seen    map[string]bool
-	entries []string
-	marks   []legendMark
+	seen  map[string]bool // every name added, models and marks
+	marks []legendMark
 }
 
 func (l *legendOnce) Add(name string, thumbs ...plot.Thumbnailer) {
 	if !l.seen[name] {
 		l.seen[name] = true
-		l.entries = append(l.entries, name)
 		l.Legend.Add(name, thumbs...)
 	}
 }
@@ -186,7 +184,6 @@ func (l *legendOnce) AddMark(name string, thumbs ...plot.Thumbnailer) {
 // finish adds the marks after the models.
 func (l *legendOnce) finish() {
 	for _, m := range l.marks {
-		l.entries = append(l.entries, m.name)
 		l.Legend.Add(m.name, m.thumbs...)
 	}
 	l.marks = nil

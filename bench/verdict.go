@@ -326,12 +326,7 @@ func capacityVerdict(s *Summary, g Group, conns int) (VerdictRow, bool) {
 // workVerdict: the model that kept the most of its throughput under the first
 // blocking work of proto, relative to none.
 func workVerdict(s *Summary, proto string, conns int) (VerdictRow, bool) {
-	var works []string
-	for _, g := range sweepGroups(s.Spec) {
-		if g.Proto == proto {
-			works = append(works, g.Work)
-		}
-	}
+	works := worksOf(s.Spec, proto)
 	if len(works) < 2 || works[0] != "none" {
 		return VerdictRow{}, false
 	}
