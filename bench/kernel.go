@@ -371,6 +371,25 @@ func hueOf(name string) int {
 	return len(syscallHues) + 1 + int(hashOf(name)%uint32(len(palette)))
 }
 
+// shownSyscalls are the syscalls a row's figures name: those that make at least
+// 2% of some model's syscalls per request (the rest are drawn as "other"),
+// sorted.
+func shownSyscalls(s *Summary, g Group, conns int) []string {
+	shown := map[string]bool{}
+	for _, m := range s.Spec.Models {
+		k := s.Cell(g, m, conns).ServerKernel
+		if k == nil {
+			continue
+		}
+		for n, v := range k.BySyscall {
+			if n != "other" && k.SyscallsPerReq > 0 && v >= 0.02*k.SyscallsPerReq {
+				shown[n] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(shown))
+}
+
 // SyscallsFigure: the syscall profile as small multiples, like throughput and
 // CPU: a panel per concurrency, a horizontal bar per model (fewest syscalls
 // per request first, cells apart after, reference peers among the models),
@@ -380,18 +399,7 @@ func SyscallsFigure(s *Summary, g Group) Figure {
 	f := Figure{Name: "syscalls-" + g.Key(), Title: fmt.Sprintf("Syscalls per request by concurrency (%s)", g.String()), Cols: smallMultipleCols(len(s.Spec.Conns)),
 		Caption: "The kernel's own counts over the window (BPF on the sys_enter and sched_switch tracepoints, for the server's whole process tree), divided by the requests of the window: a panel per concurrency, each model's bar the median counted trial's syscalls per request, split by syscall in proportion to the counted trials' pooled counts (names under 2% of every model's total in other), fewest first; the figure after the bar is its total, and in brackets its context switches (sw) per request. Exact counts, so a noisy machine does not blur them: these bars separate models the throughput bars cannot."}
 	for _, c := range s.Spec.Conns {
-		var names []string
-		shown := map[string]bool{}
-		for _, m := range s.Spec.Models {
-			if k := s.Cell(g, m, c).ServerKernel; k.HasSyscalls() {
-				for n, v := range k.BySyscall {
-					if n != "other" && k.SyscallsPerReq > 0 && v >= 0.02*k.SyscallsPerReq && !shown[n] {
-						shown[n] = true
-					}
-				}
-			}
-		}
-		names = slices.Sorted(maps.Keys(shown))
+		names := shownSyscalls(s, g, c)
 		var rows, apart []HBar
 		for _, m := range s.Spec.Models {
 			cs := s.Cell(g, m, c)
@@ -465,16 +473,7 @@ func SyscallFigure(s *Summary, g Group, conns int) Figure {
 	if len(cells) == 0 {
 		return Figure{Name: name, Title: title}
 	}
-	shown := map[string]bool{}
-	for _, cs := range cells {
-		k := cs.ServerKernel
-		for n, v := range k.BySyscall {
-			if n != "other" && k.SyscallsPerReq > 0 && v >= 0.02*k.SyscallsPerReq {
-				shown[n] = true
-			}
-		}
-	}
-	names := slices.Sorted(maps.Keys(shown))
+	names := shownSyscalls(s, g, conns)
 	sp := Panel{Title: fmt.Sprintf("Server syscalls per request, by syscall — %s, %s", plural(float64(conns), "connection"), g.String()),
 		YLabel: "syscalls per request", Categories: cats, Stacked: true}
 	for _, n := range append(names, "other") {
