@@ -103,15 +103,10 @@ type CellSummary struct {
 	// Disturbed counts the trials left out of the figures because another
 	// process or the host took part of their measured CPUs (result.Host:
 	// Disturbed); DisturbedKept the disturbed ones kept because the cell had
-	// fewer than two others. WakeRTTs are the measured trials' wake-up round
-	// trips between a server and a client CPU (the probe before each), µs, in
-	// repetition order; StealMax and ForeignMax the largest steal and foreign
-	// work shares of any trial's window.
-	Disturbed     int       `json:"disturbed,omitempty"`
-	DisturbedKept int       `json:"disturbed_kept,omitempty"`
-	WakeRTTs      []float64 `json:"wake_rtts,omitempty"`
-	StealMax      float64   `json:"steal_max,omitempty"`
-	ForeignMax    float64   `json:"foreign_max,omitempty"`
+	// fewer than two others. (The host's figures themselves are read from the
+	// results by NoiseFindings.)
+	Disturbed     int `json:"disturbed,omitempty"`
+	DisturbedKept int `json:"disturbed_kept,omitempty"`
 	// LastFailed: the cell's last trial run failed or was skipped (adaptive
 	// repetitions add none to it: what failed would fail again).
 	LastFailed bool `json:"last_failed,omitempty"`
@@ -266,16 +261,10 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 		if r == nil {
 			continue
 		}
-		if h := r.Host; h != nil {
-			if h.Before != nil {
-				s.WakeRTTs = append(s.WakeRTTs, h.Before.WakeRTTUS)
-			}
-			s.StealMax, s.ForeignMax = max(s.StealMax, h.StealShare), max(s.ForeignMax, h.ForeignShare)
-			if h.Disturbed && dropDisturbed {
-				s.Disturbed++
-				s.Notes = append(s.Notes, fmt.Sprintf("%s disturbed (%s): left out of the figures", rec.Label(), h.Why))
-				continue
-			}
+		if h := r.Host; h != nil && h.Disturbed && dropDisturbed {
+			s.Disturbed++
+			s.Notes = append(s.Notes, fmt.Sprintf("%s disturbed (%s): left out of the figures", rec.Label(), h.Why))
+			continue
 		}
 		s.Measured++
 		closed = closed && r.Load.Mode == "closed"
