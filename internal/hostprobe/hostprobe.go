@@ -39,25 +39,32 @@ func Run(a, b, rounds int) (result.Probe, error) {
 	if err := unix.Pipe2(ab[:], unix.O_CLOEXEC); err != nil {
 		return p, fmt.Errorf("hostprobe: pipe: %w", err)
 	}
-	defer unix.Close(ab[0])
-	defer unix.Close(ab[1])
 	if err := unix.Pipe2(ba[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(ab[0])
+		unix.Close(ab[1])
 		return p, fmt.Errorf("hostprobe: pipe: %w", err)
 	}
+	// Each thread owns the ends it uses and closes them when it is done, so
+	// that either one stopping early ends the other's read with end of file
+	// instead of leaving it waiting.
+	defer unix.Close(ab[1])
 	defer unix.Close(ba[0])
-	defer unix.Close(ba[1])
 
 	// This thread on a, then the echo thread on b: each reports whether it
 	// could be pinned before any byte moves, so that neither waits for a
 	// partner that is not there.
+	ready, echo := make(chan error, 1), make(chan error, 1)
+	spinB := make(chan float64, 1)
 	unpin, err := pin(a)
 	if err != nil {
+		unix.Close(ab[0])
+		unix.Close(ba[1])
 		return p, err
 	}
 	defer unpin()
-	ready, echo := make(chan error, 1), make(chan error, 1)
-	spinB := make(chan float64, 1)
 	go func() {
+		defer unix.Close(ab[0])
+		defer unix.Close(ba[1])
 		unpin, err := pin(b)
 		ready <- err
 		if err != nil {
@@ -88,8 +95,11 @@ func Run(a, b, rounds int) (result.Probe, error) {
 		if _, err := unix.Write(ab[1], buf); err != nil {
 			return p, fmt.Errorf("hostprobe: write: %w", err)
 		}
-		if _, err := unix.Read(ba[0], buf); err != nil {
-			return p, fmt.Errorf("hostprobe: read: %w", err)
+		if n, err := unix.Read(ba[0], buf); err != nil || n != 1 {
+			if eerr := <-echo; eerr != nil {
+				return p, fmt.Errorf("hostprobe: the echo thread: %w", eerr)
+			}
+			return p, fmt.Errorf("hostprobe: read %d: %v", n, err)
 		}
 		rtts = append(rtts, float64(time.Since(t).Nanoseconds())/1e3)
 	}
