@@ -71,10 +71,14 @@ func TestGraceSIGTERM(t *testing.T) {
 				t.Fatalf("no child process of the server %d while serving", srv.cmd.Process.Pid)
 			}
 
+			// t0 is read before the signal is sent, so that a stall of this test
+			// between the two (the race detector, parallel servers on two cores)
+			// cannot make the server look early: the server's deadline starts when
+			// it sees the signal, never before t0.
+			t0 := time.Now()
 			if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			t0 := time.Now()
 			owing.c.SetReadDeadline(time.Now().Add(grace + 5*time.Second))
 			// Errorf, not Fatalf, until the server has exited: how it exits and
 			// what it leaves behind are checked whatever the client got.
@@ -228,10 +232,10 @@ func TestGraceStuckChild(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			t0 := time.Now() // before the signal, as in TestGraceSIGTERM
 			if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			t0 := time.Now()
 			exited, err := srv.wait(grace + 10*time.Second)
 			if !exited {
 				t.Fatalf("still running %v after SIGTERM, its children stopped", time.Since(t0).Round(time.Millisecond))
