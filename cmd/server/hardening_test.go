@@ -232,7 +232,7 @@ func exhaust(t *testing.T, srv *binServer, nconns int, wantPauses bool) {
 	time.Sleep(time.Second)
 	after, pausesAfter := srv.tree(t), srv.stats(t)
 	wall := after.When.Sub(before.When).Seconds()
-	cpu := procstat.CPUSeconds(after.CPUTicks-before.CPUTicks) / wall
+	cpu := (after.CPU - before.CPU).Seconds() / wall
 	pauses := float64(pausesAfter.AcceptPauses-pausesBefore.AcceptPauses) / wall
 	t.Logf("at the limit, %d processes: CPU %.0f%% of one core, %.0f accept pauses a second", after.Procs(), 100*cpu, pauses)
 	if cpu > 0.20 || pauses > 50 {

@@ -37,6 +37,26 @@ func TestParseCtxSwitches(t *testing.T) {
 	}
 }
 
+func TestParseCgroupCPU(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"usage_usec 1500042\nuser_usec 500000\nsystem_usec 1000042\nnr_periods 0\n", 1500042 * time.Microsecond, true},
+		{"user_usec 1\nusage_usec 7", 7 * time.Microsecond, true}, // no final newline, not first
+		{"user_usec 1\nsystem_usec 2\n", 0, false},
+		{"usage_usec -3\n", 0, false},
+		{"usage_usec lots\n", 0, false},
+		{"", 0, false},
+	} {
+		got, err := ParseCgroupCPU([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseCgroupCPU(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
 func TestDescendants(t *testing.T) {
 	parent := map[int]int{3: 1, 2: 1, 7: 2, 4: 2, 5: 99, 6: 4}
 	got := Descendants(1, parent) // breadth first, siblings in order
@@ -85,7 +105,7 @@ func TestSampleRealTree(t *testing.T) {
 	if last.Threads < 4 || last.RSSBytes <= 0 {
 		t.Errorf("threads %d, rss %d: want at least one thread each and some memory", last.Threads, last.RSSBytes)
 	}
-	cores := CPUSeconds(last.CPUTicks-first.CPUTicks) / last.When.Sub(first.When).Seconds()
+	cores := (last.CPU - first.CPU).Seconds() / last.When.Sub(first.When).Seconds()
 	if cores < 0.1 {
 		t.Errorf("tree used %.2f cores while a busy loop ran", cores)
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +70,8 @@ func TestSampleReadFailures(t *testing.T) {
 
 // SampleIn lists the tree from the cgroup's cgroup.procs, not from a scan of
 // /proc: a child this process started is in the tree when the list names it,
-// and out of it when the list does not.
+// and out of it when the list does not; its CPU time is the cgroup's cpu.stat,
+// not the processes' ticks; a cgroup without either file is a sampling error.
 func TestSampleInCgroup(t *testing.T) {
 	child := exec.Command("sleep", "30")
 	if err := child.Start(); err != nil {
@@ -78,6 +80,15 @@ func TestSampleInCgroup(t *testing.T) {
 	defer func() { child.Process.Kill(); child.Wait() }()
 	self, kid := os.Getpid(), child.Process.Pid
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(self)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SampleIn("/proc", self, dir); !errors.Is(err, ErrSampling) {
+		t.Fatalf("a cgroup without cpu.stat: %v, want ErrSampling", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu.stat"), []byte("usage_usec 123456789\nuser_usec 1\nsystem_usec 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		list string
 		want []int
@@ -94,6 +105,9 @@ func TestSampleInCgroup(t *testing.T) {
 		}
 		if got := slices.Sorted(slices.Values(tr.PIDs)); !slices.Equal(got, slices.Sorted(slices.Values(tc.want))) {
 			t.Errorf("cgroup.procs %q: tree %v, want %v", tc.list, got, tc.want)
+		}
+		if want := 123456789 * time.Microsecond; tr.CPU != want {
+			t.Errorf("cgroup.procs %q: CPU %v, want cpu.stat's %v", tc.list, tr.CPU, want)
 		}
 	}
 	if _, err := SampleIn("/proc", self, filepath.Join(dir, "gone")); !errors.Is(err, ErrSampling) {

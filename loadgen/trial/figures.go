@@ -12,10 +12,10 @@ import (
 	"concbench/internal/result"
 )
 
-// maxSpan is how many sample intervals CPUCoresMax is measured over: /proc's CPU
-// times are in 10 ms ticks, so over one 100 ms interval a fully busy core reads
-// anywhere from 0.9 to 1.1 cores (or more, with several threads each rounding
-// up); over five the error is a fifth of that.
+// maxSpan is how many sample intervals CPUCoresMax is measured over: without a
+// cgroup, /proc's CPU times are in 10 ms ticks, so over one 100 ms interval a
+// fully busy core reads anywhere from 0.9 to 1.1 cores (or more, with several
+// threads each rounding up); over five the error is a fifth of that.
 const maxSpan = 5
 
 // serverFigures turns /proc samples into the server's figures: samples over the
@@ -31,8 +31,8 @@ func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd tim
 		ps := result.ProcSample{T: t.When.Sub(loadStart).Seconds(), RSSBytes: t.RSSBytes, Threads: t.Threads, Procs: t.Procs()}
 		if i > 0 {
 			prev := &samples[i-1]
-			if dt := t.When.Sub(prev.When).Seconds(); dt > 0 && t.CPUTicks >= prev.CPUTicks {
-				ps.CPUCores = procstat.CPUSeconds(t.CPUTicks-prev.CPUTicks) / dt
+			if dt := t.When.Sub(prev.When).Seconds(); dt > 0 && t.CPU >= prev.CPU {
+				ps.CPUCores = (t.CPU - prev.CPU).Seconds() / dt
 			}
 		}
 		s.Samples = append(s.Samples, ps)
@@ -48,15 +48,15 @@ func serverFigures(samples []procstat.Tree, pid int, loadStart, mStart, mEnd tim
 		s.ThreadsMax = max(s.ThreadsMax, t.Threads)
 		s.ProcsMax = max(s.ProcsMax, t.Procs())
 	}
-	if first != nil && last != first && last.CPUTicks >= first.CPUTicks {
-		s.CPUCoresMean = procstat.CPUSeconds(last.CPUTicks-first.CPUTicks) / last.When.Sub(first.When).Seconds()
+	if first != nil && last != first && last.CPU >= first.CPU {
+		s.CPUCoresMean = (last.CPU - first.CPU).Seconds() / last.When.Sub(first.When).Seconds()
 	}
 	// The busiest span of maxSpan intervals (or the whole window if shorter).
 	span := min(maxSpan, len(inWindow)-1)
 	for i := 0; span > 0 && i+span < len(inWindow); i++ {
 		a, b := inWindow[i], inWindow[i+span]
-		if dt := b.When.Sub(a.When).Seconds(); dt > 0 && b.CPUTicks >= a.CPUTicks {
-			s.CPUCoresMax = max(s.CPUCoresMax, procstat.CPUSeconds(b.CPUTicks-a.CPUTicks)/dt)
+		if dt := b.When.Sub(a.When).Seconds(); dt > 0 && b.CPU >= a.CPU {
+			s.CPUCoresMax = max(s.CPUCoresMax, (b.CPU-a.CPU).Seconds()/dt)
 		}
 	}
 	if cpus > 0 {
