@@ -325,7 +325,7 @@ A peer that does not speak a cell's protocol skips the cell; one that is not
 installed fails its cells with the reason, and the matrix goes on.
 
 Presets:
-  quick  every model and peer:cepoll, echo, c = 1,10,100,1000, pools sized for
+  quick  every model and peer:cepoll, echo, c = 1,100,1000, pools sized for
          the connections, 6 repetitions of 1 s and up to 3 more for a cell not
          within ±10%%, a 4 s timeline per model in 100 ms steps (what make bench
          runs; about 16.5 minutes on 2 cores, build included)
