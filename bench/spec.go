@@ -137,7 +137,7 @@ var Presets = map[string]Spec{
 	// interval of a median, [min, max], covers ≥ 95%: 96.9%) and then adaptive
 	// ones, up to 9 (the fewest whose interval drops the extremes), for every
 	// cell not yet within ±10%, plus a 4 s timeline per model. Short trials buy
-	// the repetitions (fork's and procpool's c=1000 trials wait ~15 s each for
+	// the repetitions (fork's and procpool's c=1000 trials wait ~5 s each for
 	// their 1,000 processes before the steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
 	// the report says how close the models get to it and never ranks it.
 	"quick": {

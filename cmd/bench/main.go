@@ -328,7 +328,7 @@ Presets:
   quick  every model and peer:cepoll, echo, c = 1,100,1000, pools sized for
          the connections, 6 repetitions of 1 s and up to 3 more for a cell not
          within ±10%%, a 4 s timeline per model in 100 ms steps (what make bench
-         runs; about 16.5 minutes on 2 cores, build included)
+         runs; about 9 minutes on 2 cores, build included)
   full   every model, echo and rpc, work none and sleep:1ms, reconnect both, c up
          to 10000, 5 repetitions of 5 s (hours)
   http   epoll-et, reactor, goroutine, multireactor and peer:nginx, http GET
