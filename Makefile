@@ -26,9 +26,10 @@ build: peers
 	@for c in $(CMDS); do $(GO) build -buildvcs=auto -o $(BIN)/$$c ./cmd/$$c || exit 1; done
 
 peers:
-	@echo ">> building the C reference peer into $(BIN)/cepoll"
+	@echo ">> building the C reference peer into $(BIN)/cepoll and the C client bench calibrates loadgen against into $(BIN)/cclient"
 	@mkdir -p $(BIN)
 	$(CC) -O2 -Wall -Wextra -o $(BIN)/cepoll peers/cepoll/cepoll.c
+	$(CC) -O2 -Wall -Wextra -o $(BIN)/cclient peers/cclient/cclient.c
 
 test:
 	@echo ">> go vet"
@@ -37,6 +38,7 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo ">> timing tests, alone on the machine (beside other packages' tests a shared 2-core box cannot keep a service time)"
 	CONCBENCH_TIMING_TESTS=1 $(GO) test -race -count=1 -run '^TestSearchMD1$$' ./loadgen/
+	CONCBENCH_TIMING_TESTS=1 $(GO) test -race -count=1 -run '^TestSwitchesPerRequest$$' ./loadgen/trial/
 	@echo ">> benchmarks, one quick pass to keep them compiling and honest"
 	$(GO) test -run '^$$' -bench . -benchtime 100ms ./...
 

@@ -16,6 +16,8 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
+
+	"concbench/internal/rawio"
 )
 
 // readBufFiles is the read buffer of a loop for file and http, whose replies run
@@ -93,6 +95,7 @@ type loop struct {
 	armed  int64
 	conns  []conn
 	events []unix.EpollEvent
+	busy   rawio.Busy // whether the next wait polls without blocking first
 	buf    []byte
 	files  []fileReply // proto file: the reply parser of conns[i]
 	https  []httpReply // proto http: the reply parser of conns[i]
@@ -415,8 +418,25 @@ func (l *loop) poll() {
 		l.arm(next - now)
 		l.armed = next
 	}
-	n, err := unix.EpollWait(l.epfd, l.events, timeout)
+	// Busy, poll first without blocking and without the runtime's syscall path
+	// (rawio: the descriptors are non-blocking); block, through the runtime,
+	// only if nothing is ready. See rawio for why that keeps this loop's thread
+	// from trading its P with the runtime's monitor on every pass.
+	var n int
+	var err error
+	polled := timeout == 0 || l.busy.TryFirst()
+	if polled {
+		n, err = rawio.EpollPoll(l.epfd, l.events)
+	}
+	if !polled || (n == 0 && err == nil && timeout != 0) {
+		polled = false
+		n, err = unix.EpollWait(l.epfd, l.events, timeout)
+	}
 	if err != nil { // EINTR: go round again
+		return
+	}
+	l.busy.Saw(n, polled)
+	if n == 0 {
 		return
 	}
 	for i := range n {
@@ -623,7 +643,7 @@ func (l *loop) flush(c *conn) bool {
 	p := l.prof(c)
 	req := p.reqs[c.wseq%p.rot]
 	for c.woff < len(req) {
-		n, err := unix.Write(c.fd, req[c.woff:])
+		n, err := rawio.Write(c.fd, req[c.woff:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -677,7 +697,7 @@ func (l *loop) handle(c *conn, events uint32) {
 // shortDone), verifying and completing replies. It returns false if c was closed.
 func (l *loop) readAll(c *conn, shortDone bool) bool {
 	for {
-		n, err := unix.Read(c.fd, l.buf)
+		n, err := rawio.Read(c.fd, l.buf)
 		switch {
 		case err == unix.EINTR:
 			continue

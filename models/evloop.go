@@ -6,7 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/proto"
-	"concbench/internal/sock"
+	"concbench/internal/rawio"
 )
 
 // The machinery the event-loop models share (select, poll, epoll-lt, epoll-et,
@@ -162,7 +162,7 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 	if l.draining {
 		return l.discard(c)
 	}
-	n, err := sock.Read(c.fd, l.buf)
+	n, err := rawio.Read(c.fd, l.buf)
 	switch {
 	case err == unix.EAGAIN:
 		c.canRead = false
@@ -195,7 +195,7 @@ func (l *loop) readOnce(c *evConn) (again bool) {
 // connection is closed makes the kernel answer with a reset, and a client that
 // writes everything before it reads would never get to read.
 func (l *loop) discard(c *evConn) (again bool) {
-	n, err := sock.Read(c.fd, l.buf)
+	n, err := rawio.Read(c.fd, l.buf)
 	switch {
 	case err == unix.EAGAIN:
 		c.canRead = false
@@ -249,7 +249,7 @@ func (l *loop) flush(c *evConn) { l.write(c, &c.out) }
 // active.
 func (l *loop) write(c *evConn, o *proto.Out) {
 	before := o.Len()
-	err := writeOut(c.fd, o)
+	err := writeOutNB(c.fd, o)
 	if o.Len() < before {
 		c.lastActive = l.now
 	}

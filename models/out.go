@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/proto"
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -18,7 +19,14 @@ var errFileShrank = errors.New("file shrank while being sent")
 // writeOut writes o to fd until o is empty (nil), the socket is full (unix.EAGAIN) or
 // an error. Bytes go with write(2), file ranges with sendfile(2). On a blocking
 // descriptor it returns only once everything went or an error happened.
-func writeOut(fd int, o *proto.Out) error {
+func writeOut(fd int, o *proto.Out) error { return writeOutWith(fd, o, sock.Write) }
+
+// writeOutNB is writeOut for a non-blocking descriptor (an event loop's): its
+// writes of bytes skip the runtime's syscall path (rawio), since they cannot
+// block; sendfile keeps it, since reading the file may wait for the disk.
+func writeOutNB(fd int, o *proto.Out) error { return writeOutWith(fd, o, rawio.Write) }
+
+func writeOutWith(fd int, o *proto.Out, write func(int, []byte) (int, error)) error {
 	for {
 		p := o.Head()
 		var n int
@@ -27,7 +35,7 @@ func writeOut(fd int, o *proto.Out) error {
 		case p.More:
 			n, err = sock.WriteMore(fd, p.Bytes) // a header, then sendfile: one segment
 		case p.Bytes != nil:
-			n, err = sock.Write(fd, p.Bytes)
+			n, err = write(fd, p.Bytes)
 		case p.N > 0:
 			n, err = sock.Sendfile(fd, p.FD, p.Off, p.N)
 			if err == nil && n == 0 {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -52,6 +53,7 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	// t.clients[i] is watched by pfds[pollFirst+i]; the shutdown, drain and idle
 	// sweep of t.pass run between passes, while the two need not agree.
 	pfds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(ln.FD)}}
+	var busy rawio.Busy
 	for !t.pass(ctx) {
 		// A negative fd is skipped by the kernel: that is how the listener leaves the
 		// array while accepting is paused or for good once draining.
@@ -70,7 +72,21 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 			}
 			pfds = append(pfds, unix.PollFd{Fd: int32(c.fd), Events: ev})
 		}
-		n, err := unix.Poll(pfds, t.gate.timeoutMS(t.timeoutMS()))
+		// Busy, poll first without blocking (see poller.wait); block only if
+		// nothing is ready: ppoll leaves the array as it was but for revents.
+		timeout := t.gate.timeoutMS(t.timeoutMS())
+		var n int
+		polled := timeout == 0 || busy.TryFirst()
+		if polled {
+			n, err = rawio.PollNow(pfds)
+		}
+		if !polled || (n == 0 && err == nil && timeout != 0) {
+			polled = false
+			n, err = unix.Poll(pfds, timeout)
+		}
+		if err == nil {
+			busy.Saw(n, polled)
+		}
 		if err == unix.EINTR {
 			continue
 		}

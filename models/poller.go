@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -28,6 +29,7 @@ type poller struct {
 	fd     int
 	w      *waker
 	events []unix.EpollEvent
+	busy   rawio.Busy // whether the next wait polls without blocking first
 }
 
 // openPoller creates the epoll instance and registers the waker for ctx in it;
@@ -63,7 +65,7 @@ func (p *poller) del(fd int) error { return p.ctl(unix.EPOLL_CTL_DEL, fd, 0) }
 
 func (p *poller) ctl(op, fd int, events uint32) error {
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.fd, op, fd, &ev); err != nil {
+	if err := rawio.EpollCtl(p.fd, op, fd, &ev); err != nil {
 		return fmt.Errorf("fd %d: %w", fd, os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
@@ -72,8 +74,26 @@ func (p *poller) ctl(op, fd int, events uint32) error {
 // wait blocks in epoll_wait for up to timeoutMS (-1: no limit) and returns the
 // events, valid until the next wait. A signal (EINTR) returns no event and no
 // error: the caller goes round its loop, as for a timeout.
+//
+// While the loop is busy (rawio.Busy) it first polls without blocking and
+// without the runtime's syscall path (rawio.EpollPoll), and blocks — through
+// the runtime, which lets the thread's P go to other goroutines meanwhile —
+// only if nothing is ready: a busy loop then makes one epoll_wait per pass, as
+// before, and an idle one still blocks in epoll_wait.
 func (p *poller) wait(timeoutMS int) ([]unix.EpollEvent, error) {
-	n, err := unix.EpollWait(p.fd, p.events, timeoutMS)
+	var n int
+	var err error
+	polled := timeoutMS == 0 || p.busy.TryFirst()
+	if polled {
+		n, err = rawio.EpollPoll(p.fd, p.events)
+	}
+	if !polled || (n == 0 && err == nil && timeoutMS != 0) {
+		polled = false
+		n, err = unix.EpollWait(p.fd, p.events, timeoutMS)
+	}
+	if err == nil {
+		p.busy.Saw(n, polled)
+	}
 	if err == unix.EINTR {
 		return nil, nil
 	}

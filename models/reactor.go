@@ -39,6 +39,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -207,7 +208,7 @@ func (r *reactor) onAccept(ev *rEvent, _ uint32) error {
 // callback's job, once epoll says the socket takes it.
 func (r *reactor) onRead(ev *rEvent, _ uint32) error {
 	c := &ev.evConn
-	n, err := sock.Read(c.fd, r.buf)
+	n, err := rawio.Read(c.fd, r.buf)
 	switch {
 	case err == unix.EAGAIN:
 		return nil // a stale readiness: the next epoll_wait will tell

@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -55,6 +56,7 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	var (
 		rset, wset   unix.FdSet
 		loggedRefuse bool
+		busy         rawio.Busy
 	)
 	for !t.pass(ctx) {
 		// The seed's allset, rebuilt from the table on each pass.
@@ -80,7 +82,25 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 			t := unix.NsecToTimeval(int64(ms) * int64(time.Millisecond))
 			tv = &t
 		}
-		nready, err := unix.Select(maxfd+1, &rset, &wset, nil, tv)
+		// Busy, poll first without blocking (see poller.wait); block only if
+		// nothing is ready, with the sets as built (pselect6 rewrites them).
+		var nready int
+		zero := tv != nil && *tv == (unix.Timeval{})
+		polled := zero || busy.TryFirst()
+		if polled {
+			rwant, wwant := rset, wset
+			nready, err = rawio.SelectNow(maxfd+1, &rset, &wset)
+			if nready == 0 && err == nil && !zero {
+				polled = false
+				rset, wset = rwant, wwant
+			}
+		}
+		if !polled {
+			nready, err = unix.Select(maxfd+1, &rset, &wset, nil, tv)
+		}
+		if err == nil {
+			busy.Saw(nready, polled)
+		}
 		if err == unix.EINTR {
 			continue
 		}

@@ -1,0 +1,128 @@
+package rawio
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair is a connected non-blocking Unix stream socket pair, closed with the test.
+func pair(t *testing.T) (a, b int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+func TestReadWrite(t *testing.T) {
+	a, b := pair(t)
+	buf := make([]byte, 16)
+	if n, err := Read(a, buf); n != -1 || err != unix.EAGAIN {
+		t.Fatalf("read of an empty socket: %d, %v; want -1, EAGAIN", n, err)
+	}
+	if n, err := Write(b, []byte("hello")); n != 5 || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	if n, err := Write(b, nil); n != 0 || err != nil {
+		t.Fatalf("empty write: %d, %v; want 0, nil", n, err)
+	}
+	if n, err := Read(a, buf); n != 5 || err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read: %d %q, %v", n, buf[:max(n, 0)], err)
+	}
+	if n, err := Read(-1, buf); n != -1 || err != unix.EBADF {
+		t.Fatalf("read of fd -1: %d, %v; want -1, EBADF", n, err)
+	}
+	unix.Close(b)
+	if n, err := Read(a, buf); n != 0 || err != nil {
+		t.Fatalf("read after the peer closed: %d, %v; want 0 (EOF), nil", n, err)
+	}
+}
+
+// The zero-timeout waits report what is ready now, and nothing when nothing is
+// — without blocking, which a test that hung would show.
+func TestWaitsNow(t *testing.T) {
+	a, b := pair(t)
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	if err := EpollCtl(ep, unix.EPOLL_CTL_ADD, a, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EpollCtl(ep, unix.EPOLL_CTL_ADD, a, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a)}); err != unix.EEXIST {
+		t.Fatalf("second add: %v, want EEXIST", err)
+	}
+	events := make([]unix.EpollEvent, 4)
+	pfds := []unix.PollFd{{Fd: int32(a), Events: unix.POLLIN}}
+	var rset unix.FdSet
+	check := func(when string, want int) {
+		t.Helper()
+		if n, err := EpollPoll(ep, events); n != want || err != nil {
+			t.Errorf("%s: EpollPoll %d, %v; want %d", when, n, err, want)
+		} else if n == 1 && (events[0].Fd != int32(a) || events[0].Events&unix.EPOLLIN == 0) {
+			t.Errorf("%s: EpollPoll event %+v, want EPOLLIN on fd %d", when, events[0], a)
+		}
+		if n, err := PollNow(pfds); n != want || err != nil {
+			t.Errorf("%s: PollNow %d, %v; want %d", when, n, err, want)
+		}
+		rset.Zero()
+		rset.Set(a)
+		if n, err := SelectNow(a+1, &rset, nil); n != want || err != nil || rset.IsSet(a) != (want == 1) {
+			t.Errorf("%s: SelectNow %d, %v, set %v; want %d", when, n, err, rset.IsSet(a), want)
+		}
+	}
+	check("nothing sent", 0)
+	if _, err := Write(b, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	check("a byte sent", 1)
+}
+
+func TestBusy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		polled bool
+		want   bool
+	}{
+		{"a poll that found work", 1, true, true},
+		{"a poll that found much", 7, true, true},
+		{"a block woken by one event", 1, false, false},
+		{"a block woken by several", 3, false, true},
+		{"a block that timed out", 0, false, false},
+	} {
+		var b Busy
+		b.Saw(tc.n, tc.polled)
+		if b.TryFirst() != tc.want {
+			t.Errorf("%s: TryFirst %v, want %v", tc.name, b.TryFirst(), tc.want)
+		}
+	}
+	if (&Busy{}).TryFirst() {
+		t.Error("the zero Busy tries a poll first; want it to block first")
+	}
+}
+
+// The calls a busy event loop makes per request allocate nothing.
+func TestNoAllocs(t *testing.T) {
+	a, b := pair(t)
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	events := make([]unix.EpollEvent, 4)
+	msg, buf := []byte("ping"), make([]byte, 8)
+	allocs := testing.AllocsPerRun(100, func() {
+		Write(b, msg)
+		EpollPoll(ep, events)
+		Read(a, buf)
+		Read(a, buf) // EAGAIN
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per round, want 0", allocs)
+	}
+}
