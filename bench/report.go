@@ -132,6 +132,7 @@ func Markdown(d *Dataset, s *Summary, figs []Figure, plotRel string) string {
 		}
 		w("| git revision | %s |\n", rev)
 		w("| descriptors | RLIMIT_NOFILE %d |\n", e.NoFileLimit)
+		w("| calibration | %s |\n", d.Calibration.Line())
 		for _, k := range slices.Sorted(maps.Keys(e.Sysctls)) {
 			w("| %s | %s |\n", k, e.Sysctls[k])
 		}

@@ -273,6 +273,10 @@ func TestFindings(t *testing.T) {
 
 func TestReportGolden(t *testing.T) {
 	d := fixture(t)
+	d.Calibration = &Calibration{Proto: "echo", Conns: 100, Size: 64, Rounds: []CalibrationRound{
+		{Client: "cclient", Requests: 160000, Seconds: 1, CPUUSPerReq: 6.1, SwitchesPerReq: 0.002},
+		{Client: "loadgen", Requests: 150000, Seconds: 1, CPUUSPerReq: 6.6, SwitchesPerReq: 0.011},
+	}}
 	s := Summarise(d)
 	figs := Figures(s)
 	golden(t, "report.md", []byte(Markdown(d, s, figs, "../../plots/test")))

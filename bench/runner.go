@@ -42,6 +42,9 @@ type Runner struct {
 	// Peers says how reference servers (models named peer:NAME) are found and
 	// run; the zero value finds cepoll beside Loadgen and nginx on PATH.
 	Peers PeerOptions
+	// Calibrate runs the instrument's calibration (calibrate.go) before the
+	// trials, unless the run directory holds one already.
+	Calibrate bool
 }
 
 // Counts are what a Run did.
@@ -84,6 +87,11 @@ func (r *Runner) Run(ctx context.Context) (Counts, error) {
 	}
 	if err := r.Store.WritePlan(plan); err != nil {
 		return n, err
+	}
+	if r.Calibrate {
+		if err := r.calibrate(ctx); err != nil {
+			return n, err
+		}
 	}
 	trials := plan.Trials()
 	n.Planned = len(trials)

@@ -294,6 +294,9 @@ type Dataset struct {
 	// Damaged are the planned trials' files that could not be used, in plan
 	// order; their trials have no record here: they count as not run.
 	Damaged []*DamagedError
+	// Calibration is the run's calibration of the instrument (calibration.json);
+	// nil for a run that has none (one from before it, or run without it).
+	Calibration *Calibration
 }
 
 // Load reads a run directory: the plan, then every planned trial's record and
@@ -326,6 +329,9 @@ func (s Store) Load() (*Dataset, error) {
 		if r != nil {
 			d.Results[t.Key()] = r
 		}
+	}
+	if d.Calibration, err = ReadCalibration(s.Dir); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

@@ -44,12 +44,13 @@ import (
 )
 
 type options struct {
-	spec    bench.Spec
-	out     string
-	plots   string
-	loadgen string
-	peers   bench.PeerOptions
-	report  bool // the report subcommand: redraw only
+	spec      bench.Spec
+	out       string
+	plots     string
+	loadgen   string
+	peers     bench.PeerOptions
+	calibrate bool
+	report    bool // the report subcommand: redraw only
 }
 
 func main() {
@@ -124,6 +125,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/NAME for -out results/NAME, else DIR/plots)")
 	fs.StringVar(&o.loadgen, "loadgen", "", "loadgen executable (default: loadgen beside bench)")
 	fs.StringVar(&o.peers.Cepoll, "cepoll", "", "cepoll executable for peer:cepoll (default: cepoll beside loadgen)")
+	fs.BoolVar(&o.calibrate, "calibrate", true, "first calibrate the instrument: loadgen and the C client bin/cclient in turn against peer:cepoll (echo, 100 connections, 3 interleaved rounds of 1 s each), its CPU and context switches per request in REPORT.md's environment; a resumed run keeps its calibration")
 	fs.StringVar(&o.peers.Nginx, "nginx", "", "nginx executable for peer:nginx (default: nginx on PATH, else /usr/sbin/nginx)")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
@@ -378,7 +380,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers}
+		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers, Calibrate: o.calibrate}
 		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d timed + %d counted repetitions + timelines); progress below\n",
 			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat, o.spec.CountReps)
 		n, err := r.Run(ctx)
