@@ -422,21 +422,10 @@ func (l *loop) poll() {
 	// (rawio: the descriptors are non-blocking); block, through the runtime,
 	// only if nothing is ready. See rawio for why that keeps this loop's thread
 	// from trading its P with the runtime's monitor on every pass.
-	var n int
-	var err error
-	polled := timeout == 0 || l.busy.TryFirst()
-	if polled {
-		n, err = rawio.EpollPoll(l.epfd, l.events)
-	}
-	if !polled || (n == 0 && err == nil && timeout != 0) {
-		polled = false
-		n, err = unix.EpollWait(l.epfd, l.events, timeout)
-	}
+	n, err := l.busy.Wait(timeout,
+		func() (int, error) { return rawio.EpollPoll(l.epfd, l.events) },
+		func() (int, error) { return unix.EpollWait(l.epfd, l.events, timeout) })
 	if err != nil { // EINTR: go round again
-		return
-	}
-	l.busy.Saw(n, polled)
-	if n == 0 {
 		return
 	}
 	for i := range n {

@@ -75,18 +75,9 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 		// Busy, poll first without blocking (see poller.wait); block only if
 		// nothing is ready: ppoll leaves the array as it was but for revents.
 		timeout := t.gate.timeoutMS(t.timeoutMS())
-		var n int
-		polled := timeout == 0 || busy.TryFirst()
-		if polled {
-			n, err = rawio.PollNow(pfds)
-		}
-		if !polled || (n == 0 && err == nil && timeout != 0) {
-			polled = false
-			n, err = unix.Poll(pfds, timeout)
-		}
-		if err == nil {
-			busy.Saw(n, polled)
-		}
+		n, err := busy.Wait(timeout,
+			func() (int, error) { return rawio.PollNow(pfds) },
+			func() (int, error) { return unix.Poll(pfds, timeout) })
 		if err == unix.EINTR {
 			continue
 		}

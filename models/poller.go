@@ -81,19 +81,9 @@ func (p *poller) ctl(op, fd int, events uint32) error {
 // only if nothing is ready: a busy loop then makes one epoll_wait per pass, as
 // before, and an idle one still blocks in epoll_wait.
 func (p *poller) wait(timeoutMS int) ([]unix.EpollEvent, error) {
-	var n int
-	var err error
-	polled := timeoutMS == 0 || p.busy.TryFirst()
-	if polled {
-		n, err = rawio.EpollPoll(p.fd, p.events)
-	}
-	if !polled || (n == 0 && err == nil && timeoutMS != 0) {
-		polled = false
-		n, err = unix.EpollWait(p.fd, p.events, timeoutMS)
-	}
-	if err == nil {
-		p.busy.Saw(n, polled)
-	}
+	n, err := p.busy.Wait(timeoutMS,
+		func() (int, error) { return rawio.EpollPoll(p.fd, p.events) },
+		func() (int, error) { return unix.EpollWait(p.fd, p.events, timeoutMS) })
 	if err == unix.EINTR {
 		return nil, nil
 	}

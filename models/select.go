@@ -78,29 +78,20 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 			maxfd = max(maxfd, c.fd)
 		}
 		var tv *unix.Timeval
-		if ms := t.gate.timeoutMS(t.timeoutMS()); ms >= 0 {
+		ms := t.gate.timeoutMS(t.timeoutMS())
+		if ms >= 0 {
 			t := unix.NsecToTimeval(int64(ms) * int64(time.Millisecond))
 			tv = &t
 		}
 		// Busy, poll first without blocking (see poller.wait); block only if
 		// nothing is ready, with the sets as built (pselect6 rewrites them).
-		var nready int
-		zero := tv != nil && *tv == (unix.Timeval{})
-		polled := zero || busy.TryFirst()
-		if polled {
-			rwant, wwant := rset, wset
-			nready, err = rawio.SelectNow(maxfd+1, &rset, &wset)
-			if nready == 0 && err == nil && !zero {
-				polled = false
-				rset, wset = rwant, wwant
-			}
-		}
-		if !polled {
-			nready, err = unix.Select(maxfd+1, &rset, &wset, nil, tv)
-		}
-		if err == nil {
-			busy.Saw(nready, polled)
-		}
+		rwant, wwant := rset, wset
+		nready, err := busy.Wait(ms,
+			func() (int, error) { return rawio.SelectNow(maxfd+1, &rset, &wset) },
+			func() (int, error) {
+				rset, wset = rwant, wwant // as built: the poll rewrote them
+				return unix.Select(maxfd+1, &rset, &wset, nil, tv)
+			})
 		if err == unix.EINTR {
 			continue
 		}

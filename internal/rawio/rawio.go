@@ -160,3 +160,25 @@ func (b *Busy) TryFirst() bool { return b.try }
 // Saw records a wait's outcome: n events, found by a zero-timeout wait
 // (polled) or by a blocking one.
 func (b *Busy) Saw(n int, polled bool) { b.try = n > 1 || (polled && n > 0) }
+
+// Wait is one wait of a loop, its timeout timeoutMS (0: do not block; -1: no
+// limit): poll — a zero-timeout wait made here — first when the timeout is 0
+// or the loop is busy, then, if that found nothing and the timeout allows,
+// block — the loop's wait through the runtime's syscall path. It records the
+// outcome and returns the wait's events and error (EINTR included, for the
+// caller to go round). poll and block do not outlive the call (they cost no
+// allocation).
+func (b *Busy) Wait(timeoutMS int, poll, block func() (int, error)) (n int, err error) {
+	polled := timeoutMS == 0 || b.try
+	if polled {
+		n, err = poll()
+	}
+	if !polled || (n == 0 && err == nil && timeoutMS != 0) {
+		polled = false
+		n, err = block()
+	}
+	if err == nil {
+		b.Saw(n, polled)
+	}
+	return n, err
+}

@@ -126,3 +126,36 @@ func TestNoAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per round, want 0", allocs)
 	}
 }
+
+// Wait polls first when the timeout is 0 or the loop is busy, blocks when the
+// poll found nothing and the timeout allows it (or straight away when not
+// busy), and records what it saw.
+func TestWait(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		busy       bool
+		timeout    int
+		pollN      int
+		pollErr    error
+		wantCalls  string // p: poll, b: block
+		wantN      int
+		wantErr    error
+		wantBusyAf bool
+	}{
+		{"idle: block at once", false, -1, 0, nil, "b", 1, nil, false},
+		{"zero timeout: the poll is the wait", false, 0, 0, nil, "p", 0, nil, false},
+		{"busy, work ready", true, -1, 3, nil, "p", 3, nil, true},
+		{"busy, nothing ready: block", true, 100, 0, nil, "pb", 1, nil, false},
+		{"busy, zero timeout, nothing", true, 0, 0, nil, "p", 0, nil, false},
+		{"busy, the poll interrupted", true, -1, 0, unix.EINTR, "p", 0, unix.EINTR, true},
+	} {
+		b := Busy{try: tc.busy}
+		calls := ""
+		n, err := b.Wait(tc.timeout,
+			func() (int, error) { calls += "p"; return tc.pollN, tc.pollErr },
+			func() (int, error) { calls += "b"; return 1, nil })
+		if calls != tc.wantCalls || n != tc.wantN || err != tc.wantErr || b.TryFirst() != tc.wantBusyAf {
+			t.Errorf("%s: calls %q, %d, %v, busy after %v; want %q, %d, %v, %v", tc.name, calls, n, err, b.TryFirst(), tc.wantCalls, tc.wantN, tc.wantErr, tc.wantBusyAf)
+		}
+	}
+}
