@@ -8,36 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"concbench/internal/cbuild"
 	"concbench/internal/proto"
 )
 
-// build compiles cclient.c with the flags the Makefile uses plus -Werror.
-func build(t *testing.T) string {
-	t.Helper()
-	cc := os.Getenv("CC")
-	if cc == "" {
-		for _, c := range []string{"cc", "gcc", "clang"} {
-			if _, err := exec.LookPath(c); err == nil {
-				cc = c
-				break
-			}
-		}
-	}
-	if cc == "" {
-		t.Skip("no C compiler found ($CC, cc, gcc, clang): cannot build cclient.c")
-	}
-	bin := filepath.Join(t.TempDir(), "cclient")
-	if out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "cclient.c").CombinedOutput(); err != nil {
-		t.Fatalf("%s cclient.c: %v\n%s", cc, err, out)
-	}
-	return bin
-}
+// build compiles cclient.c (cbuild: the Makefile's flags plus -Werror).
+func build(t *testing.T) string { return cbuild.Build(t, "cclient.c") }
 
 // serve runs a server of protocol name on a loopback port until the test ends:
 // each connection fed to a session of internal/proto, its replies written back

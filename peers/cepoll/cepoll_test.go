@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,34 +22,14 @@ import (
 	"testing"
 	"time"
 
+	"concbench/internal/cbuild"
 	"concbench/internal/proto"
 )
 
 const ioTimeout = 10 * time.Second
 
-// build compiles cepoll.c with the system C compiler into t.TempDir(), with the
-// flags the Makefile uses plus -Werror: a warning is a failure here.
-func build(t *testing.T) string {
-	t.Helper()
-	cc := os.Getenv("CC")
-	if cc == "" {
-		for _, c := range []string{"cc", "gcc", "clang"} {
-			if _, err := exec.LookPath(c); err == nil {
-				cc = c
-				break
-			}
-		}
-	}
-	if cc == "" {
-		t.Skip("no C compiler found ($CC, cc, gcc, clang): cannot build cepoll.c")
-	}
-	bin := filepath.Join(t.TempDir(), "cepoll")
-	out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "cepoll.c").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s cepoll.c: %v\n%s", cc, err, out)
-	}
-	return bin
-}
+// build compiles cepoll.c (cbuild: the Makefile's flags plus -Werror).
+func build(t *testing.T) string { return cbuild.Build(t, "cepoll.c") }
 
 // TestCepoll builds the server once and runs every check against that binary.
 func TestCepoll(t *testing.T) {
