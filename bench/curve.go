@@ -133,7 +133,9 @@ func searchRows(s *Summary, g Group, conns int) []searchRow {
 }
 
 // CapacityFigure: each model's capacity at the objective, with its interval
-// (the range over the search's rounds).
+// (the range over the search's rounds), as horizontal bars in the models'
+// colours, highest first, reference peers last; a model that held the
+// objective at no rate offered says "none" on an empty row.
 func CapacityFigure(s *Summary, g Group, conns int) Figure {
 	name := fmt.Sprintf("capacity-%s-c%d", g.Key(), conns)
 	title := fmt.Sprintf("Capacity at %s, %s (%s)", s.Spec.Search, plural(float64(conns), "connection"), g.String())
@@ -141,22 +143,22 @@ func CapacityFigure(s *Summary, g Group, conns int) Figure {
 	if len(rows) == 0 {
 		return Figure{Name: name, Title: title}
 	}
-	pn := Panel{Title: title, YLabel: "requests/s at the objective"}
-	bs := BarSet{Name: "capacity (whisker: range)", Hue: 1}
+	pn := Panel{Title: title, XLabel: "requests/s at the objective (median of the rounds; whisker: their range)"}
 	for _, r := range rows {
-		label := r.Model
-		if IsPeer(r.Model) {
-			label += " (reference)"
+		b := HBar{Model: r.Model, Name: r.Model, Value: max(r.Search.Capacity, 0), Peer: IsPeer(r.Model), Label: Num(r.Search.Capacity)}
+		if r.Search.CapacityHi > r.Search.CapacityLo {
+			b.Lo, b.Hi = r.Search.CapacityLo, r.Search.CapacityHi
 		}
-		if r.Search.AtLeast {
-			label += " (≥)"
+		switch {
+		case r.Search.Capacity <= 0:
+			b.Label = "none: it held " + s.Spec.Search + " at no rate offered"
+		case r.Search.AtLeast:
+			b.Label = "≥ " + b.Label + " (held at its closed-loop peak)"
 		}
-		pn.Categories = append(pn.Categories, label)
-		bs.Bars = append(bs.Bars, Bar{Value: r.Search.Capacity, Missing: r.Search.Capacity <= 0, Lo: r.Search.CapacityLo, Hi: r.Search.CapacityHi})
+		pn.HBars = append(pn.HBars, b)
 	}
-	pn.BarSets = []BarSet{bs}
 	return Figure{Name: name, Title: title, Panels: []Panel{pn},
-		Caption: fmt.Sprintf("The highest offered rate at which %s held (loadgen -search: a closed-loop calibration, then %d rounds of bisection with open-loop steps; a step passes within the bound, without errors, neither under rate nor unstable). The bar is the median over the rounds, the whisker their range (an order-statistic interval of the median). A model marked ≥ met the objective at its own closed-loop peak, beyond which the search does not offer load. Models by capacity, reference peers last.", s.Spec.Search, rows[0].Search.Rounds)}
+		Caption: fmt.Sprintf("The highest offered rate at which %s held (loadgen -search: a closed-loop calibration, then %d rounds of bisection with open-loop steps; a step passes within the bound, without errors, neither under rate nor unstable). The bar is the median over the rounds, the whisker their range (an order-statistic interval of the median). A model marked ≥ met the objective at its own closed-loop peak, beyond which the search does not offer load; \"none\" met it at no rate. Models by capacity, reference peers last, in grey.", s.Spec.Search, rows[0].Search.Rounds)}
 }
 
 // CapacityTable is the Markdown table of a row's capacities, ranked, with

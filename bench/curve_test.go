@@ -94,6 +94,25 @@ func TestCurveReport(t *testing.T) {
 			t.Errorf("render %s: %v", f.Name, err)
 		}
 	}
+	// The capacity figure: bars in the models' colours, highest first, the peer
+	// last; a model that held the objective at no rate says so on an empty row.
+	names := func(f Figure) (out []string) {
+		for _, b := range f.Panels[0].HBars {
+			out = append(out, b.Name)
+		}
+		return out
+	}
+	capFig := CapacityFigure(s, g, 100)
+	if got := names(capFig); !slices.Equal(got, []string{"fast", "slow", "peer:cepoll"}) || !capFig.Panels[0].HBars[2].Peer || capFig.Panels[0].HBars[0].Hi <= capFig.Panels[0].HBars[0].Lo {
+		t.Errorf("capacity figure rows %v (%+v): want fast, slow, then the peer, with whiskers", got, capFig.Panels[0].HBars)
+	}
+	slow := s.Cells[Cell{Model: "slow", Proto: "echo", Work: "none", Conns: 100, Search: true}.Key()].Search
+	held := *slow
+	slow.Capacity, slow.CapacityLo, slow.CapacityHi = 0, 0, 0
+	if b := CapacityFigure(s, g, 100).Panels[0].HBars[1]; b.Name != "slow" || b.Value != 0 || !strings.HasPrefix(b.Label, "none: it held p99<=1ms at no rate") {
+		t.Errorf("a model with no capacity: %+v, want an empty row saying none", b)
+	}
+	*slow = held
 	if cf := CurveFigure(s, g, 100, "p99"); len(cf.Panels) != 1 || !slices.ContainsFunc(cf.Panels[0].Series, func(se Series) bool {
 		return se.Name == "fast" && len(se.Points) == 3 && se.Points[2].Apart && slices.ContainsFunc(se.Points, func(p Point) bool { return p.Mark })
 	}) {
