@@ -1,0 +1,289 @@
+// Package uring is a small io_uring ring layer over raw syscalls, without cgo:
+// io_uring_setup, the mmap of the submission ring, the completion ring and the
+// SQE array, handing out submission entries, submitting them with
+// io_uring_enter, and reaping completions. It is the layer a completion-based
+// model is built on; it knows nothing of sockets.
+//
+// The rings are shared with the kernel. The submission ring's tail and the
+// completion ring's head are ours: we write them with a release store after
+// the entries they publish or free. The submission ring's head and the
+// completion ring's tail are the kernel's: we read them with an acquire load
+// before the entries they cover. sync/atomic's loads and stores are
+// sequentially consistent, which is at least that.
+//
+// The ring's SQ array (slot → SQE index) is filled once, as the identity:
+// entries are handed out and submitted in order, so slot i always holds SQE i.
+//
+// A Ring is used by one goroutine; nothing in it is safe for concurrent use.
+package uring
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Setup flags, feature bits, enter flags and SQ ring flags used here (from
+// <linux/io_uring.h>; x/sys does not define them).
+const (
+	FeatSingleMmap = 1 << 0
+	FeatNoDrop     = 1 << 1
+
+	enterGetEvents = 1 << 0
+
+	sqNeedWakeup = 1 << 0
+	sqCQOverflow = 1 << 1
+
+	offSQRing = 0
+	offCQRing = 0x8000000
+	offSQEs   = 0x10000000
+)
+
+// Opcodes used so far.
+const (
+	OpNop = 0
+)
+
+// sqringOffsets and cqringOffsets are struct io_sqring_offsets and
+// io_cqring_offsets: where each field of a ring lies in its mmap.
+type sqringOffsets struct {
+	Head, Tail, RingMask, RingEntries, Flags, Dropped, Array, Resv1 uint32
+	UserAddr                                                        uint64
+}
+
+type cqringOffsets struct {
+	Head, Tail, RingMask, RingEntries, Overflow, CQEs, Flags, Resv1 uint32
+	UserAddr                                                        uint64
+}
+
+// params is struct io_uring_params (120 bytes).
+type params struct {
+	SQEntries, CQEntries, Flags, SQThreadCPU, SQThreadIdle, Features, WQFd uint32
+	Resv                                                                   [3]uint32
+	SQOff                                                                  sqringOffsets
+	CQOff                                                                  cqringOffsets
+}
+
+// SQE is struct io_uring_sqe (64 bytes): one submission. The fields a model
+// sets are named; Union1 is off/addr2, Union2 addr/splice_off_in, OpFlags the
+// per-opcode flags (msg_flags, rw_flags, accept_flags, …).
+type SQE struct {
+	Opcode      uint8
+	Flags       uint8
+	IOPrio      uint16
+	Fd          int32
+	Off         uint64
+	Addr        uint64
+	Len         uint32
+	OpFlags     uint32
+	UserData    uint64
+	BufIndex    uint16
+	Personality uint16
+	SpliceFdIn  int32
+	Addr3       uint64
+	_           uint64
+}
+
+// CQE is struct io_uring_cqe (16 bytes): one completion. Res is the
+// operation's result: a count, or a negative errno.
+type CQE struct {
+	UserData uint64
+	Res      int32
+	Flags    uint32
+}
+
+// Ring is one io_uring instance and its mapped rings.
+type Ring struct {
+	fd       int
+	features uint32
+
+	sqMem, cqMem, sqeMem []byte // cqMem is sqMem with FeatSingleMmap
+
+	sqHead, sqTail, sqFlags, sqDropped *uint32
+	sqMask, sqEntries                  uint32
+	sqes                               []SQE
+
+	cqHead, cqTail, cqOverflow *uint32
+	cqMask, cqEntries          uint32
+	cqes                       []CQE
+
+	// Entries handed out by GetSQE up to local, published to the kernel (the
+	// ring's tail) up to published.
+	local, published uint32
+}
+
+// ErrUnavailable wraps why the kernel refused io_uring (too old: ENOSYS;
+// disabled by kernel.io_uring_disabled or a seccomp filter: EPERM, EACCES).
+var ErrUnavailable = errors.New("io_uring unavailable")
+
+// New sets up a ring of at least entries submission entries (a power of two;
+// the completion ring gets twice as many, the kernel's default) with setup
+// flags (0 for now).
+func New(entries uint32, flags uint32) (*Ring, error) {
+	var p params
+	p.Flags = flags
+	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	if errno != 0 {
+		err := os.NewSyscallError("io_uring_setup", errno)
+		switch errno {
+		case unix.ENOSYS, unix.EPERM, unix.EACCES:
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	r := &Ring{fd: int(fd), features: p.Features}
+	if err := r.mmap(&p); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Ring) mmap(p *params) error {
+	sqSize := int(p.SQOff.Array + p.SQEntries*4)
+	cqSize := int(p.CQOff.CQEs + p.CQEntries*uint32(unsafe.Sizeof(CQE{})))
+	single := p.Features&FeatSingleMmap != 0
+	if single {
+		sqSize = max(sqSize, cqSize)
+	}
+	var err error
+	if r.sqMem, err = unix.Mmap(r.fd, offSQRing, sqSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return os.NewSyscallError("mmap SQ ring", err)
+	}
+	r.cqMem = r.sqMem
+	if !single {
+		if r.cqMem, err = unix.Mmap(r.fd, offCQRing, cqSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+			r.cqMem = nil
+			return os.NewSyscallError("mmap CQ ring", err)
+		}
+	}
+	sqeSize := int(p.SQEntries) * int(unsafe.Sizeof(SQE{}))
+	if r.sqeMem, err = unix.Mmap(r.fd, offSQEs, sqeSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return os.NewSyscallError("mmap SQEs", err)
+	}
+	u32 := func(mem []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+	r.sqHead, r.sqTail = u32(r.sqMem, p.SQOff.Head), u32(r.sqMem, p.SQOff.Tail)
+	r.sqFlags, r.sqDropped = u32(r.sqMem, p.SQOff.Flags), u32(r.sqMem, p.SQOff.Dropped)
+	r.sqMask, r.sqEntries = *u32(r.sqMem, p.SQOff.RingMask), *u32(r.sqMem, p.SQOff.RingEntries)
+	array := unsafe.Slice(u32(r.sqMem, p.SQOff.Array), r.sqEntries)
+	for i := range array {
+		array[i] = uint32(i) // the identity: slot i holds SQE i
+	}
+	r.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&r.sqeMem[0])), r.sqEntries)
+	r.cqHead, r.cqTail, r.cqOverflow = u32(r.cqMem, p.CQOff.Head), u32(r.cqMem, p.CQOff.Tail), u32(r.cqMem, p.CQOff.Overflow)
+	r.cqMask, r.cqEntries = *u32(r.cqMem, p.CQOff.RingMask), *u32(r.cqMem, p.CQOff.RingEntries)
+	r.cqes = unsafe.Slice((*CQE)(unsafe.Pointer(&r.cqMem[p.CQOff.CQEs])), r.cqEntries)
+	r.local = atomic.LoadUint32(r.sqTail)
+	r.published = r.local
+	return nil
+}
+
+// Close unmaps the rings and closes the ring's descriptor; the kernel cancels
+// what is still in flight.
+func (r *Ring) Close() error {
+	var errs []error
+	unmap := func(m []byte) {
+		if m != nil {
+			if err := unix.Munmap(m); err != nil {
+				errs = append(errs, os.NewSyscallError("munmap", err))
+			}
+		}
+	}
+	unmap(r.sqeMem)
+	if r.cqMem != nil && (r.sqMem == nil || &r.cqMem[0] != &r.sqMem[0]) {
+		unmap(r.cqMem) // its own mapping, without FeatSingleMmap
+	}
+	unmap(r.sqMem)
+	r.sqeMem, r.cqMem, r.sqMem, r.sqes, r.cqes = nil, nil, nil, nil, nil
+	if r.fd >= 0 {
+		if err := unix.Close(r.fd); err != nil {
+			errs = append(errs, os.NewSyscallError("close", err))
+		}
+		r.fd = -1
+	}
+	return errors.Join(errs...)
+}
+
+// Features are the kernel's IORING_FEAT_* bits for this ring.
+func (r *Ring) Features() uint32 { return r.features }
+
+// SQEntries and CQEntries are the rings' sizes.
+func (r *Ring) SQEntries() uint32 { return r.sqEntries }
+func (r *Ring) CQEntries() uint32 { return r.cqEntries }
+
+// GetSQE hands out the next submission entry, zeroed, or nil when the
+// submission ring is full (every entry handed out and not yet consumed by the
+// kernel): submit, then try again.
+func (r *Ring) GetSQE() *SQE {
+	head := atomic.LoadUint32(r.sqHead)
+	if r.local-head >= r.sqEntries {
+		return nil
+	}
+	sqe := &r.sqes[r.local&r.sqMask]
+	*sqe = SQE{}
+	r.local++
+	return sqe
+}
+
+// Pending is how many entries were handed out and not yet submitted.
+func (r *Ring) Pending() uint32 { return r.local - r.published }
+
+// Submit publishes the entries handed out since the last submission and
+// enters the kernel to consume them, without waiting for completions. It
+// returns how many the kernel consumed.
+func (r *Ring) Submit() (int, error) { return r.SubmitAndWait(0) }
+
+// SubmitAndWait is Submit, then waits until at least wait completions are in
+// the completion ring (0: does not wait). With nothing to submit and nothing to
+// wait for it makes no syscall, unless the kernel holds completions that
+// overflowed the ring: then it enters to have them flushed.
+func (r *Ring) SubmitAndWait(wait uint32) (int, error) {
+	n := r.local - r.published
+	if n > 0 {
+		atomic.StoreUint32(r.sqTail, r.local)
+		r.published = r.local
+	}
+	var flags uintptr
+	if wait > 0 || atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0 {
+		flags |= enterGetEvents
+	}
+	if n == 0 && flags == 0 {
+		return 0, nil
+	}
+	for {
+		done, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait), flags, 0, 0)
+		switch errno {
+		case 0:
+			return int(done), nil
+		case unix.EINTR:
+			if wait == 0 {
+				return 0, nil
+			}
+			continue
+		}
+		return int(done), os.NewSyscallError("io_uring_enter", errno)
+	}
+}
+
+// PeekCQE returns the oldest completion not yet marked seen, or nil.
+func (r *Ring) PeekCQE() *CQE {
+	head := *r.cqHead // ours: only this goroutine writes it
+	if head == atomic.LoadUint32(r.cqTail) {
+		return nil
+	}
+	return &r.cqes[head&r.cqMask]
+}
+
+// CQESeen frees the completion PeekCQE returned, for the kernel to reuse.
+func (r *Ring) CQESeen() { atomic.StoreUint32(r.cqHead, *r.cqHead+1) }
+
+// Overflowed reports whether the kernel holds completions the completion ring
+// had no room for (kept, with FeatNoDrop; SubmitAndWait flushes them into the
+// ring as it empties), and how many it dropped outright (without FeatNoDrop).
+func (r *Ring) Overflowed() (held bool, dropped uint32) {
+	return atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0, atomic.LoadUint32(r.cqOverflow)
+}

@@ -1,0 +1,184 @@
+package uring
+
+import (
+	"errors"
+	"testing"
+	"unsafe"
+)
+
+// newRing sets up a ring for a test, skipping with the kernel's reason where
+// io_uring is refused, and closes it after.
+func newRing(t *testing.T, entries uint32) *Ring {
+	t.Helper()
+	r, err := New(entries, 0)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+func TestLayout(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"io_uring_params", unsafe.Sizeof(params{}), 120},
+		{"io_uring_sqe", unsafe.Sizeof(SQE{}), 64},
+		{"io_uring_cqe", unsafe.Sizeof(CQE{}), 16},
+		{"sqe.user_data offset", unsafe.Offsetof(SQE{}.UserData), 32},
+		{"sqe.addr3 offset", unsafe.Offsetof(SQE{}.Addr3), 48},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d bytes, want %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+// nop queues a no-op carrying ud.
+func nop(t *testing.T, r *Ring, ud uint64) {
+	t.Helper()
+	sqe := r.GetSQE()
+	if sqe == nil {
+		t.Fatalf("no SQE for %d with %d pending", ud, r.Pending())
+	}
+	sqe.Opcode, sqe.UserData = OpNop, ud
+}
+
+// reap takes every completion in the ring, checking each is a success, and
+// returns their user data in order.
+func reap(t *testing.T, r *Ring) []uint64 {
+	t.Helper()
+	var out []uint64
+	for c := r.PeekCQE(); c != nil; c = r.PeekCQE() {
+		if c.Res != 0 {
+			t.Errorf("completion %d: res %d", c.UserData, c.Res)
+		}
+		out = append(out, c.UserData)
+		r.CQESeen()
+	}
+	return out
+}
+
+// Many more operations than the rings hold, in batches: the indices wrap
+// around both rings many times, every operation completes once, in order.
+func TestWrapAround(t *testing.T) {
+	r := newRing(t, 4)
+	if r.SQEntries() != 4 || r.CQEntries() != 8 {
+		t.Fatalf("rings of %d and %d entries, want 4 and 8", r.SQEntries(), r.CQEntries())
+	}
+	var next, want uint64
+	for round := range 25 {
+		batch := 1 + round%4
+		for range batch {
+			nop(t, r, next)
+			next++
+		}
+		if n, err := r.SubmitAndWait(uint32(batch)); err != nil || n != batch {
+			t.Fatalf("round %d: submitted %d, %v; want %d", round, n, err, batch)
+		}
+		for _, ud := range reap(t, r) {
+			if ud != want {
+				t.Fatalf("completion %d, want %d", ud, want)
+			}
+			want++
+		}
+	}
+	if want != next || next < 60 {
+		t.Fatalf("%d of %d completions", want, next)
+	}
+}
+
+// A full submission ring hands out no entry until the kernel consumes some.
+func TestFullSQ(t *testing.T) {
+	r := newRing(t, 4)
+	for i := range 4 {
+		nop(t, r, uint64(i))
+	}
+	if sqe := r.GetSQE(); sqe != nil {
+		t.Fatal("a fifth SQE from a ring of 4 with none submitted")
+	}
+	if n, err := r.SubmitAndWait(4); err != nil || n != 4 {
+		t.Fatalf("submitted %d, %v", n, err)
+	}
+	if sqe := r.GetSQE(); sqe == nil {
+		t.Fatal("no SQE once the kernel consumed the ring")
+	}
+	if got := reap(t, r); len(got) != 4 {
+		t.Fatalf("%d completions, want 4", len(got))
+	}
+}
+
+// More completions than the completion ring holds, none reaped: the kernel
+// keeps the rest (FeatNoDrop) and says so; reaping and entering again brings
+// every one of them, each once.
+func TestCQOverflow(t *testing.T) {
+	r := newRing(t, 4)
+	if r.Features()&FeatNoDrop == 0 {
+		t.Skip("the kernel drops completions on overflow (no IORING_FEAT_NODROP)")
+	}
+	const total = 20 // the completion ring holds 8
+	for i := range total / 4 {
+		for j := range 4 {
+			nop(t, r, uint64(4*i+j))
+		}
+		if _, err := r.Submit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, dropped := r.Overflowed()
+	if !held || dropped != 0 {
+		t.Fatalf("after %d completions into a ring of %d: held %v, dropped %d; want held, none dropped", total, r.CQEntries(), held, dropped)
+	}
+	seen := map[uint64]int{}
+	for range 10 {
+		for _, ud := range reap(t, r) {
+			seen[ud]++
+		}
+		if len(seen) == total {
+			break
+		}
+		if _, err := r.SubmitAndWait(0); err != nil { // flushes the held ones
+			t.Fatal(err)
+		}
+	}
+	for ud := range uint64(total) {
+		if seen[ud] != 1 {
+			t.Errorf("completion %d seen %d times, want once", ud, seen[ud])
+		}
+	}
+	if held, _ := r.Overflowed(); held {
+		t.Error("the kernel still holds completions after they were all reaped")
+	}
+}
+
+// Nothing to submit and nothing to wait for makes no syscall; Close releases
+// the ring (a second Close is harmless).
+func TestIdleAndClose(t *testing.T) {
+	r, err := New(8, 0)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Submit(); n != 0 || err != nil {
+		t.Fatalf("empty submit: %d, %v", n, err)
+	}
+	if c := r.PeekCQE(); c != nil {
+		t.Fatalf("a completion from nothing: %+v", c)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
