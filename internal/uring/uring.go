@@ -287,3 +287,63 @@ func (r *Ring) CQESeen() { atomic.StoreUint32(r.cqHead, *r.cqHead+1) }
 func (r *Ring) Overflowed() (held bool, dropped uint32) {
 	return atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0, atomic.LoadUint32(r.cqOverflow)
 }
+
+// Opcodes and flags of the operations a server submits (<linux/io_uring.h>).
+const (
+	OpAsyncCancel = 14
+	OpAccept      = 13
+	OpClose       = 19
+	OpSend        = 26
+	OpRecv        = 27
+
+	acceptMultishot = 1 << 0 // in SQE.IOPrio of an accept
+
+	// CQEFMore, in a completion's Flags, says the operation (a multishot one)
+	// goes on and will complete again.
+	CQEFMore = 1 << 1
+)
+
+// The Prep functions fill an SQE from GetSQE for one operation. A buffer
+// given to the kernel (PrepRecv, PrepSend) must stay referenced, and unused by
+// anything else, until the operation completes: the kernel writes or reads it
+// asynchronously. (Go's collector does not move heap memory, so an address
+// stays valid while the buffer is alive.)
+
+// PrepAcceptMultishot accepts connections on the listening descriptor fd
+// until cancelled or an error: one completion per connection (Res is its
+// descriptor, opened with flags, e.g. SOCK_NONBLOCK|SOCK_CLOEXEC), each with
+// CQEFMore while the accept goes on.
+func PrepAcceptMultishot(sqe *SQE, fd int, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.IOPrio, sqe.OpFlags, sqe.UserData = OpAccept, int32(fd), acceptMultishot, flags, userData
+}
+
+// PrepRecv receives into buf from the socket fd (msg flags in flags); Res is
+// the bytes received, 0 at the end of input.
+func PrepRecv(sqe *SQE, fd int, buf []byte, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.Len, sqe.OpFlags, sqe.UserData = OpRecv, int32(fd), uint64(uintptr(bufAddr(buf))), uint32(len(buf)), flags, userData
+}
+
+// PrepSend sends buf on the socket fd; Res is the bytes sent, which may be
+// fewer than len(buf): the caller resubmits the rest.
+func PrepSend(sqe *SQE, fd int, buf []byte, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.Len, sqe.OpFlags, sqe.UserData = OpSend, int32(fd), uint64(uintptr(bufAddr(buf))), uint32(len(buf)), flags, userData
+}
+
+// PrepClose closes the descriptor fd.
+func PrepClose(sqe *SQE, fd int, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.UserData = OpClose, int32(fd), userData
+}
+
+// PrepCancel cancels the operation submitted with user data target; its own
+// completion (userData) says whether it found it (0, or -ENOENT, -EALREADY),
+// and the cancelled operation completes with -ECANCELED.
+func PrepCancel(sqe *SQE, target, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.UserData = OpAsyncCancel, -1, target, userData
+}
+
+func bufAddr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}

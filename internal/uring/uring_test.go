@@ -2,8 +2,12 @@ package uring
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // newRing sets up a ring for a test, skipping with the kernel's reason where
@@ -180,5 +184,98 @@ func TestIdleAndClose(t *testing.T) {
 	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+// A multishot accept completes once per connection and goes on (CQEFMore)
+// until cancelled; the cancel completes, and so does the accept, cancelled.
+func TestAcceptMultishotAndCancel(t *testing.T) {
+	r := newRing(t, 8)
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 16); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	const acceptUD, cancelUD = 1, 2
+	PrepAcceptMultishot(r.GetSQE(), ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, acceptUD)
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := r.SubmitAndWait(1); err != nil {
+			t.Fatal(err)
+		}
+		cqe := r.PeekCQE()
+		if cqe == nil || cqe.UserData != acceptUD || cqe.Res < 0 || cqe.Flags&CQEFMore == 0 {
+			t.Fatalf("connection %d: completion %+v, want an accepted descriptor with more to come", i, cqe)
+		}
+		unix.Close(int(cqe.Res))
+		r.CQESeen()
+	}
+	PrepCancel(r.GetSQE(), acceptUD, cancelUD)
+	if _, err := r.SubmitAndWait(2); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]CQE{}
+	for c := r.PeekCQE(); c != nil; c = r.PeekCQE() {
+		got[c.UserData] = *c
+		r.CQESeen()
+	}
+	if c := got[cancelUD]; c.Res != 0 {
+		t.Errorf("cancel: res %d, want 0 (found and cancelled)", c.Res)
+	}
+	if c := got[acceptUD]; c.Res != -int32(unix.ECANCELED) || c.Flags&CQEFMore != 0 {
+		t.Errorf("the cancelled accept: %+v, want -ECANCELED and no more", c)
+	}
+}
+
+// A send and a receive over a socket pair; then a close through the ring.
+func TestSendRecvClose(t *testing.T) {
+	r := newRing(t, 8)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	msg, buf := []byte("hello, ring"), make([]byte, 64)
+	PrepSend(r.GetSQE(), fds[0], msg, unix.MSG_NOSIGNAL, 1)
+	PrepRecv(r.GetSQE(), fds[1], buf, 0, 2)
+	if _, err := r.SubmitAndWait(2); err != nil {
+		t.Fatal(err)
+	}
+	res := map[uint64]int32{}
+	for c := r.PeekCQE(); c != nil; c = r.PeekCQE() {
+		res[c.UserData] = c.Res
+		r.CQESeen()
+	}
+	if res[1] != int32(len(msg)) || res[2] != int32(len(msg)) || string(buf[:len(msg)]) != string(msg) {
+		t.Fatalf("send %d, recv %d %q; want %d and %q", res[1], res[2], buf[:max(res[2], 0)], len(msg), msg)
+	}
+	PrepClose(r.GetSQE(), fds[0], 3)
+	if _, err := r.SubmitAndWait(1); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.PeekCQE(); c == nil || c.UserData != 3 || c.Res != 0 {
+		t.Fatalf("close: %+v", c)
+	}
+	r.CQESeen()
+	if _, err := unix.Write(fds[0], []byte("x")); err != unix.EBADF {
+		t.Fatalf("write to the closed descriptor: %v, want EBADF", err)
 	}
 }
