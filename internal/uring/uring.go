@@ -347,3 +347,147 @@ func bufAddr(b []byte) unsafe.Pointer {
 	}
 	return unsafe.Pointer(&b[0])
 }
+
+// Provided buffers: a ring of buffers registered with the kernel
+// (IORING_REGISTER_PBUF_RING, kernel 5.19+), from which a receive submitted
+// with BufferSelect takes one when data arrives — so a connection that waits
+// holds no buffer of its own. The completion names the buffer it filled
+// (CQEFBuffer, its id in Flags>>16); the caller gives it back with Recycle
+// once done with the bytes.
+const (
+	sqeBufferSelect = 1 << 5 // IOSQE_BUFFER_SELECT, in SQE.Flags
+	recvMultishot   = 1 << 1 // IORING_RECV_MULTISHOT, in SQE.IOPrio of a recv
+
+	// CQEFBuffer, in a completion's Flags, says it used a provided buffer,
+	// whose id is Flags >> CQEBufferShift.
+	CQEFBuffer     = 1 << 0
+	CQEBufferShift = 16
+
+	registerPbufRing   = 22
+	unregisterPbufRing = 23
+)
+
+// bufRingEntry is struct io_uring_buf (16 bytes); the ring's tail is the
+// first entry's last 16 bits (its resv field).
+type bufRingEntry struct {
+	Addr uint64
+	Len  uint32
+	Bid  uint16
+	Resv uint16
+}
+
+// BufRing is a registered ring of equal buffers, one group.
+type BufRing struct {
+	r       *Ring
+	group   uint16
+	mem     []byte // the ring of entries, page-aligned (an anonymous mapping)
+	entries []bufRingEntry
+	tail    *uint16
+	mask    uint16
+	bufs    [][]byte // buffer id → its bytes
+	local   uint16   // tail as we have filled it
+}
+
+// NewBufRing registers count buffers of size bytes each (count a power of
+// two, at most 32768) as buffer group group, all given to the kernel.
+func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
+	if count <= 0 || count > 1<<15 || count&(count-1) != 0 {
+		return nil, fmt.Errorf("buffer ring of %d entries: want a power of two up to 32768", count)
+	}
+	mem, err := unix.Mmap(-1, 0, count*int(unsafe.Sizeof(bufRingEntry{})), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap buffer ring", err)
+	}
+	b := &BufRing{r: r, group: group, mem: mem, mask: uint16(count - 1)}
+	b.entries = unsafe.Slice((*bufRingEntry)(unsafe.Pointer(&mem[0])), count)
+	b.tail = &b.entries[0].Resv
+	reg := struct {
+		RingAddr    uint64
+		RingEntries uint32
+		Bgid        uint16
+		Flags       uint16
+		Resv        [3]uint64
+	}{RingAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), RingEntries: uint32(count), Bgid: group}
+	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); errno != 0 {
+		unix.Munmap(mem)
+		return nil, os.NewSyscallError("io_uring_register PBUF_RING", errno)
+	}
+	all := make([]byte, count*size)
+	for id := range count {
+		b.bufs = append(b.bufs, all[id*size:(id+1)*size:(id+1)*size])
+		b.put(uint16(id))
+	}
+	b.publish()
+	return b, nil
+}
+
+// put queues buffer id for the kernel; publish makes the queued ones visible.
+func (b *BufRing) put(id uint16) {
+	buf := b.bufs[id]
+	e := &b.entries[b.local&b.mask]
+	e.Addr, e.Len, e.Bid = uint64(uintptr(unsafe.Pointer(&buf[0]))), uint32(len(buf)), id
+	b.local++
+}
+
+func (b *BufRing) publish() { atomicStoreUint16(b.tail, b.local) }
+
+// Buffer is the buffer a completion with CQEFBuffer filled: its first n bytes
+// (n the completion's Res).
+func (b *BufRing) Buffer(cqeFlags uint32) (id uint16, buf []byte) {
+	id = uint16(cqeFlags >> CQEBufferShift)
+	return id, b.bufs[id]
+}
+
+// Recycle gives buffer id back to the kernel.
+func (b *BufRing) Recycle(id uint16) {
+	b.put(id)
+	b.publish()
+}
+
+// Close unregisters the group and unmaps its ring; the buffers are garbage
+// once no operation of the group is in flight.
+func (b *BufRing) Close() error {
+	reg := struct {
+		RingAddr    uint64
+		RingEntries uint32
+		Bgid        uint16
+		Flags       uint16
+		Resv        [3]uint64
+	}{Bgid: b.group}
+	var errs []error
+	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(b.r.fd), unregisterPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); errno != 0 {
+		errs = append(errs, os.NewSyscallError("io_uring_register UNREGISTER_PBUF_RING", errno))
+	}
+	if b.mem != nil {
+		if err := unix.Munmap(b.mem); err != nil {
+			errs = append(errs, os.NewSyscallError("munmap buffer ring", err))
+		}
+		b.mem, b.entries, b.tail = nil, nil, nil
+	}
+	return errors.Join(errs...)
+}
+
+// PrepRecvMultishot receives from the socket fd into buffers of group, one
+// completion per arrival (CQEFBuffer set, CQEFMore while it goes on), until
+// the end of input (Res 0), an error, the group running out of buffers
+// (-ENOBUFS: recycle, then submit again) or a cancel.
+func PrepRecvMultishot(sqe *SQE, fd int, group uint16, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.IOPrio, sqe.Flags, sqe.BufIndex, sqe.UserData = OpRecv, int32(fd), recvMultishot, sqeBufferSelect, group, userData
+}
+
+// atomicStoreUint16 is a release store of a 16-bit value: sync/atomic has no
+// 16-bit operations, so it stores the aligned 32-bit word holding it — the
+// buffer ring's tail is the upper half of the first entry's last word, whose
+// other half (the entry's bid) only we write, and only before publishing.
+func atomicStoreUint16(p *uint16, v uint16) {
+	off := uintptr(unsafe.Pointer(p)) & 3
+	word := (*uint32)(unsafe.Add(unsafe.Pointer(p), -int(off)))
+	shift := off * 8 // little-endian: the byte offset within the word
+	for {
+		old := atomic.LoadUint32(word)
+		nw := old&^(0xffff<<shift) | uint32(v)<<shift
+		if atomic.CompareAndSwapUint32(word, old, nw) {
+			return
+		}
+	}
+}

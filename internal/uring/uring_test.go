@@ -279,3 +279,89 @@ func TestSendRecvClose(t *testing.T) {
 		t.Fatalf("write to the closed descriptor: %v, want EBADF", err)
 	}
 }
+
+// A multishot receive into provided buffers: one completion per arrival, each
+// naming the buffer it filled; with the group's buffers all taken it ends
+// with -ENOBUFS; recycled buffers are taken again.
+func TestRecvMultishotBufRing(t *testing.T) {
+	r := newRing(t, 8)
+	b, err := r.NewBufRing(7, 4, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	recv := func(ud uint64) {
+		PrepRecvMultishot(r.GetSQE(), fds[1], 7, ud)
+		if _, err := r.Submit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// next sends msg and returns the completion it caused.
+	next := func(msg string) CQE {
+		t.Helper()
+		if _, err := unix.Write(fds[0], []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.SubmitAndWait(1); err != nil {
+			t.Fatal(err)
+		}
+		c := r.PeekCQE()
+		if c == nil {
+			t.Fatal("no completion")
+		}
+		got := *c
+		r.CQESeen()
+		return got
+	}
+	recv(1)
+	ids := map[uint16]bool{}
+	for i := range 4 {
+		msg := fmt.Sprintf("message %d", i)
+		c := next(msg)
+		if c.Res != int32(len(msg)) || c.Flags&CQEFBuffer == 0 || c.Flags&CQEFMore == 0 {
+			t.Fatalf("message %d: %+v, want %d bytes in a provided buffer, more to come", i, c, len(msg))
+		}
+		id, buf := b.Buffer(c.Flags)
+		if string(buf[:c.Res]) != msg || ids[id] {
+			t.Fatalf("message %d in buffer %d: %q (ids so far %v)", i, id, buf[:c.Res], ids)
+		}
+		ids[id] = true
+	}
+	// All 4 buffers are taken: the next arrival ends the receive.
+	if c := next("one too many"); c.Res != -int32(unix.ENOBUFS) || c.Flags&CQEFMore != 0 {
+		t.Fatalf("with no buffer left: %+v, want -ENOBUFS and no more", c)
+	}
+	// Recycled, a buffer serves the data still waiting in the socket.
+	for id := range ids {
+		b.Recycle(id)
+	}
+	recv(2)
+	if _, err := r.SubmitAndWait(1); err != nil {
+		t.Fatal(err)
+	}
+	c := r.PeekCQE()
+	if c == nil || c.UserData != 2 || c.Flags&CQEFBuffer == 0 {
+		t.Fatalf("after recycling: %+v", c)
+	}
+	if _, buf := b.Buffer(c.Flags); string(buf[:c.Res]) != "one too many" {
+		t.Fatalf("after recycling: %q", buf[:max(c.Res, 0)])
+	}
+	r.CQESeen()
+	PrepCancel(r.GetSQE(), 2, 3)
+	if _, err := r.SubmitAndWait(2); err != nil {
+		t.Fatal(err)
+	}
+	for c := r.PeekCQE(); c != nil; c = r.PeekCQE() {
+		r.CQESeen()
+	}
+}
