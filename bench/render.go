@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -526,6 +527,9 @@ type humanTicks struct {
 
 func (h humanTicks) Ticks(lo, hi float64) []plot.Tick {
 	ts := h.Ticker.Ticks(lo, hi)
+	if _, log := h.Ticker.(plot.LogTicks); log {
+		labelFewDecades(ts, lo, hi)
+	}
 	for i := range ts {
 		switch {
 		case ts[i].Label == "":
@@ -538,6 +542,31 @@ func (h humanTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// labelFewDecades labels a log axis's minor ticks at 2 and 5 times a power of
+// ten when fewer than two of its ticks within [lo, hi] carry a label (a range
+// within less than about a decade: 1k to 20k shows only "10k"), so that the
+// axis can be read.
+func labelFewDecades(ts []plot.Tick, lo, hi float64) {
+	labelled := 0
+	for _, t := range ts {
+		if t.Label != "" && t.Value >= lo && t.Value <= hi {
+			labelled++
+		}
+	}
+	if labelled >= 2 {
+		return
+	}
+	for i, t := range ts {
+		if t.Label != "" || t.Value <= 0 {
+			continue
+		}
+		m := t.Value / math.Pow(10, math.Floor(math.Log10(t.Value)))
+		if math.Abs(m-2) < 1e-9 || math.Abs(m-5) < 1e-9 {
+			ts[i].Label = strconv.FormatFloat(t.Value, 'g', -1, 64)
+		}
+	}
 }
 
 func hasErrorBars(pn Panel) bool {
