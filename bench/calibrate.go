@@ -17,9 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
+
+	"github.com/montanaflynn/stats"
 
 	"concbench/internal/result"
 )
@@ -73,14 +74,11 @@ func (c *Calibration) medianOf(client string, f func(CalibrationRound) float64) 
 			v = append(v, f(r))
 		}
 	}
-	if len(v) == 0 {
+	med, err := stats.Median(v)
+	if err != nil { // none measured
 		return -1
 	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return med
 }
 
 // CPU is the median CPU per request (µs) of loadgen and of cclient, and their
@@ -178,8 +176,8 @@ func (r *Runner) measureCalibration(ctx context.Context) *Calibration {
 		c.Missing = err.Error()
 		return c
 	}
-	t := Trial{Cell: Cell{Model: PeerPrefix + "cepoll", Proto: c.Proto, Work: "none", Conns: c.Conns}}
-	p, run, err := r.startPeer(ctx, t, serverCPUs)
+	cell := Cell{Model: PeerPrefix + "cepoll", Proto: c.Proto, Work: "none", Conns: c.Conns}
+	p, run, err := r.startPeer(ctx, Trial{Cell: cell}, serverCPUs)
 	if err != nil {
 		c.Missing = "peer:cepoll: " + err.Error()
 		return c
@@ -195,22 +193,22 @@ func (r *Runner) measureCalibration(ctx context.Context) *Calibration {
 	}
 	defer os.RemoveAll(dir)
 	for i := range CalibrationRounds {
-		for _, client := range []string{"cclient", "loadgen"} {
-			var rd CalibrationRound
-			var err error
-			if client == "cclient" {
-				rd, err = r.runCclient(ctx, cclient, run.Addr, c, clientCPUs)
-			} else {
-				rd, err = r.runCalibrationLoadgen(ctx, filepath.Join(dir, fmt.Sprintf("loadgen%d.json", i)), run, c, serverCPUs, clientCPUs)
-			}
-			if err != nil {
-				c.Missing = fmt.Sprintf("%s, round %d: %v", client, i+1, err)
-				c.Rounds = nil
-				return c
-			}
-			c.Rounds = append(c.Rounds, rd)
+		cc, err := r.runCclient(ctx, cclient, run.Addr, c, clientCPUs)
+		if err != nil {
+			return c.failed(fmt.Sprintf("cclient, round %d: %v", i+1, err))
 		}
+		lg, err := r.runCalibrationLoadgen(ctx, filepath.Join(dir, fmt.Sprintf("loadgen%d.json", i)), cell, c.Size, run, serverCPUs, clientCPUs)
+		if err != nil {
+			return c.failed(fmt.Sprintf("loadgen, round %d: %v", i+1, err))
+		}
+		c.Rounds = append(c.Rounds, cc, lg)
 	}
+	return c
+}
+
+// failed marks c as not calibrated, why, dropping the rounds it had.
+func (c *Calibration) failed(why string) *Calibration {
+	c.Missing, c.Rounds = why, nil
 	return c
 }
 
@@ -254,11 +252,10 @@ func (r *Runner) runCclient(ctx context.Context, bin, addr string, c *Calibratio
 
 // runCalibrationLoadgen runs loadgen once against the calibration's peer, as
 // bench runs a timed trial of a peer (no syscall counting).
-func (r *Runner) runCalibrationLoadgen(ctx context.Context, out string, run *PeerRun, c *Calibration, serverCPUs, clientCPUs []int) (CalibrationRound, error) {
+func (r *Runner) runCalibrationLoadgen(ctx context.Context, out string, cell Cell, size int, run *PeerRun, serverCPUs, clientCPUs []int) (CalibrationRound, error) {
 	rd := CalibrationRound{Client: "loadgen", SwitchesPerReq: -1}
-	cell := Cell{Model: PeerPrefix + "cepoll", Proto: c.Proto, Work: "none", Conns: c.Conns}
 	spec := r.Spec
-	spec.Duration, spec.Warmup, spec.Size, spec.Timeline = r.calibrationDuration(), 300*time.Millisecond, c.Size, 0
+	spec.Duration, spec.Warmup, spec.Size, spec.Timeline = r.calibrationDuration(), 300*time.Millisecond, size, 0
 	args := append(spec.PeerArgs(cell, out, run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), "-count-syscalls=false")
 	tctx, cancel := context.WithTimeout(ctx, r.calibrationDuration()+time.Minute)
 	defer cancel()
