@@ -376,6 +376,29 @@ type bufRingEntry struct {
 	Resv uint16
 }
 
+// bufReg is struct io_uring_buf_reg, the argument of registering and
+// unregistering a buffer ring.
+type bufReg struct {
+	RingAddr    uint64
+	RingEntries uint32
+	Bgid        uint16
+	Flags       uint16
+	Resv        [3]uint64
+}
+
+// registerBufRing registers (registerPbufRing) or unregisters
+// (unregisterPbufRing) the buffer ring reg describes.
+func (r *Ring) registerBufRing(op uintptr, reg *bufReg) error {
+	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), op, uintptr(unsafe.Pointer(reg)), 1, 0, 0); errno != 0 {
+		name := "PBUF_RING"
+		if op == unregisterPbufRing {
+			name = "UNREGISTER_PBUF_RING"
+		}
+		return os.NewSyscallError("io_uring_register "+name, errno)
+	}
+	return nil
+}
+
 // BufRing is a registered ring of equal buffers, one group.
 type BufRing struct {
 	r       *Ring
@@ -401,16 +424,10 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	b := &BufRing{r: r, group: group, mem: mem, mask: uint16(count - 1)}
 	b.entries = unsafe.Slice((*bufRingEntry)(unsafe.Pointer(&mem[0])), count)
 	b.tail = &b.entries[0].Resv
-	reg := struct {
-		RingAddr    uint64
-		RingEntries uint32
-		Bgid        uint16
-		Flags       uint16
-		Resv        [3]uint64
-	}{RingAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), RingEntries: uint32(count), Bgid: group}
-	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); errno != 0 {
+	reg := bufReg{RingAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), RingEntries: uint32(count), Bgid: group}
+	if err := r.registerBufRing(registerPbufRing, &reg); err != nil {
 		unix.Munmap(mem)
-		return nil, os.NewSyscallError("io_uring_register PBUF_RING", errno)
+		return nil, err
 	}
 	all := make([]byte, count*size)
 	for id := range count {
@@ -447,16 +464,9 @@ func (b *BufRing) Recycle(id uint16) {
 // Close unregisters the group and unmaps its ring; the buffers are garbage
 // once no operation of the group is in flight.
 func (b *BufRing) Close() error {
-	reg := struct {
-		RingAddr    uint64
-		RingEntries uint32
-		Bgid        uint16
-		Flags       uint16
-		Resv        [3]uint64
-	}{Bgid: b.group}
 	var errs []error
-	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(b.r.fd), unregisterPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); errno != 0 {
-		errs = append(errs, os.NewSyscallError("io_uring_register UNREGISTER_PBUF_RING", errno))
+	if err := b.r.registerBufRing(unregisterPbufRing, &bufReg{Bgid: b.group}); err != nil {
+		errs = append(errs, err)
 	}
 	if b.mem != nil {
 		if err := unix.Munmap(b.mem); err != nil {
