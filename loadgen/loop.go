@@ -632,10 +632,8 @@ func (l *loop) flush(c *conn) bool {
 	p := l.prof(c)
 	req := p.reqs[c.wseq%p.rot]
 	for c.woff < len(req) {
-		n, err := rawio.Write(c.fd, req[c.woff:])
+		n, err := rawio.Write(c.fd, req[c.woff:]) // EINTR retried inside
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err == unix.EAGAIN:
 			return true // the EPOLLOUT edge resumes
 		case err != nil:
@@ -686,10 +684,8 @@ func (l *loop) handle(c *conn, events uint32) {
 // shortDone), verifying and completing replies. It returns false if c was closed.
 func (l *loop) readAll(c *conn, shortDone bool) bool {
 	for {
-		n, err := rawio.Read(c.fd, l.buf)
+		n, err := rawio.Read(c.fd, l.buf) // EINTR retried inside
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err == unix.EAGAIN:
 			return true
 		case err != nil:

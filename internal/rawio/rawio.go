@@ -154,12 +154,9 @@ func SelectNow(nfd int, r, w *unix.FdSet) (int, error) {
 // blocks first.
 type Busy struct{ try bool }
 
-// TryFirst reports whether the next wait should try a zero-timeout wait first.
-func (b *Busy) TryFirst() bool { return b.try }
-
-// Saw records a wait's outcome: n events, found by a zero-timeout wait
+// saw records a wait's outcome: n events, found by a zero-timeout wait
 // (polled) or by a blocking one.
-func (b *Busy) Saw(n int, polled bool) { b.try = n > 1 || (polled && n > 0) }
+func (b *Busy) saw(n int, polled bool) { b.try = n > 1 || (polled && n > 0) }
 
 // Wait is one wait of a loop, its timeout timeoutMS (0: do not block; -1: no
 // limit): poll — a zero-timeout wait made here — first when the timeout is 0
@@ -178,7 +175,7 @@ func (b *Busy) Wait(timeoutMS int, poll, block func() (int, error)) (n int, err 
 		n, err = block()
 	}
 	if err == nil {
-		b.Saw(n, polled)
+		b.saw(n, polled)
 	}
 	return n, err
 }

@@ -96,12 +96,12 @@ func TestBusy(t *testing.T) {
 		{"a block that timed out", 0, false, false},
 	} {
 		var b Busy
-		b.Saw(tc.n, tc.polled)
-		if b.TryFirst() != tc.want {
-			t.Errorf("%s: TryFirst %v, want %v", tc.name, b.TryFirst(), tc.want)
+		b.saw(tc.n, tc.polled)
+		if b.try != tc.want {
+			t.Errorf("%s: try first %v, want %v", tc.name, b.try, tc.want)
 		}
 	}
-	if (&Busy{}).TryFirst() {
+	if (&Busy{}).try {
 		t.Error("the zero Busy tries a poll first; want it to block first")
 	}
 }
@@ -154,8 +154,8 @@ func TestWait(t *testing.T) {
 		n, err := b.Wait(tc.timeout,
 			func() (int, error) { calls += "p"; return tc.pollN, tc.pollErr },
 			func() (int, error) { calls += "b"; return 1, nil })
-		if calls != tc.wantCalls || n != tc.wantN || err != tc.wantErr || b.TryFirst() != tc.wantBusyAf {
-			t.Errorf("%s: calls %q, %d, %v, busy after %v; want %q, %d, %v, %v", tc.name, calls, n, err, b.TryFirst(), tc.wantCalls, tc.wantN, tc.wantErr, tc.wantBusyAf)
+		if calls != tc.wantCalls || n != tc.wantN || err != tc.wantErr || b.try != tc.wantBusyAf {
+			t.Errorf("%s: calls %q, %d, %v, busy after %v; want %q, %d, %v, %v", tc.name, calls, n, err, b.try, tc.wantCalls, tc.wantN, tc.wantErr, tc.wantBusyAf)
 		}
 	}
 }
