@@ -417,6 +417,9 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	if count <= 0 || count > 1<<15 || count&(count-1) != 0 {
 		return nil, fmt.Errorf("buffer ring of %d entries: want a power of two up to 32768", count)
 	}
+	if size <= 0 {
+		return nil, fmt.Errorf("buffers of %d bytes: want at least 1", size)
+	}
 	mem, err := unix.Mmap(-1, 0, count*int(unsafe.Sizeof(bufRingEntry{})), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, os.NewSyscallError("mmap buffer ring", err)

@@ -285,6 +285,11 @@ func TestSendRecvClose(t *testing.T) {
 // with -ENOBUFS; recycled buffers are taken again.
 func TestRecvMultishotBufRing(t *testing.T) {
 	r := newRing(t, 8)
+	for _, bad := range [][2]int{{3, 32}, {0, 32}, {1 << 16, 32}, {4, 0}} {
+		if _, err := r.NewBufRing(6, bad[0], bad[1]); err == nil {
+			t.Errorf("a buffer ring of %d buffers of %d bytes: no error", bad[0], bad[1])
+		}
+	}
 	b, err := r.NewBufRing(7, 4, 32)
 	if err != nil {
 		t.Fatal(err)
