@@ -79,7 +79,7 @@ var familyLooks = map[string]familyLook{
 // name; a peer not listed takes a reference look the same way. A test checks
 // that every registered model is listed.
 var familyModels = map[string][]string{
-	FamilyEventLoops: {"select", "poll", "epoll-lt", "epoll-et", "reactor", "multireactor", "uring"},
+	FamilyEventLoops: {"select", "poll", "epoll-lt", "epoll-et", "reactor", "multireactor", "uring", "uring-sqpoll"},
 	FamilyThreads:    {"thread", "threadpool", "goroutine"},
 	FamilyProcesses:  {"fork", "procpool", "prefork"},
 	FamilyReference:  {"peer:cepoll", "peer:nginx"},

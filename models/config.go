@@ -84,6 +84,13 @@ type Config struct {
 	// on the one inherited socket, also what "" means) or AcceptReuseport (a
 	// SO_REUSEPORT socket per worker; TCP only).
 	Accept string `json:"accept,omitempty"`
+	// SQPoll gives uring's ring a kernel thread that polls its submission
+	// ring (IORING_SETUP_SQPOLL; what the uring-sqpoll model always does).
+	SQPoll bool `json:"sqpoll,omitempty"`
+	// RingEntries is the size of uring's submission ring (rounded up to a
+	// power of two by the kernel; the completion ring is twice as large); 0
+	// means DefaultRingEntries (4096).
+	RingEntries int `json:"ring_entries,omitempty"`
 }
 
 // Defaults for the zero values of Config, and the values of its enumerations.
@@ -130,11 +137,21 @@ func (c Config) Validate() error {
 		{"-max-output", int64(c.MaxOutput)}, {"-workers", int64(c.Workers)}, {"-max-procs", int64(c.MaxProcs)},
 		{"-min-threads", int64(c.MinThreads)}, {"-max-threads", int64(c.MaxThreads)}, {"-queue-cap", int64(c.QueueCap)},
 		{"-loops", int64(c.Loops)}, {"-adjust-interval", int64(c.AdjustInterval)},
-		{"-idle-timeout", int64(c.IdleTimeout)}, {"-grace", int64(c.Grace)},
+		{"-idle-timeout", int64(c.IdleTimeout)}, {"-grace", int64(c.Grace)}, {"-ring-entries", int64(c.RingEntries)},
 	} {
 		if f.v < 0 {
 			return bad("%s is negative: 0 means its default, above 0 a value", f.name)
 		}
+	}
+	isUring := c.Model == "uring" || c.Model == "uring-sqpoll"
+	if c.SQPoll && !isUring {
+		return bad("-sqpoll applies to the uring model only, not %s", c.Model)
+	}
+	if c.RingEntries != 0 && !isUring {
+		return bad("-ring-entries applies to the uring models only, not %s", c.Model)
+	}
+	if c.RingEntries > MaxRingEntries {
+		return bad("-ring-entries %d is above the kernel's limit of %d", c.RingEntries, MaxRingEntries)
 	}
 	if lo, hi := orDefault(c.MinThreads, DefaultMinThreads), orDefault(c.MaxThreads, DefaultMaxThreads); lo > hi {
 		return bad("-min-threads %d is above -max-threads %d", lo, hi)

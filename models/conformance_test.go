@@ -40,6 +40,7 @@ type server struct {
 
 func start(t testing.TB, model, protoName string, mutate func(*models.Config)) *server {
 	t.Helper()
+	skipUnavailable(t, model)
 	cfg := models.Config{Model: model, Proto: protoName, Addr: "127.0.0.1:0"}
 	processLimits(model, &cfg)
 	if mutate != nil {

@@ -49,8 +49,18 @@ func long(t *testing.T) {
 // process (its descriptor limit) or count its children stay alone.
 func parallel(t *testing.T, model string) {
 	t.Helper()
+	skipUnavailable(t, model)
 	if model != "select" {
 		t.Parallel()
+	}
+}
+
+// skipUnavailable skips a test of a model this machine cannot run (io_uring
+// refused by the kernel), with the kernel's reason.
+func skipUnavailable(t testing.TB, model string) {
+	t.Helper()
+	if err := models.Unavailable(model); err != nil {
+		t.Skipf("%s: %v", model, err)
 	}
 }
 

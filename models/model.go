@@ -8,7 +8,8 @@
 //
 // Each model is one file named after its -model value (select.go, poll.go,
 // epoll_lt.go and epoll_et.go over epoll.go, reactor.go, multireactor.go,
-// threadpool.go, thread.go, fork.go, procpool.go, prefork.go, goroutine.go),
+// uring.go (uring and uring-sqpoll), threadpool.go, thread.go, fork.go,
+// procpool.go, prefork.go, goroutine.go),
 // which says what is particular to it; what they share is in files of their own:
 //
 //   - config.go: Config, its defaults and Validate; model.go: Model, Env, the
@@ -111,6 +112,9 @@ type entry struct {
 	summary string
 	new     func() Model
 	refusal string // why the model counts a connection in refused, if it ever does
+	// available says whether this machine lets the model run (nil for one
+	// that always can).
+	available func() error
 }
 
 var (
@@ -138,6 +142,30 @@ func refuses(name, why string) {
 	e := registry[name]
 	e.refusal = why
 	registry[name] = e
+}
+
+// needs records that model name runs only where available returns nil (a
+// kernel feature that may be missing or disabled); a model's init calls it
+// after Register.
+func needs(name string, available func() error) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	e := registry[name]
+	e.available = available
+	registry[name] = e
+}
+
+// Unavailable is why the named model cannot run on this machine (the kernel
+// refuses what it is built on), or nil. Tests skip such a model with it, and
+// bench records its cells as skipped.
+func Unavailable(name string) error {
+	regMu.Lock()
+	e := registry[name]
+	regMu.Unlock()
+	if e.available == nil {
+		return nil
+	}
+	return e.available()
 }
 
 // Refusal is why the named model refuses connections (accepts and closes them at
@@ -201,6 +229,11 @@ func (s *Server) Run(ctx context.Context) error {
 	m, err := New(s.Config.Model)
 	if err != nil {
 		return err
+	}
+	// Refused before it listens: a client must not find a port that will
+	// never serve.
+	if err := Unavailable(s.Config.Model); err != nil {
+		return fmt.Errorf("-model %s: %w", s.Config.Model, err)
 	}
 	ln, err := sock.Listen(s.Config.Addr, s.AllowRemote)
 	if err != nil {

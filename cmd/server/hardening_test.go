@@ -282,6 +282,9 @@ func startBinary(t *testing.T, bin, model string, args ...string) *binServer {
 // must exec the server, so that the process started is the server).
 func startBinaryWrapped(t *testing.T, wrapper []string, bin, model string, args ...string) *binServer {
 	t.Helper()
+	if err := models.Unavailable(model); err != nil {
+		t.Skipf("%s: %v", model, err)
+	}
 	dir := t.TempDir()
 	s := &binServer{statsPath: filepath.Join(dir, "stats.jsonl"), stderrPath: filepath.Join(dir, "stderr"), done: make(chan error, 1)}
 	args = append([]string{"-model", model, "-proto", "echo", "-addr", "127.0.0.1:0", "-stats", s.statsPath}, args...)

@@ -26,6 +26,7 @@ import (
 	"concbench/internal/proto"
 	"concbench/internal/sock"
 	"concbench/internal/testfiles"
+	"concbench/internal/uring"
 	"concbench/models"
 )
 
@@ -48,6 +49,11 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(opts); err != nil {
+		if errors.Is(err, uring.ErrUnavailable) {
+			// Refused by the kernel or the sandbox: no retry will do better.
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(2)
+		}
 		log.Fatalf("server: %v", err)
 	}
 }
@@ -78,6 +84,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 60*time.Second, "every model: close a connection with no byte read or written for this long, counted in idle_closed (event loops: a sweep every min(timeout/4, 1s); thread, fork, procpool: SO_RCVTIMEO/SO_SNDTIMEO; goroutine: read and write deadlines); 0 disables")
 	fs.DurationVar(&o.cfg.Grace, "grace", 5*time.Second, "on SIGTERM or SIGINT, drain connections for up to this long: stop accepting; each connection takes no new request but writes every reply it owes, then shuts its write side (the client reads EOF) and is closed when the client closes, input meanwhile discarded; whatever is left at the deadline is closed (0: close every connection at once)")
 	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
+	fs.BoolVar(&o.cfg.SQPoll, "sqpoll", false, "uring: a kernel thread polls the submission ring (no syscall while busy, that thread's CPU besides); the uring-sqpoll model sets it")
+	fs.IntVar(&o.cfg.RingEntries, "ring-entries", 0, fmt.Sprintf("uring: submission ring entries, rounded up to a power of two, at most %d; the completion ring is twice as large (0: %d)", models.MaxRingEntries, models.DefaultRingEntries))
 	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {

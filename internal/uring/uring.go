@@ -22,18 +22,37 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Setup flags, feature bits, enter flags and SQ ring flags used here (from
+// Setup flags, feature bits, enter flags and SQ ring flags (from
 // <linux/io_uring.h>; x/sys does not define them).
 const (
+	// SetupSQPoll: a kernel thread polls the submission ring, so submitting
+	// is a store to the ring's tail and no syscall while the thread is awake;
+	// it sleeps after Options.SQThreadIdle without work (Submit wakes it).
+	SetupSQPoll = 1 << 1
+	// SetupCoopTaskrun: the kernel does not interrupt the task to run
+	// completion work; it runs when the task next enters the kernel.
+	SetupCoopTaskrun = 1 << 8
+	// SetupSingleIssuer: one task (thread) submits; required by
+	// SetupDeferTaskrun.
+	SetupSingleIssuer = 1 << 12
+	// SetupDeferTaskrun: completion work runs only when the task enters to
+	// get events (Poll, Wait), in a batch, never by interrupting it.
+	SetupDeferTaskrun = 1 << 13
+
 	FeatSingleMmap = 1 << 0
 	FeatNoDrop     = 1 << 1
+	FeatExtArg     = 1 << 8
 
 	enterGetEvents = 1 << 0
+	enterSQWakeup  = 1 << 1
+	enterSQWait    = 1 << 2
+	enterExtArg    = 1 << 3
 
 	sqNeedWakeup = 1 << 0
 	sqCQOverflow = 1 << 1
@@ -99,6 +118,7 @@ type CQE struct {
 // Ring is one io_uring instance and its mapped rings.
 type Ring struct {
 	fd       int
+	flags    uint32 // setup flags
 	features uint32
 
 	sqMem, cqMem, sqeMem []byte // cqMem is sqMem with FeatSingleMmap
@@ -114,18 +134,35 @@ type Ring struct {
 	// Entries handed out by GetSQE up to local, published to the kernel (the
 	// ring's tail) up to published.
 	local, published uint32
+
+	// Wait's timeout, in the heap: the kernel reads it through addresses
+	// passed as integers, which a goroutine stack's move would not update.
+	waitArg getEventsArg
+	waitTs  unix.Timespec
 }
 
 // ErrUnavailable wraps why the kernel refused io_uring (too old: ENOSYS;
 // disabled by kernel.io_uring_disabled or a seccomp filter: EPERM, EACCES).
 var ErrUnavailable = errors.New("io_uring unavailable")
 
+// Options are a ring's setup flags (SetupSQPoll, SetupDeferTaskrun, …) and,
+// with SetupSQPoll, how long its kernel thread polls without work before it
+// sleeps (0: the kernel's default, one second; else whole milliseconds,
+// rounded up).
+type Options struct {
+	Flags        uint32
+	SQThreadIdle time.Duration
+}
+
 // New sets up a ring of at least entries submission entries (a power of two;
-// the completion ring gets twice as many, the kernel's default) with setup
-// flags (0 for now).
-func New(entries uint32, flags uint32) (*Ring, error) {
+// the completion ring gets twice as many, the kernel's default) as opt says.
+func New(entries uint32, opt Options) (*Ring, error) {
 	var p params
-	p.Flags = flags
+	p.Flags = opt.Flags
+	if opt.SQThreadIdle > 0 {
+		// In whole milliseconds, rounded up: 0 would be the kernel's second.
+		p.SQThreadIdle = uint32((opt.SQThreadIdle + time.Millisecond - 1) / time.Millisecond)
+	}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		err := os.NewSyscallError("io_uring_setup", errno)
@@ -135,7 +172,7 @@ func New(entries uint32, flags uint32) (*Ring, error) {
 		}
 		return nil, err
 	}
-	r := &Ring{fd: int(fd), features: p.Features}
+	r := &Ring{fd: int(fd), flags: opt.Flags, features: p.Features}
 	if err := r.mmap(&p); err != nil {
 		r.Close()
 		return nil, err
@@ -234,30 +271,58 @@ func (r *Ring) Pending() uint32 { return r.local - r.published }
 
 // Submit publishes the entries handed out since the last submission and
 // enters the kernel to consume them, without waiting for completions. It
-// returns how many the kernel consumed.
+// returns how many the kernel consumed (with SetupSQPoll, how many were
+// published: its thread consumes them).
 func (r *Ring) Submit() (int, error) { return r.SubmitAndWait(0) }
 
-// SubmitAndWait is Submit, then waits until at least wait completions are in
-// the completion ring (0: does not wait). With nothing to submit and nothing to
-// wait for it makes no syscall, unless the kernel holds completions that
-// overflowed the ring: then it enters to have them flushed.
-func (r *Ring) SubmitAndWait(wait uint32) (int, error) {
+// publish makes the entries handed out visible to the kernel and returns how
+// many they are.
+func (r *Ring) publish() uint32 {
 	n := r.local - r.published
 	if n > 0 {
 		atomic.StoreUint32(r.sqTail, r.local)
 		r.published = r.local
 	}
-	var flags uintptr
+	return n
+}
+
+// sqpoll reports whether a kernel thread consumes the submission ring.
+func (r *Ring) sqpoll() bool { return r.flags&SetupSQPoll != 0 }
+
+// enterFlags are the flags an enter needs beyond getting events: waking a
+// submission thread that went to sleep.
+func (r *Ring) enterFlags() uintptr {
+	if r.sqpoll() && atomic.LoadUint32(r.sqFlags)&sqNeedWakeup != 0 {
+		return enterSQWakeup
+	}
+	return 0
+}
+
+// SubmitAndWait is Submit, then waits until at least wait completions are in
+// the completion ring (0: does not wait). With nothing to submit and nothing to
+// wait for it makes no syscall, unless the kernel holds completions that
+// overflowed the ring: then it enters to have them flushed. With SetupSQPoll
+// it enters only to wait or to wake the submission thread.
+func (r *Ring) SubmitAndWait(wait uint32) (int, error) {
+	n := r.publish()
+	flags := r.enterFlags()
 	if wait > 0 || atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0 {
 		flags |= enterGetEvents
 	}
-	if n == 0 && flags == 0 {
+	if r.sqpoll() {
+		if flags == 0 {
+			return int(n), nil
+		}
+	} else if n == 0 && flags == 0 {
 		return 0, nil
 	}
 	for {
 		done, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait), flags, 0, 0)
 		switch errno {
 		case 0:
+			if r.sqpoll() {
+				return int(n), nil
+			}
 			return int(done), nil
 		case unix.EINTR:
 			if wait == 0 {
@@ -268,6 +333,85 @@ func (r *Ring) SubmitAndWait(wait uint32) (int, error) {
 		return int(done), os.NewSyscallError("io_uring_enter", errno)
 	}
 }
+
+// NextSQE is GetSQE that makes room when the submission ring is full: it
+// submits what is pending (with SetupSQPoll, waits for the kernel's thread
+// to consume some) and tries again.
+func (r *Ring) NextSQE() (*SQE, error) {
+	if sqe := r.GetSQE(); sqe != nil {
+		return sqe, nil
+	}
+	if r.sqpoll() {
+		r.publish()
+		if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 0, 0, r.enterFlags()|enterSQWait, 0, 0); errno != 0 && errno != unix.EINTR {
+			return nil, os.NewSyscallError("io_uring_enter", errno)
+		}
+	} else if _, err := r.Submit(); err != nil {
+		return nil, err
+	}
+	if sqe := r.GetSQE(); sqe != nil {
+		return sqe, nil
+	}
+	return nil, fmt.Errorf("io_uring: submission ring of %d entries still full after submitting", r.sqEntries)
+}
+
+// Poll submits what is pending and has the kernel post the completions that
+// are ready, without waiting, and returns how many the completion ring holds.
+// It enters the kernel with a raw syscall, outside the Go runtime's syscall
+// path (see package rawio: an enter that does not wait returns at once). With
+// SetupSQPoll and no thread to wake it makes no syscall: the kernel's thread
+// posts completions by itself.
+func (r *Ring) Poll() (int, error) {
+	n := r.publish()
+	flags := r.enterFlags()
+	if !r.sqpoll() || atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0 {
+		flags |= enterGetEvents
+	}
+	if flags != 0 {
+		_, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 0, flags, 0, 0)
+		if errno != 0 && errno != unix.EINTR && errno != unix.EBUSY {
+			return 0, os.NewSyscallError("io_uring_enter", errno)
+		}
+	}
+	return r.Ready(), nil
+}
+
+// getEventsArg is struct io_uring_getevents_arg: an enter's timeout
+// (IORING_ENTER_EXT_ARG).
+type getEventsArg struct {
+	Sigmask   uint64
+	SigmaskSz uint32
+	MinWait   uint32
+	Ts        uint64
+}
+
+// Wait submits what is pending and blocks until at least one completion is
+// in the ring or timeout has passed (a negative timeout: no limit), through
+// the runtime's syscall path (the thread gives its P away while it sleeps).
+// A timeout or a signal returns no error. It returns how many completions the
+// ring holds. A timeout needs IORING_FEAT_EXT_ARG (kernel 5.11).
+func (r *Ring) Wait(timeout time.Duration) (int, error) {
+	n := r.publish()
+	flags := r.enterFlags() | enterGetEvents
+	argp, argsz := uintptr(0), uintptr(0)
+	if timeout >= 0 {
+		r.waitTs = unix.NsecToTimespec(int64(timeout))
+		r.waitArg = getEventsArg{Ts: uint64(uintptr(unsafe.Pointer(&r.waitTs)))}
+		flags |= enterExtArg
+		argp, argsz = uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg)
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 1, flags, argp, argsz)
+	switch errno {
+	case 0, unix.ETIME, unix.EINTR, unix.EBUSY:
+		// EBUSY: completions overflowed and wait to be reaped first.
+	default:
+		return 0, os.NewSyscallError("io_uring_enter", errno)
+	}
+	return r.Ready(), nil
+}
+
+// Ready is how many completions the ring holds, not yet seen.
+func (r *Ring) Ready() int { return int(atomic.LoadUint32(r.cqTail) - *r.cqHead) }
 
 // PeekCQE returns the oldest completion not yet marked seen, or nil.
 func (r *Ring) PeekCQE() *CQE {
@@ -290,11 +434,16 @@ func (r *Ring) Overflowed() (held bool, dropped uint32) {
 
 // Opcodes and flags of the operations a server submits (<linux/io_uring.h>).
 const (
-	OpAsyncCancel = 14
+	OpPollAdd     = 6
 	OpAccept      = 13
+	OpAsyncCancel = 14
 	OpClose       = 19
 	OpSend        = 26
 	OpRecv        = 27
+	OpSplice      = 30
+
+	cancelAll = 1 << 0 // IORING_ASYNC_CANCEL_ALL: every match, not the first
+	cancelFD  = 1 << 1 // IORING_ASYNC_CANCEL_FD: match by descriptor
 
 	acceptMultishot = 1 << 0 // in SQE.IOPrio of an accept
 
@@ -339,6 +488,31 @@ func PrepClose(sqe *SQE, fd int, userData uint64) {
 // and the cancelled operation completes with -ECANCELED.
 func PrepCancel(sqe *SQE, target, userData uint64) {
 	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.UserData = OpAsyncCancel, -1, target, userData
+}
+
+// PrepCancelFD cancels every operation in flight on the descriptor fd; its
+// own completion's Res is how many it found (0 if none), and each of them
+// completes with -ECANCELED.
+func PrepCancelFD(sqe *SQE, fd int, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.OpFlags, sqe.UserData = OpAsyncCancel, int32(fd), cancelAll|cancelFD, userData
+}
+
+// PrepPollAdd completes once fd has one of events (POLLIN, …); Res is the
+// events it has.
+func PrepPollAdd(sqe *SQE, fd int, events uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.OpFlags, sqe.UserData = OpPollAdd, int32(fd), events, userData
+}
+
+// NoOffset is a splice side without an offset: a pipe's, or a socket's.
+const NoOffset = -1
+
+// PrepSplice moves up to n bytes from fdIn at offIn to fdOut at offOut
+// (either offset NoOffset, and one of the two a pipe) with splice(2)'s flags,
+// without copying them through user space. Res is the bytes moved: 0 at the
+// end of fdIn, possibly fewer than n.
+func PrepSplice(sqe *SQE, fdIn int, offIn int64, fdOut int, offOut int64, n int, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Off, sqe.Addr = OpSplice, int32(fdOut), uint64(offOut), uint64(offIn)
+	sqe.Len, sqe.OpFlags, sqe.SpliceFdIn, sqe.UserData = uint32(n), flags, int32(fdIn), userData
 }
 
 func bufAddr(b []byte) unsafe.Pointer {
@@ -486,6 +660,13 @@ func (b *BufRing) Close() error {
 // (-ENOBUFS: recycle, then submit again) or a cancel.
 func PrepRecvMultishot(sqe *SQE, fd int, group uint16, userData uint64) {
 	sqe.Opcode, sqe.Fd, sqe.IOPrio, sqe.Flags, sqe.BufIndex, sqe.UserData = OpRecv, int32(fd), recvMultishot, sqeBufferSelect, group, userData
+}
+
+// PrepRecvSelect receives once from the socket fd into a buffer of group
+// (CQEFBuffer set in the completion), when data arrives; -ENOBUFS if the
+// group has none left.
+func PrepRecvSelect(sqe *SQE, fd int, group uint16, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Flags, sqe.BufIndex, sqe.UserData = OpRecv, int32(fd), sqeBufferSelect, group, userData
 }
 
 // atomicStoreUint16 is a release store of a 16-bit value: sync/atomic has no

@@ -11,6 +11,7 @@ import (
 
 	"concbench/internal/kcount"
 	"concbench/internal/result"
+	"concbench/models"
 )
 
 // needKernel skips a test that needs kernel counts where the machine cannot
@@ -34,7 +35,8 @@ func near(got, want int64, frac float64, abs int64) bool {
 // TestKernelCountsPerRequest: with one connection and a known number of
 // requests, the server's syscalls are what its code makes per request —
 // epoll-lt: one epoll_wait that finds the connection ready, one read, one write;
-// the reactor: two epoll_ctl more (the switch to write interest and back) — and
+// the reactor: two epoll_ctl more (the switch to write interest and back);
+// uring: two io_uring_enter and none of those — and
 // loadgen's are its own. The counts are over the window only: the warm-up's
 // requests, made before it, are not in them; and a count attributed to the
 // wrong side (loadgen's writes to the server, or both) would double.
@@ -48,8 +50,15 @@ func TestKernelCountsPerRequest(t *testing.T) {
 	}{
 		{"epoll-lt", map[string]float64{"read": 1, "write": 1, "epoll_pwait": 1}},
 		{"reactor", map[string]float64{"read": 1, "write": 1, "epoll_ctl": 2}},
+		// uring makes no read, write or epoll call: one io_uring_enter submits
+		// the reply's send and the next receive and returns with the send's
+		// completion, a second waits for the next request.
+		{"uring", map[string]float64{"read": 0, "write": 0, "epoll_pwait": 0, "io_uring_enter": 2}},
 	} {
 		t.Run(tc.model, func(t *testing.T) {
+			if err := models.Unavailable(tc.model); err != nil {
+				t.Skip(err)
+			}
 			r, out := runOK(t, cpus, Options{Model: tc.model, ServerBin: bin, Out: filepath.Join(dir, tc.model+".json"),
 				Workload: result.Workload{Conns: 1, Requests: 20000, Warmup: 200 * time.Millisecond, Duration: 30 * time.Second}})
 			// One connection makes up to ~25k requests a second here: the 200 ms
