@@ -17,7 +17,7 @@ help:
 	@echo "make fuzz    - run each fuzz target (server: rpc, file, http requests; loadgen: file, http replies) for FUZZTIME ($(FUZZTIME))"
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
 	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
-	@echo "make deps    - optional tools with apt-get (sudo unless root): nginx-light for bench's peer:nginx, wrk, apache2-utils (ab)"
+	@echo "make deps    - optional packages with apt-get (sudo unless root): liburing-dev and libevent-dev for the peers peer:uring and peer:libevent, nginx-light for peer:nginx, wrk, apache2-utils (ab)"
 
 build: peers
 	@echo ">> building $(CMDS) into $(BIN)/"
@@ -26,10 +26,20 @@ build: peers
 	@for c in $(CMDS); do $(GO) build -buildvcs=auto -o $(BIN)/$$c ./cmd/$$c || exit 1; done
 
 peers:
-	@echo ">> building the C reference peer into $(BIN)/cepoll and the C client bench calibrates loadgen against into $(BIN)/cclient"
+	@echo ">> building the C reference peers into $(BIN)/ (cepoll; curing and clibevent where liburing-dev and libevent-dev are installed) and the C client bench calibrates loadgen against ($(BIN)/cclient)"
 	@mkdir -p $(BIN)
 	$(CC) -O2 -Wall -Wextra -o $(BIN)/cepoll peers/cepoll/cepoll.c
 	$(CC) -O2 -Wall -Wextra -o $(BIN)/cclient peers/cclient/cclient.c
+	@# A peer whose library is missing is not built; bench then records its cells
+	@# as skipped, saying so. make deps installs both.
+	@if echo '#include <liburing.h>' | $(CC) -E -x c -o /dev/null - 2>/dev/null; then \
+		echo "$(CC) -O2 -Wall -Wextra -o $(BIN)/curing peers/curing/curing.c -luring"; \
+		$(CC) -O2 -Wall -Wextra -o $(BIN)/curing peers/curing/curing.c -luring || exit 1; \
+	else echo ">> liburing-dev not installed: peer:uring not built (make deps installs it)"; rm -f $(BIN)/curing; fi
+	@if echo '#include <event2/event.h>' | $(CC) -E -x c -o /dev/null - 2>/dev/null; then \
+		echo "$(CC) -O2 -Wall -Wextra -o $(BIN)/clibevent peers/clibevent/clibevent.c -levent"; \
+		$(CC) -O2 -Wall -Wextra -o $(BIN)/clibevent peers/clibevent/clibevent.c -levent || exit 1; \
+	else echo ">> libevent-dev not installed: peer:libevent not built (make deps installs it)"; rm -f $(BIN)/clibevent; fi
 
 test:
 	@echo ">> go vet"
@@ -66,7 +76,7 @@ fuzz:
 	done
 
 bench: build
-	@echo ">> bench: quick preset (every model and peer:cepoll, echo, c=1..1000, fair pool sizes, 6 to 9 adaptive timed repetitions and 1 counting syscalls); resumes results/quick if interrupted"
+	@echo ">> bench: quick preset (every model and the C peers cepoll, uring and libevent, echo, c=1..1000, fair pool sizes, 6 to 9 adaptive timed repetitions and 1 counting syscalls); resumes results/quick if interrupted"
 	$(BIN)/bench -preset quick -out results/quick $(BENCHFLAGS)
 
 bench-full: build
@@ -76,11 +86,14 @@ bench-full: build
 clean:
 	rm -rf $(BIN)
 
-# Optional: nothing in build or test needs these. nginx is the peer:nginx reference
-# server (bin/bench -preset http); wrk and ab are for driving a server by hand.
+# Optional: build and test work without these, skipping what needs them and
+# saying so. liburing-dev and libevent-dev are the libraries of the C peers
+# peer:uring and peer:libevent; nginx is the peer:nginx reference server (bin/bench
+# -preset http); wrk and ab are for driving a server by hand.
 .PHONY: deps
 deps:
-	@echo ">> installing nginx-light (peer:nginx), wrk and apache2-utils (ab) with apt-get"
+	@echo ">> installing liburing-dev, libevent-dev (peer:uring, peer:libevent), nginx-light (peer:nginx), wrk and apache2-utils (ab) with apt-get"
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update && \
+	$$sudo apt-get install -y liburing-dev libevent-dev && \
 	{ $$sudo apt-get install -y nginx-light wrk apache2-utils || $$sudo apt-get install -y nginx wrk apache2-utils; }

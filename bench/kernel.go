@@ -359,7 +359,8 @@ func kernelMissing(s *Summary, g Group) string {
 // names the models and peers make most come first; a name not here takes a hue
 // after them (the palette wraps).
 var syscallHues = []string{"read", "write", "epoll_wait", "epoll_pwait", "epoll_ctl", "futex", "nanosleep",
-	"poll", "ppoll", "select", "pselect6", "sendto", "recvfrom", "other", "voluntary", "involuntary"}
+	"poll", "ppoll", "select", "pselect6", "sendto", "recvfrom", "other", "voluntary", "involuntary",
+	"io_uring_enter", "readv", "writev", "sendmsg", "recvmsg", "accept4"}
 
 // hueOf is the BarSet.Hue of a syscall name (or "other", "voluntary",
 // "involuntary"): fixed for the names in syscallHues, else from a hash of the

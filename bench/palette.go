@@ -67,9 +67,9 @@ var familyLooks = map[string]familyLook{
 		dashes: [][]vg.Length{dashDotted, dashDotted, dashDotted, dashDotted},
 	},
 	FamilyReference: {
-		colors: []color.RGBA{{70, 70, 70, 255}, {130, 130, 130, 255}, {40, 40, 40, 255}},
-		glyphs: []draw.GlyphDrawer{draw.BoxGlyph{}, draw.RingGlyph{}, draw.PyramidGlyph{}},
-		dashes: [][]vg.Length{peerDash, peerDash, peerDash},
+		colors: []color.RGBA{{70, 70, 70, 255}, {130, 130, 130, 255}, {40, 40, 40, 255}, {100, 100, 100, 255}},
+		glyphs: []draw.GlyphDrawer{draw.BoxGlyph{}, draw.RingGlyph{}, draw.PyramidGlyph{}, draw.CrossGlyph{}},
+		dashes: [][]vg.Length{peerDash, peerDash, peerDash, peerDash},
 	},
 }
 
@@ -82,7 +82,7 @@ var familyModels = map[string][]string{
 	FamilyEventLoops: {"select", "poll", "epoll-lt", "epoll-et", "reactor", "multireactor", "uring", "uring-sqpoll"},
 	FamilyThreads:    {"thread", "threadpool", "goroutine"},
 	FamilyProcesses:  {"fork", "procpool", "prefork"},
-	FamilyReference:  {"peer:cepoll", "peer:nginx"},
+	FamilyReference:  {"peer:cepoll", "peer:nginx", "peer:uring", "peer:libevent"},
 }
 
 // Look is how one model is drawn.

@@ -4,8 +4,9 @@ package bench
 // trial (what each peer needs of its own is in peer_NAME.go).
 //
 // Reference peers are servers that are not concbench models and not ours to tune:
-// cepoll (peers/cepoll, a single-threaded C epoll server for echo and rpc) and
-// nginx (static files over http). They run in the matrix like models under the name
+// the single-threaded C servers for echo and rpc of peers/ — cepoll (epoll),
+// curing (io_uring, liburing) and clibevent (libevent) — and nginx (static files
+// over http). They run in the matrix like models under the name
 // peer:NAME. bench starts a peer itself (package supervise), pinned to the CPUs
 // loadgen gives the models' server, in a process group of its own, waits until it
 // accepts connections, drives it with `loadgen -addr HOST:PORT -server-pid PID` —
@@ -60,7 +61,21 @@ var peerDefs = []peerDef{
 		protos:  []string{"echo", "rpc"},
 		about:   "single-threaded level-triggered epoll server in C (peers/cepoll), one core by construction",
 		find:    findCepoll,
-		prepare: prepareCepoll,
+		prepare: prepareC,
+	},
+	{
+		name:    "uring",
+		protos:  []string{"echo", "rpc"},
+		about:   "single-threaded io_uring server in C on liburing (peers/curing), built as the uring model is: the io_uring line's floor",
+		find:    findCuring,
+		prepare: prepareC,
+	},
+	{
+		name:    "libevent",
+		protos:  []string{"echo", "rpc"},
+		about:   "single-threaded libevent server in C (peers/clibevent: event_base, evconnlistener, bufferevent): the library form of the reactor",
+		find:    findClibevent,
+		prepare: prepareC,
 	},
 	{
 		name:    "nginx",
@@ -120,9 +135,9 @@ func PeerSkip(c Cell) string {
 // standard test files in testfiles.DefaultDir(), and splits the CPUs as loadgen
 // does.
 type PeerOptions struct {
-	// Cepoll is the cepoll executable; "" means cepoll beside loadgen (make build
-	// puts both in bin/).
-	Cepoll string
+	// Cepoll, Curing and Clibevent are the C peers' executables; "" means the
+	// one beside loadgen (make build puts them all in bin/).
+	Cepoll, Curing, Clibevent string
 	// Nginx is the nginx executable; "" means nginx on PATH, else /usr/sbin/nginx.
 	Nginx string
 	// Root is the directory nginx serves; "" means testfiles.DefaultDir(), what

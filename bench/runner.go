@@ -192,6 +192,13 @@ func (r *Runner) skip(c Cell) string {
 	if why := PeerSkip(c); why != "" {
 		return why
 	}
+	// A peer that is not installed (its library missing, not built) would fail
+	// every trial the same way: its cells are skipped, saying so.
+	if def, ok := lookupPeer(c.Model); ok {
+		if _, err := def.find(r.Peers, r.Loadgen); errors.Is(err, ErrPeerNotInstalled) {
+			return c.Model + ": " + err.Error()
+		}
+	}
 	if r.Skip == nil {
 		return ""
 	}

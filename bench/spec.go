@@ -138,10 +138,11 @@ var Presets = map[string]Spec{
 	// ones, up to 9 (the fewest whose interval drops the extremes), for every
 	// cell not yet within ±10%, plus a 4 s timeline per model. Short trials buy
 	// the repetitions (fork's and procpool's c=1000 trials wait ~5 s each for
-	// their 1,000 processes before the steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches:
-	// the report says how close the models get to it and never ranks it.
+	// their 1,000 processes before the steady-state gate opens their window). peer:cepoll is the line a one-core event loop in plain C reaches,
+	// peer:uring the same for io_uring, peer:libevent the library reactor:
+	// the report says how close the models get to them and never ranks them.
 	"quick": {
-		Models: []string{"all", "peer:cepoll"},
+		Models: []string{"all", "peer:cepoll", "peer:uring", "peer:libevent"},
 		Conns:  []int{1, 100, 1000}, Protos: []string{"echo"}, Works: []string{"none"},
 		Reconnect: "off", Repeat: 6, RepeatAuto: true, RepeatMax: 9, RepeatTarget: 0.10,
 		CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
@@ -149,9 +150,10 @@ var Presets = map[string]Spec{
 		SteadyTimeout: time.Minute,
 	},
 	// full: both protocols, blocking work, reconnect mode, up to 10,000
-	// connections, 5 repetitions of 5 s. Hours, not minutes.
+	// connections, 5 repetitions of 5 s, and the C peers (which take no
+	// blocking work: those cells are skipped). Hours, not minutes.
 	"full": {
-		Models: []string{"all"},
+		Models: []string{"all", "peer:cepoll", "peer:uring", "peer:libevent"},
 		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
 		Reconnect: "both", Repeat: 5, CountReps: 1, Configure: ConfigureFair, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
 		Timeline: 15 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,

@@ -284,8 +284,10 @@ func TestExpandModels(t *testing.T) {
 	if want := []string{"epoll-et", "poll", "peer:cepoll"}; !slices.Equal(got, want) {
 		t.Errorf("ExpandModels = %q, want %q", got, want)
 	}
-	if q := Presets["quick"].Models; !slices.Equal(q, []string{"all", "peer:cepoll"}) {
-		t.Errorf("quick preset models %q: want every model and peer:cepoll", q)
+	for _, name := range []string{"quick", "full"} {
+		if q := Presets[name].Models; !slices.Equal(q, []string{"all", "peer:cepoll", "peer:uring", "peer:libevent"}) {
+			t.Errorf("%s preset models %q: want every model and the C peers", name, q)
+		}
 	}
 	h := Presets["http"]
 	if !slices.Contains(h.Models, "peer:nginx") || !slices.Equal(h.Protos, []string{"http"}) || h.Path != "/index.html" || !slices.Equal(h.Conns, []int{10, 100}) {

@@ -282,9 +282,8 @@ func (u *ringLoop) pass(timeoutMS int) error {
 	}
 	u.tick()
 	// Only the completions there now: with SQPOLL the kernel's thread posts
-	// more while these are handled, and a pass that took them too would not
-	// end — nor settle a connection (cancel its receive under back-pressure)
-	// while its input piles up.
+	// more while these are handled, and a pass that took them too might not
+	// end, nor settle the connections it touched.
 	for range u.r.Ready() {
 		cqe := u.r.PeekCQE()
 		ud, res, flags := cqe.UserData, cqe.Res, cqe.Flags

@@ -94,7 +94,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	preset := fs.String("preset", "quick", strings.Join(bench.PresetNames(), " | ")+": the matrix the other flags refine")
-	modelsFlag := fs.String("models", "", "models and peers to compare, comma-separated; all is every registered model, peer:cepoll and peer:nginx are reference servers (default: the preset's)")
+	modelsFlag := fs.String("models", "", "models and peers to compare, comma-separated; all is every registered model, peer:cepoll, peer:uring, peer:libevent and peer:nginx are reference servers (default: the preset's)")
 	conns := fs.String("c", "", "concurrency sweep, e.g. 1,10,100,1000 (default: the preset's)")
 	idles := fs.String("idle", "", "idle connections held beside each cell's busy ones, swept, e.g. 0,1000,5000,max (max: the most the descriptor limit allows, up to 100000; default: the preset's)")
 	heartbeat := fs.Duration("heartbeat", 0, "the idle connections' heartbeat interval (default: loadgen's, 5s)")
@@ -125,6 +125,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.plots, "plots", "", "where the PNGs go (default: plots/NAME for -out results/NAME, else DIR/plots)")
 	fs.StringVar(&o.loadgen, "loadgen", "", "loadgen executable (default: loadgen beside bench)")
 	fs.StringVar(&o.peers.Cepoll, "cepoll", "", "cepoll executable for peer:cepoll (default: cepoll beside loadgen)")
+	fs.StringVar(&o.peers.Curing, "curing", "", "curing executable for peer:uring (default: curing beside loadgen)")
+	fs.StringVar(&o.peers.Clibevent, "clibevent", "", "clibevent executable for peer:libevent (default: clibevent beside loadgen)")
 	fs.BoolVar(&o.calibrate, "calibrate", true, "first calibrate the instrument: loadgen and the C client bin/cclient in turn against peer:cepoll (echo, 100 connections, 3 interleaved rounds of 1 s each), its CPU and context switches per request in REPORT.md's environment; a resumed run keeps its calibration")
 	fs.StringVar(&o.peers.Nginx, "nginx", "", "nginx executable for peer:nginx (default: nginx on PATH, else /usr/sbin/nginx)")
 	fs.Usage = func() { usage(fs) }
@@ -322,17 +324,21 @@ itself, pinned to the CPUs a model's server gets, drives it with loadgen -addr
 -server-pid (same pinning and /proc sampling), and stops it after each trial.
 They are marked in the report and plots and never ranked with the models.
   peer:cepoll  echo, rpc: single-threaded C epoll server (bin/cepoll, make peers)
+  peer:uring   echo, rpc: single-threaded C io_uring server on liburing (bin/curing, make peers; needs liburing-dev)
+  peer:libevent echo, rpc: single-threaded C libevent server (bin/clibevent, make peers; needs libevent-dev)
   peer:nginx   http: nginx with one worker, static files (make deps installs it)
-A peer that does not speak a cell's protocol skips the cell; one that is not
-installed fails its cells with the reason, and the matrix goes on.
+A peer that does not speak a cell's protocol skips the cell, as does one that
+is not installed (with the reason); a model the kernel refuses (uring where
+io_uring is disabled) too. The matrix goes on.
 
 Presets:
-  quick  every model and peer:cepoll, echo, c = 1,100,1000, pools sized for
-         the connections, 6 repetitions of 1 s and up to 3 more for a cell not
-         within ±10%%, a 4 s timeline per model in 100 ms steps (what make bench
-         runs; about 9 minutes on 2 cores, build included)
-  full   every model, echo and rpc, work none and sleep:1ms, reconnect both, c up
-         to 10000, 5 repetitions of 5 s (hours)
+  quick  every model and the C peers (cepoll, uring, libevent), echo, c =
+         1,100,1000, pools sized for the connections, 6 repetitions of 1 s and
+         up to 3 more for a cell not within ±10%%, a 4 s timeline per model in
+         100 ms steps (what make bench runs; about 12 minutes on 2 cores in a
+         calm hour, build included)
+  full   every model and the C peers, echo and rpc, work none and sleep:1ms,
+         reconnect both, c up to 10000, 5 repetitions of 5 s (hours)
   http   epoll-et, reactor, goroutine, multireactor and peer:nginx, http GET
          /index.html, c = 10,100, 6 repetitions of 1 s (about 2 minutes)
   curve  load–latency curves: every model and peer:cepoll, echo, c = 100, a

@@ -53,7 +53,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.out != "results/quick" || o.spec.Preset != "quick" || !slices.Equal(o.spec.Models, append(models.Names(), "peer:cepoll")) {
+	if o.out != "results/quick" || o.spec.Preset != "quick" || !slices.Equal(o.spec.Models, append(models.Names(), "peer:cepoll", "peer:uring", "peer:libevent")) {
 		t.Errorf("defaults: out %q preset %q models %v", o.out, o.spec.Preset, o.spec.Models)
 	}
 	// -models all is every registered model, without peers.
