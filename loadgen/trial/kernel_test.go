@@ -78,8 +78,17 @@ func TestKernelCountsPerRequest(t *testing.T) {
 					got = epollWait
 				}
 				// A few syscalls more or less at the window's ends: the request in
-				// flight at each, the runtime's own.
-				if want := int64(per * float64(n)); !near(got, want, 0.02, 10) {
+				// flight at each, the runtime's own. A syscall the model does not
+				// make at all may still come from the runtime (its netpoller's
+				// epoll_pwait, a write to wake a thread), more often on a busy
+				// machine: up to one per hundred requests, where the model's own
+				// would be one or more per request.
+				want := int64(per * float64(n))
+				ok := near(got, want, 0.02, 10)
+				if per == 0 {
+					ok = got <= max(10, n/100)
+				}
+				if !ok {
 					t.Errorf("server %s: %d over %d requests, want %d (%.0f per request)", name, got, n, want, per)
 				}
 			}
