@@ -87,6 +87,9 @@ type Config struct {
 	// SQPoll gives uring's ring a kernel thread that polls its submission
 	// ring (IORING_SETUP_SQPOLL; what the uring-sqpoll model always does).
 	SQPoll bool `json:"sqpoll,omitempty"`
+	// SQPollCPU pins the SQPoll thread to this CPU (IORING_SETUP_SQ_AFF), to
+	// give it a core of its own; nil leaves it on the server's CPUs.
+	SQPollCPU *int `json:"sqpoll_cpu,omitempty"`
 	// RingEntries is the size of uring's submission ring (rounded up to a
 	// power of two by the kernel; the completion ring is twice as large); 0
 	// means DefaultRingEntries (4096).
@@ -146,6 +149,12 @@ func (c Config) Validate() error {
 	isUring := c.Model == "uring" || c.Model == "uring-sqpoll"
 	if c.SQPoll && !isUring {
 		return bad("-sqpoll applies to the uring model only, not %s", c.Model)
+	}
+	if c.SQPollCPU != nil && !(c.SQPoll || c.Model == "uring-sqpoll") {
+		return bad("-sqpoll-cpu applies to uring with -sqpoll (or uring-sqpoll) only")
+	}
+	if c.SQPollCPU != nil && *c.SQPollCPU < 0 {
+		return bad("-sqpoll-cpu %d: a CPU number is 0 or more", *c.SQPollCPU)
 	}
 	if c.RingEntries != 0 && !isUring {
 		return bad("-ring-entries applies to the uring models only, not %s", c.Model)

@@ -40,7 +40,8 @@ package models
 // store to memory and collecting completions is a load — no syscall at all
 // for a busy server — at the price of that thread's CPU, which is the
 // server's (it sleeps after sqPollIdle, 2 ms, without work). It runs on the
-// server's CPUs: pinned to one CPU, the ring's thread and the poller share it.
+// server's CPUs — pinned to one CPU, the ring's thread and the poller share it
+// — unless -sqpoll-cpu gives it a core of its own.
 //
 // Where it comes from: Linux 5.1 (2019, Jens Axboe), after Windows' I/O
 // completion ports and the POSIX AIO that never served sockets; multishot
@@ -218,6 +219,10 @@ func (m uringModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		// DEFER_TASKRUN needs the submitting task to run completion work; with
 		// SQPOLL the kernel's thread does.
 		opt = uring.Options{Flags: uring.SetupSQPoll, SQThreadIdle: sqPollIdle}
+		if cfg.SQPollCPU != nil {
+			opt.Flags |= uring.SetupSQAff
+			opt.SQThreadCPU = uint32(*cfg.SQPollCPU)
+		}
 	}
 	r, err := uring.New(uint32(orDefault(cfg.RingEntries, DefaultRingEntries)), opt)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -85,6 +86,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.cfg.Grace, "grace", 5*time.Second, "on SIGTERM or SIGINT, drain connections for up to this long: stop accepting; each connection takes no new request but writes every reply it owes, then shuts its write side (the client reads EOF) and is closed when the client closes, input meanwhile discarded; whatever is left at the deadline is closed (0: close every connection at once)")
 	fs.StringVar(&o.cfg.Accept, "accept", "exclusive", "prefork: accept distribution, exclusive | reuseport")
 	fs.BoolVar(&o.cfg.SQPoll, "sqpoll", false, "uring: a kernel thread polls the submission ring (no syscall while busy, that thread's CPU besides); the uring-sqpoll model sets it")
+	fs.Func("sqpoll-cpu", "uring with -sqpoll: pin the submission-polling thread to CPU `N`, a core of its own (default: the server's CPUs)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a CPU number, 0 or more")
+		}
+		o.cfg.SQPollCPU = &n
+		return nil
+	})
 	fs.IntVar(&o.cfg.RingEntries, "ring-entries", 0, fmt.Sprintf("uring: submission ring entries, rounded up to a power of two, at most %d; the completion ring is twice as large (0: %d)", models.MaxRingEntries, models.DefaultRingEntries))
 	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }

@@ -106,6 +106,11 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-model", "poll", "-balance", "random"}, []string{"-balance", "rr, least"}},
 		{[]string{"-model", "poll", "-accept", "all"}, []string{"exclusive, reuseport"}},
 		{[]string{"-model", "poll", "-min-threads", "9", "-max-threads", "3"}, []string{"above -max-threads"}},
+		{[]string{"-model", "epoll-et", "-sqpoll"}, []string{"-sqpoll applies to the uring model only"}},
+		{[]string{"-model", "poll", "-ring-entries", "64"}, []string{"-ring-entries applies to the uring models only"}},
+		{[]string{"-model", "uring", "-ring-entries", "65536"}, []string{"above the kernel's limit of 32768"}},
+		{[]string{"-model", "uring", "-sqpoll-cpu", "1"}, []string{"-sqpoll-cpu applies to uring with -sqpoll"}},
+		{[]string{"-model", "uring-sqpoll", "-sqpoll-cpu", "x"}, []string{"want a CPU number"}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, tt.args...)

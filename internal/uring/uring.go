@@ -31,6 +31,8 @@ import (
 // Setup flags, feature bits, enter flags and SQ ring flags (from
 // <linux/io_uring.h>; x/sys does not define them).
 const (
+	// SetupSQAff pins the SetupSQPoll thread to Options.SQThreadCPU.
+	SetupSQAff = 1 << 2
 	// SetupSQPoll: a kernel thread polls the submission ring, so submitting
 	// is a store to the ring's tail and no syscall while the thread is awake;
 	// it sleeps after Options.SQThreadIdle without work (Submit wakes it).
@@ -152,13 +154,16 @@ var ErrUnavailable = errors.New("io_uring unavailable")
 type Options struct {
 	Flags        uint32
 	SQThreadIdle time.Duration
+	// SQThreadCPU is the CPU the SetupSQPoll thread is pinned to, with
+	// SetupSQAff.
+	SQThreadCPU uint32
 }
 
 // New sets up a ring of at least entries submission entries (a power of two;
 // the completion ring gets twice as many, the kernel's default) as opt says.
 func New(entries uint32, opt Options) (*Ring, error) {
 	var p params
-	p.Flags = opt.Flags
+	p.Flags, p.SQThreadCPU = opt.Flags, opt.SQThreadCPU
 	if opt.SQThreadIdle > 0 {
 		// In whole milliseconds, rounded up: 0 would be the kernel's second.
 		p.SQThreadIdle = uint32((opt.SQThreadIdle + time.Millisecond - 1) / time.Millisecond)
