@@ -136,23 +136,35 @@ func (l *loop) finished(c *evConn) bool {
 
 // lingerDone is finished while draining: the lingering close.
 func (l *loop) lingerDone(c *evConn) bool {
+	done, err := lingerStep(c.fd, c.dead, c.pending() > 0, c.rdEOF, &c.wrShut)
+	if err != nil {
+		l.ioError(c) // ENOTCONN: the peer reset
+	}
+	return done
+}
+
+// lingerStep is one step of a draining connection's lingering close, for
+// every event loop (evloop's and uring's): it reports whether the connection
+// on fd is finished — on an error (dead), or once it owes nothing and its peer
+// has closed its end — and shuts its write side (once, wrShut) as soon as it
+// owes nothing. A failed shutdown (the peer reset) finishes it with the error.
+func lingerStep(fd int, dead, owes, rdEOF bool, wrShut *bool) (done bool, err error) {
 	switch {
-	case c.dead:
-		return true
-	case c.pending() > 0:
-		return false
-	case c.rdEOF:
+	case dead:
+		return true, nil
+	case owes:
+		return false, nil
+	case rdEOF:
 		// The peer sends nothing more, so nothing unread can turn the close into
 		// a reset: close(2) sends the FIN.
-		return true
-	case !c.wrShut:
-		c.wrShut = true
-		if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
-			l.ioError(c) // ENOTCONN: the peer reset
-			return true
+		return true, nil
+	case !*wrShut:
+		*wrShut = true
+		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
+			return true, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // readOnce does one read on c and feeds it to the session; replies are written at

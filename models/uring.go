@@ -626,21 +626,11 @@ func (u *ringLoop) finished(c *uConn) bool {
 	if !u.draining {
 		return c.dead || (c.eof && c.pending() == 0)
 	}
-	switch {
-	case c.dead:
-		return true
-	case c.pending() > 0:
-		return false
-	case c.rdEOF:
-		return true
-	case !c.wrShut:
-		c.wrShut = true
-		if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
-			u.ioError(c)
-			return true
-		}
+	done, err := lingerStep(c.fd, c.dead, c.pending() > 0, c.rdEOF, &c.wrShut)
+	if err != nil {
+		u.ioError(c)
 	}
-	return false
+	return done
 }
 
 // kill closes c: every operation of it is cancelled, and it is released once

@@ -360,18 +360,15 @@ static void recycle(unsigned bid)
 static void on_recv(struct conn *c, int res, unsigned flags)
 {
 	c->recv_on = 0;
-	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->eof && !c->dead && !c->closing)
-			on_data(c, bufs + (size_t)bid * BUF_SIZE, (size_t)res);
-		recycle(bid);
-	} else if (res == 0) {
+	if (res > 0 && !c->eof && !c->dead && !c->closing)
+		on_data(c, bufs + (size_t)(flags >> IORING_CQE_BUFFER_SHIFT) * BUF_SIZE, (size_t)res);
+	else if (res == 0)
 		c->eof = 1;
-	} else if (res != -ENOBUFS && res != -ECANCELED) {
+	else if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
 		c->dead = 1; /* ECONNRESET, ...: that connection only */
-	} else if (flags & IORING_CQE_F_BUFFER) {
+	/* A completion that took a buffer gives it back, whatever its result. */
+	if (flags & IORING_CQE_F_BUFFER)
 		recycle(flags >> IORING_CQE_BUFFER_SHIFT);
-	}
 }
 
 static void on_send(struct conn *c, int res)
