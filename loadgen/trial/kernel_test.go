@@ -218,7 +218,19 @@ func TestSwitchesPerRequest(t *testing.T) {
 				t.Fatalf("no kernel counts: server %q, client %q", r.Server.KernelMissing, r.Client.KernelMissing)
 			}
 			srv, cli := float64(r.Server.Kernel.CtxSwitches)/n, float64(r.Client.Kernel.CtxSwitches)/n
-			t.Logf("%.0f requests, client %.0f%% busy: %.4f switches per request in the server, %.4f in loadgen", n, 100*r.Client.Busy, srv, cli)
+			t.Logf("%.0f requests, client %.0f%% busy, server %.2f cores: %.4f switches per request in the server, %.4f in loadgen", n, 100*r.Client.Busy, r.Server.CPUCoresMean, srv, cli)
+			// The bound holds for the busy side only: a side that waits for the
+			// other blocks once a wait. Where the host slowed loadgen so much
+			// that the server, given its work, still outpaced it (in a noisy hour
+			// a CI-equivalent run saw 40k requests in the window, client 100%
+			// busy, server 0.26 switches a request), the case did not measure
+			// what it is about: it is skipped, saying so.
+			if tc.busy == "server" && r.Client.Busy >= 0.95 && r.Server.CPUCoresMean < 0.9 {
+				t.Skipf("the server was not the busy side (client %.0f%% busy, server %.2f cores): the host slowed loadgen below it", 100*r.Client.Busy, r.Server.CPUCoresMean)
+			}
+			if tc.busy == "loadgen" && r.Server.CPUCoresMean >= 0.95 && r.Client.Busy < 0.9 {
+				t.Skipf("loadgen was not the busy side (client %.0f%% busy, server %.2f cores): the host slowed the server below it", 100*r.Client.Busy, r.Server.CPUCoresMean)
+			}
 			got := srv
 			if tc.busy == "loadgen" {
 				got = cli
