@@ -94,6 +94,17 @@ type Config struct {
 	// power of two by the kernel; the completion ring is twice as large); 0
 	// means DefaultRingEntries (4096).
 	RingEntries int `json:"ring_entries,omitempty"`
+
+	// Batch is how many datagrams one receive or send call moves in the
+	// datagram protocols: 1 is recvfrom/sendto, more is recvmmsg/sendmmsg of
+	// up to Batch (at most MaxBatch); 0 means DefaultBatch (1). Each model's
+	// doc says how it applies.
+	Batch int `json:"batch,omitempty"`
+	// MaxDatagram is the largest datagram served, bytes — each receive slot's
+	// size; a larger one is dropped whole (dropped_oversize). 0 means
+	// proto.DefaultMaxDatagram (65507, the most an IPv4 datagram carries);
+	// at most proto.MaxDatagramIPv6.
+	MaxDatagram int `json:"max_datagram,omitempty"`
 }
 
 // Defaults for the zero values of Config, and the values of its enumerations.
@@ -141,10 +152,27 @@ func (c Config) Validate() error {
 		{"-min-threads", int64(c.MinThreads)}, {"-max-threads", int64(c.MaxThreads)}, {"-queue-cap", int64(c.QueueCap)},
 		{"-loops", int64(c.Loops)}, {"-adjust-interval", int64(c.AdjustInterval)},
 		{"-idle-timeout", int64(c.IdleTimeout)}, {"-grace", int64(c.Grace)}, {"-ring-entries", int64(c.RingEntries)},
+		{"-batch", int64(c.Batch)}, {"-max-datagram", int64(c.MaxDatagram)},
 	} {
 		if f.v < 0 {
 			return bad("%s is negative: 0 means its default, above 0 a value", f.name)
 		}
+	}
+	if proto.IsDatagram(c.Proto) {
+		if why := DatagramRefusal(c.Model); why != "" {
+			return bad("-model %s does not serve -proto %s: %s (models that do: %s)", c.Model, c.Proto, why, strings.Join(DatagramModels(), ", "))
+		}
+		if sock.IsUnix(c.Addr) {
+			return bad("-proto %s on %s: %w", c.Proto, c.Addr, sock.ErrUnixDatagram)
+		}
+	} else if c.Batch > 1 || c.MaxDatagram != 0 {
+		return bad("-batch and -max-datagram apply to the datagram protocols (%s) only, not -proto %s", proto.UDPEcho, c.Proto)
+	}
+	if c.Batch > MaxBatch {
+		return bad("-batch %d is above %d, the most datagrams one recvmmsg moves", c.Batch, MaxBatch)
+	}
+	if c.MaxDatagram > proto.MaxDatagramIPv6 {
+		return bad("-max-datagram %d is above %d, the largest UDP payload", c.MaxDatagram, proto.MaxDatagramIPv6)
 	}
 	isUring := c.Model == "uring" || c.Model == "uring-sqpoll"
 	if c.SQPoll && !isUring {
@@ -191,7 +219,11 @@ func (c Config) protoOptions() proto.Options {
 }
 
 func (c Config) highWater() int { return orDefault(c.HighWater, DefaultHighWater) }
-func (c Config) readBuf() int   { return orDefault(c.ReadBuf, DefaultReadBuf) }
+func (c Config) batch() int     { return orDefault(c.Batch, DefaultBatch) }
+func (c Config) maxDatagram() int {
+	return orDefault(c.MaxDatagram, proto.DefaultMaxDatagram)
+}
+func (c Config) readBuf() int { return orDefault(c.ReadBuf, DefaultReadBuf) }
 func (c Config) maxOutput() int64 {
 	return int64(orDefault(c.MaxOutput, DefaultMaxOutput))
 }

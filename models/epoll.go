@@ -252,3 +252,13 @@ func (el *epollLoop) settle(c *evConn) {
 		}
 	}
 }
+
+// ServeDatagrams: the same thread and an epoll instance with the one datagram
+// socket, level-triggered (one receive call per readiness) or edge-triggered
+// (receive until EAGAIN); see dgram.go.
+func (m epollModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	if !m.exclusive { // a prefork worker's socket is its parent's to report
+		defer rcvbufDropsGauge(env, ds.FD)()
+	}
+	return epollDatagrams(ctx, m.edge, m.exclusive, newDgramSock(ds.FD, env))
+}

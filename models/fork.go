@@ -51,6 +51,7 @@ func init() {
 		func() Model { return forkModel{} })
 	registerRole("fork", forkChild)
 	refuses("fork", "its child could not be started (out of processes or memory)")
+	servesConnectionsOnly("fork", "a process per connection: UDP has no connection to give a process, and one socket carries every peer")
 }
 
 var _ Model = forkModel{}

@@ -19,6 +19,18 @@ package models
 // A graceful shutdown (Config.Grace) is a flag and a read deadline of now, which
 // wakes a goroutine blocked in Read; it then closes its write side (CloseWrite) and
 // reads to discard until its client closes or the drain's deadline (lingerConn).
+//
+// Datagrams (udp-echo): what a Go programmer writes — a net.UDPConn over the
+// socket, and one goroutine per P (GOMAXPROCS) reading from it and answering
+// each datagram itself (ReadMsgUDPAddrPort, WriteToUDPAddrPort). There is no
+// connection to give a goroutine, and a goroutine per datagram would cost a
+// spawn per request for nothing: the readers are the concurrency. With
+// Config.Batch above 1 they read and write through golang.org/x/net's
+// ipv4/ipv6 PacketConn (ReadBatch, WriteBatch: recvmmsg and sendmmsg through
+// the runtime's netpoller). A reply the socket cannot take now parks its
+// goroutine until the socket is writable (the net package's write path):
+// unlike the loops, which would stop every peer, a parked reader costs the
+// others nothing. Closing the UDPConn wakes the readers to stop.
 
 import (
 	"context"
@@ -26,12 +38,16 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"concbench/internal/proto"
 	"concbench/internal/sock"
@@ -260,5 +276,147 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// ServeDatagrams: see the file's comment.
+func (goroutineModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	// net.FilePacketConn takes its own duplicate, as FileListener does.
+	dup, err := unix.FcntlInt(uintptr(ds.FD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+	}
+	f := os.NewFile(uintptr(dup), "datagrams")
+	pc, err := net.FilePacketConn(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	uc := pc.(*net.UDPConn)
+	defer uc.Close()
+	defer rcvbufDropsGauge(env, ds.FD)()
+	stop := context.AfterFunc(ctx, func() { uc.Close() })
+	defer stop()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		first  error
+		logged atomic.Bool
+	)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			g := gDgram{uc: uc, env: env, proto: env.Proto.(proto.Datagram), logged: &logged}
+			var err error
+			if env.Config.batch() > 1 {
+				err = g.serveBatches()
+			} else {
+				err = g.serve()
+			}
+			if err != nil && ctx.Err() == nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+				uc.Close() // stop the other readers: the socket failed
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// gDgram is one reader goroutine of ServeDatagrams.
+type gDgram struct {
+	uc     *net.UDPConn
+	env    *Env
+	proto  proto.Datagram
+	logged *atomic.Bool
+}
+
+// serve reads and answers one datagram a call until the socket is closed.
+func (g gDgram) serve() error {
+	buf := make([]byte, g.env.Config.maxDatagram())
+	st := g.env.Stats
+	for {
+		n, _, flags, from, err := g.uc.ReadMsgUDPAddrPort(buf, nil)
+		if err != nil {
+			return err
+		}
+		st.dgramIn.Add(1)
+		if flags&unix.MSG_TRUNC != 0 {
+			st.dropOversize.Add(1)
+			continue
+		}
+		if _, err := g.uc.WriteToUDPAddrPort(g.proto.Reply(buf[:n]), from); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			g.sendError(err, 1)
+			continue
+		}
+		st.dgramOut.Add(1)
+	}
+}
+
+// batchConn is x/net's ipv4.PacketConn or ipv6.PacketConn (their Message is
+// one type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// serveBatches reads up to Config.Batch datagrams a call and writes their
+// replies in as few calls, until the socket is closed.
+func (g gDgram) serveBatches() error {
+	var bc batchConn = ipv4.NewPacketConn(g.uc)
+	if a, ok := g.uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(g.uc)
+	}
+	batch, size := g.env.Config.batch(), g.env.Config.maxDatagram()
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, size)}
+		out[i].Buffers = make([][]byte, 1)
+	}
+	st := g.env.Stats
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			return err
+		}
+		st.dgramIn.Add(int64(n))
+		k := 0
+		for _, m := range in[:n] {
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				st.dropOversize.Add(1)
+				continue
+			}
+			out[k].Buffers[0] = g.proto.Reply(m.Buffers[0][:m.N])
+			out[k].Addr = m.Addr
+			k++
+		}
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				g.sendError(err, 1) // the first not sent: drop it, send the rest
+				w = 1
+			} else {
+				st.dgramOut.Add(int64(w))
+			}
+			sent += w
+		}
+	}
+}
+
+// sendError counts n replies dropped for err, logging the first such error.
+func (g gDgram) sendError(err error, n int) {
+	g.env.Stats.dropSendError.Add(int64(n))
+	if g.logged.CompareAndSwap(false, true) {
+		g.env.Log.Printf("goroutine: datagram reply: %v (dropped; logged once, counted in dropped_send_error)", err)
 	}
 }

@@ -19,6 +19,10 @@
 //     accept.go: the accept gate — accept4, the back-off on EMFILE, the listener
 //     in or out of the interest set; clock.go: a loop's idle sweep and drain
 //     deadline, and the shutdown step at the head of every pass.
+//   - dgram.go: the datagram protocols (udp-echo) — DatagramServer, one
+//     socket served by one thread, the readiness loops' datagram loop, the
+//     SO_REUSEPORT group, the counting and the drop policy; each model's
+//     ServeDatagrams is in its own file.
 //   - evloop.go: an event loop's connections and the work done on a ready one;
 //     table.go: select's and poll's table of connections; out.go: writing replies
 //     (write, sendfile, MSG_MORE).
@@ -115,6 +119,9 @@ type entry struct {
 	// available says whether this machine lets the model run (nil for one
 	// that always can).
 	available func() error
+	// noDatagrams is why a model built on connections does not serve the
+	// datagram protocols (see servesConnectionsOnly).
+	noDatagrams string
 }
 
 var (
@@ -235,7 +242,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := Unavailable(s.Config.Model); err != nil {
 		return fmt.Errorf("-model %s: %w", s.Config.Model, err)
 	}
-	ln, err := sock.Listen(s.Config.Addr, s.AllowRemote)
+	listen := sock.Listen
+	if proto.IsDatagram(s.Config.Proto) {
+		listen = func(addr string, allowRemote bool) (*sock.Listener, error) {
+			return sock.ListenUDP(addr, allowRemote, false)
+		}
+	}
+	ln, err := listen(s.Config.Addr, s.AllowRemote)
 	if err != nil {
 		return err
 	}
@@ -251,6 +264,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.OnListen != nil {
 		s.OnListen(ln.Addr)
+	}
+	if proto.IsDatagram(s.Config.Proto) {
+		return m.(DatagramServer).ServeDatagrams(ctx, ln, env) // Validate checked it is one
 	}
 	return m.Serve(ctx, ln, env)
 }

@@ -20,6 +20,13 @@ package models
 // and nothing moves a connection later; a slow handler still stalls every connection
 // of its loop; one acceptor thread is a (small) serial point during connection storms.
 //
+// Datagrams (udp-echo): there is nothing to accept, so no main reactor. Each
+// of the N loops has a UDP socket of its own, all bound to one port as one
+// SO_REUSEPORT group, and serves it with the level-triggered datagram loop of
+// dgram.go on its own thread: the kernel's hash of each peer's address is the
+// balance (Config.Balance does not apply), and one peer's datagrams always
+// reach the same loop. Gauges: loopN_datagrams, the datagrams loop N read.
+//
 // Gauges: loopN_conns (live connections of loop N, counted from hand-off) and
 // loopN_accepted (connections ever handed to loop N), for N from 0.
 
@@ -288,4 +295,34 @@ func (a *acceptor) pick() *subReactor {
 		}
 	}
 	return best
+}
+
+// ServeDatagrams: see the file's comment.
+func (multiReactorModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	n := env.Config.Loops
+	if n == 0 {
+		n = runtime.NumCPU()
+	}
+	fds, err := reusePortGroup(ds, n)
+	if err != nil {
+		return err
+	}
+	defer sock.SetReusePort(ds.FD, false) // ds is the caller's, as it was
+	defer closeFDs(fds[1:])
+	defer rcvbufDropsGauge(env, fds...)()  // runs before the sockets close
+	ctx, cancel := context.WithCancel(ctx) // a fault of any loop stops them all
+	defer cancel()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, fd := range fds {
+		d := newDgramSock(fd, env)
+		env.Stats.Gauge(fmt.Sprintf("loop%d_datagrams", i), d.read.Load)
+		wg.Go(func() {
+			if errs[i] = epollDatagrams(ctx, false, false, d); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -120,3 +120,35 @@ func (pollModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
 	}
 	return nil
 }
+
+// ServeDatagrams: the same thread and poll(2) over the waker and the one
+// datagram socket, one receive call per readiness (see dgram.go).
+func (pollModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	defer rcvbufDropsGauge(env, ds.FD)()
+	pfds := make([]unix.PollFd, 2)
+	var busy rawio.Busy
+	return dgramLoop(ctx, []*dgramSock{newDgramSock(ds.FD, env)}, false, func(ms int, ready func(int)) error {
+		pfds[0] = unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN}
+		pfds[1] = unix.PollFd{Fd: int32(ds.FD), Events: unix.POLLIN}
+		_, err := busy.Wait(ms,
+			func() (int, error) { return rawio.PollNow(pfds) },
+			func() (int, error) { return unix.Poll(pfds, ms) })
+		if err == unix.EINTR {
+			return nil
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if pfds[1].Revents&(unix.POLLIN|unix.POLLERR) != 0 {
+			ready(0)
+		}
+		return nil
+	})
+}

@@ -23,6 +23,15 @@ package models
 //     death does not drop its socket's backlog. Serve clears the flag again before
 //     returning.
 //
+// Datagrams (udp-echo): the same parent, workers and choice. Exclusive: every
+// worker's loop watches the one inherited UDP socket with EPOLLEXCLUSIVE, and
+// a datagram wakes one of them (the others' reads, if they come, find EAGAIN);
+// reuseport: a UDP socket per worker in one SO_REUSEPORT group, the kernel
+// hashing each peer to one socket, so one peer's datagrams always reach the
+// same worker. Each worker is epoll-et's datagram loop (see dgram.go). The
+// parent holds every socket, so a worker's death loses only the datagrams in
+// its hands, and publishes rcvbuf_drops over them.
+//
 // Go cannot fork() and keep running Go, so each worker is this binary re-executed
 // in the "prefork" role (see spawn.go), its listening socket inherited as
 // descriptor 3. Workers keep their counters in shared memory, as nginx's
@@ -33,8 +42,9 @@ package models
 // with a fresh slot; the connections it held are lost and counted as I/O errors.
 //
 // Gauges: workers (live), workers_replaced, and for each worker slot I
-// workerI_accepted — the kernel's accept distribution — and workerI_pid (0 while
-// the slot is empty), so a sampler can read each worker's /proc figures.
+// workerI_accepted — the kernel's accept distribution (workerI_datagrams, the
+// datagrams read, for udp-echo) — and workerI_pid (0 while the slot is empty),
+// so a sampler can read each worker's /proc figures.
 //
 // Strengths: every core used with no locks between workers; a worker's crash costs
 // only its connections; the shape of the fastest real servers. Limits: load spread
@@ -58,6 +68,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/proto"
 	"concbench/internal/sock"
 )
 
@@ -97,12 +108,24 @@ type prefork struct {
 	mu       sync.Mutex
 	retired  Counts  // counters of workers gone
 	accepted []int64 // per slot: connections accepted by workers gone
+	dgrams   []int64 // per slot: datagrams read by workers gone
 
 	live, replaced atomic.Int64   // gauges
 	pids           []atomic.Int64 // per slot: the live worker's pid, 0 if none
 }
 
 func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
+	return servePrefork(ctx, ln, env, false)
+}
+
+// ServeDatagrams: the same parent and workers over a datagram socket; see the
+// file's comment.
+func (preforkModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	return servePrefork(ctx, ds, env, true)
+}
+
+// servePrefork is Serve over a listener, or over a datagram socket.
+func servePrefork(ctx context.Context, ln *sock.Listener, env *Env, datagrams bool) error {
 	// The loop's locked thread forks every worker (spawn.go: parent-death signal).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -114,7 +137,7 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	pf := &prefork{env: env, memfd: -1, byPidfd: map[int]*preforkWorkerRec{}, accepted: make([]int64, n), pids: make([]atomic.Int64, n)}
+	pf := &prefork{env: env, memfd: -1, byPidfd: map[int]*preforkWorkerRec{}, accepted: make([]int64, n), dgrams: make([]int64, n), pids: make([]atomic.Int64, n)}
 	defer pf.release()
 
 	pf.lns = make([]int, n)
@@ -131,12 +154,16 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 		}
 		defer sock.SetReusePort(ln.FD, false)
 		for i := 1; i < n; i++ {
-			fd, err := reuseportListener(ln.Addr)
+			fd, err := reuseportListener(ln.Addr, datagrams)
 			if err != nil {
 				return fmt.Errorf("prefork: %w", err)
 			}
 			pf.lns[i] = fd
 		}
+	}
+	if datagrams {
+		// Deferred after release, so it runs before the sockets close.
+		defer rcvbufDropsGauge(env, pf.lns[:1+(n-1)*boolInt(reuseport)]...)()
 	}
 	if err := pf.mapStats(n); err != nil {
 		return err
@@ -156,7 +183,11 @@ func (preforkModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) erro
 	env.Stats.Gauge("workers", pf.live.Load)
 	env.Stats.Gauge("workers_replaced", pf.replaced.Load)
 	for i := range n {
-		env.Stats.Gauge(fmt.Sprintf("worker%d_accepted", i), func() int64 { return pf.workerAccepted(i) })
+		if datagrams {
+			env.Stats.Gauge(fmt.Sprintf("worker%d_datagrams", i), func() int64 { return pf.workerDatagrams(i) })
+		} else {
+			env.Stats.Gauge(fmt.Sprintf("worker%d_accepted", i), func() int64 { return pf.workerAccepted(i) })
+		}
 		env.Stats.Gauge(fmt.Sprintf("worker%d_pid", i), pf.pids[i].Load)
 	}
 
@@ -270,6 +301,7 @@ func (pf *prefork) retire(i int, lost bool) {
 	c.Active = 0
 	pf.retired.add(c)
 	pf.accepted[i] += c.Accepted
+	pf.dgrams[i] += c.DatagramsIn
 	s.store(Counts{})
 }
 
@@ -304,6 +336,17 @@ func (pf *prefork) workerAccepted(i int) int64 {
 	n := pf.accepted[i]
 	if pf.mem != nil {
 		n += pf.slot(i).accepted.Load()
+	}
+	return n
+}
+
+// workerDatagrams is the datagrams read by the workers of slot i so far.
+func (pf *prefork) workerDatagrams(i int) int64 {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	n := pf.dgrams[i]
+	if pf.mem != nil {
+		n += pf.slot(i).dgramIn.Load()
 	}
 	return n
 }
@@ -364,10 +407,15 @@ func (pf *prefork) release() {
 	}
 }
 
-// reuseportListener binds a new listening socket to addr (HOST:PORT, already bound
-// by a listener with SO_REUSEPORT) with SO_REUSEPORT, joining its group.
-func reuseportListener(addr string) (int, error) {
-	ln, err := sock.ListenReusePort(addr)
+// reuseportListener binds a new listening socket (a UDP socket if datagrams) to
+// addr (HOST:PORT, already bound by a socket with SO_REUSEPORT) with
+// SO_REUSEPORT, joining its group.
+func reuseportListener(addr string, datagrams bool) (int, error) {
+	listen := sock.ListenReusePort
+	if datagrams {
+		listen = func(addr string) (*sock.Listener, error) { return sock.ListenUDP(addr, true, true) }
+	}
+	ln, err := listen(addr)
 	if err != nil {
 		return -1, fmt.Errorf("reuseport listener: %w", err)
 	}
@@ -412,8 +460,13 @@ func preforkWorker(env *Env, arg string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	// Reuseport: this worker's socket is its own. Exclusive: all share one socket,
-	// and EPOLLEXCLUSIVE wakes one of them per connection.
-	err = epollModel{edge: true, exclusive: env.Config.Accept != AcceptReuseport}.Serve(ctx, ln, env)
+	// and EPOLLEXCLUSIVE wakes one of them per connection (per datagram).
+	m := epollModel{edge: true, exclusive: env.Config.Accept != AcceptReuseport}
+	if proto.IsDatagram(env.Config.Proto) {
+		err = m.ServeDatagrams(ctx, ln, env)
+	} else {
+		err = m.Serve(ctx, ln, env)
+	}
 	if err != nil {
 		env.Log.Print(err)
 		if errors.Is(err, unix.EINVAL) {
@@ -422,4 +475,11 @@ func preforkWorker(env *Env, arg string) int {
 		return exitIOError
 	}
 	return exitOK
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

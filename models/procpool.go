@@ -60,6 +60,7 @@ func init() {
 		func() Model { return procpoolModel{} })
 	registerRole("procpool", procpoolWorker)
 	refuses("procpool", "the worker it was handed to was dying")
+	servesConnectionsOnly("procpool", "it passes each accepted connection to a worker with SCM_RIGHTS: UDP has no connection to pass, and one socket carries every peer")
 }
 
 var _ Model = procpoolModel{}

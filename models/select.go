@@ -146,3 +146,53 @@ func (selectModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error
 	}
 	return nil
 }
+
+// ServeDatagrams: the same thread and select(2) over the waker and the one
+// datagram socket, one receive call per readiness (see dgram.go). With one
+// socket select's O(n) scan costs nothing: what it shows here is the fixed
+// cost of a readiness wait per batch.
+func (selectModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	if ds.FD >= unix.FD_SETSIZE || w.fd >= unix.FD_SETSIZE {
+		return fmt.Errorf("select: socket fd %d or wake fd %d: %w", ds.FD, w.fd, ErrFDSetSize)
+	}
+	defer rcvbufDropsGauge(env, ds.FD)()
+	var (
+		rset unix.FdSet
+		busy rawio.Busy
+	)
+	nfd := max(w.fd, ds.FD) + 1
+	return dgramLoop(ctx, []*dgramSock{newDgramSock(ds.FD, env)}, false, func(ms int, ready func(int)) error {
+		rset.Zero()
+		rset.Set(w.fd)
+		rset.Set(ds.FD)
+		want := rset
+		var tv *unix.Timeval
+		if ms >= 0 {
+			t := unix.NsecToTimeval(int64(ms) * int64(time.Millisecond))
+			tv = &t
+		}
+		_, err := busy.Wait(ms,
+			func() (int, error) { return rawio.SelectNow(nfd, &rset, nil) },
+			func() (int, error) {
+				rset = want
+				return unix.Select(nfd, &rset, nil, nil, tv)
+			})
+		if err == unix.EINTR {
+			return nil
+		}
+		if err != nil {
+			return os.NewSyscallError("select", err)
+		}
+		if rset.IsSet(ds.FD) {
+			ready(0)
+		}
+		return nil
+	})
+}

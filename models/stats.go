@@ -13,6 +13,8 @@ import (
 type counters struct {
 	accepted, active, closed, protoErrors, ioErrors, refused, acceptPauses atomic.Int64
 	idleClosed, outputCapped                                               atomic.Int64
+	// The datagram protocols' counters (see Counts).
+	dgramIn, dgramOut, dropOversize, dropSendFull, dropSendError atomic.Int64
 }
 
 // load reads the counters (each atomically; the set is not one snapshot).
@@ -22,6 +24,8 @@ func (c *counters) load() Counts {
 		ProtoErrors: c.protoErrors.Load(), IOErrors: c.ioErrors.Load(),
 		Refused: c.refused.Load(), AcceptPauses: c.acceptPauses.Load(),
 		IdleClosed: c.idleClosed.Load(), OutputCapped: c.outputCapped.Load(),
+		DatagramsIn: c.dgramIn.Load(), DatagramsOut: c.dgramOut.Load(), DroppedOversize: c.dropOversize.Load(),
+		DroppedSendFull: c.dropSendFull.Load(), DroppedSendError: c.dropSendError.Load(),
 	}
 }
 
@@ -36,6 +40,11 @@ func (c *counters) store(v Counts) {
 	c.acceptPauses.Store(v.AcceptPauses)
 	c.idleClosed.Store(v.IdleClosed)
 	c.outputCapped.Store(v.OutputCapped)
+	c.dgramIn.Store(v.DatagramsIn)
+	c.dgramOut.Store(v.DatagramsOut)
+	c.dropOversize.Store(v.DroppedOversize)
+	c.dropSendFull.Store(v.DroppedSendFull)
+	c.dropSendError.Store(v.DroppedSendError)
 }
 
 func (c *counters) opened() { c.accepted.Add(1); c.active.Add(1) }
@@ -52,6 +61,16 @@ type Counts struct {
 	AcceptPauses int64 `json:"accept_pauses"` // times accepting was paused for lack of descriptors
 	IdleClosed   int64 `json:"idle_closed"`   // connections closed for no byte read or written for Config.IdleTimeout
 	OutputCapped int64 `json:"output_capped"` // connections closed for owing more than Config.MaxOutput bytes of replies
+
+	// The datagram protocols (udp-echo) have no connection: a server counts
+	// datagrams, and every one it received and did not answer under one
+	// reason. Datagrams the kernel dropped before the server read them (its
+	// receive buffer full) are the rcvbuf_drops gauge.
+	DatagramsIn      int64 `json:"datagrams_in,omitempty"`       // datagrams received
+	DatagramsOut     int64 `json:"datagrams_out,omitempty"`      // replies sent
+	DroppedOversize  int64 `json:"dropped_oversize,omitempty"`   // larger than Config.MaxDatagram: dropped whole, never echoed in part
+	DroppedSendFull  int64 `json:"dropped_send_full,omitempty"`  // reply dropped: the socket's send buffer was full (EAGAIN)
+	DroppedSendError int64 `json:"dropped_send_error,omitempty"` // reply dropped: the send failed otherwise (logged once)
 }
 
 // add adds o to c, counter by counter.
@@ -65,6 +84,11 @@ func (c *Counts) add(o Counts) {
 	c.AcceptPauses += o.AcceptPauses
 	c.IdleClosed += o.IdleClosed
 	c.OutputCapped += o.OutputCapped
+	c.DatagramsIn += o.DatagramsIn
+	c.DatagramsOut += o.DatagramsOut
+	c.DroppedOversize += o.DroppedOversize
+	c.DroppedSendFull += o.DroppedSendFull
+	c.DroppedSendError += o.DroppedSendError
 }
 
 // Stats are a server's counters and gauges, safe for concurrent use; NewEnv makes

@@ -67,6 +67,7 @@ import (
 func init() {
 	Register("thread", "an OS thread per connection, blocking read/write: simplest code, all cores; a thread and a pid per connection",
 		func() Model { return threadModel{} })
+	servesConnectionsOnly("thread", "a thread per connection: UDP has no connection to give a thread, and one socket carries every peer")
 }
 
 var _ Model = threadModel{}

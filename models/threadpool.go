@@ -44,9 +44,22 @@ package models
 //
 // Gauges: threads_live and threads_busy (workers; the poller not counted) and
 // queue_len (tasks waiting).
+//
+// Datagrams (udp-echo): the same pool, poller and queue. The poller waits in
+// epoll_wait (level-triggered) on the one socket and, per readiness, reads one
+// batch — a recvfrom, or a recvmmsg of up to Config.Batch — into a batch
+// buffer and queues it as a task; a worker answers the batch and sends the
+// replies itself (sendto, or sendmmsg), on the same socket, and hands the
+// buffer back. A full queue stops the poller as for connections, and so does
+// having every batch buffer in the queue or a worker's hands (at most
+// tpDgramBuffers of them, allocated as needed): the socket's receive buffer
+// then fills, and the kernel drops what does not fit (rcvbuf_drops). Every
+// datagram crosses two threads, as every request does here.
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -54,6 +67,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"concbench/internal/proto"
+	"concbench/internal/rawio"
 	"concbench/internal/sock"
 )
 
@@ -93,10 +108,13 @@ type tpConn struct {
 	drained bool
 }
 
-// tpTask is one queued readiness event.
+// tpTask is one queued readiness event, or (udp-echo) a batch of datagrams
+// the poller read.
 type tpTask struct {
 	c  *tpConn
 	ev uint32
+	dg *rawio.Msgs // the datagrams, dgn of them; nil for a connection's task
+	dn int
 }
 
 // tpool is the pool, its queue and its connections.
@@ -134,26 +152,18 @@ type tpool struct {
 	allDrained, retry bool
 
 	sweepBuf []*tpConn // the poller's scratch for liveConns
+
+	// The datagram pool (ServeDatagrams): its socket, and the batch buffers
+	// the workers hand back to the poller.
+	dsFD int
+	free chan *rawio.Msgs
 }
 
 var _ drainer = (*tpool)(nil)
 
 func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) error {
-	cfg := env.Config
-	p := &tpool{
-		env:      env,
-		min:      orDefault(cfg.MinThreads, DefaultMinThreads),
-		max:      orDefault(cfg.MaxThreads, DefaultMaxThreads),
-		interval: orDefaultDur(cfg.AdjustInterval, DefaultAdjustInterval),
-		queue:    make([]tpTask, orDefault(cfg.QueueCap, DefaultQueueCap)),
-		gate:     newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK),
-		acc:      newLoop(env),
-	}
-	p.minWait = min(tpMinWait, len(p.queue))
-	p.notFull.L, p.notEmpty.L = &p.mu, &p.mu
-	env.Stats.Gauge("threads_live", p.gauge(func() int { return p.live }))
-	env.Stats.Gauge("threads_busy", p.gauge(func() int { return p.busy }))
-	env.Stats.Gauge("queue_len", p.gauge(func() int { return p.size }))
+	p := newTpool(env)
+	p.gate = newAcceptGate(env, ln.FD, unix.SOCK_NONBLOCK)
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -173,15 +183,7 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		stopWake := context.AfterFunc(ctx, p.beginShutdown)
 		defer stopWake()
 	}
-
-	p.mu.Lock()
-	for range p.min {
-		p.spawn()
-	}
-	p.mu.Unlock()
-	mctx, cancel := context.WithCancel(ctx)
-	p.managerStop, p.managerDone = cancel, make(chan struct{})
-	go p.manage(mctx)
+	p.start(ctx)
 
 	if err := p.gate.watch(p.ep, lnLevel); err != nil {
 		return err
@@ -224,6 +226,39 @@ func (threadpoolModel) Serve(ctx context.Context, ln *sock.Listener, env *Env) e
 		}
 	}
 	return nil
+}
+
+// newTpool is a pool sized by env's configuration, its gauges published; no
+// thread is started yet (start).
+func newTpool(env *Env) *tpool {
+	cfg := env.Config
+	p := &tpool{
+		env:      env,
+		min:      orDefault(cfg.MinThreads, DefaultMinThreads),
+		max:      orDefault(cfg.MaxThreads, DefaultMaxThreads),
+		interval: orDefaultDur(cfg.AdjustInterval, DefaultAdjustInterval),
+		queue:    make([]tpTask, orDefault(cfg.QueueCap, DefaultQueueCap)),
+		acc:      newLoop(env),
+	}
+	p.minWait = min(tpMinWait, len(p.queue))
+	p.notFull.L, p.notEmpty.L = &p.mu, &p.mu
+	env.Stats.Gauge("threads_live", p.gauge(func() int { return p.live }))
+	env.Stats.Gauge("threads_busy", p.gauge(func() int { return p.busy }))
+	env.Stats.Gauge("queue_len", p.gauge(func() int { return p.size }))
+	return p
+}
+
+// start starts the pool's minimum of workers and its manager, which runs
+// until ctx ends or stop.
+func (p *tpool) start(ctx context.Context) {
+	p.mu.Lock()
+	for range p.min {
+		p.spawn()
+	}
+	p.mu.Unlock()
+	mctx, cancel := context.WithCancel(ctx)
+	p.managerStop, p.managerDone = cancel, make(chan struct{})
+	go p.manage(mctx)
 }
 
 // startDrain begins the graceful shutdown: the listener leaves the set; workers
@@ -344,7 +379,7 @@ func (p *tpool) dispatch(c *tpConn, ev uint32) bool {
 	c.mu.Lock()
 	c.armed = false
 	c.mu.Unlock()
-	return p.push(tpTask{c, ev})
+	return p.push(tpTask{c: c, ev: ev})
 }
 
 // sweepIdle closes the connections idle for longer than the timeout that are in
@@ -488,6 +523,7 @@ func (p *tpool) worker() {
 	runtime.LockOSThread()
 	defer p.workers.Done()
 	l := newLoop(p.env) // this worker's read and reply buffers
+	var logged bool     // a datagram send error was logged by this worker
 	p.mu.Lock()
 	for {
 		for p.size == 0 && !p.shutdown {
@@ -509,7 +545,11 @@ func (p *tpool) worker() {
 		t := p.pop()
 		p.busy++
 		p.mu.Unlock()
-		p.serve(l, t)
+		if t.dg != nil {
+			p.answer(t, &logged)
+		} else {
+			p.serve(l, t)
+		}
 		p.mu.Lock()
 		p.busy--
 	}
@@ -631,4 +671,82 @@ func (p *tpool) stop() {
 			p.release(c)
 		}
 	}
+}
+
+// tpDgramBuffers bounds the batch buffers of the datagram pool beyond the
+// live threads: enough to keep every worker and some queue fed, not the whole
+// queue (a buffer is Config.Batch × Config.MaxDatagram bytes).
+const tpDgramBuffers = 16
+
+// ServeDatagrams: see the file's comment.
+func (threadpoolModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
+	p := newTpool(env)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var err error
+	if p.ep, err = openPoller(ctx, epollEvents); err != nil {
+		return err
+	}
+	defer p.ep.close() // takes ds out of it
+	defer p.stop()     // runs first: workers joined, queued batches dropped
+	// Between datagrams a server owes nothing: it stops at once.
+	stopWake := context.AfterFunc(ctx, p.beginShutdown)
+	defer stopWake()
+	p.start(ctx)
+	defer rcvbufDropsGauge(env, ds.FD)()
+	if err := p.ep.add(ds.FD, unix.EPOLLIN); err != nil {
+		return err
+	}
+	var (
+		free    = make(chan *rawio.Msgs, p.max+tpDgramBuffers)
+		made    int
+		batch   = env.Config.batch()
+		size    = env.Config.maxDatagram()
+		pending *rawio.Msgs // taken from free, not yet filled
+	)
+	p.free, p.dsFD = free, ds.FD
+	for ctx.Err() == nil {
+		events, err := p.ep.wait(-1)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if int(e.Fd) != ds.FD {
+				continue // the waker: ctx is checked above
+			}
+			if pending == nil {
+				if made < cap(free) && len(free) == 0 {
+					pending = rawio.NewMsgs(batch, size)
+					made++
+				} else {
+					select { // every buffer is queued or being answered: wait for one
+					case pending = <-free:
+					case <-ctx.Done():
+						return nil
+					}
+				}
+			}
+			n, err := pending.Recv(ds.FD)
+			if err == unix.EAGAIN {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("datagram socket %d: %w", ds.FD, os.NewSyscallError("recvmmsg", err))
+			}
+			env.Stats.dgramIn.Add(int64(n))
+			if !p.push(tpTask{dg: pending, dn: n}) {
+				return nil // shutting down
+			}
+			pending = nil
+		}
+	}
+	return nil
+}
+
+// answer is a worker's datagram task: answer the batch, send the replies on
+// the socket, and hand the buffer back to the poller.
+func (p *tpool) answer(t tpTask, logged *bool) {
+	answerInto(t.dg, t.dn, p.env.Proto.(proto.Datagram), p.env.Stats)
+	sendQueued(p.dsFD, t.dg, p.env, logged)
+	p.free <- t.dg
 }

@@ -95,6 +95,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return nil
 	})
 	fs.IntVar(&o.cfg.RingEntries, "ring-entries", 0, fmt.Sprintf("uring: submission ring entries, rounded up to a power of two, at most %d; the completion ring is twice as large (0: %d)", models.MaxRingEntries, models.DefaultRingEntries))
+	fs.IntVar(&o.cfg.Batch, "batch", models.DefaultBatch, fmt.Sprintf("udp-echo: datagrams one receive or send call moves, 1 (recvfrom/sendto) to %d (recvmmsg/sendmmsg); each model's doc says how it applies", models.MaxBatch))
+	fs.IntVar(&o.cfg.MaxDatagram, "max-datagram", 0, fmt.Sprintf("udp-echo: the largest datagram served, bytes; a larger one is dropped whole and counted in dropped_oversize (0: %d, the most an IPv4 datagram carries; at most %d)", proto.DefaultMaxDatagram, proto.MaxDatagramIPv6))
 	fs.StringVar(&o.cfg.Root, "root", "", "file and http: the `DIR` served (default: concbench's generated test files, written to "+testfiles.DefaultDir()+")")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
@@ -105,7 +107,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	// These flags show their default, so 0 is a value typed, not "the default"
 	// it stands for in models.Config: a size of 0 bytes, which cannot serve.
-	for name, v := range map[string]int{"-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-max-output": o.cfg.MaxOutput, "-read-buf": o.cfg.ReadBuf,
+	for name, v := range map[string]int{"-batch": o.cfg.Batch, "-max-frame": o.cfg.MaxFrame, "-high-water": o.cfg.HighWater, "-max-output": o.cfg.MaxOutput, "-read-buf": o.cfg.ReadBuf,
 		"-min-threads": o.cfg.MinThreads, "-max-threads": o.cfg.MaxThreads, "-queue-cap": o.cfg.QueueCap, "-adjust-interval": int(o.cfg.AdjustInterval)} {
 		if v <= 0 {
 			return o, fmt.Errorf("%s %d: must be positive", name, v)
@@ -139,7 +141,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
-	fmt.Fprint(w, `usage: server -model NAME [-proto echo|rpc] [-addr 127.0.0.1:7000] [flags]
+	fmt.Fprint(w, `usage: server -model NAME [-proto echo|rpc|file|http|udp-echo] [-addr 127.0.0.1:7000] [flags]
 
 Serves one protocol with one concurrency model. The first stdout line is
 "listening on HOST:PORT" (or "listening on unix:PATH"); SIGTERM or SIGINT stops it cleanly
@@ -150,6 +152,11 @@ Examples:
   printf hello | nc -N 127.0.0.1 7000          # prints HELLO
   server -model select -proto rpc -work sleep:1ms -addr 127.0.0.1:0
   server -model goroutine -addr unix:/tmp/concbench.sock
+  server -model epoll-et -proto udp-echo -batch 32 -addr 127.0.0.1:7000
+  printf hello | nc -u -w1 127.0.0.1 7000      # prints HELLO (one datagram)
+
+udp-echo (datagrams) is served by every model but fork, thread and procpool,
+which are built on connections and refuse it (exit 2).
 
 Models:
 `)

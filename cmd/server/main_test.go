@@ -111,6 +111,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-model", "uring", "-ring-entries", "65536"}, []string{"above the kernel's limit of 32768"}},
 		{[]string{"-model", "uring", "-sqpoll-cpu", "1"}, []string{"-sqpoll-cpu applies to uring with -sqpoll"}},
 		{[]string{"-model", "uring-sqpoll", "-sqpoll-cpu", "x"}, []string{"want a CPU number"}},
+		{[]string{"-model", "fork", "-proto", "udp-echo"}, []string{"-model fork does not serve -proto udp-echo", "no connection", "models that do: epoll-et"}},
+		{[]string{"-model", "procpool", "-proto", "udp-echo"}, []string{"-model procpool does not serve -proto udp-echo", "SCM_RIGHTS"}},
+		{[]string{"-model", "epoll-et", "-proto", "udp-echo", "-batch", "0"}, []string{"-batch 0: must be positive"}},
+		{[]string{"-model", "epoll-et", "-proto", "udp-echo", "-batch", "1025"}, []string{"-batch 1025 is above 1024"}},
+		{[]string{"-model", "epoll-et", "-proto", "echo", "-batch", "8"}, []string{"apply to the datagram protocols"}},
+		{[]string{"-model", "epoll-et", "-proto", "udp-echo", "-max-datagram", "70000"}, []string{"the largest UDP payload"}},
+		{[]string{"-model", "epoll-et", "-proto", "udp-echo", "-addr", "unix:/tmp/x.sock"}, []string{"not a Unix domain socket"}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, tt.args...)
@@ -180,6 +187,60 @@ func TestServeAndStop(t *testing.T) {
 				cmd.Process.Kill()
 				t.Fatalf("%s: still running 10s after %v", model, sig)
 			}
+		}
+	}
+}
+
+// TestServeUDP: -proto udp-echo serves datagrams on the UDP port it says it
+// listens on, in the models of each kind (a loop, a pool, processes, Go's
+// runtime), and SIGTERM stops it with exit 0.
+func TestServeUDP(t *testing.T) {
+	parallelServer(t)
+	bin := build(t)
+	for _, model := range []string{"epoll-et", "threadpool", "prefork", "goroutine"} {
+		cmd := exec.Command(bin, "-model", model, "-proto", "udp-echo", "-batch", "8", "-addr", "127.0.0.1:0")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
+		if err != nil || !ok {
+			cmd.Process.Kill()
+			t.Fatalf("%s: first line %q, %v; want \"listening on HOST:PORT\"", model, line, err)
+		}
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		for try := 0; try < 5 && got == ""; try++ { // a datagram may be lost: send again
+			c.Write([]byte("hello, udp"))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			b := make([]byte, 64)
+			if n, err := c.Read(b); err == nil {
+				got = string(b[:n])
+			}
+		}
+		c.Close()
+		if got != "HELLO, UDP" {
+			t.Errorf("%s: got %q, want HELLO, UDP", model, got)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: after SIGTERM: %v, want exit 0", model, err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("%s: still running 10s after SIGTERM", model)
 		}
 	}
 }

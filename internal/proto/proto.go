@@ -21,6 +21,9 @@
 //   - http: HTTP/1.1 and 1.0 GET and HEAD of the regular files under the root:
 //     keep-alive, pipelining, percent-decoding before confinement, 400/404/405/414/
 //     431/501/505. Details in http.go.
+//   - udp-echo: datagrams. Each comes back to its sender as one datagram of the
+//     same length with ASCII a–z uppercased; no session, no connection. Served
+//     through Datagram, not Session. Details in udpecho.go.
 package proto
 
 import (

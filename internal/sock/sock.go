@@ -76,8 +76,24 @@ func Listen(addr string, allowRemote bool) (*Listener, error) {
 	if path, ok := strings.CutPrefix(addr, UnixPrefix); ok {
 		return listenUnix(path)
 	}
-	return listen(addr, allowRemote, false)
+	return listen(addr, unix.SOCK_STREAM, allowRemote, false)
 }
+
+// ListenUDP binds a UDP socket on addr (IP:PORT, loopback unless allowRemote,
+// as Listen), non-blocking and close-on-exec, for the datagram protocols.
+// reusePort sets SO_REUSEPORT before bind: the socket joins the group already
+// bound to addr, and the kernel spreads datagrams across the group by a hash
+// of their source and destination, so one peer's datagrams reach one socket.
+// A unix: address is refused: the datagram protocols are UDP.
+func ListenUDP(addr string, allowRemote, reusePort bool) (*Listener, error) {
+	if IsUnix(addr) {
+		return nil, fmt.Errorf("listen %s: %w", addr, ErrUnixDatagram)
+	}
+	return listen(addr, unix.SOCK_DGRAM, allowRemote, reusePort)
+}
+
+// ErrUnixDatagram is returned by ListenUDP for a unix: address.
+var ErrUnixDatagram = errors.New("the datagram protocols are served over UDP, not a Unix domain socket")
 
 // ListenReusePort is Listen with SO_REUSEPORT set before bind: the socket joins the
 // group of SO_REUSEPORT sockets already bound to addr (whose binding already passed
@@ -88,7 +104,7 @@ func ListenReusePort(addr string) (*Listener, error) {
 	if IsUnix(addr) {
 		return nil, fmt.Errorf("listen %s: %w", addr, ErrReusePortUnix)
 	}
-	return listen(addr, true, true)
+	return listen(addr, unix.SOCK_STREAM, true, true)
 }
 
 func listenUnix(path string) (*Listener, error) {
@@ -181,7 +197,7 @@ func ParseListenAddr(addr string, allowRemote bool) (netip.AddrPort, error) {
 	return ap, nil
 }
 
-func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
+func listen(addr string, sotype int, allowRemote, reusePort bool) (*Listener, error) {
 	ap, err := ParseListenAddr(addr, allowRemote)
 	if err != nil {
 		return nil, err
@@ -194,11 +210,11 @@ func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	if err := setup(fd, sa, reusePort); err != nil {
+	if err := setup(fd, sa, sotype == unix.SOCK_STREAM, reusePort); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
@@ -210,9 +226,15 @@ func listen(addr string, allowRemote, reusePort bool) (*Listener, error) {
 	return &Listener{FD: fd, Addr: SockaddrString(bound)}, nil
 }
 
-func setup(fd int, sa unix.Sockaddr, reusePort bool) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+// setup sets the socket's options and binds it (and listens, for a stream).
+// SO_REUSEADDR is for TCP only (rebinding a port whose connections are in
+// TIME_WAIT): on UDP it would let a second socket bind the port and take
+// every datagram from the first.
+func setup(fd int, sa unix.Sockaddr, stream, reusePort bool) error {
+	if stream {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+		}
 	}
 	if reusePort {
 		if err := SetReusePort(fd, true); err != nil {
@@ -221,6 +243,9 @@ func setup(fd int, sa unix.Sockaddr, reusePort bool) error {
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return os.NewSyscallError("bind", err)
+	}
+	if !stream {
+		return nil
 	}
 	if err := unix.Listen(fd, Backlog); err != nil {
 		return os.NewSyscallError("listen", err)

@@ -89,6 +89,41 @@ func TestListenReusePort(t *testing.T) {
 	}
 }
 
+// TestListenUDP: a UDP socket on loopback with the real port, refused off
+// loopback without the opt-in and on a unix: address; a second joins its port
+// only as a SO_REUSEPORT group.
+func TestListenUDP(t *testing.T) {
+	first, err := ListenUDP("127.0.0.1:0", false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if typ, err := unix.GetsockoptInt(first.FD, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_DGRAM {
+		t.Errorf("socket type %d, %v; want SOCK_DGRAM", typ, err)
+	}
+	if strings.HasSuffix(first.Addr, ":0") {
+		t.Errorf("bound %s: want the real port", first.Addr)
+	}
+	if _, err := ListenUDP("192.0.2.1:0", false, false); !errors.Is(err, ErrNotLoopback) {
+		t.Errorf("non-loopback: %v, want ErrNotLoopback", err)
+	}
+	if _, err := ListenUDP("unix:/tmp/x.sock", false, false); !errors.Is(err, ErrUnixDatagram) {
+		t.Errorf("unix: %v, want ErrUnixDatagram", err)
+	}
+	if s, err := ListenUDP(first.Addr, false, true); err == nil {
+		s.Close()
+		t.Errorf("joined %s though its socket has no SO_REUSEPORT", first.Addr)
+	}
+	if err := SetReusePort(first.FD, true); err != nil {
+		t.Fatal(err)
+	}
+	second, err := ListenUDP(first.Addr, false, true)
+	if err != nil {
+		t.Fatalf("joining %s with SO_REUSEPORT set: %v", first.Addr, err)
+	}
+	second.Close()
+}
+
 // TestListenUnix: unix:PATH binds a Unix domain socket, replaces a stale socket
 // file, refuses a live one and anything that is not a socket, and Close removes
 // the file it bound — but not a file that replaced it, and a Listener around an
