@@ -198,10 +198,11 @@ func testDgramSizes(t *testing.T, model string, batch int) {
 			t.Fatalf("no reply to a datagram of %d bytes in 5 tries", n)
 		}
 	}
-	st := s.env.Stats.Snapshot()
-	if st.DroppedOversize != 0 || st.DatagramsOut == 0 || st.DatagramsIn < st.DatagramsOut {
-		t.Errorf("counts %+v: want every datagram counted in and out, none oversize", st.Counts)
-	}
+	// A reply can reach its flow before the server has counted it.
+	eventually(t, "every datagram counted in and out, none oversize", func() bool {
+		st := s.env.Stats.Snapshot()
+		return st.DroppedOversize == 0 && st.DatagramsOut >= 9 && st.DatagramsIn >= st.DatagramsOut
+	})
 }
 
 // testDgramFlows: many peers at once, each its own socket: every reply goes
@@ -255,9 +256,8 @@ func testDgramFlows(t *testing.T, model string, batch int) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if st := s.env.Stats.Snapshot(); st.DatagramsOut < flows*each {
-		t.Errorf("%d replies counted, want at least %d", st.DatagramsOut, flows*each)
-	}
+	// A reply can reach its flow before the server has counted it.
+	eventually(t, fmt.Sprintf("at least %d replies counted", flows*each), func() bool { return s.env.Stats.Snapshot().DatagramsOut >= flows*each })
 }
 
 // testDgramBurst: one peer sends far more than the server's receive buffer
