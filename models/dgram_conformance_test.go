@@ -29,7 +29,7 @@ import (
 // wantDatagramModels are the models that serve the datagram protocols: a
 // model that stopped serving them, or one added without a decision, fails
 // TestDatagramModels.
-var wantDatagramModels = []string{"epoll-et", "epoll-lt", "goroutine", "multireactor", "poll", "prefork", "reactor", "select", "threadpool"}
+var wantDatagramModels = []string{"epoll-et", "epoll-lt", "goroutine", "multireactor", "poll", "prefork", "reactor", "select", "threadpool", "uring", "uring-sqpoll"}
 
 // startDgram serves udp-echo with model on a loopback UDP socket of its own.
 func startDgram(t testing.TB, model string, mutate func(*models.Config)) *server {

@@ -18,6 +18,7 @@
 package uring
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -440,6 +441,8 @@ func (r *Ring) Overflowed() (held bool, dropped uint32) {
 // Opcodes and flags of the operations a server submits (<linux/io_uring.h>).
 const (
 	OpPollAdd     = 6
+	OpSendMsg     = 9
+	OpRecvMsg     = 10
 	OpAccept      = 13
 	OpAsyncCancel = 14
 	OpClose       = 19
@@ -672,6 +675,91 @@ func PrepRecvMultishot(sqe *SQE, fd int, group uint16, userData uint64) {
 // group has none left.
 func PrepRecvSelect(sqe *SQE, fd int, group uint16, userData uint64) {
 	sqe.Opcode, sqe.Fd, sqe.Flags, sqe.BufIndex, sqe.UserData = OpRecv, int32(fd), sqeBufferSelect, group, userData
+}
+
+// Datagrams: recvmsg says who sent each message, and sendmsg where it goes.
+// A msghdr handed to the kernel (PrepSendMsg, PrepRecvMsg,
+// PrepRecvMsgMultishot), its iovecs, its name and the bytes they point at
+// must stay alive and unchanged until the operation's last completion, and be
+// in the heap: the kernel keeps their addresses, which a goroutine stack's
+// move would not update (a local whose address does not escape may live on
+// the stack).
+
+// PrepSendMsg sends the message msg describes — its iovecs' bytes, to its
+// name, a datagram's destination — on the socket fd with msg flags in flags
+// (MSG_NOSIGNAL is always added). With MSG_DONTWAIT a socket without room
+// completes the send with -EAGAIN (or -ENOBUFS) at once; without it the
+// kernel waits for room as a blocking sendmsg does. Res is the bytes sent.
+func PrepSendMsg(sqe *SQE, fd int, msg *unix.Msghdr, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.Len, sqe.OpFlags, sqe.UserData = OpSendMsg, int32(fd), uint64(uintptr(unsafe.Pointer(msg))), 1, flags, userData
+}
+
+// PrepRecvMsg receives one message from the socket fd into msg's iovecs,
+// when one arrives, as recvmsg(2) with flags: Res is the bytes received (with
+// MSG_TRUNC in flags, a datagram's real length, which may exceed the
+// iovecs), and the kernel writes back msg's Namelen (the sender's address is
+// in its name) and Flags (MSG_TRUNC if the datagram did not fit).
+func PrepRecvMsg(sqe *SQE, fd int, msg *unix.Msghdr, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.Len, sqe.OpFlags, sqe.UserData = OpRecvMsg, int32(fd), uint64(uintptr(unsafe.Pointer(msg))), 1, flags, userData
+}
+
+// PrepRecvMsgMultishot receives messages from the socket fd into buffers of
+// group, one completion per message (CQEFBuffer set, CQEFMore while it goes
+// on; kernel 6.0+), until an error, the group running out of buffers
+// (-ENOBUFS: recycle, then submit again), a cancel, or a message with no
+// payload (a datagram of 0 bytes: its completion, with its buffer, is the
+// last). msg is a template read once, at submission: its Namelen and
+// Controllen are the room each buffer keeps for the sender's address and the
+// control data, and it has no iovec (the buffer is the payload's). Each
+// buffer then holds struct io_uring_recvmsg_out, that room, and the payload:
+// ParseRecvMsgOut reads it. flags are recvmsg's (MSG_TRUNC: the header's
+// payload length is the datagram's real one).
+func PrepRecvMsgMultishot(sqe *SQE, fd int, msg *unix.Msghdr, group uint16, flags uint32, userData uint64) {
+	sqe.Opcode, sqe.Fd, sqe.Addr, sqe.Len, sqe.OpFlags, sqe.UserData = OpRecvMsg, int32(fd), uint64(uintptr(unsafe.Pointer(msg))), 1, flags, userData
+	sqe.IOPrio, sqe.Flags, sqe.BufIndex = recvMultishot, sqeBufferSelect, group
+}
+
+// SizeofRecvMsgOut is the size of struct io_uring_recvmsg_out, the header at
+// the start of each buffer a multishot recvmsg fills.
+const SizeofRecvMsgOut = 16
+
+// RecvMsgOut is one message a multishot recvmsg put in a provided buffer.
+type RecvMsgOut struct {
+	Name    []byte // the sender's address (its first bytes if it was longer than the room)
+	Payload []byte // the message's bytes, or its start if Truncated
+	Size    int    // its length: with MSG_TRUNC, a datagram's real length
+	Flags   uint32 // recvmsg's msg_flags: MSG_TRUNC if it was larger than the room for it
+}
+
+// Truncated reports whether Payload holds only the start of the message.
+func (o RecvMsgOut) Truncated() bool {
+	return o.Flags&unix.MSG_TRUNC != 0 || o.Size > len(o.Payload)
+}
+
+// ParseRecvMsgOut reads the message a multishot recvmsg completion put in its
+// buffer: buf is the buffer's first Res bytes, nameRoom and controlRoom the
+// template's Namelen and Controllen. The kernel lays the buffer out as
+// struct io_uring_recvmsg_out { namelen, controllen, payloadlen, flags
+// uint32 }, nameRoom bytes for the address, controlRoom bytes for control
+// data, then the payload: Res counts all of it, the payload as far as it fit.
+func ParseRecvMsgOut(buf []byte, nameRoom, controlRoom int) (RecvMsgOut, error) {
+	head := SizeofRecvMsgOut + nameRoom + controlRoom
+	if nameRoom < 0 || controlRoom < 0 || len(buf) < head {
+		return RecvMsgOut{}, fmt.Errorf("io_uring_recvmsg_out: %d bytes, want at least %d (header %d, name %d, control %d)",
+			len(buf), head, SizeofRecvMsgOut, nameRoom, controlRoom)
+	}
+	e := binary.NativeEndian
+	nameLen, payloadLen := int(e.Uint32(buf[0:])), int(e.Uint32(buf[8:]))
+	o := RecvMsgOut{
+		Name:    buf[SizeofRecvMsgOut : SizeofRecvMsgOut+min(nameLen, nameRoom)],
+		Payload: buf[head:],
+		Size:    payloadLen,
+		Flags:   e.Uint32(buf[12:]),
+	}
+	if len(o.Payload) > payloadLen {
+		o.Payload = o.Payload[:payloadLen]
+	}
+	return o, nil
 }
 
 // atomicStoreUint16 is a release store of a 16-bit value: sync/atomic has no
