@@ -35,10 +35,25 @@ type server struct {
 	addr string
 	env  *models.Env
 	logs *syncBuffer
-	stop func() // cancels and checks that Serve returned nil in time; idempotent
+	// stop cancels, checks that Serve returned nil within 10s and closes the
+	// listener; it returns how long Serve took to return after the cancel.
+	// Idempotent.
+	stop func() time.Duration
 }
 
+// start serves protoName with model on a loopback listener of its own.
 func start(t testing.TB, model, protoName string, mutate func(*models.Config)) *server {
+	t.Helper()
+	return serveOn(t, model, protoName, mutate, sock.Listen, func(m models.Model, ctx context.Context, ln *sock.Listener, env *models.Env) error {
+		return m.Serve(ctx, ln, env)
+	})
+}
+
+// serveOn is start and startDgram: the listener made by listen, served by
+// serve.
+func serveOn(t testing.TB, model, protoName string, mutate func(*models.Config),
+	listen func(addr string, allowRemote bool) (*sock.Listener, error),
+	serve func(m models.Model, ctx context.Context, ln *sock.Listener, env *models.Env) error) *server {
 	t.Helper()
 	skipUnavailable(t, model)
 	cfg := models.Config{Model: model, Proto: protoName, Addr: "127.0.0.1:0"}
@@ -55,20 +70,25 @@ func start(t testing.TB, model, protoName string, mutate func(*models.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := sock.Listen(cfg.Addr, false)
+	ln, err := listen(cfg.Addr, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx, ln, env) }()
-	var once sync.Once
+	go func() { done <- serve(m, ctx, ln, env) }()
+	var (
+		once sync.Once
+		took time.Duration
+	)
 	s := &server{addr: ln.Addr, env: env, logs: logs}
-	s.stop = func() {
+	s.stop = func() time.Duration {
 		once.Do(func() {
+			at := time.Now()
 			cancel()
 			select {
 			case err := <-done:
+				took = time.Since(at)
 				if err != nil {
 					t.Errorf("Serve returned %v after cancel, want nil", err)
 				}
@@ -77,8 +97,9 @@ func start(t testing.TB, model, protoName string, mutate func(*models.Config)) *
 			}
 			ln.Close()
 		})
+		return took
 	}
-	t.Cleanup(s.stop)
+	t.Cleanup(func() { s.stop() })
 	return s
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"log"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -34,46 +33,11 @@ var wantDatagramModels = []string{"epoll-et", "epoll-lt", "goroutine", "multirea
 // startDgram serves udp-echo with model on a loopback UDP socket of its own.
 func startDgram(t testing.TB, model string, mutate func(*models.Config)) *server {
 	t.Helper()
-	skipUnavailable(t, model)
-	cfg := models.Config{Model: model, Proto: proto.UDPEcho, Addr: "127.0.0.1:0"}
-	processLimits(model, &cfg)
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	logs := new(syncBuffer)
-	env, err := models.NewEnv(cfg, log.New(logs, "", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.New(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := sock.ListenUDP(cfg.Addr, false, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.(models.DatagramServer).ServeDatagrams(ctx, ds, env) }()
-	var once sync.Once
-	s := &server{addr: ds.Addr, env: env, logs: logs}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("ServeDatagrams returned %v after cancel, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("ServeDatagrams did not return within 10s of cancel")
-			}
-			ds.Close()
-		})
-	}
-	t.Cleanup(s.stop)
-	return s
+	return serveOn(t, model, proto.UDPEcho, mutate, func(addr string, allowRemote bool) (*sock.Listener, error) {
+		return sock.ListenUDP(addr, allowRemote, false)
+	}, func(m models.Model, ctx context.Context, ds *sock.Listener, env *models.Env) error {
+		return m.(models.DatagramServer).ServeDatagrams(ctx, ds, env)
+	})
 }
 
 // dialUDP is a flow: a UDP socket connected to the server.
@@ -379,8 +343,9 @@ func testDgramShutdown(t *testing.T, model string, batch int) {
 	eventually(t, fmt.Sprintf("descriptors back to %d", fds), func() bool { return openFDs(t) <= fds })
 }
 
-// TestDatagramIPv6: udp-echo over IPv6 loopback, where the machine has it.
-func TestDatagramIPv6(t *testing.T) {
+// skipNoIPv6 skips a test on a machine without an IPv6 loopback.
+func skipNoIPv6(t *testing.T) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
 	if err == nil {
 		err = unix.Bind(fd, &unix.SockaddrInet6{Addr: [16]byte{15: 1}})
@@ -389,6 +354,11 @@ func TestDatagramIPv6(t *testing.T) {
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
+}
+
+// TestDatagramIPv6: udp-echo over IPv6 loopback, where the machine has it.
+func TestDatagramIPv6(t *testing.T) {
+	skipNoIPv6(t)
 	for _, model := range []string{"epoll-et", "goroutine"} {
 		t.Run(model, func(t *testing.T) {
 			s := startDgram(t, model, func(c *models.Config) { c.Addr = "[::1]:0" })

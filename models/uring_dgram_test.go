@@ -6,10 +6,8 @@ package models_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"log"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -21,84 +19,24 @@ import (
 	"time"
 
 	"concbench/internal/proto"
-	"concbench/internal/sock"
 	"concbench/models"
 )
 
 var uringDgramModels = []string{"uring", "uring-sqpoll"}
 
-// uringDgramServer is a uring model serving udp-echo on a socket of its own.
-type uringDgramServer struct {
-	addr string
-	env  *models.Env
-	logs *syncBuffer
-	// stop cancels ServeDatagrams, checks that it returned nil within 10s
-	// and closes the socket; it returns how long the return took after the
-	// cancel. Idempotent.
-	stop func() time.Duration
-}
-
-func startUringDgram(t *testing.T, model, addr string, mutate func(*models.Config)) *uringDgramServer {
+// startUringDgram is startDgram on addr (an IPv6 one skipped where the
+// machine has no IPv6 loopback).
+func startUringDgram(t *testing.T, model, addr string, mutate func(*models.Config)) *server {
 	t.Helper()
-	skipUnavailable(t, model)
-	cfg := models.Config{Model: model, Proto: proto.UDPEcho, Addr: addr}
-	if mutate != nil {
-		mutate(&cfg)
+	if strings.HasPrefix(addr, "[") {
+		skipNoIPv6(t)
 	}
-	logs := new(syncBuffer)
-	env, err := models.NewEnv(cfg, log.New(logs, "", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.New(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := sock.ListenUDP(cfg.Addr, false, false)
-	if err != nil && strings.HasPrefix(addr, "[") {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.(models.DatagramServer).ServeDatagrams(ctx, ds, env) }()
-	var (
-		once sync.Once
-		took time.Duration
-	)
-	s := &uringDgramServer{addr: ds.Addr, env: env, logs: logs}
-	s.stop = func() time.Duration {
-		once.Do(func() {
-			start := time.Now()
-			cancel()
-			select {
-			case err := <-done:
-				took = time.Since(start)
-				if err != nil {
-					t.Errorf("ServeDatagrams returned %v after cancel, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("ServeDatagrams did not return within 10s of cancel")
-			}
-			ds.Close()
-		})
-		return took
-	}
-	t.Cleanup(func() { s.stop() })
-	return s
-}
-
-// uringDialUDP is a client socket connected to addr, closed after the test.
-func uringDialUDP(t *testing.T, addr string) *net.UDPConn {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.(*net.UDPConn)
+	return startDgram(t, model, func(cfg *models.Config) {
+		cfg.Addr = addr
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
 }
 
 // uringReadDatagram reads one datagram from c within d: its bytes, or nil and
@@ -136,7 +74,7 @@ func uringLetters(rng *rand.Rand, n int) []byte {
 
 // uringCounted waits until the server has received in datagrams and answered or
 // dropped every one of them, then checks how: out sent, oversize dropped.
-func uringCounted(t *testing.T, s *uringDgramServer, in, out, oversize int64) {
+func uringCounted(t *testing.T, s *server, in, out, oversize int64) {
 	t.Helper()
 	var c models.Counts
 	deadline := time.Now().Add(10 * time.Second)
@@ -167,7 +105,7 @@ func TestUringDatagramEcho(t *testing.T) {
 				skipUnavailable(t, model)
 				t.Parallel()
 				s := startUringDgram(t, model, c.addr, func(cfg *models.Config) { cfg.Batch = c.batch })
-				cl := uringDialUDP(t, s.addr)
+				cl := s.dialUDP(t)
 				rng := rand.New(rand.NewPCG(19, uint64(c.batch)))
 				sizes := []int{0, 1, 1000, proto.MaxDatagramIPv4}
 				for _, n := range sizes {
@@ -218,7 +156,7 @@ func TestUringDatagramOversize(t *testing.T) {
 			skipUnavailable(t, model)
 			t.Parallel()
 			s := startUringDgram(t, model, "127.0.0.1:0", func(cfg *models.Config) { cfg.MaxDatagram = 1000 })
-			cl := uringDialUDP(t, s.addr)
+			cl := s.dialUDP(t)
 			rng := rand.New(rand.NewPCG(19, 1000))
 			var want [][]byte
 			for _, n := range []int{1001, 5000, proto.MaxDatagramIPv4, 1000, 7} {
@@ -258,7 +196,7 @@ func TestUringDatagramManyPeers(t *testing.T) {
 			s := startUringDgram(t, model, "127.0.0.1:0", func(cfg *models.Config) { cfg.Batch = 16 })
 			conns := make([]*net.UDPConn, peers)
 			for i := range conns {
-				conns[i] = uringDialUDP(t, s.addr)
+				conns[i] = s.dialUDP(t)
 			}
 			errs := make(chan error, peers)
 			var wg sync.WaitGroup
@@ -349,7 +287,7 @@ func uringDgramShutdownRun(t *testing.T, model string, run int) {
 		})
 	}
 	if run == 0 {
-		c := uringDialUDP(t, s.addr)
+		c := s.dialUDP(t)
 		conns = append(conns, c) // closed below, before the descriptors are counted
 		for i := range 3 {
 			req := []byte(fmt.Sprintf("idle %d", i))

@@ -157,37 +157,50 @@ func TestServeAndStop(t *testing.T) {
 				t.Logf("%s skipped: %v", model, err)
 				continue
 			}
-			cmd := exec.Command(bin, "-model", model, "-addr", "127.0.0.1:0")
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: reading first line: %v", model, err)
-			}
-			addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
-			if !ok {
-				t.Fatalf("%s: first line %q, want \"listening on HOST:PORT\"", model, line)
-			}
+			cmd, addr := runServer(t, bin, model, "-addr", "127.0.0.1:0")
 			checkHello(t, model, "tcp", addr)
-			cmd.Process.Signal(sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s: after %v: %v, want exit 0", model, sig, err)
-				}
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("%s: still running 10s after %v", model, sig)
-			}
+			stopServer(t, cmd, model, sig)
 		}
+	}
+}
+
+// runServer starts the server binary with -model model and args, and
+// returns it and the address its first line says it listens on.
+func runServer(t *testing.T, bin, model string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-model", model}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
+	if err != nil || !ok {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("%s: first line %q, %v; want \"listening on HOST:PORT\"", model, line, err)
+	}
+	return cmd, addr
+}
+
+// stopServer sends sig to the server and checks that it exits 0 within 10s.
+func stopServer(t *testing.T, cmd *exec.Cmd, model string, sig syscall.Signal) {
+	t.Helper()
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: after %v: %v, want exit 0", model, sig, err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("%s: still running 10s after %v", model, sig)
 	}
 }
 
@@ -198,21 +211,7 @@ func TestServeUDP(t *testing.T) {
 	parallelServer(t)
 	bin := build(t)
 	for _, model := range []string{"epoll-et", "threadpool", "prefork", "goroutine"} {
-		cmd := exec.Command(bin, "-model", model, "-proto", "udp-echo", "-batch", "8", "-addr", "127.0.0.1:0")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening on ")
-		if err != nil || !ok {
-			cmd.Process.Kill()
-			t.Fatalf("%s: first line %q, %v; want \"listening on HOST:PORT\"", model, line, err)
-		}
+		cmd, addr := runServer(t, bin, model, "-proto", "udp-echo", "-batch", "8", "-addr", "127.0.0.1:0")
 		c, err := net.Dial("udp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -230,18 +229,7 @@ func TestServeUDP(t *testing.T) {
 		if got != "HELLO, UDP" {
 			t.Errorf("%s: got %q, want HELLO, UDP", model, got)
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s: after SIGTERM: %v, want exit 0", model, err)
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("%s: still running 10s after SIGTERM", model)
-		}
+		stopServer(t, cmd, model, syscall.SIGTERM)
 	}
 }
 
