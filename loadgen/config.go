@@ -25,6 +25,13 @@
 //     read by Content-Length (a status other than 200 is an http_status error, and
 //     the connection is closed). A response with "Connection: close" is followed by
 //     a reconnect without error when nothing else was outstanding.
+//   - udp-echo: datagrams of Size bytes over flows, each a UDP socket connected to
+//     the server and a connection of its loop; each datagram carries its flow, a
+//     sequence number and its send time (package dgram), and each reply is checked
+//     byte for byte. A datagram unanswered after Timeout is lost, not an error;
+//     duplicates, reordering, late replies and mismatches are counted too, of the
+//     datagrams sent in the window (Load.Datagrams). Sends and receives move up to
+//     Batch datagrams a call (sendmmsg, recvmmsg). See flows.go.
 //
 // Reconnect mode (a connection per request): echo, rpc and file half-close after
 // the request and the server closes after its reply (the client's FIN went first,
@@ -47,8 +54,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/envinfo"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/internal/testfiles"
+	"concbench/loadgen/dgram"
 )
 
 // Config is a run of the engine: the workload (documented field by field in
@@ -79,6 +88,10 @@ const (
 	DefaultTimelineStep    = time.Second
 	DefaultFile            = "1k.bin"      // proto file
 	DefaultPath            = "/index.html" // proto http
+	DefaultBatch           = 1             // proto udp-echo
+	// MaxBatch bounds Workload.Batch: the kernel moves at most 1024
+	// datagrams (UIO_MAXIOV) in one sendmmsg or recvmmsg.
+	MaxBatch = 1024
 )
 
 // StdNames lists the standard files (package testfiles) that a concbench server
@@ -203,8 +216,22 @@ func Resolve(w result.Workload) (result.Workload, error) {
 				return bad("%v", err)
 			}
 		}
+	case proto.UDPEcho:
+		if w.File != "" || w.Path != "" {
+			return bad("a file name (-file) is for proto file and a path (-path) for proto http, not %s", w.Proto)
+		}
+		def(&w.Size, DefaultSize)
+		def(&w.Batch, DefaultBatch)
 	default:
-		return bad("proto %q: want echo, rpc, file or http", w.Proto)
+		return bad("proto %q: want echo, rpc, file, http or %s", w.Proto, proto.UDPEcho)
+	}
+	if !proto.IsDatagram(w.Proto) {
+		switch {
+		case w.Batch > 1:
+			return bad("a batch (-batch %d) is for the datagram protocol %s, not %s", w.Batch, proto.UDPEcho, w.Proto)
+		case w.Batch == 1:
+			w.Batch = 0 // a stream's calls move bytes, not datagrams: recorded as unset
+		}
 	}
 	def(&w.Conns, DefaultConns)
 	def(&w.Pipeline, DefaultPipeline)
@@ -237,7 +264,7 @@ func Resolve(w result.Workload) (result.Workload, error) {
 		w.Seed = uint64(time.Now().UnixNano()) | 1
 	}
 	switch {
-	case w.Conns < 0 || w.Pipeline < 0 || w.Size < 0 || w.Loops < 0 || w.ConnectInFlight < 0:
+	case w.Conns < 0 || w.Pipeline < 0 || w.Size < 0 || w.Loops < 0 || w.ConnectInFlight < 0 || w.Batch < 0:
 		return bad("counts must not be negative")
 	case w.Rate < 0:
 		return bad("rate %v must not be negative", w.Rate)
@@ -257,12 +284,26 @@ func Resolve(w result.Workload) (result.Workload, error) {
 	case w.Requests > 0 && w.Rate > 0:
 		return bad("a request count is for closed loop only")
 	}
+	if proto.IsDatagram(w.Proto) {
+		if err := checkDatagram(w); err != nil {
+			return bad("%v", err)
+		}
+	}
 	if w.Loops > w.Conns {
 		w.Loops = w.Conns
 	}
 	family, sa, err := resolveAddr(w.Addr)
 	if err != nil {
 		return bad("%v", err)
+	}
+	if proto.IsDatagram(w.Proto) {
+		limit := proto.MaxDatagramIPv4
+		if family == unix.AF_INET6 {
+			limit = proto.MaxDatagramIPv6
+		}
+		if w.Size > limit {
+			return bad("size %d: a %s datagram is at most %d bytes to %s (the largest UDP payload of its family), at least the %d-byte header", w.Size, w.Proto, limit, w.Addr, dgram.HeaderLen)
+		}
 	}
 	if _, err := sourceAddrs(w.Src, family); err != nil {
 		return bad("%v", err)
@@ -273,6 +314,27 @@ func Resolve(w result.Workload) (result.Workload, error) {
 		}
 	}
 	return w, nil
+}
+
+// checkDatagram refuses what a udp-echo workload cannot be: one with options
+// of the stream protocols, a datagram smaller than its header, a batch out of
+// range, a Unix domain socket.
+func checkDatagram(w result.Workload) error {
+	switch {
+	case strings.HasPrefix(w.Addr, "unix:"):
+		return fmt.Errorf("%s runs over UDP: give HOST:PORT, not %s", w.Proto, w.Addr)
+	case w.Reconnect:
+		return fmt.Errorf("%s has no connection to make per request: not with reconnect (-reconnect)", w.Proto)
+	case w.Idle > 0 || w.Heartbeat > 0:
+		return fmt.Errorf("idle connections and their heartbeats (-idle, -heartbeat) are held connections of the stream protocols, not %s's flows", w.Proto)
+	case w.Size < dgram.HeaderLen:
+		return fmt.Errorf("size %d: a %s datagram carries a %d-byte header (flow, sequence number, send time): at least %d", w.Size, w.Proto, dgram.HeaderLen, dgram.HeaderLen)
+	case w.Batch < 1 || w.Batch > MaxBatch:
+		return fmt.Errorf("batch %d: want 1 (send and read, a call per datagram) to %d (sendmmsg and recvmmsg)", w.Batch, MaxBatch)
+	case w.Rate > 0 && w.Pipeline > 1:
+		return fmt.Errorf("pipeline %d with a rate: an open loop's %s flows send on their schedule whatever is outstanding; -pipeline is the closed loop's", w.Pipeline, w.Proto)
+	}
+	return nil
 }
 
 // resolveAddr parses HOST:PORT with a numeric host (or localhost, or a resolvable

@@ -12,7 +12,7 @@ type ErrorKind uint8
 
 // The kinds of errors, with their names in results.
 const (
-	ErrConnectRefused ErrorKind = iota // connect: ECONNREFUSED (nothing listening, or the backlog overflowed); for a Unix socket also EAGAIN (backlog full) and ENOENT (no socket file)
+	ErrConnectRefused ErrorKind = iota // connect: ECONNREFUSED (nothing listening, or the backlog overflowed); for a Unix socket also EAGAIN (backlog full) and ENOENT (no socket file); for a udp-echo flow, ECONNREFUSED on a send or receive (an ICMP port unreachable: nothing listens)
 	ErrConnectTimeout                  // connect did not complete within ConnectTimeout (or ETIMEDOUT)
 	ErrConnectAddr                     // connect: EADDRNOTAVAIL (ephemeral ports exhausted)
 	ErrConnectFD                       // socket: EMFILE/ENFILE (descriptor limit)
@@ -21,7 +21,7 @@ const (
 	ErrEOF                             // the server closed with requests outstanding (a short read)
 	ErrClosedIdle                      // the server closed a connection with nothing outstanding
 	ErrTimeout                         // no reply within Timeout
-	ErrMismatch                        // a well-framed reply is wrong: payload bytes (echo, rpc); size or CRC32C of the content (file, http)
+	ErrMismatch                        // a well-framed reply is wrong: payload bytes (echo, rpc); size or CRC32C of the content (file, http); a udp-echo reply whose bytes, length or send time are not its request's, or that names none of its flow's
 	ErrBadFrame                        // a reply's framing is wrong (rpc or file frame header, http status line or headers): the stream cannot be trusted
 	ErrServerError                     // file: the server answered with an ERR frame
 	ErrHTTPStatus                      // http: the status was not 200

@@ -4,7 +4,9 @@ package loadgen
 // connections. It ramps the connections up, then sends (closed loop, open-loop
 // schedule or a connection per request), reads, hands what it read to the reply
 // checks (check.go), times out connects and requests, and reconnects after a
-// failure. What it measured goes to its loopStats (record.go).
+// failure. What it measured goes to its loopStats (record.go). udp-echo's flows
+// are connections of the loop too, with their own sending, receiving and expiry
+// (flows.go).
 
 import (
 	"math"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/rawio"
+	"concbench/loadgen/dgram"
 )
 
 // readBufFiles is the read buffer of a loop for file and http, whose replies run
@@ -84,6 +87,20 @@ type conn struct {
 	// not reopened.
 	idle bool
 	lost bool
+
+	// A datagram flow (udp-echo; flows.go): its account of its datagrams,
+	// which replaces the ring, the sequence numbers and the partial reads and
+	// writes above; the deadline of its oldest datagram outstanding and its
+	// position in the loop's expiry heap (-1: not in it); full: its socket's
+	// send buffer was full, nothing is sent until it is writable; finished: a
+	// limited run's flow with its quota sent and nothing outstanding;
+	// dropsAt: its socket's drop count when the window opened.
+	flow     *dgram.Flow
+	expAt    int64
+	expPos   int32
+	full     bool
+	finished bool
+	dropsAt  int64
 }
 
 // loop is one event loop: an OS thread with its epoll instance and connections.
@@ -100,6 +117,9 @@ type loop struct {
 	files  []fileReply // proto file: the reply parser of conns[i]
 	https  []httpReply // proto http: the reply parser of conns[i]
 	heap   dueHeap
+	exp    dueHeap    // udp-echo: the flows with datagrams outstanding, by their oldest's deadline
+	tx     *txBatch   // udp-echo: the datagrams queued for one flow's socket
+	rx     *rxBatch   // udp-echo: the replies read from one flow's socket
 	rng    *rand.Rand // open loop, exp: the gaps
 	pipe   int
 	sa     unix.Sockaddr // this loop's copy: unix.Connect writes into it
@@ -123,6 +143,9 @@ type loop struct {
 	served    int
 	pubServed atomic.Int64
 	pubOpen   atomic.Int64 // open, for the gate
+	// pubRefused counts the udp-echo datagrams refused (ICMP port
+	// unreachable), for the gate.
+	pubRefused atomic.Int64
 	// priming is this loop's copy of sh.priming, read once per pass: while it is
 	// set a connection that has been served sends nothing more.
 	priming bool
@@ -164,11 +187,19 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	l.conns = make([]conn, len(gids))
-	slots := make([]slot, len(gids)*l.pipe)
+	var slots []slot
+	if !sh.dgram { // a flow's datagrams are in its dgram.Flow
+		slots = make([]slot, len(gids)*l.pipe)
+	}
 	for i, g := range gids {
 		c := &l.conns[i]
-		c.fd, c.idx, c.gid, c.heapPos = -1, int32(i), g, -1
-		c.ring = slots[i*l.pipe : (i+1)*l.pipe : (i+1)*l.pipe]
+		c.fd, c.idx, c.gid, c.heapPos, c.expPos = -1, int32(i), g, -1, -1
+		if sh.dgram {
+			c.flow = dgram.NewFlow(uint32(g), sh.cfg.Timeout)
+			c.flow.ExpectSize(sh.cfg.Size)
+		} else {
+			c.ring = slots[i*l.pipe : (i+1)*l.pipe : (i+1)*l.pipe]
+		}
 		if c.idle = g >= sh.cfg.Conns; c.idle {
 			c.quota = -1 // heartbeats until the end, whatever the active quota
 			continue
@@ -183,14 +214,21 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 	}
 	l.heap = dueHeap{idx: make([]int32, 0, len(gids)), conns: l.conns}
 	l.events = make([]unix.EpollEvent, min(len(gids)+1, 512))
-	l.buf = make([]byte, 64<<10)
 	switch sh.kind {
+	case kDgram:
+		// A receive slot is one byte longer than a reply should be, so that a
+		// longer one shows as such.
+		l.exp = dueHeap{idx: make([]int32, 0, len(gids)), conns: l.conns, expiry: true}
+		l.tx = newTxBatch(sh.cfg.Batch)
+		l.rx = newRxBatch(sh.cfg.Batch, sh.cfg.Size+1)
 	case kFile:
 		l.files = make([]fileReply, len(gids))
 		l.buf = make([]byte, readBufFiles)
 	case kHTTP:
 		l.https = make([]httpReply, len(gids))
 		l.buf = make([]byte, readBufFiles)
+	default:
+		l.buf = make([]byte, 64<<10)
 	}
 	l.st.latency = hdr.New(histMin, histMax, histDigits)
 	l.st.hbLatency = hdr.New(histMin, histMax, histDigits)
@@ -215,6 +253,9 @@ func (l *loop) now() int64 { return int64(time.Since(l.sh.base)) }
 func (l *loop) close() {
 	for i := range l.conns {
 		c := &l.conns[i]
+		if c.flow != nil {
+			l.st.inFlightAtEnd += int64(c.flow.Outstanding())
+		}
 		if c.fd >= 0 {
 			l.st.inFlightAtEnd += int64(c.n)
 			unix.Close(c.fd)
@@ -293,8 +334,18 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 			l.st.idleInWindow++
 		}
 	}
+	windowed := l.warmEnd != math.MaxInt64
+	if l.sh.dgram && windowed {
+		l.measureFlows(false)
+	}
 	stopped <- struct{}{}
 	<-release
+	if l.sh.dgram && windowed {
+		// The window's end is marked: the datagrams sent in it are followed
+		// to their fates now, sending nothing (flows.go).
+		l.drain()
+		l.countDrops()
+	}
 }
 
 // primed ends the priming: the connections served go on sending (those waiting
@@ -312,6 +363,9 @@ func (l *loop) primed() {
 func (l *loop) openWindow(ws int64) {
 	l.warmEnd, l.end = ws, ws+int64(l.sh.cfg.Duration)
 	l.st.openAtStart = l.open
+	if l.sh.dgram {
+		l.measureFlows(true)
+	}
 }
 
 // rampFill starts initial connects while fewer than rampMax are in flight.
@@ -400,6 +454,9 @@ func (l *loop) heartbeat(c *conn, now int64) bool {
 func (l *loop) poll() {
 	now := l.now()
 	l.fireDue(now)
+	if l.sh.dgram {
+		l.expireDue(now)
+	}
 	if now >= l.nextSweep {
 		l.sweep(now)
 		l.nextSweep = now + int64(sweepEvery)
@@ -410,6 +467,9 @@ func (l *loop) poll() {
 	}
 	if ci, ok := l.heap.top(); ok && l.conns[ci].due < next {
 		next = l.conns[ci].due
+	}
+	if ci, ok := l.exp.top(); ok && l.conns[ci].expAt < next {
+		next = l.conns[ci].expAt
 	}
 	timeout := -1
 	if next <= now {
@@ -447,11 +507,10 @@ func (l *loop) arm(d int64) {
 // fireDue sends every open-loop request whose intended time has come.
 func (l *loop) fireDue(now int64) {
 	for {
-		ci, ok := l.heap.top()
-		if !ok || l.conns[ci].due > now {
+		ci, ok := l.heap.popDue(now)
+		if !ok {
 			return
 		}
-		l.heap.pop()
 		c := &l.conns[ci]
 		if c.idle {
 			if l.heartbeat(c, now) {
@@ -462,7 +521,11 @@ func (l *loop) fireDue(now int64) {
 		if !l.canSend(c) {
 			continue // parked: wake puts it back when it can send
 		}
-		l.sendDue(c, now)
+		if l.sh.dgram {
+			l.fireFlow(c, now)
+		} else {
+			l.sendDue(c, now)
+		}
 		if l.canSend(c) {
 			l.heap.push(ci)
 		}
@@ -477,6 +540,10 @@ func (l *loop) canSend(c *conn) bool {
 	}
 	if l.sh.cfg.Reconnect {
 		return c.state == stDown && c.retryAt == 0
+	}
+	if l.sh.dgram {
+		// Open loop: on the schedule, whatever is outstanding.
+		return c.state == stOpen && !c.full && (l.sh.open || c.flow.Outstanding() < l.pipe)
 	}
 	return c.state == stOpen && c.n < l.pipe && c.woff == 0
 }
@@ -508,6 +575,10 @@ func (l *loop) wake(c *conn, now int64) {
 		}
 		return
 	}
+	if l.sh.dgram {
+		l.wakeFlow(c, now)
+		return
+	}
 	for l.canSend(c) {
 		if l.sh.cfg.Reconnect {
 			c.cycleIntended = now
@@ -522,12 +593,19 @@ func (l *loop) wake(c *conn, now int64) {
 func (l *loop) connect(c *conn, now int64) {
 	c.retryAt = 0
 	c.connStart = now
-	fd, err := unix.Socket(l.sh.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	typ, events := unix.SOCK_STREAM, uint32(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET)
+	if l.sh.dgram {
+		typ, events = unix.SOCK_DGRAM, flowEvents
+	}
+	fd, err := unix.Socket(l.sh.family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		l.connectFailed(c, connectErrorKind(err), now)
 		return
 	}
-	if l.sh.family != unix.AF_UNIX {
+	switch {
+	case l.sh.dgram:
+		l.openFlow(fd)
+	case l.sh.family != unix.AF_UNIX:
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	if len(l.sh.src) > 0 {
@@ -539,8 +617,10 @@ func (l *loop) connect(c *conn, now int64) {
 	}
 	c.fd = fd
 	// Registered once, edge-triggered, for the connection's life: the connect's
-	// completion is an EPOLLOUT edge, replies are EPOLLIN edges.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.idx}
+	// completion is an EPOLLOUT edge, replies are EPOLLIN edges. (A flow's
+	// connect completes at once: it only names the peer; its socket is
+	// level-triggered, see flows.go.)
+	ev := unix.EpollEvent{Events: events, Fd: c.idx}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.connectFailed(c, ErrConnectOther, now)
 		return
@@ -661,6 +741,10 @@ func (l *loop) handle(c *conn, events uint32) {
 	case stDown:
 		return // a stale event of a socket closed earlier in this batch
 	}
+	if l.sh.dgram {
+		l.handleFlow(c, events)
+		return
+	}
 	// EPOLLOUT first: finishing a partial request write lets the reads below be
 	// followed by the next send in the same pass.
 	if events&unix.EPOLLOUT != 0 && c.woff > 0 {
@@ -757,7 +841,7 @@ func (l *loop) closeConn(c *conn) {
 		c.fd = -1
 	}
 	c.state = stDown
-	c.head, c.n, c.woff, c.roff, c.bad, c.cycleDone = 0, 0, 0, 0, false, false
+	c.head, c.n, c.woff, c.roff, c.bad, c.cycleDone, c.full = 0, 0, 0, 0, false, false, false
 	// The requests written and not answered are lost with the connection: the
 	// next reply answers the next request (before this, a connection that
 	// failed with requests outstanding checked every later reply against the

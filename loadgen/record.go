@@ -43,6 +43,10 @@ type loopStats struct {
 	hbSent, hbAnswered, hbLate, hbMissed int64
 	hbLatency                            *hdr.Histogram
 	idleErrors                           [numErrorKinds]int64
+
+	// udp-echo: the replies the flows' sockets dropped, from the window's
+	// start to the end of the drain.
+	clientDrops int64
 }
 
 // record adds one correct reply to the histograms and the timeline.

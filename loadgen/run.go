@@ -204,10 +204,11 @@ func gate(cfg Config, sh *shared, loops []*loop, loadStart time.Time, allStopped
 	for {
 		now := time.Now()
 		if st.State == "" {
-			served, open := 0, 0
+			served, open, refused := 0, 0, 0
 			for _, l := range loops {
 				served += int(l.pubServed.Load())
 				open += int(l.pubOpen.Load())
+				refused += int(l.pubRefused.Load())
 			}
 			if served > last {
 				last, grew = served, now
@@ -220,8 +221,11 @@ func gate(cfg Config, sh *shared, loops []*loop, loadStart time.Time, allStopped
 				st.State = result.SteadyCeiling
 			case now.Sub(loadStart) >= w.SteadyTimeout,
 				// Nothing answered and nothing is open: the server cannot be
-				// reached (connects refused, or every connection dropped).
-				served == 0 && open == 0 && now.Sub(loadStart) >= w.SteadySettle:
+				// reached (connects refused, or every connection dropped). A
+				// flow is open from the start (a UDP connect only names the
+				// peer): nothing answered and datagrams refused (ICMP port
+				// unreachable) say it.
+				served == 0 && (open == 0 || sh.dgram && refused > 0) && now.Sub(loadStart) >= w.SteadySettle:
 				st.State = result.SteadyNot
 				return time.Time{}, st
 			}
@@ -338,6 +342,16 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	if ld.Seconds > 0 {
 		ld.Throughput = float64(ld.Requests) / ld.Seconds
 	}
+	if sh.dgram && sh.window.Load() != 0 {
+		ld.Datagrams = mergeDatagrams(loops)
+		if d := ld.Datagrams; d.Lost > 0 {
+			o.Warnings = append(o.Warnings, fmt.Sprintf("%d of the %d datagrams sent in the window were lost (%.3f%%): unanswered after %v",
+				d.Lost, d.Sent, 100*d.LossRate, w.Timeout))
+		}
+		if d := ld.Datagrams; d.ClientDropped > 0 {
+			o.Warnings = append(o.Warnings, fmt.Sprintf("loadgen's own sockets dropped %d replies, their receive buffers full: they count as lost, but the client lost them", d.ClientDropped))
+		}
+	}
 	if sh.open && t0 != 0 {
 		openLoopChecks(o, sends)
 	}
@@ -437,24 +451,35 @@ func Percentiles(h *hdr.Histogram) result.Percentiles {
 // at 2% short, Load.UnderRate at 10% with its cause), how the sends were
 // spaced (Load.Arrival) and whether the latency kept rising through the window
 // (Load.Stationarity), each a warning when it fails.
+//
+// For udp-echo the rate achieved is of the datagrams sent: a datagram the
+// server did not answer is loss (Load.Datagrams), not a rate the client fell
+// short of.
 func openLoopChecks(o *Outcome, sends [][]int64) {
 	w, ld := o.Workload, &o.Load
 	warn := func(format string, a ...any) { o.Warnings = append(o.Warnings, fmt.Sprintf(format, a...)) }
-	if ld.Throughput < 0.98*w.Rate {
+	achieved, done, what := ld.Throughput, float64(ld.Requests), "req/s"
+	if d := ld.Datagrams; d != nil && ld.Seconds > 0 {
+		achieved, done, what = float64(d.Sent)/ld.Seconds, float64(d.Sent), "datagrams/s sent"
+	}
+	if achieved < 0.98*w.Rate {
 		ld.RateShortfall = true
-		warn("achieved %.0f req/s, short of the %.0f req/s asked for: the latencies include the queue that built up", ld.Throughput, w.Rate)
+		warn("achieved %.0f %s, short of the %.0f req/s asked for: the latencies include the queue that built up", achieved, what, w.Rate)
 	}
 	// Under rate: more than 10% short, and short by more than the arrivals'
 	// own variation — a Poisson count of mean N has a standard deviation of √N,
 	// so a short step of a few hundred requests can miss 10% by chance alone:
 	// the shortfall must also exceed 3√N.
-	if want := w.Rate * ld.Seconds; ld.Throughput < 0.9*w.Rate && want-float64(ld.Requests) > 3*math.Sqrt(want) {
+	if want := w.Rate * ld.Seconds; achieved < 0.9*w.Rate && want-done > 3*math.Sqrt(want) {
 		ld.UnderRate = true
 		parked := 0.0
 		if ld.ScheduledSends > 0 {
 			parked = float64(ld.ParkedSends) / float64(ld.ScheduledSends)
 		}
 		switch st := ld.Steady; {
+		case ld.Datagrams != nil:
+			// A flow's sends wait for nothing but its socket's send buffer.
+			ld.UnderRateCause = fmt.Sprintf("client: the sends went out late (send lag p50 %d µs); %.0f%% found their socket's send buffer full", ld.SendLag.P50US, 100*parked)
 		case st != nil && st.State == result.SteadyCeiling:
 			ld.UnderRateCause = fmt.Sprintf("server: it served only %d of %d connections (a ceiling); the others' sends waited for replies that never came", st.ServedAtStart, w.Conns)
 		case parked >= 0.1:
@@ -462,7 +487,7 @@ func openLoopChecks(o *Outcome, sends [][]int64) {
 		default:
 			ld.UnderRateCause = fmt.Sprintf("client: %.0f%% of the sends waited for a reply, yet the sends went out late (send lag p50 %d µs)", 100*parked, ld.SendLag.P50US)
 		}
-		warn("under rate: %.0f req/s achieved, more than 10%% below the %.0f asked for — %s", ld.Throughput, w.Rate, ld.UnderRateCause)
+		warn("under rate: %.0f %s achieved, more than 10%% below the %.0f asked for — %s", achieved, what, w.Rate, ld.UnderRateCause)
 	}
 	// The loop's resolution: a send goes out in the pass that finds it due,
 	// typically this late; two due closer than about twice that share a pass.

@@ -20,10 +20,11 @@ import (
 type protoKind uint8
 
 const (
-	kEcho protoKind = iota // compared with a precomputed reply
-	kRPC                   // compared with a precomputed reply, frame header first
-	kFile                  // parsed by a fileReply
-	kHTTP                  // parsed by an httpReply
+	kEcho  protoKind = iota // compared with a precomputed reply
+	kRPC                    // compared with a precomputed reply, frame header first
+	kDgram                  // udp-echo: each datagram checked by its flow (flows.go)
+	kFile                   // parsed by a fileReply
+	kHTTP                   // parsed by an httpReply
 )
 
 // profile is what one kind of connection sends and expects: the active load's
@@ -55,6 +56,10 @@ type shared struct {
 	periodNS float64 // open loop: conns/rate in ns, the schedule's step per connection (exp: its mean)
 	exp      bool    // open loop: exponential gaps (Workload.Arrival "exp")
 	phaseNS  float64 // open loop: 1/rate in ns, the step between consecutive connections
+
+	// dgram: the workload is udp-echo, each connection a datagram flow
+	// (flows.go).
+	dgram bool
 
 	// gate: the steady-state gate decides when the window opens (see Run);
 	// window is then when it does, in ns since base (0: not yet), set once by
@@ -95,6 +100,9 @@ func newShared(cfg Config, base time.Time) (*shared, error) {
 		s.halfShut = false // "Connection: close" instead
 	case "rpc":
 		s.kind = kRPC
+	case proto.UDPEcho:
+		s.kind, s.dgram = kDgram, true
+		return s, nil // no requests to precompute, and no heartbeats
 	}
 	s.act = newProfile(s.kind, cfg.Size, cfg.File, cfg.Path, cfg.Addr, cfg.Reconnect)
 	// A heartbeat is one small request of the run's protocol: a short payload, or

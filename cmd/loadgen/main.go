@@ -1,11 +1,14 @@
-// Command loadgen drives a concbench server (or any echo, rpc, file or HTTP
-// server) with load and reports throughput, latency percentiles, errors by kind,
-// and the server's CPU, memory, threads and processes.
+// Command loadgen drives a concbench server (or any echo, rpc, file, HTTP or
+// UDP echo server) with load and reports throughput, latency percentiles,
+// errors by kind, datagrams lost, duplicated and reordered (udp-echo), and the
+// server's CPU, memory, threads and processes.
 //
 //	loadgen -model epoll-et -c 10000 -d 10s
 //	loadgen -addr 127.0.0.1:7000 -proto rpc -c 64 -rate 50000 -o run.json
 //	loadgen -model epoll-et -proto http -path /1m.bin -c 100
 //	loadgen -addr 127.0.0.1:8080 -proto http -server-pid 4242 -c 100
+//	loadgen -model epoll-et -proto udp-echo -c 100 -d 10s
+//	loadgen -model epoll-et -proto udp-echo -c 100 -rate 50000 -batch 32
 //
 // With -model it starts the server itself (bin/server beside it), pins server and
 // loadgen to disjoint CPUs, runs, stops the server with SIGTERM and checks its exit.
@@ -28,8 +31,10 @@ import (
 	"time"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/loadgen"
+	"concbench/loadgen/dgram"
 	"concbench/loadgen/search"
 	"concbench/loadgen/trial"
 	"concbench/models"
@@ -131,11 +136,12 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	fs.StringVar(&o.Model, "model", "", "start `server -model NAME` and drive it (exclusive with -addr)")
 	fs.StringVar(&o.Workload.Addr, "addr", "", "drive a server already listening at HOST:PORT, or at a Unix domain socket unix:PATH")
 	fs.BoolVar(&o.Unix, "unix", false, "with -model: start the server on a Unix domain socket (unix:$TMPDIR/concbench-*/server.sock) instead of loopback TCP")
-	fs.StringVar(&o.Workload.Proto, "proto", "echo", "protocol: echo | rpc | file | http")
+	fs.StringVar(&o.Workload.Proto, "proto", "echo", "protocol: echo | rpc | file | http | "+proto.UDPEcho)
+	fs.IntVar(&o.Workload.Batch, "batch", loadgen.DefaultBatch, fmt.Sprintf("%s: the most datagrams one send or receive call of a flow's socket moves: 1 is sendmsg and read, more sendmmsg and recvmmsg (at most %d). -batch applies to both: with -model the server gets the same -batch; override the server's with -server-arg=-batch=N", proto.UDPEcho, loadgen.MaxBatch))
 	fs.StringVar(&o.Workload.File, "file", "", "proto file: the `NAME` every request asks for, relative to the server's root (default "+loadgen.DefaultFile+"; standard files: "+strings.Join(loadgen.StdNames(), ", ")+")")
 	fs.StringVar(&o.Workload.Path, "path", "", "proto http: the `PATH` every request GETs (default "+loadgen.DefaultPath+")")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "with -addr: sample the CPU, memory, threads and processes of this `PID`'s process tree, a server loadgen did not start")
-	fs.IntVar(&o.Workload.Conns, "c", 1, "concurrent connections")
+	fs.IntVar(&o.Workload.Conns, "c", 1, "concurrent connections ("+proto.UDPEcho+": flows, each a UDP socket connected to the server)")
 	fs.IntVar(&o.Workload.Idle, "idle", 0, "`N` idle connections besides the -c active ones: held for the run, each sending a heartbeat every -heartbeat (reported apart from the active load)")
 	fs.DurationVar(&o.Workload.Heartbeat, "heartbeat", 5*time.Second, "the idle connections' heartbeat interval, spread evenly over them (0: silent, only watched for the server's close)")
 	fs.Var((*commaList)(&o.Workload.Src), "src", "source `ADDRS` to spread connections over, bound before connect: an address or a range A-B, comma-separated or repeated (default: the kernel's choice; to a loopback IPv4 server with more connections than one address's ports, 127.0.0.1-127.0.0.N as needed)")
@@ -144,19 +150,19 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	fs.DurationVar(&o.Workload.SteadyTimeout, "steady-timeout", loadgen.DefaultSteadyTimeout, "give up (the run fails, \"not steady\") if the connections served are still growing this long after the load started")
 	fs.DurationVar(&o.Workload.SteadySettle, "steady-settle", loadgen.DefaultSteadySettle, "the connections served staying the same this long is the server's ceiling: the window opens with those (\"ceiling: N of c\")")
 	fs.DurationVar(&o.Workload.TimelineStep, "timeline-step", 0, "width of one entry of the result's timeline, e.g. 100ms to see GC pauses or a pool growing (default 1s; in open loop 1/20 of -d, from 10ms to 1s, so that the window's stationarity can be tested)")
-	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, "echo and rpc: request payload bytes")
+	fs.IntVar(&o.Workload.Size, "size", loadgen.DefaultSize, fmt.Sprintf("echo, rpc and %s: request payload bytes (%s: the whole datagram, its %d-byte header included, up to %d over IPv4, %d over IPv6)", proto.UDPEcho, proto.UDPEcho, dgram.HeaderLen, proto.MaxDatagramIPv4, proto.MaxDatagramIPv6))
 	fs.StringVar(&o.Workload.Arrival, "arrival", "", "open loop's arrivals: fixed (each connection sends every c/rate s, the connections' phases spread evenly) or exp (each connection a Poisson process of rate/c: independent exponential gaps, so the server sees a Poisson process of the whole rate, as from many independent users; default fixed)")
 	fs.Uint64Var(&o.Workload.Seed, "seed", 0, "with -arrival exp: the seed of the gaps (0: chosen at start and recorded in the result)")
 	slo := fs.String("search", "", "find the capacity at a latency objective, e.g. 'p99<=1ms' (p50, p90, p99, p99.9, p99.99): a closed-loop calibration, then -search-rounds bisections of open-loop steps of -d each (after -warmup) between 0 and the calibrated peak; a step passes within the bound, without errors, not under rate nor unstable. The result is the calibration's, with every step and the capacity")
 	fs.IntVar(&o.searchRounds, "search-rounds", search.DefaultRounds, "with -search: independent bisections; the capacity is their median, their range its interval")
 	fs.Float64Var(&o.searchTol, "search-tol", search.DefaultTolerance, "with -search: a bisection stops when its bracket is narrower than this fraction of the calibrated peak")
 	fs.Var((*rateValue)(&o.Workload.Rate), "rate", "open loop: total requests/s on a schedule, latency from the intended send time (0: closed loop)")
-	fs.IntVar(&o.Workload.Pipeline, "pipeline", 1, "requests outstanding per connection")
+	fs.IntVar(&o.Workload.Pipeline, "pipeline", 1, "requests outstanding per connection ("+proto.UDPEcho+": datagrams outstanding per flow, closed loop only)")
 	fs.BoolVar(&o.Workload.Reconnect, "reconnect", false, "a new connection per request: connect, request, reply, close")
 	fs.Int64Var(&o.Workload.Requests, "n", 0, "stop after this many requests in total (closed loop; 0: no limit)")
 	fs.IntVar(&o.Workload.Loops, "loops", 0, "event loops (0: one per client CPU)")
 	fs.IntVar(&o.Workload.ConnectInFlight, "connect-inflight", loadgen.DefaultConnectInFlight, "connects in flight during the ramp")
-	fs.DurationVar(&o.Workload.Timeout, "timeout", loadgen.DefaultTimeout, "a reply later than this is a timeout error")
+	fs.DurationVar(&o.Workload.Timeout, "timeout", loadgen.DefaultTimeout, "a reply later than this is a timeout error ("+proto.UDPEcho+": the datagram is lost, not an error; its slot is freed)")
 	fs.DurationVar(&o.Workload.ConnectTimeout, "connect-timeout", loadgen.DefaultTimeout, "a connect longer than this is a connect_timeout error")
 	fs.StringVar(&o.Out, "o", "", "write the result as JSON to `FILE.json`, and the latency histogram to FILE.hgrm")
 	fs.StringVar(&o.ServerBin, "server-bin", "", "server executable (default: `server` beside loadgen)")
@@ -190,9 +196,22 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"
+	datagrams := proto.IsDatagram(o.Workload.Proto)
+	switch {
+	case datagrams && o.Unix:
+		return o, fmt.Errorf("-unix: %s runs over UDP (loopback by default), not a Unix domain socket", proto.UDPEcho)
+	case !datagrams && set["batch"]:
+		return o, fmt.Errorf("-batch is for -proto %s (with -proto %s)", proto.UDPEcho, o.Workload.Proto)
+	}
+	if datagrams && !set["heartbeat"] {
+		o.Workload.Heartbeat = 0 // no idle connections to beat: -heartbeat given is refused
+	}
+	if !datagrams {
+		o.Workload.Batch = 0
+	}
 	switch {
 	case files && set["size"]:
-		return o, fmt.Errorf("-size is for echo and rpc: a %s request asks for a name (-file NAME for file, -path /PATH for http)", o.Workload.Proto)
+		return o, fmt.Errorf("-size is for echo, rpc and udp-echo: a %s request asks for a name (-file NAME for file, -path /PATH for http)", o.Workload.Proto)
 	case o.Workload.File != "" && o.Workload.Proto != "file":
 		return o, fmt.Errorf("-file is for -proto file (with -proto %s)", o.Workload.Proto)
 	case o.Workload.Path != "" && o.Workload.Proto != "http":
@@ -224,6 +243,10 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 		// Same build as the server: refuse an unknown model before starting anything.
 		if _, err := models.New(o.Model); err != nil {
 			return o, err
+		}
+		// The server would refuse it too (exit 2), saying the same.
+		if why := models.DatagramRefusal(o.Model); datagrams && why != "" {
+			return o, fmt.Errorf("-model %s does not serve -proto %s: %s (models that do: %s)", o.Model, o.Workload.Proto, why, strings.Join(models.DatagramModels(), ", "))
 		}
 	}
 	probe := o.Workload
@@ -348,6 +371,11 @@ Protocols (-proto):
   file  one frame naming -file NAME; the reply is a frame "OK <size>", the content
         in frames of at most 64 KiB, and an empty frame (or one frame "ERR <reason>")
   http  GET -path /PATH over HTTP/1.1 keep-alive; the response by Content-Length
+  udp-echo  datagrams of -size bytes (32 to 65507 over IPv4), each carrying its
+        flow, sequence number and send time in a 32-byte header; the reply is
+        the datagram uppercased. -c is the flows, each a UDP socket connected to
+        the server; -batch N moves up to N datagrams a call (sendmmsg/recvmmsg;
+        with -model the server gets the same -batch)
 For file and http, -size does not apply (giving it is an error). The standard
 files, which a concbench server started without -root serves, are
   `+strings.Join(loadgen.StdNames(), ", ")+`
@@ -363,6 +391,15 @@ Closed loop by default: each connection keeps -pipeline requests outstanding and
 latency is from the actual send. With -rate, open loop: sends follow a schedule
 and latency is from the intended send time (coordinated omission corrected); the
 uncorrected latency and the send lag are reported beside it.
+
+udp-echo: a datagram unanswered after -timeout is lost, not an error (in closed
+loop its slot is freed and the flow goes on; an open loop's flows send on their
+schedule whatever is outstanding); a reply seen twice is duplicated, one older
+than a reply already seen on its flow reordered, one with a wrong byte a
+mismatch (an error). The counts are of the datagrams sent in the window, each
+followed to its fate: when the window closes loadgen stops sending and waits
+up to -timeout for the replies still owed. Every datagram is verified byte for
+byte. No -reconnect, -idle, -heartbeat, -unix or unix:PATH with it.
 
 With -model, loadgen starts the server itself, pins it and loadgen to disjoint
 CPUs (default: the first half of the CPUs for the server), and passes it
@@ -385,6 +422,10 @@ Examples:
   loadgen -model epoll-et -proto file -file 1m.bin -c 10 -d 5s
   loadgen -model thread -proto file -file 16k.bin -c 50 -reconnect
   loadgen -addr 127.0.0.1:8080 -proto http -path /64k.bin -server-pid 4242 -client-cpus 1 -c 100
+  loadgen -model epoll-et -proto udp-echo -c 100 -d 10s
+  loadgen -model epoll-et -proto udp-echo -c 100 -rate 50000 -d 10s
+  loadgen -model multireactor -proto udp-echo -c 100 -pipeline 32 -batch 32
+  loadgen -model epoll-et -proto udp-echo -size 60000 -c 10 -server-arg=-batch=1
 
 Flags:
 `)

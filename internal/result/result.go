@@ -27,8 +27,10 @@ import (
 // (Workload.Arrival, Load.UnderRate, Load.Arrival, Load.Stationarity). 4 added
 // Host: what the host did to the measured CPUs over the window (steal, ticks
 // lost, foreign work, interrupts) and the probes around the trial, and the
-// disturbed verdict.
-const SchemaVersion = 4
+// disturbed verdict. 5 added the datagram protocol udp-echo: Workload.Batch
+// and Load.Datagrams (sent, answered, lost, late, duplicated, reordered,
+// mismatched, the loss rate).
+const SchemaVersion = 5
 
 // OldestSchema is the oldest schema this build still reads: a result written
 // before a field existed has it at its zero value, and readers say so where a
@@ -70,15 +72,26 @@ type Run struct {
 // Workload is the shape of the load: what the engine (package loadgen) runs. The zero
 // value is valid with Addr set; every default is stated on its field.
 type Workload struct {
-	Addr  string `json:"addr"`  // server address, HOST:PORT or unix:PATH
-	Proto string `json:"proto"` // "echo", "rpc", "file" or "http"; "" means echo
-	// Conns is the number of concurrent connections; 0 means 1.
+	Addr  string `json:"addr"`  // server address, HOST:PORT or unix:PATH (not for udp-echo)
+	Proto string `json:"proto"` // "echo", "rpc", "file", "http" or "udp-echo"; "" means echo
+	// Conns is the number of concurrent connections; 0 means 1. For udp-echo
+	// it is the number of flows: UDP sockets, each connected to the server.
 	Conns int `json:"conns"`
-	// Pipeline is the requests outstanding per connection; 0 means 1.
+	// Pipeline is the requests outstanding per connection; 0 means 1. For
+	// udp-echo, the datagrams outstanding per flow in closed loop (an open
+	// loop's flows send on their schedule whatever is outstanding, and take
+	// none but 1).
 	Pipeline int `json:"pipeline"`
 	// Size is the request payload in bytes (the rpc frame header is extra); 0 means
-	// 64 for echo and rpc. It stays 0 for file and http, whose requests are a name.
+	// 64 for echo, rpc and udp-echo. It stays 0 for file and http, whose requests
+	// are a name. A udp-echo datagram is Size bytes in all: at least its 32-byte
+	// header, at most the largest UDP payload of the address's family (65507
+	// bytes over IPv4, 65527 over IPv6).
 	Size int `json:"size"`
+	// Batch is, for udp-echo, the most datagrams one send or receive call of
+	// a flow's socket moves: 1 is send and read, more sendmmsg and recvmmsg
+	// (at most 1024); 0 means 1. Unset (0) for the stream protocols.
+	Batch int `json:"batch,omitempty"`
 	// File is the name every file request asks for, relative to the server's root;
 	// "" means 1k.bin. Only for proto file. A standard file (package testfiles) is
 	// verified by size and CRC32C, any other by framing and a consistent size.
@@ -118,7 +131,8 @@ type Workload struct {
 	// all loops; 0 means 256.
 	ConnectInFlight int `json:"connect_in_flight"`
 	// Timeout is how long a request may wait for its reply before the connection is
-	// counted as a timeout error and reconnected; 0 means 5s.
+	// counted as a timeout error and reconnected; 0 means 5s. For udp-echo, a
+	// datagram unanswered this long is lost (Load.Datagrams), not an error.
 	Timeout time.Duration `json:"timeout_ns"`
 	// ConnectTimeout is how long a connect may take; 0 means 5s.
 	ConnectTimeout time.Duration `json:"connect_timeout_ns"`
@@ -239,6 +253,9 @@ type Load struct {
 	Steady *Steady `json:"steady,omitempty"`
 	// Idle is the idle connections' figures (Workload.Idle); nil without them.
 	Idle *Idle `json:"idle,omitempty"`
+	// Datagrams is the account of udp-echo's datagrams over the window; nil
+	// for the stream protocols.
+	Datagrams *Datagrams `json:"datagrams,omitempty"`
 	// Errors counts errors by kind (see loadgen's ErrorKind); a kind with no error
 	// is absent. Every failure is counted once; requests it lost are not retried.
 	Errors map[string]int64 `json:"errors,omitempty"`
@@ -298,6 +315,39 @@ type Idle struct {
 	// one; reset; connect errors…), over the whole run; each lost the connection.
 	Errors      map[string]int64 `json:"errors,omitempty"`
 	ErrorsTotal int64            `json:"errors_total"`
+}
+
+// Datagrams is udp-echo's account of the request datagrams sent in the
+// measured window, each followed to its fate: the run stops sending when the
+// window closes and waits (at most Workload.Timeout) for the replies still
+// owed, so every datagram sent in the window is answered, lost or settled by
+// a mismatch. Loss is not an error; a mismatch is (also counted in
+// Load.Errors, over the whole run). Load.Requests and the latency are, as for
+// a stream, of the replies that came in the window.
+type Datagrams struct {
+	Sent int64 `json:"sent"` // request datagrams sent in the window
+	// Answered: their first correct replies (reordered ones included).
+	Answered int64 `json:"answered"`
+	// Lost: unanswered after Workload.Timeout.
+	Lost int64 `json:"lost"`
+	// Late: correct replies that came after their request was counted lost.
+	Late int64 `json:"late"`
+	// Duplicated: correct replies beyond a request's first.
+	Duplicated int64 `json:"duplicated"`
+	// Reordered: first replies to a request older than one already answered
+	// on its flow (also in Answered).
+	Reordered int64 `json:"reordered"`
+	// Mismatched: replies whose bytes, length or send time are not their
+	// request's, or that name no request of their flow; one that names a
+	// request waiting settles it (not lost too).
+	Mismatched int64 `json:"mismatched"`
+	// LossRate is Lost / Sent.
+	LossRate float64 `json:"loss_rate"`
+	// ClientDropped is the replies the load generator's own sockets dropped,
+	// their receive buffers full (the kernel's count, SK_MEMINFO_DROPS), from
+	// the window's start to the end of the wait for its replies: counted in
+	// Lost, but lost by the client.
+	ClientDropped int64 `json:"client_dropped,omitempty"`
 }
 
 // States of the steady-state gate (Steady.State).
@@ -546,6 +596,15 @@ type ServerCounters struct {
 	AcceptPauses int64 `json:"accept_pauses"` // times accepting paused (out of descriptors, at a cap)
 	IdleClosed   int64 `json:"idle_closed"`   // closed for idleness
 	OutputCapped int64 `json:"output_capped"` // closed for owing too much output
+	// The datagram protocols (udp-echo): datagrams received and replies
+	// sent, and those received and not answered, by reason. Those the kernel
+	// dropped before the server read them (its receive buffer full) are the
+	// gauge rcvbuf_drops.
+	DatagramsIn      int64 `json:"datagrams_in,omitempty"`
+	DatagramsOut     int64 `json:"datagrams_out,omitempty"`
+	DroppedOversize  int64 `json:"dropped_oversize,omitempty"`   // larger than the server's -max-datagram
+	DroppedSendFull  int64 `json:"dropped_send_full,omitempty"`  // its socket's send buffer full
+	DroppedSendError int64 `json:"dropped_send_error,omitempty"` // the send failed otherwise
 	// Gauges are the model's own figures (threads_live, children_live, …).
 	Gauges map[string]int64 `json:"gauges,omitempty"`
 }

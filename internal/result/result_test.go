@@ -24,6 +24,16 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	if err := WriteFile(path, in); err != nil {
 		t.Fatal(err)
 	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), `"datagrams"`) || strings.Contains(string(b), `"batch"`) {
+		t.Errorf("a stream workload's JSON has a datagram account or a batch:\n%s", b)
+	}
+	// udp-echo's: the workload's batch and the account of the datagrams.
+	in.Config.Workload.Proto, in.Config.Workload.Batch = "udp-echo", 32
+	in.Load.Datagrams = &Datagrams{Sent: 1000, Answered: 899, Lost: 100, Late: 2, Duplicated: 10, Reordered: 1, Mismatched: 1, LossRate: 0.1, ClientDropped: 3}
+	if err := WriteFile(path, in); err != nil {
+		t.Fatal(err)
+	}
 	out, err := ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -31,8 +41,8 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("round trip differs:\n got %+v\nwant %+v", out, in)
 	}
-	b, _ := os.ReadFile(path)
-	for _, key := range []string{`"p99_9_us"`, `"client_bound": true`, `"duration_ns": 1000000000`} {
+	b, _ = os.ReadFile(path)
+	for _, key := range []string{`"p99_9_us"`, `"client_bound": true`, `"duration_ns": 1000000000`, `"batch": 32`, `"loss_rate": 0.1`, `"reordered": 1`, `"client_dropped": 3`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s", key)
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/envinfo"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 )
 
@@ -75,7 +76,7 @@ func preflight(w result.Workload, loopback bool) []string {
 			out = append(out, fmt.Sprintf("%d connections are above the %d ephemeral ports of one source address (net/ipv4/ip_local_port_range %d-%d): connects will fail with connect_addr; spread them over source addresses with -src", w.Conns+w.Idle, ports, lo, hi))
 		}
 	}
-	if s := readUint("/proc/sys/net/core/somaxconn"); s > 0 && uint64(min(w.Conns, w.ConnectInFlight)) > s {
+	if s := readUint("/proc/sys/net/core/somaxconn"); s > 0 && uint64(min(w.Conns, w.ConnectInFlight)) > s && !proto.IsDatagram(w.Proto) {
 		out = append(out, fmt.Sprintf("net/core/somaxconn is %d, below the %d connects in flight: the accept queue may overflow (SYN retries add 1 s to connect latency)", s, min(w.Conns, w.ConnectInFlight)))
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,10 +55,27 @@ func startServer(ctx context.Context, bin string, args []string, cpus []int, log
 	}
 	addr, err := srv.Listening(ctx, serverGrace)
 	if err != nil {
-		srv.Kill()
-		return nil, "", fmt.Errorf("starting the server: %w", err)
+		// Stop also waits for the server's last words: a refusal says why.
+		exit := srv.Stop(0)
+		err = fmt.Errorf("starting the server: %w", err)
+		if said := lastLine(srv.Output()); said != "" {
+			err = fmt.Errorf("%w; it said: %s", err, said)
+		}
+		if exit.Code == 2 {
+			// A concbench server exits 2 on what it refuses before serving (a
+			// usage error, a model that does not serve the protocol, a kernel
+			// that refuses io_uring): no retry would do better.
+			err = fmt.Errorf("%w: %w", ErrImpossible, err)
+		}
+		return nil, "", err
 	}
 	return srv, addr, nil
+}
+
+// lastLine is the last line of out that is not blank, trimmed.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // watchServer watches the server loadgen started (srv) or the external server

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/loadgen"
 )
@@ -32,7 +33,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		}
 		mode = fmt.Sprintf("open loop at %g req/s, %s (latency from the intended send: coordinated omission corrected)", wl.Rate, arr)
 	}
-	fmt.Fprintf(w, "loadgen: %s, %s, %d connections", target, describeRequest(wl), wl.Conns)
+	fmt.Fprintf(w, "loadgen: %s, %s, %d %s", target, describeRequest(wl), wl.Conns, connsNoun(wl))
 	if wl.Pipeline > 1 {
 		fmt.Fprintf(w, " × pipeline %d", wl.Pipeline)
 	}
@@ -49,9 +50,12 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  pinning: server CPUs %s, loadgen CPUs %s%s\n", orNone(c.ServerCPUs), orNone(c.ClientCPUs), def)
 	}
 	cn := ld.Connect
-	if wl.Reconnect {
+	switch {
+	case proto.IsDatagram(wl.Proto):
+		fmt.Fprintf(w, "  flows: %d/%d UDP sockets connected to the server\n", cn.Established, cn.Target)
+	case wl.Reconnect:
 		fmt.Fprintf(w, "  connects: %d, latency p50 %s p99 %s max %s\n", cn.Latency.Count, us(cn.Latency.P50US), us(cn.Latency.P99US), us(cn.Latency.MaxUS))
-	} else {
+	default:
 		fmt.Fprintf(w, "  connect ramp: %d/%d connections in %s; connect latency p50 %s p99 %s max %s\n",
 			cn.Established, cn.Target, secs(cn.RampSeconds), us(cn.Latency.P50US), us(cn.Latency.P99US), us(cn.Latency.MaxUS))
 	}
@@ -77,6 +81,9 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  — SHORT of the %g req/s asked", ld.TargetRate)
 	}
 	fmt.Fprintln(w)
+	if d := ld.Datagrams; d != nil {
+		printDatagrams(w, d, wl)
+	}
 	printOpenLoop(w, ld, r.Client.Busy)
 	if ld.ErrorsTotal == 0 {
 		fmt.Fprintln(w, "  errors: none")
@@ -108,7 +115,10 @@ func PrintSummary(w io.Writer, r *result.Run) {
 		if s.SamplingError != "" {
 			fmt.Fprintf(w, "  server: SAMPLING FAILED: %s (the figures above are from the samples read; the server was not gone)\n", s.SamplingError)
 		}
-		if c := s.Counters; c != nil {
+		switch c := s.Counters; {
+		case c != nil && proto.IsDatagram(wl.Proto):
+			printDatagramCounters(w, c)
+		case c != nil:
 			printCounters(w, c, s.RefusedWhy)
 		}
 		if s.Exit != nil {
@@ -127,6 +137,23 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s (beside the result)\n", r.HistogramFile)
 	}
+}
+
+// printDatagrams writes udp-echo's account of the window's datagrams.
+func printDatagrams(w io.Writer, d *result.Datagrams, wl result.Workload) {
+	fmt.Fprintf(w, "  datagrams sent in the window: %d; answered %d, lost %d (loss rate %.3f%%, unanswered after %v), late %d, duplicated %d, reordered %d, mismatched %d\n",
+		d.Sent, d.Answered, d.Lost, 100*d.LossRate, wl.Timeout, d.Late, d.Duplicated, d.Reordered, d.Mismatched)
+	if d.ClientDropped > 0 {
+		fmt.Fprintf(w, "  LOADGEN DROPPED %d replies itself (its sockets' receive buffers were full): in the lost above, but the client's loss\n", d.ClientDropped)
+	}
+}
+
+// connsNoun is what the workload's connections are called.
+func connsNoun(wl result.Workload) string {
+	if proto.IsDatagram(wl.Proto) {
+		return "flows"
+	}
+	return "connections"
 }
 
 // printIdle writes the idle connections' figures: held, heartbeats, losses.
@@ -151,19 +178,21 @@ func printIdle(w io.Writer, id *result.Idle) {
 
 // printSteady says how the window opened: the steady-state gate.
 func printSteady(w io.Writer, st *result.Steady, wl result.Workload) {
+	conns := connsNoun(wl)
+	one := strings.TrimSuffix(conns, "s")
 	switch st.State {
 	case result.SteadyOK:
-		fmt.Fprintf(w, "  steady: every connection served before the window opened, %.2fs into the load", st.WaitSeconds)
+		fmt.Fprintf(w, "  steady: every %s served before the window opened, %.2fs into the load", one, st.WaitSeconds)
 	case result.SteadyCeiling:
-		fmt.Fprintf(w, "  CEILING: the server served %d of %d connections (no more for %.1fs); the window opened %.2fs into the load and its figures are of those %d",
-			st.ServedAtStart, wl.Conns, st.SettleSeconds, st.WaitSeconds, st.ServedAtStart)
+		fmt.Fprintf(w, "  CEILING: the server served %d of %d %s (no more for %.1fs); the window opened %.2fs into the load and its figures are of those %d",
+			st.ServedAtStart, wl.Conns, conns, st.SettleSeconds, st.WaitSeconds, st.ServedAtStart)
 	case result.SteadyNot:
-		fmt.Fprintf(w, "  NOT STEADY: %d of %d connections served after %.1fs and still growing: no window was measured\n", st.ServedAtStart, wl.Conns, st.WaitSeconds)
+		fmt.Fprintf(w, "  NOT STEADY: %d of %d %s served after %.1fs and still growing: no window was measured\n", st.ServedAtStart, wl.Conns, conns, st.WaitSeconds)
 		return
 	case result.SteadyOff:
 		fmt.Fprint(w, "  window: no steady-state gate (a run of a request count, or a connection per request)")
 	}
-	fmt.Fprintf(w, "; connections open at its start %d, at its end %d", st.OpenAtStart, st.OpenAtEnd)
+	fmt.Fprintf(w, "; %s open at its start %d, at its end %d", conns, st.OpenAtStart, st.OpenAtEnd)
 	if st.IdleInWindow > 0 {
 		fmt.Fprintf(w, ", %d completed no request in it", st.IdleInWindow)
 	}
@@ -246,6 +275,18 @@ func printCounters(w io.Writer, c *result.ServerCounters, refusedWhy string) {
 	}
 }
 
+// printDatagramCounters writes a udp-echo server's own counters: what it
+// received and sent, and what it dropped and why — the server's side of the
+// client's losses.
+func printDatagramCounters(w io.Writer, c *result.ServerCounters) {
+	fmt.Fprintf(w, "  server counters: datagrams in %d, out %d; dropped: send buffer full %d, oversize %d, send error %d",
+		c.DatagramsIn, c.DatagramsOut, c.DroppedSendFull, c.DroppedOversize, c.DroppedSendError)
+	if n, ok := c.Gauges["rcvbuf_drops"]; ok {
+		fmt.Fprintf(w, "; its receive buffer dropped %d before it read them", n)
+	}
+	fmt.Fprintln(w, " (the server's whole run)")
+}
+
 // describeRequest says what each request is, and for file and http how the reply
 // is verified.
 func describeRequest(wl result.Workload) string {
@@ -255,6 +296,8 @@ func describeRequest(wl result.Workload) string {
 		what = "file " + wl.File
 	case "http":
 		what = "http GET " + wl.Path
+	case proto.UDPEcho:
+		return fmt.Sprintf("%s %d B datagrams, batch %d", wl.Proto, wl.Size, max(wl.Batch, 1))
 	default:
 		return fmt.Sprintf("%s %d B", wl.Proto, wl.Size)
 	}

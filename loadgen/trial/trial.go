@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"concbench/internal/envinfo"
 	"concbench/internal/hostnoise"
 	"concbench/internal/procstat"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 	"concbench/loadgen"
@@ -46,7 +48,11 @@ type Options struct {
 	// sets Addr to where the server it starts listens, and CPUs to ClientCPUs.
 	Workload result.Workload
 	// Model is the model of the server Run starts, pins, samples and stops:
-	// `ServerBin -model Model -proto Workload.Proto -addr 127.0.0.1:0 ServerArgs…`.
+	// `ServerBin -model Model -proto Workload.Proto -addr 127.0.0.1:0 ServerArgs…`
+	// (for udp-echo, with -batch Workload.Batch before ServerArgs: loadgen's
+	// batch is the server's unless ServerArgs give it another). A server that
+	// exits 2 before listening refused to serve (a model that does not serve
+	// the protocol, say): Run's error wraps ErrImpossible and quotes it.
 	Model string
 	// ServerBin is the server executable; "" means `server` beside this
 	// executable (make build puts loadgen and server in bin/).
@@ -199,7 +205,13 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		if o.Unix {
 			addr = "unix:" + filepath.Join(dir, "server.sock")
 		}
-		args := append([]string{"-model", o.Model, "-proto", w.Proto, "-addr", addr}, o.ServerArgs...)
+		args := []string{"-model", o.Model, "-proto", w.Proto, "-addr", addr}
+		if proto.IsDatagram(w.Proto) {
+			// loadgen's batch is the server's too, unless ServerArgs set it
+			// (the last -batch given wins).
+			args = append(args, "-batch", strconv.Itoa(max(w.Batch, loadgen.DefaultBatch)))
+		}
+		args = append(args, o.ServerArgs...)
 		if statsPath = flagValue(o.ServerArgs, "stats"); statsPath == "" {
 			statsPath = filepath.Join(dir, "stats.jsonl")
 			args = append(args, "-stats", statsPath)
@@ -241,7 +253,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	if w.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %g req/s", w.Rate)
 	}
-	info("%d connections, %s, %v + %v warm-up…", w.Conns, mode, w.Duration, w.Warmup)
+	info("%d %s, %s, %v + %v warm-up…", w.Conns, connsNoun(w), mode, w.Duration, w.Warmup)
 	// A server that exits mid-run ends the load there, instead of leaving loadgen
 	// to count refused connects until the duration is over.
 	loadCtx, stopLoad := context.WithCancel(ctx)
