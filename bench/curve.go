@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"concbench/internal/proto"
 	"concbench/internal/result"
 )
 
@@ -102,6 +103,41 @@ func CurveFigure(s *Summary, g Group, conns int, pct string) Figure {
 		if measuredHere > 0 {
 			f.Panels = append(f.Panels, pn)
 		}
+	}
+	return f
+}
+
+// DatagramFigure: for udp-echo's open-loop steps, what each model delivered
+// and what it lost against the rate offered — where a model starts dropping.
+// Two panels on one x axis: the replies per second that came back, and the
+// share of datagrams sent that did not (lost: unanswered within the timeout).
+func DatagramFigure(s *Summary, g Group, conns int) Figure {
+	name := fmt.Sprintf("udp-loss-%s-c%d", g.Key(), conns)
+	title := fmt.Sprintf("Datagrams: delivered and lost against offered rate, %s (%s)", plural(float64(conns), "flow"), g.String())
+	f := Figure{Name: name, Title: title, Cols: 2,
+		Caption: "Each point is an open-loop step at a fraction of the model's own closed-loop peak (its median over the repetitions): x the rate of datagrams offered, left the replies per second that came back, right the share of datagrams sent that never did (lost after loadgen's timeout, whoever dropped them: the REPORT's table says where). Up to its capacity a model delivers what is offered and loses nothing; past it UDP does not push back: the server's socket buffer overflows and the kernel drops what does not fit. Hollow points missed the offered rate by more than 10% in most repetitions (the sender itself could not keep up, or the steps were above what the machine carries)."}
+	deliv := Panel{Title: "Delivered", XLabel: "offered (datagrams/s)", YLabel: "replies/s (median)", HumanX: true, ApartLabel: "hollow: under rate"}
+	loss := Panel{Title: "Lost", XLabel: "offered (datagrams/s)", YLabel: "lost (% of sent)", HumanX: true, ApartLabel: "hollow: under rate"}
+	for _, m := range s.Spec.Models {
+		if IsPeer(m) {
+			continue
+		}
+		a, b := Series{Name: m, Model: m}, Series{Name: m, Model: m}
+		for _, cs := range curveCells(s, g, conns, m) {
+			if cs.Datagrams == nil || cs.Datagrams.Sent == 0 {
+				continue
+			}
+			apart := 2*cs.UnderRate > cs.Measured
+			a.Points = append(a.Points, Point{X: cs.Offered, Y: cs.Throughput.Median, Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, Apart: apart, ClientBound: 2*cs.ClientBound > cs.Measured})
+			b.Points = append(b.Points, Point{X: cs.Offered, Y: 100 * cs.Datagrams.LossRate, Apart: apart, ClientBound: 2*cs.ClientBound > cs.Measured})
+		}
+		if len(a.Points) > 0 {
+			deliv.Series = append(deliv.Series, a)
+			loss.Series = append(loss.Series, b)
+		}
+	}
+	if len(deliv.Series) > 0 {
+		f.Panels = []Panel{deliv, loss}
 	}
 	return f
 }
@@ -312,6 +348,9 @@ func curveSection(w func(string, ...any), s *Summary, g Group, img func(string, 
 	for _, c := range s.Spec.Conns {
 		key := fmt.Sprintf("%s-c%d", g.Key(), c)
 		w("### Load–latency curves and capacity (%s, %s)\n\n", g.String(), plural(float64(c), "connection"))
+		if proto.IsDatagram(g.Proto) {
+			img("udp-loss-"+key, nil)
+		}
 		if t := CapacityTable(s, g, c); t != "" {
 			w("Capacity at %s, ranked: the median of the search's rounds and their range; \"vs the leader\" compares the rounds' capacities (Mann–Whitney); the knee is where the model's curve below bends.\n\n%s\n", s.Spec.Search, t)
 		}

@@ -119,3 +119,72 @@ func TestCurveReport(t *testing.T) {
 		t.Errorf("curve figure: want one panel (other models) with fast's 3 steps, the last hollow, a knee marked: %+v", cf.Panels)
 	}
 }
+
+// datagramFixture is a udp-echo dataset: two models, batch 1 and 32, closed
+// loop and open-loop steps at 0.5, 1 and 2 times each one's peak; a step
+// above the peak loses what exceeds it, at the server's socket.
+func datagramFixture(t *testing.T) *Dataset {
+	sp := Spec{Preset: "test", Models: []string{"fast", "slow"}, Conns: []int{100}, Protos: []string{"udp-echo"}, Batches: []int{1, 32}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64, Loads: []float64{0.5, 1, 2}}
+	d := fixtureOf(t, sp)
+	peak := map[string]float64{"fast": 100000, "slow": 20000}
+	for k, r := range d.Results {
+		c := d.Records[k].Trial.Cell
+		offered := peak[c.Model]
+		if c.Open() {
+			offered = c.Load * peak[c.Model]
+			r.Config.Workload.Rate = offered
+		}
+		sent := int64(offered * r.Load.Seconds)
+		answered := min(sent, int64(peak[c.Model]*r.Load.Seconds))
+		lost := sent - answered
+		r.Load.Throughput = float64(answered) / r.Load.Seconds
+		r.Load.Datagrams = &result.Datagrams{Sent: sent, Answered: answered, Lost: lost, LossRate: float64(lost) / float64(sent), Reordered: 2}
+		r.Server.CountersAtWindowStart = &result.ServerCounters{Gauges: map[string]int64{"rcvbuf_drops": 10}}
+		r.Server.CountersAtWindowEnd = &result.ServerCounters{Gauges: map[string]int64{"rcvbuf_drops": 10 + lost}}
+	}
+	return d
+}
+
+// The datagram report: each cell's loss summed over its trials and said
+// where it happened, a group per batch, and the figure of delivered and lost
+// datagrams against the offered rate.
+func TestDatagramReport(t *testing.T) {
+	d := datagramFixture(t)
+	s := Summarise(d)
+	for _, b := range []int{1, 32} {
+		g := Group{Proto: "udp-echo", Work: "none", Batch: b}
+		over := s.Cells[Cell{Model: "slow", Proto: "udp-echo", Work: "none", Batch: b, Conns: 100, Load: 2}.Key()]
+		if dg := over.Datagrams; dg == nil || dg.Sent != 3*40000*2 || dg.Lost != dg.Sent/2 || dg.LossRate != 0.5 || dg.ServerRcvbuf != dg.Lost || dg.ServerCounted != 3 || len(dg.LossRates) != 3 {
+			t.Fatalf("batch %d: slow at 2× its peak: %+v, want 3 trials of 2 s at 40k/s, half lost at the server's socket", b, over.Datagrams)
+		}
+		table := Table(s, g, "requests/s")
+		if !strings.Contains(table, "| loss |") || !strings.Contains(table, "| 0% (reord 6) |") {
+			t.Errorf("batch %d table:\n%s", b, table)
+		}
+		if got := lossCell(over); got != "50% (srv rcvbuf 120k, reord 6)" {
+			t.Errorf("loss cell %q", got)
+		}
+		f := DatagramFigure(s, g, 100)
+		if len(f.Panels) != 2 || len(f.Panels[1].Series) != 2 {
+			t.Fatalf("batch %d: figure %+v: want two panels, a series a model", b, f)
+		}
+		for _, se := range f.Panels[1].Series {
+			if len(se.Points) != 3 || se.Points[0].Y != 0 || se.Points[2].Y != 50 {
+				t.Errorf("%s's loss points %+v: want 0%% at half its peak, 50%% at twice", se.Name, se.Points)
+			}
+		}
+		if b == 32 && !testing.Short() {
+			if err := Render(f, filepath.Join(plotDir(t), f.Name+".png")); err != nil {
+				t.Errorf("render: %v", err)
+			}
+		}
+	}
+	csv := string(TableCSV(s, Group{Proto: "udp-echo", Work: "none", Batch: 32}))
+	if !strings.Contains(csv, ",32,600000,600000,0,0,") {
+		t.Errorf("the CSV lacks batch 32's closed-loop datagram columns:\n%s", csv)
+	}
+	if !slices.ContainsFunc(Figures(s), func(f Figure) bool { return f.Name == "udp-loss-udp-echo-batch32-c100" }) {
+		t.Error("Figures lacks the datagram figure of batch 32")
+	}
+}

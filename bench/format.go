@@ -67,3 +67,16 @@ func Pct(ratio float64) string {
 	}
 	return fmt.Sprintf("%+.0f%%", (ratio-1)*100)
 }
+
+// Percent formats a fraction as a percentage with 3 significant digits
+// ("0%", "0.0123%", "12.5%"; below 0.001%, "<0.001%").
+func Percent(f float64) string {
+	switch p := 100 * f; {
+	case math.IsNaN(f):
+		return "–"
+	case p > 0 && p < 0.001:
+		return "<0.001%"
+	default:
+		return sig3(p) + "%"
+	}
+}

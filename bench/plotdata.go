@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/montanaflynn/stats"
+
+	"concbench/internal/proto"
 )
 
 // The plots are built in two steps: pure functions turn a Summary into plot data
@@ -210,6 +212,9 @@ func Figures(s *Summary) []Figure {
 		}
 		if sp.Curved() {
 			for _, c := range sp.Conns {
+				if proto.IsDatagram(g.Proto) {
+					figs = append(figs, DatagramFigure(s, g, c))
+				}
 				figs = append(figs, CapacityFigure(s, g, c), CurveFigure(s, g, c, "p99"), CurveFigure(s, g, c, "p50"))
 			}
 		}

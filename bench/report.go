@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"concbench/internal/proto"
 	"concbench/internal/result"
 )
 
@@ -409,8 +410,15 @@ func peerVersion(d *Dataset, model string) string {
 // and peers fastest first within a concurrency, peers' names in italics.
 func Table(s *Summary, g Group, unit string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| c | model | %s [CI] | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
-	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	dg := proto.IsDatagram(g.Proto)
+	if dg {
+		// Datagrams: the loss beside the throughput, and where it happened.
+		fmt.Fprintf(&b, "| c | model | %s [CI] | loss | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
+		b.WriteString("|--:|---|--:|---|--:|--:|--:|--:|--:|--:|---|---|\n")
+	} else {
+		fmt.Fprintf(&b, "| c | model | %s [CI] | p50 | p99 | p99.9 | CPU/req | peak RSS | threads / procs | errors | flags |\n", unit)
+		b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	}
 	for _, c := range s.Spec.Conns {
 		// Comparable cells fastest first, then those apart (flagged), then
 		// those without figures.
@@ -435,8 +443,12 @@ func Table(s *Summary, g Group, unit string) string {
 				// How many repetitions the cell's figures took.
 				flags = append([]string{fmt.Sprintf("n=%d", cs.Throughput.N)}, flags...)
 			}
+			tp := throughputCell(cs)
+			if dg {
+				tp += " | " + lossCell(cs)
+			}
 			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				c, name, throughputCell(cs), lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
+				c, name, tp, lat(cs, cs.Latency.P50US), lat(cs, cs.Latency.P99US), lat(cs, cs.Latency.P999US),
 				cpuCell(cs), rssCell(cs), procCell(cs), errCell(cs), strings.Join(flags, " "))
 		}
 	}
@@ -451,6 +463,39 @@ func throughputCell(cs CellSummary) string {
 		return Num(cs.Throughput.Median) + " (n=1)"
 	}
 	return fmt.Sprintf("%s [%s–%s]", Num(cs.Throughput.Median), Num(cs.Throughput.Lo), Num(cs.Throughput.Hi))
+}
+
+// lossCell is a datagram cell's loss rate over its trials, and where the
+// lost datagrams went as far as the two sides' counters say: dropped at the
+// server's socket on arrival (srv rcvbuf), read and not answered by the
+// server (srv), dropped at loadgen's sockets (client); then duplicates and
+// reordering, if any.
+func lossCell(cs CellSummary) string {
+	d := cs.Datagrams
+	if d == nil || d.Sent == 0 {
+		return "–"
+	}
+	out := Percent(d.LossRate)
+	var where []string
+	if d.ServerRcvbuf > 0 {
+		where = append(where, "srv rcvbuf "+Num(float64(d.ServerRcvbuf)))
+	}
+	if d.ServerDropped > 0 {
+		where = append(where, "srv "+Num(float64(d.ServerDropped)))
+	}
+	if d.ClientDropped > 0 {
+		where = append(where, "client "+Num(float64(d.ClientDropped)))
+	}
+	if d.Duplicated > 0 {
+		where = append(where, "dup "+Num(float64(d.Duplicated)))
+	}
+	if d.Reordered > 0 {
+		where = append(where, "reord "+Num(float64(d.Reordered)))
+	}
+	if len(where) > 0 {
+		out += " (" + strings.Join(where, ", ") + ")"
+	}
+	return out
 }
 
 func lat(cs CellSummary, v int64) string {
@@ -532,7 +577,9 @@ func TableCSV(s *Summary, g Group) []byte {
 		"gated_reps", "held_at_start", "open_at_end", "idle_in_window", "gate_wait_s", "ceiling", "ceiling_reps", "not_steady_reps", "apart",
 		"server_syscalls_per_req", "server_syscalls_min", "server_syscalls_max", "server_top_syscalls", "server_ctx_per_req", "server_voluntary_per_req", "server_involuntary_per_req",
 		"server_user_us_per_req", "server_system_us_per_req", "client_syscalls_per_req", "client_ctx_per_req", "kernel_missing",
-		"heartbeats_sent", "heartbeats_answered", "heartbeats_late", "heartbeats_missed", "heartbeat_p99_us", "idle_open_at_end_min", "idle_errors", "peer"})
+		"heartbeats_sent", "heartbeats_answered", "heartbeats_late", "heartbeats_missed", "heartbeat_p99_us", "idle_open_at_end_min", "idle_errors", "peer",
+		"batch", "dgram_sent", "dgram_answered", "dgram_lost", "loss_rate", "dgram_late", "dgram_duplicated", "dgram_reordered", "dgram_mismatched",
+		"dgram_client_dropped", "server_rcvbuf_drops", "server_dgram_dropped"})
 	for _, c := range s.Spec.Conns {
 		for _, idle := range s.Spec.idles() {
 			for _, m := range s.Spec.Models {
@@ -559,7 +606,8 @@ func TableCSV(s *Summary, g Group) []byte {
 					strconv.Itoa(cs.Ceiling), strconv.Itoa(cs.CeilingReps), strconv.Itoa(cs.NotSteady), cs.Apart()}
 				row = append(row, kernelCSV(cs)...)
 				row = append(row, heartbeatCSV(cs)...)
-				cw.Write(append(row, strconv.FormatBool(IsPeer(m))))
+				row = append(row, strconv.FormatBool(IsPeer(m)))
+				cw.Write(append(row, datagramCSV(g, cs)...))
 			}
 		}
 	}
@@ -569,6 +617,17 @@ func TableCSV(s *Summary, g Group) []byte {
 
 // heartbeatCSV is a cell's idle-connection columns of TableCSV (empty without
 // idle connections).
+// datagramCSV is a udp-echo cell's batch and datagram account; empty for a
+// stream cell.
+func datagramCSV(g Group, cs CellSummary) []string {
+	d := cs.Datagrams
+	if d == nil {
+		return make([]string, 12)
+	}
+	return []string{strconv.Itoa(g.Batch), i64(d.Sent), i64(d.Answered), i64(d.Lost), fnum(d.LossRate), i64(d.Late), i64(d.Duplicated), i64(d.Reordered), i64(d.Mismatched),
+		i64(d.ClientDropped), i64(d.ServerRcvbuf), i64(d.ServerDropped)}
+}
+
 func heartbeatCSV(cs CellSummary) []string {
 	h := cs.Heartbeats
 	if h == nil {

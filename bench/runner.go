@@ -18,9 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/internal/cpuset"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 	"concbench/loadgen"
+	"concbench/models"
 )
 
 // ErrInterrupted is returned by Runner.Run when its context was cancelled: the
@@ -363,6 +365,9 @@ func (s Spec) loadArgs(c Cell, out string) []string {
 	if c.Reconnect {
 		args = append(args, "-reconnect")
 	}
+	if c.Batch > 0 {
+		args = append(args, "-batch", strconv.Itoa(c.Batch))
+	}
 	return args
 }
 
@@ -650,8 +655,18 @@ func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 // source address's ephemeral ports is not such a cell: loadgen spreads them over
 // more loopback addresses itself. Cells a model cannot run (select past
 // FD_SETSIZE, a pool smaller than the concurrency) are run, and their failures
-// recorded.
+// recorded. A datagram cell of a model or peer that serves connections only
+// (fork, thread, procpool; the C peers and nginx) is skipped with the reason:
+// it refuses udp-echo at start, every trial the same way.
 func DefaultSkip(c Cell) string {
+	if proto.IsDatagram(c.Proto) {
+		if IsPeer(c.Model) {
+			return fmt.Sprintf("%s serves TCP only, not %s", c.Model, c.Proto)
+		}
+		if why := models.DatagramRefusal(BaseModel(c.Model)); why != "" {
+			return fmt.Sprintf("-model %s does not serve %s: %s", BaseModel(c.Model), c.Proto, why)
+		}
+	}
 	n := c.Conns + c.Idle
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(n)+256 > rl.Max && os.Geteuid() != 0 {

@@ -20,8 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"concbench/internal/proto"
 	"concbench/loadgen"
 	"concbench/loadgen/search"
+	"concbench/models"
 )
 
 // Spec is what a run measures: the matrix and how long each trial lasts. It is
@@ -39,7 +41,11 @@ type Spec struct {
 	// idle connection sends a heartbeat every Heartbeat (0: loadgen's default, 5s).
 	Idles     []int         `json:"idles,omitempty"`
 	Heartbeat time.Duration `json:"heartbeat_ns,omitempty"`
-	Protos    []string      `json:"protos"` // "echo", "rpc", "file", "http"
+	Protos    []string      `json:"protos"` // "echo", "rpc", "file", "http", "udp-echo"
+	// Batches are, for udp-echo, the -batch values swept (loadgen's and the
+	// server's: datagrams per send or receive call), a group each; empty
+	// means 1 alone.
+	Batches []int `json:"batches,omitempty"`
 	// File is the file every file request downloads ("" is loadgen's default,
 	// 1k.bin); Path is the path every http request GETs ("" is loadgen's default,
 	// /index.html). Both name the standard test files (internal/testfiles).
@@ -149,12 +155,14 @@ var Presets = map[string]Spec{
 		Timeline: 4 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: time.Minute,
 	},
-	// full: both protocols, blocking work, reconnect mode, up to 10,000
-	// connections, 5 repetitions of 5 s, and the C peers (which take no
-	// blocking work: those cells are skipped). Hours, not minutes.
+	// full: echo, rpc and udp-echo (at -batch 1 and 32), blocking work,
+	// reconnect mode, up to 10,000 connections, 5 repetitions of 5 s, and the
+	// C peers (which take no blocking work and serve no datagrams: those cells
+	// are skipped, as are fork's, thread's and procpool's datagram cells).
+	// Hours, not minutes.
 	"full": {
 		Models: []string{"all", "peer:cepoll", "peer:uring", "peer:libevent"},
-		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc"}, Works: []string{"none", "sleep:1ms"},
+		Conns:  []int{1, 10, 100, 1000, 10000}, Protos: []string{"echo", "rpc", proto.UDPEcho}, Batches: []int{1, 32}, Works: []string{"none", "sleep:1ms"},
 		Reconnect: "both", Repeat: 5, CountReps: 1, Configure: ConfigureFair, Duration: 5 * time.Second, Warmup: time.Second, Size: 64,
 		Timeline: 15 * time.Second, TimelineConns: 100, TimelineStep: 100 * time.Millisecond,
 		SteadyTimeout: 5 * time.Minute,
@@ -181,6 +189,18 @@ var Presets = map[string]Spec{
 		Reconnect: "off", Repeat: 3, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
 		Loads: []float64{0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1}, Arrival: "exp", Search: "p99<=1ms",
 		SteadyTimeout: 30 * time.Second,
+	},
+	// udp: datagrams — every model (fork, thread and procpool refuse
+	// udp-echo: skipped, with the reason) at 1 and 100 flows, -batch 1
+	// (sendto/recvfrom) and 32 (sendmmsg/recvmmsg): a closed-loop
+	// calibration, then open-loop steps at 50% to 200% of each model's own
+	// peak, where the socket's receive buffer overflows and loss begins.
+	// 3 repetitions of 1 s.
+	"udp": {
+		Models: []string{"all"},
+		Conns:  []int{1, 100}, Protos: []string{proto.UDPEcho}, Batches: []int{1, 32}, Works: []string{"none"},
+		Reconnect: "off", Repeat: 3, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
+		Loads: []float64{0.5, 0.8, 1.0, 1.2, 1.5, 2.0}, SteadyTimeout: 30 * time.Second,
 	},
 	// http: the one-thread event loops, the goroutine baseline and the
 	// multi-reactor serving a small static page over HTTP/1.1 keep-alive, against
@@ -259,7 +279,7 @@ func ExpandModels(list, registered []string) []string {
 }
 
 // Protocols are the protocols a spec may sweep.
-var Protocols = []string{"echo", "rpc", "file", "http"}
+var Protocols = []string{"echo", "rpc", "file", "http", proto.UDPEcho}
 
 // Cell is one point of the matrix: a model under one workload.
 type Cell struct {
@@ -268,6 +288,9 @@ type Cell struct {
 	Work      string `json:"work"`
 	Reconnect bool   `json:"reconnect,omitempty"`
 	Conns     int    `json:"conns"`
+	// Batch is udp-echo's datagrams per send or receive call, of loadgen and
+	// the server (Spec.Batches); 0 for the stream protocols.
+	Batch int `json:"batch,omitempty"`
 	// Idle is the idle connections held beside the Conns active ones.
 	Idle int `json:"idle,omitempty"`
 	// Timeline marks the one long trial per model that feeds the timeline plot; it
@@ -297,10 +320,16 @@ type Group struct {
 	Proto     string `json:"proto"`
 	Work      string `json:"work"`
 	Reconnect bool   `json:"reconnect,omitempty"`
+	Batch     int    `json:"batch,omitempty"` // udp-echo: datagrams per call (Spec.Batches)
 }
 
 // Group returns the cell's group.
-func (c Cell) Group() Group { return Group{c.Proto, c.Work, c.Reconnect} }
+func (c Cell) Group() Group { return Group{c.Proto, c.Work, c.Reconnect, c.Batch} }
+
+// cell is the group's cell of model at conns connections.
+func (g Group) cell(model string, conns int) Cell {
+	return Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Batch: g.Batch, Conns: conns}
+}
 
 // Key names the group in file names: "echo", "rpc-sleep-1ms", "echo-reconnect".
 func (g Group) Key() string {
@@ -310,6 +339,9 @@ func (g Group) Key() string {
 	}
 	if g.Reconnect {
 		k += "-reconnect"
+	}
+	if g.Batch > 1 {
+		k += fmt.Sprintf("-batch%d", g.Batch)
 	}
 	return k
 }
@@ -322,6 +354,9 @@ func (g Group) String() string {
 	}
 	if g.Reconnect {
 		s += ", a new connection per request"
+	}
+	if g.Batch > 1 {
+		s += fmt.Sprintf(", batch %d", g.Batch)
 	}
 	return s
 }
@@ -408,19 +443,34 @@ func (t Trial) Key() string { return t.Cell.Key() + "/" + t.RepName() }
 func (s Spec) Groups() []Group {
 	var gs []Group
 	for _, p := range s.Protos {
+		if proto.IsDatagram(p) {
+			// No connection to reconnect, no work: a group per batch.
+			for _, b := range s.batches() {
+				gs = append(gs, Group{Proto: p, Work: "none", Batch: b})
+			}
+			continue
+		}
 		for _, w := range s.Works {
 			if p != "rpc" && w != "none" {
 				continue // work is an rpc feature
 			}
 			if s.Reconnect != "on" {
-				gs = append(gs, Group{p, w, false})
+				gs = append(gs, Group{p, w, false, 0})
 			}
 			if s.Reconnect != "off" && w == "none" {
-				gs = append(gs, Group{p, w, true})
+				gs = append(gs, Group{p, w, true, 0})
 			}
 		}
 	}
 	return gs
+}
+
+// batches is the spec's batch sweep for udp-echo: Batches, or 1 alone.
+func (s Spec) batches() []int {
+	if len(s.Batches) == 0 {
+		return []int{1}
+	}
+	return s.Batches
 }
 
 // TimelineCell is the timeline cell of a model, or false when the spec has none.
@@ -430,7 +480,9 @@ func (s Spec) TimelineCell(model string) (Cell, bool) {
 		return Cell{}, false
 	}
 	g := gs[0]
-	return Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: s.TimelineConns, Timeline: true}, true
+	c := g.cell(model, s.TimelineConns)
+	c.Timeline = true
+	return c, true
 }
 
 // Plan lists every trial in the order they run. Repetitions are the outer loop
@@ -452,7 +504,9 @@ func (s Spec) Plan() []Trial {
 						continue
 					}
 					for _, m := range s.Models {
-						ts = append(ts, Trial{Cell{Model: m, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: c, Idle: idle}, rep, counted})
+						cell := g.cell(m, c)
+						cell.Idle = idle
+						ts = append(ts, Trial{cell, rep, counted})
 					}
 				}
 				if g.Reconnect || counted {
@@ -478,7 +532,9 @@ func (s Spec) Plan() []Trial {
 			for _, c := range s.Conns {
 				for _, m := range s.Models {
 					if !g.Reconnect {
-						ts = append(ts, Trial{Cell: Cell{Model: m, Proto: g.Proto, Work: g.Work, Conns: c, Search: true}, Rep: 1})
+						cell := g.cell(m, c)
+						cell.Search = true
+						ts = append(ts, Trial{Cell: cell, Rep: 1})
 					}
 				}
 			}
@@ -497,10 +553,14 @@ func (s Spec) Plan() []Trial {
 func (s Spec) openCells(g Group, conns int) []Cell {
 	var out []Cell
 	for _, l := range s.Loads {
-		out = append(out, Cell{Proto: g.Proto, Work: g.Work, Conns: conns, Load: l})
+		c := g.cell("", conns)
+		c.Load = l
+		out = append(out, c)
 	}
 	for _, r := range s.Rates {
-		out = append(out, Cell{Proto: g.Proto, Work: g.Work, Conns: conns, Rate: r})
+		c := g.cell("", conns)
+		c.Rate = r
+		out = append(out, c)
 	}
 	return out
 }
@@ -589,6 +649,17 @@ func (s Spec) Validate(known []string) error {
 		if !slices.Contains(Protocols, p) {
 			errs = append(errs, fmt.Errorf("protocol %q: want %s", p, strings.Join(Protocols, ", ")))
 		}
+	}
+	for _, b := range s.Batches {
+		if b < 1 || b > models.MaxBatch {
+			errs = append(errs, fmt.Errorf("batch %d: datagrams per call, 1 to %d", b, models.MaxBatch))
+		}
+	}
+	if len(s.Batches) > 0 && !slices.ContainsFunc(s.Protos, proto.IsDatagram) {
+		errs = append(errs, fmt.Errorf("batch %v without the %s protocol", s.Batches, proto.UDPEcho))
+	}
+	if slices.ContainsFunc(s.Protos, proto.IsDatagram) && s.Size > proto.MaxDatagramIPv4 {
+		errs = append(errs, fmt.Errorf("size %d: a %s datagram carries at most %d bytes", s.Size, proto.UDPEcho, proto.MaxDatagramIPv4))
 	}
 	if s.File != "" && !slices.Contains(s.Protos, "file") {
 		errs = append(errs, fmt.Errorf("file %q without the file protocol", s.File))

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -122,13 +123,61 @@ func TestGroupsOfFullPreset(t *testing.T) {
 	for _, g := range sp.Groups() {
 		got = append(got, g.Key())
 	}
-	// Work is an rpc feature; reconnect cells run without work.
-	want := []string{"echo", "echo-reconnect", "rpc", "rpc-reconnect", "rpc-sleep-1ms"}
+	// Work is an rpc feature; reconnect cells run without work; udp-echo has
+	// neither, a group per batch instead.
+	want := []string{"echo", "echo-reconnect", "rpc", "rpc-reconnect", "rpc-sleep-1ms", "udp-echo", "udp-echo-batch32"}
 	if !slices.Equal(got, want) {
 		t.Errorf("groups %q, want %q", got, want)
 	}
-	if g := (Group{"rpc", "sleep:1ms", false}); g.String() != "rpc, work sleep:1ms" {
+	if g := (Group{Proto: "rpc", Work: "sleep:1ms"}); g.String() != "rpc, work sleep:1ms" {
 		t.Errorf("String = %q", g.String())
+	}
+	if g := (Group{Proto: "udp-echo", Work: "none", Batch: 32}); g.String() != "udp-echo, batch 32" {
+		t.Errorf("String = %q", g.String())
+	}
+}
+
+// TestDatagramCells: a udp-echo cell carries its batch to loadgen (which
+// passes it to the server), and the cells of a model or peer that serves
+// connections only are skipped with the reason.
+func TestDatagramCells(t *testing.T) {
+	sp := Presets["udp"]
+	sp.Models = []string{"epoll-et", "fork", "peer:cepoll"}
+	var batches []int
+	for _, tr := range sp.Plan() {
+		if !slices.Contains(batches, tr.Cell.Batch) {
+			batches = append(batches, tr.Cell.Batch)
+		}
+		args := strings.Join(sp.loadArgs(tr.Cell, "x.json"), " ")
+		if !strings.Contains(args, "-proto udp-echo ") || !strings.Contains(args, fmt.Sprintf("-batch %d", tr.Cell.Batch)) {
+			t.Errorf("%s: loadgen args %q: want -proto udp-echo and -batch %d", tr.Cell, args, tr.Cell.Batch)
+		}
+		skip := DefaultSkip(tr.Cell)
+		switch tr.Cell.Model {
+		case "epoll-et":
+			if skip != "" {
+				t.Errorf("%s skipped: %s", tr.Cell, skip)
+			}
+		case "fork":
+			if !strings.Contains(skip, "does not serve udp-echo") || !strings.Contains(skip, "connection") {
+				t.Errorf("%s: skip %q, want the model's reason", tr.Cell, skip)
+			}
+		case "peer:cepoll":
+			if !strings.Contains(skip, "serves TCP only") {
+				t.Errorf("%s: skip %q, want TCP only", tr.Cell, skip)
+			}
+		}
+	}
+	if !slices.Equal(batches, []int{1, 32}) {
+		t.Errorf("batches planned %v, want [1 32]", batches)
+	}
+	sp.Batches = []int{0}
+	if err := sp.Validate([]string{"epoll-et", "fork"}); err == nil || !strings.Contains(err.Error(), "batch 0") {
+		t.Errorf("batch 0: %v", err)
+	}
+	sp.Batches, sp.Protos = []int{4}, []string{"echo"}
+	if err := sp.Validate([]string{"epoll-et", "fork"}); err == nil || !strings.Contains(err.Error(), "without the udp-echo protocol") {
+		t.Errorf("batch without udp-echo: %v", err)
 	}
 }
 

@@ -100,6 +100,10 @@ type CellSummary struct {
 	// the measured trials, their latency read from the merge of the trials'
 	// heartbeat histograms; nil without idle connections.
 	Heartbeats *Heartbeats `json:"heartbeats,omitempty"`
+	// Datagrams is udp-echo's account (result.Datagrams) summed over the
+	// measured trials, with the server's own drops beside it; nil for the
+	// stream protocols.
+	Datagrams *DatagramSummary `json:"datagrams,omitempty"`
 	// Disturbed counts the trials left out of the figures because another
 	// process or the host took part of their measured CPUs (result.Host:
 	// Disturbed); DisturbedKept the disturbed ones kept because the cell had
@@ -119,6 +123,59 @@ type CellSummary struct {
 	Timeline     []result.Second `json:"timeline,omitempty"`
 	TimelineStep float64         `json:"timeline_step,omitempty"`
 	TimelineWait float64         `json:"timeline_wait,omitempty"`
+}
+
+// DatagramSummary is a udp-echo cell's datagrams over its measured trials:
+// loadgen's account of every request datagram of the windows (sums), the loss
+// rate of each trial, and where the server says the lost ones went (from its
+// counters at the window's edges, which its stats file gives every 100 ms:
+// approximate).
+type DatagramSummary struct {
+	Sent, Answered, Lost, Late, Duplicated, Reordered, Mismatched int64
+	// ClientDropped: lost at loadgen's own sockets (their receive buffers
+	// full), in Lost.
+	ClientDropped int64 `json:"client_dropped"`
+	// LossRate is Lost / Sent over the trials; LossRates each trial's.
+	LossRate  float64   `json:"loss_rate"`
+	LossRates []float64 `json:"loss_rates"`
+	// ServerRcvbuf is the datagrams the server's sockets dropped on arrival
+	// (rcvbuf_drops), ServerDropped those it read and did not answer
+	// (dropped_*), over the windows of the trials whose server reported
+	// counters (ServerCounted of them).
+	ServerRcvbuf  int64 `json:"server_rcvbuf"`
+	ServerDropped int64 `json:"server_dropped"`
+	ServerCounted int   `json:"server_counted"`
+}
+
+// addDatagrams adds a trial's datagram account to the cell's.
+func (s *CellSummary) addDatagrams(r *result.Run) {
+	d := r.Load.Datagrams
+	if d == nil {
+		return
+	}
+	ds := s.Datagrams
+	if ds == nil {
+		ds = &DatagramSummary{}
+		s.Datagrams = ds
+	}
+	ds.Sent += d.Sent
+	ds.Answered += d.Answered
+	ds.Lost += d.Lost
+	ds.Late += d.Late
+	ds.Duplicated += d.Duplicated
+	ds.Reordered += d.Reordered
+	ds.Mismatched += d.Mismatched
+	ds.ClientDropped += d.ClientDropped
+	ds.LossRates = append(ds.LossRates, d.LossRate)
+	if ds.Sent > 0 {
+		ds.LossRate = float64(ds.Lost) / float64(ds.Sent)
+	}
+	if sv := r.Server; sv != nil && sv.CountersAtWindowStart != nil && sv.CountersAtWindowEnd != nil {
+		a, b := sv.CountersAtWindowStart, sv.CountersAtWindowEnd
+		ds.ServerRcvbuf += b.Gauges["rcvbuf_drops"] - a.Gauges["rcvbuf_drops"]
+		ds.ServerDropped += b.DroppedOversize + b.DroppedSendFull + b.DroppedSendError - a.DroppedOversize - a.DroppedSendFull - a.DroppedSendError
+		ds.ServerCounted++
+	}
 }
 
 // Heartbeats are what a cell's idle connections saw.
@@ -321,6 +378,7 @@ func Summarize(c Cell, planned int, recs []*TrialRecord, runs []*result.Run) Cel
 				}
 			}
 		}
+		s.addDatagrams(r)
 		if r.Server != nil {
 			serverK.add(r.Server.Kernel, r.Server.KernelMissing, r.Load.Requests)
 		}
@@ -475,7 +533,8 @@ func (s *Summary) Cell(g Group, model string, conns int) CellSummary {
 // CellAt returns the summary of a sweep cell with idle connections (zero if
 // absent).
 func (s *Summary) CellAt(g Group, model string, conns, idle int) CellSummary {
-	c := Cell{Model: model, Proto: g.Proto, Work: g.Work, Reconnect: g.Reconnect, Conns: conns, Idle: idle}
+	c := g.cell(model, conns)
+	c.Idle = idle
 	if cs, ok := s.Cells[c.Key()]; ok {
 		return cs
 	}

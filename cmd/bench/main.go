@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concbench/bench"
+	"concbench/internal/proto"
 	"concbench/models"
 )
 
@@ -99,6 +100,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	idles := fs.String("idle", "", "idle connections held beside each cell's busy ones, swept, e.g. 0,1000,5000,max (max: the most the descriptor limit allows, up to 100000; default: the preset's)")
 	heartbeat := fs.Duration("heartbeat", 0, "the idle connections' heartbeat interval (default: loadgen's, 5s)")
 	protos := fs.String("proto", "", "protocols: "+strings.Join(bench.Protocols, ",")+" (default: the preset's)")
+	batches := fs.String("batch", "", fmt.Sprintf("udp-echo: datagrams per send or receive call, of loadgen and the server, swept (a group each), e.g. 1,32: 1 is sendto/recvfrom, more sendmmsg/recvmmsg, at most %d (default: the preset's, or 1)", models.MaxBatch))
 	file := fs.String("file", "", "the file every file request downloads (default: 1k.bin, one of the standard test files)")
 	path := fs.String("path", "", "the path every http request GETs (default: /index.html)")
 	works := fs.String("work", "", "per-request work of rpc cells: none,sleep:1ms,cpu:50us (default: the preset's)")
@@ -143,7 +145,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "set", "configure", "c", "idle", "heartbeat", "proto", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
+		case "models", "set", "configure", "c", "idle", "heartbeat", "proto", "batch", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -191,6 +193,17 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if *protos != "" {
 		sp.Protos = bench.ParseList(*protos)
+	}
+	// A preset's batch sweep goes with udp-echo, as its file and path with
+	// theirs.
+	if *batches != "" {
+		bs, err := bench.ParseInts(*batches)
+		if err != nil {
+			return o, fmt.Errorf("-batch: %w", err)
+		}
+		sp.Batches = bs
+	} else if !slices.ContainsFunc(sp.Protos, proto.IsDatagram) {
+		sp.Batches = nil
 	}
 	// A preset's file or path goes with its protocol: -preset http -proto echo
 	// drops the path; -file and -path given without their protocol are errors.
