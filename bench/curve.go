@@ -108,36 +108,46 @@ func CurveFigure(s *Summary, g Group, conns int, pct string) Figure {
 }
 
 // DatagramFigure: for udp-echo's open-loop steps, what each model delivered
-// and what it lost against the rate offered — where a model starts dropping.
-// Two panels on one x axis: the replies per second that came back, and the
-// share of datagrams sent that did not (lost: unanswered within the timeout).
+// and what was lost against the rate offered — where a model starts dropping.
+// Three panels on one x axis: the replies per second that came back; the
+// share of the datagrams sent that the server lost (its socket's receive
+// buffer overflowed, or it read one and could not send the reply: its own
+// counters over the window); and the share loadgen lost itself (its sockets'
+// receive buffers overflowed while it was busy sending: the instrument's
+// limit, not the server's).
 func DatagramFigure(s *Summary, g Group, conns int) Figure {
 	name := fmt.Sprintf("udp-loss-%s-c%d", g.Key(), conns)
 	title := fmt.Sprintf("Datagrams: delivered and lost against offered rate, %s (%s)", plural(float64(conns), "flow"), g.String())
-	f := Figure{Name: name, Title: title, Cols: 2,
-		Caption: "Each point is an open-loop step at a fraction of the model's own closed-loop peak (its median over the repetitions): x the rate of datagrams offered, left the replies per second that came back, right the share of datagrams sent that never did (lost after loadgen's timeout, whoever dropped them: the REPORT's table says where). Up to its capacity a model delivers what is offered and loses nothing; past it UDP does not push back: the server's socket buffer overflows and the kernel drops what does not fit. Hollow points missed the offered rate by more than 10% in most repetitions (the sender itself could not keep up, or the steps were above what the machine carries)."}
+	f := Figure{Name: name, Title: title, Cols: 3,
+		Caption: "Each point is an open-loop step at a fraction of the model's own closed-loop peak (medians and sums over its repetitions): x the datagrams offered per second; left, the replies per second that came back; middle, the share of the datagrams sent that the server lost — its socket's receive buffer overflowed, or it could not send a reply (its own counters over the window, read every 100 ms: approximate); right, the share loadgen lost itself, its sockets' receive buffers overflowing while its one core was busy sending. Up to its capacity a model delivers what is offered and loses nothing; past it UDP does not push back: the server's socket overflows and the kernel drops what does not fit. Where the right panel climbs, the instrument reached its limit first: the server was not the one dropping. A ringed point is client-bound (loadgen's CPU saturated); hollow points missed the offered rate by more than 10% in most repetitions."}
 	deliv := Panel{Title: "Delivered", XLabel: "offered (datagrams/s)", YLabel: "replies/s (median)", HumanX: true, ApartLabel: "hollow: under rate"}
-	loss := Panel{Title: "Lost", XLabel: "offered (datagrams/s)", YLabel: "lost (% of sent)", HumanX: true, ApartLabel: "hollow: under rate"}
+	srv := Panel{Title: "Lost by the server", XLabel: "offered (datagrams/s)", YLabel: "% of datagrams sent", HumanX: true, ApartLabel: "hollow: under rate"}
+	cli := Panel{Title: "Lost by loadgen (the instrument's limit)", XLabel: "offered (datagrams/s)", YLabel: "% of datagrams sent", HumanX: true, ApartLabel: "hollow: under rate"}
 	for _, m := range s.Spec.Models {
 		if IsPeer(m) {
 			continue
 		}
-		a, b := Series{Name: m, Model: m}, Series{Name: m, Model: m}
+		a, b, c := Series{Name: m, Model: m}, Series{Name: m, Model: m}, Series{Name: m, Model: m}
 		for _, cs := range curveCells(s, g, conns, m) {
-			if cs.Datagrams == nil || cs.Datagrams.Sent == 0 {
+			d := cs.Datagrams
+			if d == nil || d.Sent == 0 {
 				continue
 			}
-			apart := 2*cs.UnderRate > cs.Measured
-			a.Points = append(a.Points, Point{X: cs.Offered, Y: cs.Throughput.Median, Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, Apart: apart, ClientBound: 2*cs.ClientBound > cs.Measured})
-			b.Points = append(b.Points, Point{X: cs.Offered, Y: 100 * cs.Datagrams.LossRate, Apart: apart, ClientBound: 2*cs.ClientBound > cs.Measured})
+			apart, bound := 2*cs.UnderRate > cs.Measured, 2*cs.ClientBound > cs.Measured
+			a.Points = append(a.Points, Point{X: cs.Offered, Y: cs.Throughput.Median, Lo: cs.Throughput.Lo, Hi: cs.Throughput.Hi, Apart: apart, ClientBound: bound})
+			if d.ServerCounted == cs.Measured {
+				b.Points = append(b.Points, Point{X: cs.Offered, Y: 100 * float64(d.ServerRcvbuf+d.ServerDropped) / float64(d.Sent), Apart: apart, ClientBound: bound})
+			}
+			c.Points = append(c.Points, Point{X: cs.Offered, Y: 100 * float64(d.ClientDropped) / float64(d.Sent), Apart: apart, ClientBound: bound})
 		}
 		if len(a.Points) > 0 {
 			deliv.Series = append(deliv.Series, a)
-			loss.Series = append(loss.Series, b)
+			srv.Series = append(srv.Series, b)
+			cli.Series = append(cli.Series, c)
 		}
 	}
 	if len(deliv.Series) > 0 {
-		f.Panels = []Panel{deliv, loss}
+		f.Panels = []Panel{deliv, srv, cli}
 	}
 	return f
 }

@@ -140,6 +140,9 @@ func datagramFixture(t *testing.T) *Dataset {
 		lost := sent - answered
 		r.Load.Throughput = float64(answered) / r.Load.Seconds
 		r.Load.Datagrams = &result.Datagrams{Sent: sent, Answered: answered, Lost: lost, LossRate: float64(lost) / float64(sent), Reordered: 2}
+		if c.Load == 2 && c.Model == "fast" && c.Batch == 1 { // fast at twice its peak: loadgen itself loses some
+			r.Load.Datagrams.ClientDropped = 100
+		}
 		r.Server.CountersAtWindowStart = &result.ServerCounters{Gauges: map[string]int64{"rcvbuf_drops": 10}}
 		r.Server.CountersAtWindowEnd = &result.ServerCounters{Gauges: map[string]int64{"rcvbuf_drops": 10 + lost}}
 	}
@@ -166,12 +169,17 @@ func TestDatagramReport(t *testing.T) {
 			t.Errorf("loss cell %q", got)
 		}
 		f := DatagramFigure(s, g, 100)
-		if len(f.Panels) != 2 || len(f.Panels[1].Series) != 2 {
-			t.Fatalf("batch %d: figure %+v: want two panels, a series a model", b, f)
+		if len(f.Panels) != 3 || len(f.Panels[1].Series) != 2 {
+			t.Fatalf("batch %d: figure %+v: want three panels, a series a model", b, f)
 		}
 		for _, se := range f.Panels[1].Series {
 			if len(se.Points) != 3 || se.Points[0].Y != 0 || se.Points[2].Y != 50 {
-				t.Errorf("%s's loss points %+v: want 0%% at half its peak, 50%% at twice", se.Name, se.Points)
+				t.Errorf("%s's server loss points %+v: want 0%% at half its peak, 50%% at twice", se.Name, se.Points)
+			}
+		}
+		for _, se := range f.Panels[2].Series {
+			if len(se.Points) != 3 || b == 32 && se.Points[2].Y != 0 {
+				t.Errorf("%s's client loss points %+v: want none lost by loadgen", se.Name, se.Points)
 			}
 		}
 		if b == 32 && !testing.Short() {
@@ -186,5 +194,11 @@ func TestDatagramReport(t *testing.T) {
 	}
 	if !slices.ContainsFunc(Figures(s), func(f Figure) bool { return f.Name == "udp-loss-udp-echo-batch32-c100" }) {
 		t.Error("Figures lacks the datagram figure of batch 32")
+	}
+	if se := DatagramFigure(s, Group{Proto: "udp-echo", Work: "none", Batch: 1}, 100).Panels[2].Series[0]; se.Name != "fast" || se.Points[2].Y != 100*3*100/float64(3*200000*2) {
+		t.Errorf("fast's client loss %+v: want loadgen's 100 drops a trial of the step's datagrams sent", se.Points)
+	}
+	if works := worksOf(s.Spec, "udp-echo"); !slices.Equal(works, []string{"none"}) {
+		t.Errorf("udp-echo's works %v: the batch groups are not work variants", works)
 	}
 }

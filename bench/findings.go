@@ -544,7 +544,8 @@ func wholeEntries(sp Spec, cs CellSummary) []result.Second {
 func worksOf(sp Spec, proto string) []string {
 	var works []string
 	for _, g := range sweepGroups(sp) {
-		if g.Proto == proto {
+		// udp-echo's groups differ by batch, not work: one "none".
+		if g.Proto == proto && !slices.Contains(works, g.Work) {
 			works = append(works, g.Work)
 		}
 	}

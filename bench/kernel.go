@@ -360,7 +360,7 @@ func kernelMissing(s *Summary, g Group) string {
 // after them (the palette wraps).
 var syscallHues = []string{"read", "write", "epoll_wait", "epoll_pwait", "epoll_ctl", "futex", "nanosleep",
 	"poll", "ppoll", "select", "pselect6", "sendto", "recvfrom", "other", "voluntary", "involuntary",
-	"io_uring_enter", "readv", "writev", "sendmsg", "recvmsg", "accept4"}
+	"io_uring_enter", "readv", "writev", "sendmsg", "recvmsg", "accept4", "recvmmsg", "sendmmsg", "sched_yield"}
 
 // hueOf is the BarSet.Hue of a syscall name (or "other", "voluntary",
 // "involuntary"): fixed for the names in syscallHues, else from a hash of the

@@ -340,6 +340,9 @@ func (s Spec) loadArgs(c Cell, out string) []string {
 	if s.SteadyTimeout > 0 {
 		args = append(args, "-steady-timeout", s.SteadyTimeout.String())
 	}
+	if s.Timeout > 0 {
+		args = append(args, "-timeout", s.Timeout.String())
+	}
 	if c.Timeline && s.TimelineStep > 0 {
 		args = append(args, "-timeline-step", s.TimelineStep.String())
 	}

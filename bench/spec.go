@@ -94,6 +94,11 @@ type Spec struct {
 	// "not steady". 0 is loadgen's default. A trial may run this much longer than
 	// its planned length.
 	SteadyTimeout time.Duration `json:"steady_timeout_ns,omitempty"`
+	// Timeout is how long a request may wait for its reply (loadgen
+	// -timeout; 0 is loadgen's default, 5s): for udp-echo, after which a
+	// datagram counts as lost — and as long as a trial that lost some waits
+	// after its window for the fates of the datagrams sent in it.
+	Timeout time.Duration `json:"timeout_ns,omitempty"`
 	// TimelineStep is the width of one entry of the timeline trial's course
 	// (loadgen -timeline-step); 0 is loadgen's default, a second.
 	TimelineStep time.Duration `json:"timeline_step_ns,omitempty"`
@@ -195,12 +200,14 @@ var Presets = map[string]Spec{
 	// (sendto/recvfrom) and 32 (sendmmsg/recvmmsg): a closed-loop
 	// calibration, then open-loop steps at 50% to 200% of each model's own
 	// peak, where the socket's receive buffer overflows and loss begins.
-	// 3 repetitions of 1 s.
+	// 3 repetitions of 1 s; a datagram unanswered after 1 s is lost (on
+	// loopback a reply takes milliseconds at most), so that a lossy trial
+	// waits 1 s, not loadgen's 5, for the fates of its window's datagrams.
 	"udp": {
 		Models: []string{"all"},
 		Conns:  []int{1, 100}, Protos: []string{proto.UDPEcho}, Batches: []int{1, 32}, Works: []string{"none"},
 		Reconnect: "off", Repeat: 3, CountReps: 1, Configure: ConfigureFair, Duration: time.Second, Warmup: 300 * time.Millisecond, Size: 64,
-		Loads: []float64{0.5, 0.8, 1.0, 1.2, 1.5, 2.0}, SteadyTimeout: 30 * time.Second,
+		Loads: []float64{0.5, 0.8, 1.0, 1.2, 1.5, 2.0}, SteadyTimeout: 30 * time.Second, Timeout: time.Second,
 	},
 	// http: the one-thread event loops, the goroutine baseline and the
 	// multi-reactor serving a small static page over HTTP/1.1 keep-alive, against
@@ -709,8 +716,8 @@ func (s Spec) Validate(known []string) error {
 	if s.CountReps < 0 {
 		errs = append(errs, errors.New("counted repetitions must not be negative (0: syscalls counted in every repetition)"))
 	}
-	if s.SteadyTimeout < 0 || s.TimelineStep < 0 {
-		errs = append(errs, errors.New("steady timeout and timeline step must not be negative (0: loadgen's default)"))
+	if s.SteadyTimeout < 0 || s.TimelineStep < 0 || s.Timeout < 0 {
+		errs = append(errs, errors.New("steady timeout, timeout and timeline step must not be negative (0: loadgen's default)"))
 	}
 	if len(errs) == 0 && len(s.Groups()) == 0 {
 		errs = append(errs, errors.New("the protocols, work and reconnect choices leave no cell (work other than none applies to rpc only)"))

@@ -149,6 +149,9 @@ func TestDatagramCells(t *testing.T) {
 			batches = append(batches, tr.Cell.Batch)
 		}
 		args := strings.Join(sp.loadArgs(tr.Cell, "x.json"), " ")
+		if !strings.Contains(args, "-timeout 1s") {
+			t.Errorf("%s: loadgen args %q: want the preset's -timeout 1s", tr.Cell, args)
+		}
 		if !strings.Contains(args, "-proto udp-echo ") || !strings.Contains(args, fmt.Sprintf("-batch %d", tr.Cell.Batch)) {
 			t.Errorf("%s: loadgen args %q: want -proto udp-echo and -batch %d", tr.Cell, args, tr.Cell.Batch)
 		}

@@ -51,8 +51,8 @@ package models
 // buffer and queues it as a task; a worker answers the batch and sends the
 // replies itself (sendto, or sendmmsg), on the same socket, and hands the
 // buffer back. A full queue stops the poller as for connections, and so does
-// having every batch buffer in the queue or a worker's hands (at most
-// tpDgramBuffers of them, allocated as needed): the socket's receive buffer
+// having every batch buffer in the queue or a worker's hands (a thread's worth
+// and some, within 64 MiB, allocated as needed): the socket's receive buffer
 // then fills, and the kernel drops what does not fit (rcvbuf_drops). Every
 // datagram crosses two threads, as every request does here.
 
@@ -673,10 +673,15 @@ func (p *tpool) stop() {
 	}
 }
 
-// tpDgramBuffers bounds the batch buffers of the datagram pool beyond the
-// live threads: enough to keep every worker and some queue fed, not the whole
-// queue (a buffer is Config.Batch × Config.MaxDatagram bytes).
-const tpDgramBuffers = 16
+// The batch buffers of the datagram pool: one per thread the pool may have
+// and tpDgramBuffers more for the queue, but no more than tpDgramMemory bytes
+// of them in all (a buffer is Config.Batch × Config.MaxDatagram bytes: 2 MiB
+// at -batch 32 with the default 64 KiB datagrams), and at least two, so that
+// the poller reads while a worker answers.
+const (
+	tpDgramBuffers = 16
+	tpDgramMemory  = 64 << 20
+)
 
 // ServeDatagrams: see the file's comment.
 func (threadpoolModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, env *Env) error {
@@ -698,10 +703,10 @@ func (threadpoolModel) ServeDatagrams(ctx context.Context, ds *sock.Listener, en
 		return err
 	}
 	var (
-		free    = make(chan *rawio.Msgs, p.max+tpDgramBuffers)
-		made    int
 		batch   = env.Config.batch()
 		size    = env.Config.maxDatagram()
+		free    = make(chan *rawio.Msgs, max(2, min(p.max+tpDgramBuffers, tpDgramMemory/(batch*size))))
+		made    int
 		pending *rawio.Msgs // taken from free, not yet filled
 	)
 	p.free, p.dsFD = free, ds.FD

@@ -121,6 +121,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	warmup := fs.Duration("warmup", -1, "unmeasured warm-up of each trial (default: the preset's)")
 	timeline := fs.Duration("timeline", -1, "length of the one timeline trial per model; 0 for none (default: the preset's)")
 	steadyTimeout := fs.Duration("steady-timeout", -1, "bound of each trial's steady-state gate: a trial whose connections served still grow this long after its load started fails as not steady (default: the preset's; 0: loadgen's)")
+	timeout := fs.Duration("timeout", -1, "how long a request may wait for its reply (loadgen -timeout): for udp-echo, after which a datagram is lost (default: the preset's; 0: loadgen's, 5s)")
 	timelineStep := fs.Duration("timeline-step", -1, "width of one entry of the timeline trial's course, e.g. 100ms (default: the preset's; 0: loadgen's, 1s)")
 	focus := fs.Int("focus", 0, "concurrency of the per-model plots (default: 100 if swept, else the highest)")
 	fs.StringVar(&o.out, "out", "", "run directory; rerunning with the same one resumes (default: results/PRESET)")
@@ -145,7 +146,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	sp.Preset = *preset
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "models", "set", "configure", "c", "idle", "heartbeat", "proto", "batch", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeline-step":
+		case "models", "set", "configure", "c", "idle", "heartbeat", "proto", "batch", "file", "path", "work", "reconnect", "repeat", "count-reps", "load", "rate", "arrival", "search", "search-rounds", "d", "warmup", "timeline", "steady-timeout", "timeout", "timeline-step":
 			sp.Preset = *preset + ", customised by flags"
 		}
 	})
@@ -288,6 +289,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if *steadyTimeout >= 0 {
 		sp.SteadyTimeout = *steadyTimeout
+	}
+	if *timeout >= 0 {
+		sp.Timeout = *timeout
 	}
 	if *timelineStep >= 0 {
 		sp.TimelineStep = *timelineStep
