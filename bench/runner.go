@@ -658,10 +658,16 @@ func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 // source address's ephemeral ports is not such a cell: loadgen spreads them over
 // more loopback addresses itself. Cells a model cannot run (select past
 // FD_SETSIZE, a pool smaller than the concurrency) are run, and their failures
-// recorded. A datagram cell of a model or peer that serves connections only
-// (fork, thread, procpool; the C peers and nginx) is skipped with the reason:
-// it refuses udp-echo at start, every trial the same way.
+// recorded. Skipped with the reason, because every trial would fail the same
+// way: a model this machine cannot run (the kernel refuses io_uring), and a
+// datagram cell of a model or peer that serves connections only (fork,
+// thread, procpool; the C peers and nginx), which refuses udp-echo at start.
 func DefaultSkip(c Cell) string {
+	if !IsPeer(c.Model) {
+		if err := models.Unavailable(BaseModel(c.Model)); err != nil {
+			return err.Error()
+		}
+	}
 	if proto.IsDatagram(c.Proto) {
 		if IsPeer(c.Model) {
 			return fmt.Sprintf("%s serves TCP only, not %s", c.Model, c.Proto)

@@ -403,7 +403,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: skipCell, Progress: stderr, Peers: o.peers, Calibrate: o.calibrate}
+		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers, Calibrate: o.calibrate}
 		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d timed + %d counted repetitions + timelines); progress below\n",
 			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat, o.spec.CountReps)
 		n, err := r.Run(ctx)
@@ -448,16 +448,4 @@ func findLoadgen(flagValue string) (string, error) {
 		return "", fmt.Errorf("no loadgen beside bench (%s): build it (make build) or give -loadgen", p)
 	}
 	return p, nil
-}
-
-// skipCell is bench.DefaultSkip, and a model this machine cannot run (the
-// kernel refuses io_uring): its trials are recorded as skipped with the
-// kernel's reason, since each would fail the same way.
-func skipCell(c bench.Cell) string {
-	if !bench.IsPeer(c.Model) {
-		if err := models.Unavailable(bench.BaseModel(c.Model)); err != nil {
-			return err.Error()
-		}
-	}
-	return bench.DefaultSkip(c)
 }
