@@ -102,11 +102,7 @@ func DatagramModels() []string {
 // connections, does not serve datagrams; a model's init calls it after
 // Register.
 func servesConnectionsOnly(name, why string) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	e := registry[name]
-	e.noDatagrams = why
-	registry[name] = e
+	amend(name, func(e *entry) { e.noDatagrams = why })
 }
 
 // dgramSock is one datagram socket served by one thread at a time: its slots,

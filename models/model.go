@@ -143,11 +143,14 @@ func Register(name, summary string, newModel func() Model) {
 
 // refuses records why model name closes a connection at once, counted in
 // refused (StatsSnapshot.Refused); a model's init calls it after Register.
-func refuses(name, why string) {
+func refuses(name, why string) { amend(name, func(e *entry) { e.refusal = why }) }
+
+// amend changes model name's registry entry.
+func amend(name string, change func(*entry)) {
 	regMu.Lock()
 	defer regMu.Unlock()
 	e := registry[name]
-	e.refusal = why
+	change(&e)
 	registry[name] = e
 }
 
@@ -155,11 +158,7 @@ func refuses(name, why string) {
 // kernel feature that may be missing or disabled); a model's init calls it
 // after Register.
 func needs(name string, available func() error) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	e := registry[name]
-	e.available = available
-	registry[name] = e
+	amend(name, func(e *entry) { e.available = available })
 }
 
 // Unavailable is why the named model cannot run on this machine (the kernel
