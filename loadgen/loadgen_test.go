@@ -3,10 +3,13 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"concbench/internal/result"
 )
@@ -119,6 +122,46 @@ func TestClosedLoopFixedServiceTime(t *testing.T) {
 	if len(ld.Timeline) != 2 || !ld.Timeline[0].Warmup || ld.Timeline[1].Warmup {
 		t.Errorf("timeline %+v: want 2 seconds, the first in warm-up", ld.Timeline)
 	}
+	checkPlaced(t, o)
+}
+
+// checkPlaced checks what loadgen merge needs of a result: the load and the
+// window placed on the wall clock, the window's length Seconds, and every
+// histogram recorded beside its percentiles.
+func checkPlaced(t *testing.T, o *Outcome) {
+	t.Helper()
+	ld := o.Load
+	if ld.LoadStartUnixNS != o.LoadStart.UnixNano() || ld.WindowStartUnixNS < ld.LoadStartUnixNS ||
+		time.Duration(ld.WindowEndUnixNS-ld.WindowStartUnixNS).Seconds() != ld.Seconds {
+		t.Errorf("load start %d (want %d), window %d to %d: want the window after the load's start, %.6f s long",
+			ld.LoadStartUnixNS, o.LoadStart.UnixNano(), ld.WindowStartUnixNS, ld.WindowEndUnixNS, ld.Seconds)
+	}
+	// The window opened after the warm-up, when the gate says: by the wall
+	// clock too.
+	if wait := time.Duration(ld.WindowStartUnixNS - ld.LoadStartUnixNS); wait < o.Workload.Warmup || ld.Steady == nil || math.Abs(wait.Seconds()-ld.Steady.WaitSeconds) > 1e-6 {
+		t.Errorf("window opened %v after the load, warm-up %v, gate %+v", wait, o.Workload.Warmup, ld.Steady)
+	}
+	type hist struct {
+		what string
+		enc  string
+		p    *result.Percentiles
+	}
+	hists := []hist{{"latency", ld.LatencyHist, &ld.Latency}, {"connect", ld.Connect.LatencyHist, &ld.Connect.Latency}}
+	if ld.Mode == "open" {
+		hists = append(hists, hist{"uncorrected", ld.UncorrectedHist, ld.Uncorrected}, hist{"send lag", ld.SendLagHist, ld.SendLag})
+	} else if ld.UncorrectedHist != "" || ld.SendLagHist != "" {
+		t.Error("closed loop: uncorrected or send lag histograms")
+	}
+	for _, h := range hists {
+		got, err := hdr.Decode([]byte(h.enc))
+		if err != nil {
+			t.Errorf("%s histogram: %v", h.what, err)
+			continue
+		}
+		if p := Percentiles(got); p != *h.p || p.Count == 0 {
+			t.Errorf("%s histogram's percentiles %+v, the result's %+v", h.what, p, *h.p)
+		}
+	}
 }
 
 // Open loop at 2000 req/s against a server that can do 1000: the queue grows
@@ -198,6 +241,7 @@ func TestOpenLoopStallCorrected(t *testing.T) {
 	if u := time.Duration(ld.Uncorrected.MaxUS) * time.Microsecond; u < stall*9/10 {
 		t.Errorf("uncorrected max %v, want the stall %v", u, stall)
 	}
+	checkPlaced(t, o)
 }
 
 // One byte flipped in 1 of every 1000 replies: exactly that many mismatches.

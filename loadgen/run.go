@@ -312,6 +312,12 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 		ld.Uncorrected, ld.SendLag = &u, &g
 	}
 	ld.Connect.Latency = Percentiles(conn)
+	// Every histogram goes into the result too, so that runs of several load
+	// generators can be merged exactly (loadgen merge).
+	ld.LatencyHist, ld.Connect.LatencyHist = encodeHist(lat), encodeHist(conn)
+	if sh.open {
+		ld.UncorrectedHist, ld.SendLagHist = encodeHist(uncorr), encodeHist(lag)
+	}
 	ld.Connect.RampSeconds = time.Duration(rampEnd).Seconds()
 	ld.Errors = map[string]int64{}
 	for k, n := range errs {
@@ -323,8 +329,13 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	ld.TimelineStepSeconds = w.TimelineStep.Seconds()
 	if t0 != 0 {
 		warmEnd := sh.window.Load() // 0 when the window never opened
+		// The timeline's origin and the window on the wall clock: sh.base
+		// carries both clocks, and the offsets are the monotonic one's.
+		ld.LoadStartUnixNS = loadStart.UnixNano()
 		if warmEnd != 0 {
 			ld.Seconds = max(0, time.Duration(stopped-warmEnd).Seconds())
+			ld.WindowStartUnixNS = sh.base.Add(time.Duration(warmEnd)).UnixNano()
+			ld.WindowEndUnixNS = sh.base.Add(time.Duration(max(stopped, warmEnd))).UnixNano()
 		}
 		step := int64(w.TimelineStep)
 		used := min(nsec, int((stopped-t0+step-1)/step))
@@ -410,6 +421,16 @@ func mergeIdle(w result.Workload, loops []*loop) *result.Idle {
 		id.Errors = nil
 	}
 	return id
+}
+
+// encodeHist is h in the result's encoding (HdrHistogram V2 compressed,
+// base64); "" if it cannot be encoded, which a reader takes as absent.
+func encodeHist(h *hdr.Histogram) string {
+	enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return ""
+	}
+	return string(enc)
 }
 
 // errorsString is "eof 3, reset 1", kinds sorted.

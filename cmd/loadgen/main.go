@@ -9,11 +9,15 @@
 //	loadgen -addr 127.0.0.1:8080 -proto http -server-pid 4242 -c 100
 //	loadgen -model epoll-et -proto udp-echo -c 100 -d 10s
 //	loadgen -model epoll-et -proto udp-echo -c 100 -rate 50000 -batch 32
+//	loadgen merge a.json b.json -o all.json
 //
 // With -model it starts the server itself (bin/server beside it), pins server and
 // loadgen to disjoint CPUs, runs, stops the server with SIGTERM and checks its exit.
 // With -addr and -server-pid it samples a server someone else started. It exits 1
 // if any request failed or the server did not exit cleanly, 2 on a usage error.
+//
+// `loadgen merge` merges the results of several loadgen runs that drove one
+// server at the same time into one (package merge; loadgen merge -h).
 package main
 
 import (
@@ -94,6 +98,9 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "merge" {
+		os.Exit(runMerge(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	o, err := parse(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -360,6 +367,7 @@ func hasRoot(args []string) bool {
 
 func usage(fs *flag.FlagSet) {
 	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME [-unix] | -addr HOST:PORT|unix:PATH [-server-pid PID]) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
+       loadgen merge A.json B.json [C.json …] [-o ALL.json]   (see loadgen merge -h)
 
 Drives a server with N connections, verifies every reply, and reports throughput,
 latency percentiles (HdrHistogram), errors by kind, and (with -model, or -addr with

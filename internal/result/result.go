@@ -29,8 +29,12 @@ import (
 // lost, foreign work, interrupts) and the probes around the trial, and the
 // disturbed verdict. 5 added the datagram protocol udp-echo: Workload.Batch
 // and Load.Datagrams (sent, answered, lost, late, duplicated, reordered,
-// mismatched, the loss rate).
-const SchemaVersion = 5
+// mismatched, the loss rate). 6 added the window's place in time
+// (Load.LoadStartUnixNS, Load.WindowStartUnixNS, Load.WindowEndUnixNS), the
+// histograms of the uncorrected latency, the send lag and the connect latency
+// (Load.UncorrectedHist, Load.SendLagHist, Connect.LatencyHist), and merged
+// results (Run.Merge: loadgen merge).
+const SchemaVersion = 6
 
 // OldestSchema is the oldest schema this build still reads: a result written
 // before a field existed has it at its zero value, and readers say so where a
@@ -67,6 +71,10 @@ type Run struct {
 	// the JSON, in the same directory (results before this build give its path as
 	// loadgen wrote it).
 	HistogramFile string `json:"histogram_file,omitempty"`
+	// Merge says, for a result merged from the results of several load
+	// generators that drove one server at the same time (loadgen merge), what
+	// each of them measured and how their windows met; nil for a run.
+	Merge *Merge `json:"merge,omitempty"`
 }
 
 // Workload is the shape of the load: what the engine (package loadgen) runs. The zero
@@ -209,9 +217,13 @@ type Load struct {
 	Mode string `json:"mode"`
 	// Requests is the number of correct replies completed in the measured window.
 	Requests int64 `json:"requests"`
-	// Seconds is the length of the measured window.
+	// Seconds is the length of the measured window (of a merged result, the
+	// agents' common window).
 	Seconds float64 `json:"seconds"`
-	// Throughput is Requests / Seconds.
+	// Throughput is Requests / Seconds. A merged result's is the sum of its
+	// agents' throughputs, each agent's requests over its own window: its
+	// Requests / Seconds would count the requests each agent made outside the
+	// common window as made inside it.
 	Throughput float64 `json:"throughput"`
 	// TargetRate is the open-loop rate asked for (requests/s); 0 in closed loop.
 	TargetRate float64 `json:"target_rate,omitempty"`
@@ -242,10 +254,13 @@ type Load struct {
 	Latency Percentiles `json:"latency"`
 	// Uncorrected is open-loop latency from the actual send time (what a tool that
 	// ignores coordinated omission would report); nil in closed loop.
-	Uncorrected *Percentiles `json:"uncorrected,omitempty"`
+	// UncorrectedHist is its histogram (encoded as LatencyHist is).
+	Uncorrected     *Percentiles `json:"uncorrected,omitempty"`
+	UncorrectedHist string       `json:"uncorrected_hist,omitempty"`
 	// SendLag is how late sends went out after their intended time (open loop); nil
-	// in closed loop.
-	SendLag *Percentiles `json:"send_lag,omitempty"`
+	// in closed loop. SendLagHist is its histogram (encoded as LatencyHist is).
+	SendLag     *Percentiles `json:"send_lag,omitempty"`
+	SendLagHist string       `json:"send_lag_hist,omitempty"`
 	// Connect describes the connections: the ramp and connect latency.
 	Connect Connect `json:"connect"`
 	// Steady is how the measured window was opened (the steady-state gate) and
@@ -264,6 +279,17 @@ type Load struct {
 	// InFlightAtEnd is the requests sent but not answered when the run stopped
 	// (neither successes nor errors).
 	InFlightAtEnd int64 `json:"in_flight_at_end"`
+	// LoadStartUnixNS is when the load started (the ramp was over), by the
+	// load generator's wall clock, in nanoseconds since the Unix epoch: the
+	// origin of Timeline, whose entry T covers [T, T+1) × TimelineStepSeconds
+	// from it. WindowStartUnixNS and WindowEndUnixNS are when the measured
+	// window opened and closed, on the same clock (their difference is
+	// Seconds). They place runs of several load generators against one another
+	// (loadgen merge); 0 when the window never opened, and in results before
+	// schema 6.
+	LoadStartUnixNS   int64 `json:"load_start_unix_ns,omitempty"`
+	WindowStartUnixNS int64 `json:"window_start_unix_ns,omitempty"`
+	WindowEndUnixNS   int64 `json:"window_end_unix_ns,omitempty"`
 	// Timeline is one entry per TimelineStepSeconds of load, warm-up included.
 	Timeline []Second `json:"timeline"`
 	// TimelineStepSeconds is the width of a timeline entry; 0 (results of schema
@@ -285,8 +311,10 @@ type Connect struct {
 	// RampSeconds is the time from the first connect to the last initial connect
 	// resolved (established or failed): the time to reach Target connections.
 	RampSeconds float64 `json:"ramp_seconds"`
-	// Latency is connect latency over every successful connect of the run.
-	Latency Percentiles `json:"latency"`
+	// Latency is connect latency over every successful connect of the run;
+	// LatencyHist its histogram (encoded as Load.LatencyHist is).
+	Latency     Percentiles `json:"latency"`
+	LatencyHist string      `json:"latency_hist,omitempty"`
 }
 
 // Idle is what the idle connections saw (Workload.Idle): held beside the active
@@ -416,7 +444,9 @@ type Second struct {
 	Errors   int64 `json:"errors"`   // errors in this entry
 	// P99US is the 99th percentile latency of the replies completed in this entry
 	// (corrected in open loop), at 2 significant digits; 0 if none. P50US is
-	// the median.
+	// the median. A merged result (Run.Merge) has neither: an entry's
+	// histogram is not in the results it merges, and percentiles are never
+	// averaged.
 	P99US int64 `json:"p99_us"`
 	P50US int64 `json:"p50_us,omitempty"`
 }
@@ -471,6 +501,91 @@ type SearchStep struct {
 	ClientBound bool    `json:"client_bound,omitempty"`
 	Pass        bool    `json:"pass"`
 	Why         string  `json:"why,omitempty"` // why it failed
+}
+
+// Merge is how a merged result was made (loadgen merge): the results of
+// several load generators — agents, each with its share of the connections
+// and of the open-loop rate — that drove one server at the same time, added
+// up into what one client holding all their connections would have measured.
+//
+// In the merged Run, counts are the agents' sums (requests, errors by kind,
+// datagrams, heartbeats, sends scheduled and parked, connections); every
+// histogram is the HdrHistogram merge of the agents' and its percentiles are
+// read from it; Load.Throughput and Load.TargetRate are the sums of the
+// agents' (each agent's requests over its own window); Load.Seconds and the
+// window's times are the agents' common overlap; the timeline is summed entry
+// by entry over the span all agents cover, aligned on the absolute time of
+// each agent's load start. Connect.RampSeconds is the slowest agent's ramp;
+// Steady's connection counts are summed, and its state is a ceiling if any
+// agent's was. What cannot be merged exactly is left out, not
+// estimated: the timeline entries' percentiles, the arrival fit, the
+// stationarity test and the host's noise (each agent's verdicts are in
+// Inputs). Client is the agents' CPUs and CPU time summed, ClientBound set
+// when any agent was. Server is the one agent's that sampled the server.
+type Merge struct {
+	// Inputs are the merged results, in the order given.
+	Inputs []MergeInput `json:"inputs"`
+	// Overlap is the agents' common window (Load.WindowStartUnixNS to
+	// Load.WindowEndUnixNS) as a fraction of the shortest agent's window; a
+	// merge refuses less than MinOverlap.
+	Overlap float64 `json:"overlap"`
+	// TimelineSkewNS is the largest distance between an agent's timeline
+	// entries and the merged ones they were added into: each agent's entries
+	// are shifted by the whole number of steps nearest to its load start's
+	// distance from the merged origin (Load.LoadStartUnixNS, the latest
+	// agent's), so it is at most half a step.
+	TimelineSkewNS int64 `json:"timeline_skew_ns"`
+	// ServerFrom is the input whose Server figures the merged result carries
+	// (the one that sampled the server); "" when none did, or when several did
+	// and they conflict (ServerConflict says which).
+	ServerFrom     string `json:"server_from,omitempty"`
+	ServerConflict string `json:"server_conflict,omitempty"`
+	// EnvDiffers names the Env fields (by JSON name) in which the agents'
+	// environments differ: the merged Env has them at their zero value (each
+	// agent's whole Env is in Inputs).
+	EnvDiffers []string `json:"env_differs,omitempty"`
+}
+
+// MinOverlap is the least common window, as a fraction of the shortest
+// agent's, that loadgen merge accepts.
+const MinOverlap = 0.95
+
+// MergeInput is one merged result: where it came from, its share of the load
+// and what limited it.
+type MergeInput struct {
+	Name string `json:"name"` // the file, as named to loadgen merge
+	Host string `json:"host"` // Env.Hostname of the agent
+	// Conns, Idle and Rate are its share of the workload; Seed its arrival
+	// seed (open loop, exp).
+	Conns int     `json:"conns"`
+	Idle  int     `json:"idle,omitempty"`
+	Rate  float64 `json:"rate,omitempty"`
+	Seed  uint64  `json:"seed,omitempty"`
+	// Requests, Seconds and Throughput are its own; Errors its ErrorsTotal.
+	Requests   int64   `json:"requests"`
+	Seconds    float64 `json:"seconds"`
+	Throughput float64 `json:"throughput"`
+	Errors     int64   `json:"errors"`
+	P50US      int64   `json:"p50_us"`
+	P99US      int64   `json:"p99_us"`
+	// LoadStartUnixNS, WindowStartUnixNS and WindowEndUnixNS are its own
+	// (Load's), on its own clock.
+	LoadStartUnixNS   int64 `json:"load_start_unix_ns"`
+	WindowStartUnixNS int64 `json:"window_start_unix_ns"`
+	WindowEndUnixNS   int64 `json:"window_end_unix_ns"`
+	// ClientBound is its Run.ClientBound, ClientBusy its Client.Busy: an
+	// agent that was client-bound is the bottleneck of the merged run.
+	ClientBound bool    `json:"client_bound"`
+	ClientBusy  float64 `json:"client_busy"`
+	ClientCPUs  []int   `json:"client_cpus,omitempty"`
+	// Its open-loop verdicts, which the merged result does not recompute.
+	UnderRate bool `json:"under_rate,omitempty"`
+	Unstable  bool `json:"unstable,omitempty"`
+	Distorted bool `json:"distorted,omitempty"`
+	Disturbed bool `json:"disturbed,omitempty"` // its Host.Disturbed
+	// Server is set for the input that sampled the server.
+	Server bool `json:"server,omitempty"`
+	Env    Env  `json:"env"`
 }
 
 // ArrivalFit is how an open loop's sends were actually spaced: the gaps between

@@ -34,6 +34,14 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	if err := WriteFile(path, in); err != nil {
 		t.Fatal(err)
 	}
+	// Schema 6: the window placed in time, every histogram, a merge's inputs.
+	in.Load.LoadStartUnixNS, in.Load.WindowStartUnixNS, in.Load.WindowEndUnixNS = 1_700_000_000_000_000_000, 1_700_000_000_300_000_000, 1_700_000_001_300_000_000
+	in.Load.UncorrectedHist, in.Load.SendLagHist, in.Load.Connect.LatencyHist = "HISTU", "HISTL", "HISTC"
+	in.Merge = &Merge{Inputs: []MergeInput{{Name: "a.json", Host: "h1", Conns: 2, Requests: 3, ClientBound: true, Env: Env{Hostname: "h1"}}},
+		Overlap: 0.99, TimelineSkewNS: 1000, ServerFrom: "a.json", EnvDiffers: []string{"hostname"}}
+	if err := WriteFile(path, in); err != nil {
+		t.Fatal(err)
+	}
 	out, err := ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +50,8 @@ func TestWriteReadRoundTrip(t *testing.T) {
 		t.Fatalf("round trip differs:\n got %+v\nwant %+v", out, in)
 	}
 	b, _ = os.ReadFile(path)
-	for _, key := range []string{`"p99_9_us"`, `"client_bound": true`, `"duration_ns": 1000000000`, `"batch": 32`, `"loss_rate": 0.1`, `"reordered": 1`, `"client_dropped": 3`} {
+	for _, key := range []string{`"p99_9_us"`, `"client_bound": true`, `"duration_ns": 1000000000`, `"batch": 32`, `"loss_rate": 0.1`, `"reordered": 1`, `"client_dropped": 3`,
+		`"window_start_unix_ns": 1700000000300000000`, `"send_lag_hist": "HISTL"`, `"timeline_skew_ns": 1000`, `"server_from": "a.json"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s", key)
 		}

@@ -1,0 +1,89 @@
+package merge
+
+// The human summary of a merge's own figures, printed after the merged
+// result's summary (trial.PrintSummary): how the windows met, and a line per
+// agent with its share and what limited it.
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"concbench/internal/result"
+)
+
+// PrintInputs writes how r was merged and a line per input; nothing if r is
+// not a merge.
+func PrintInputs(w io.Writer, r *result.Run) {
+	mg := r.Merge
+	if mg == nil {
+		return
+	}
+	ld := r.Load
+	fmt.Fprintf(w, "\n  merged from %d results: common window %s from %s, %.1f%% of the shortest agent's; timelines aligned within %v (on the agents' clocks, as recorded)\n",
+		len(mg.Inputs), secs(ld.Seconds), clock(ld.WindowStartUnixNS), 100*mg.Overlap, time.Duration(mg.TimelineSkewNS).Round(time.Microsecond))
+	fmt.Fprintf(w, "  %-20s %-16s %7s %9s %10s %8s %10s %9s %9s %7s  %s\n",
+		"agent", "host", "conns", "rate", "requests", "seconds", "req/s", "p50", "p99", "errors", "client")
+	var bound []result.MergeInput
+	for _, in := range mg.Inputs {
+		rate := "-"
+		if in.Rate > 0 {
+			rate = fmt.Sprintf("%.0f", in.Rate)
+		}
+		client := fmt.Sprintf("%.0f%% busy", 100*in.ClientBusy)
+		if in.ClientBound {
+			client += ", CLIENT-BOUND"
+			bound = append(bound, in)
+		}
+		for _, v := range []struct {
+			set  bool
+			what string
+		}{{in.UnderRate, "under rate"}, {in.Unstable, "unstable"}, {in.Distorted, "arrivals distorted"}, {in.Disturbed, "disturbed"}, {in.Server, "sampled the server"}} {
+			if v.set {
+				client += "; " + v.what
+			}
+		}
+		fmt.Fprintf(w, "  %-20s %-16s %7d %9s %10d %8s %10.1f %9s %9s %7d  %s\n",
+			in.Name, in.Host, in.Conns, rate, in.Requests, secs(in.Seconds), in.Throughput, us(in.P50US), us(in.P99US), in.Errors, client)
+	}
+	fmt.Fprintf(w, "  %-20s %-16s %7d %9s %10d %8s %10.1f %9s %9s %7d\n",
+		"merged", "", r.Config.Workload.Conns, rateOf(ld.TargetRate), ld.Requests, secs(ld.Seconds), ld.Throughput, us(ld.Latency.P50US), us(ld.Latency.P99US), ld.ErrorsTotal)
+	fmt.Fprintln(w, "  throughput: the agents' summed, each agent's requests over its own window")
+	for _, in := range bound {
+		fmt.Fprintf(w, "  BOTTLENECK: %s (host %s) was client-bound (its CPUs %.0f%% busy): its connections' throughput is its own limit, not the server's\n", in.Name, in.Host, 100*in.ClientBusy)
+	}
+	switch {
+	case mg.ServerFrom != "":
+		fmt.Fprintf(w, "  server figures: %s's (it sampled the server)\n", mg.ServerFrom)
+	case mg.ServerConflict != "":
+		fmt.Fprintf(w, "  server figures: CONFLICT: %s\n", mg.ServerConflict)
+	default:
+		fmt.Fprintln(w, "  server figures: none (no agent sampled the server)")
+	}
+	if ld.Mode == "open" {
+		fmt.Fprintln(w, "  arrivals and stationarity: each agent's (a failed one is flagged on its line); the merged result does not recompute them")
+	}
+	fmt.Fprintln(w, "  timeline: requests and errors summed per entry; the entries' percentiles are not merged (not in the results)")
+}
+
+func rateOf(r float64) string {
+	if r == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", r)
+}
+
+func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
+
+// us formats microseconds with a unit that keeps 3 figures (as loadgen's
+// summary does).
+func us(v int64) string {
+	switch d := time.Duration(v) * time.Microsecond; {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", v)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(v)/1e3)
+	default:
+		return fmt.Sprintf("%.2fs", float64(v)/1e6)
+	}
+}
