@@ -131,12 +131,10 @@ type CellSummary struct {
 // counters at the window's edges, which its stats file gives every 100 ms:
 // approximate).
 type DatagramSummary struct {
-	Sent, Answered, Lost, Late, Duplicated, Reordered, Mismatched int64
-	// ClientDropped: lost at loadgen's own sockets (their receive buffers
-	// full), in Lost.
-	ClientDropped int64 `json:"client_dropped"`
-	// LossRate is Lost / Sent over the trials; LossRates each trial's.
-	LossRate  float64   `json:"loss_rate"`
+	// The trials' accounts summed (result.Datagrams.Add): LossRate is Lost /
+	// Sent over the trials, ClientDropped those lost at loadgen's own
+	// sockets; LossRates is each trial's loss rate.
+	result.Datagrams
 	LossRates []float64 `json:"loss_rates"`
 	// ServerRcvbuf is the datagrams the server's sockets dropped on arrival
 	// (rcvbuf_drops), ServerDropped those it read and did not answer
@@ -158,18 +156,8 @@ func (s *CellSummary) addDatagrams(r *result.Run) {
 		ds = &DatagramSummary{}
 		s.Datagrams = ds
 	}
-	ds.Sent += d.Sent
-	ds.Answered += d.Answered
-	ds.Lost += d.Lost
-	ds.Late += d.Late
-	ds.Duplicated += d.Duplicated
-	ds.Reordered += d.Reordered
-	ds.Mismatched += d.Mismatched
-	ds.ClientDropped += d.ClientDropped
+	ds.Add(*d)
 	ds.LossRates = append(ds.LossRates, d.LossRate)
-	if ds.Sent > 0 {
-		ds.LossRate = float64(ds.Lost) / float64(ds.Sent)
-	}
 	if sv := r.Server; sv != nil && sv.CountersAtWindowStart != nil && sv.CountersAtWindowEnd != nil {
 		a, b := sv.CountersAtWindowStart, sv.CountersAtWindowEnd
 		ds.ServerRcvbuf += b.Gauges["rcvbuf_drops"] - a.Gauges["rcvbuf_drops"]

@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -15,32 +14,14 @@ import (
 	"concbench/loadgen/dgram"
 	"concbench/loadgen/dgram/dgramtest"
 	"concbench/models"
+	"concbench/models/modeltest"
 )
 
 // realUDPServer starts model serving udp-echo in this process, reading and
 // writing up to batch datagrams a call, and returns its address.
 func realUDPServer(t *testing.T, model string, batch int) string {
 	t.Helper()
-	addrc := make(chan string, 1)
-	srv := &models.Server{Config: models.Config{Model: model, Proto: proto.UDPEcho, Addr: "127.0.0.1:0", Batch: batch},
-		OnListen: func(a string) { addrc <- a }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case addr := <-addrc:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("server: %v", err)
-			}
-		})
-		return addr
-	case err := <-done:
-		cancel()
-		t.Fatalf("server %s: %v", model, err)
-		return ""
-	}
+	return modeltest.Serve(t, models.Config{Model: model, Proto: proto.UDPEcho, Batch: batch})
 }
 
 // udp is a udp-echo workload against addr.

@@ -378,6 +378,23 @@ type Datagrams struct {
 	ClientDropped int64 `json:"client_dropped,omitempty"`
 }
 
+// Add adds the account o (another run's, or another agent's) to d, count by
+// count, and recomputes the loss rate over the sum.
+func (d *Datagrams) Add(o Datagrams) {
+	d.Sent += o.Sent
+	d.Answered += o.Answered
+	d.Lost += o.Lost
+	d.Late += o.Late
+	d.Duplicated += o.Duplicated
+	d.Reordered += o.Reordered
+	d.Mismatched += o.Mismatched
+	d.ClientDropped += o.ClientDropped
+	d.LossRate = 0
+	if d.Sent > 0 {
+		d.LossRate = float64(d.Lost) / float64(d.Sent)
+	}
+}
+
 // States of the steady-state gate (Steady.State).
 const (
 	// SteadyOK: every connection had completed a request, and the warm-up had

@@ -67,3 +67,19 @@ func TestReadFileRefusesOtherSchema(t *testing.T) {
 		t.Fatal("schema 999 accepted")
 	}
 }
+
+// TestDatagramsAdd: two accounts summed count by count, the loss rate
+// recomputed over the sum (not averaged), and an empty sum's rate 0.
+func TestDatagramsAdd(t *testing.T) {
+	var d Datagrams
+	d.Add(Datagrams{})
+	if d != (Datagrams{}) {
+		t.Fatalf("the sum of nothing: %+v", d)
+	}
+	d.Add(Datagrams{Sent: 100, Answered: 90, Lost: 10, Late: 1, Duplicated: 2, Reordered: 3, Mismatched: 0, LossRate: 0.1, ClientDropped: 4})
+	d.Add(Datagrams{Sent: 300, Answered: 299, Lost: 1, Mismatched: 1, LossRate: 1.0 / 300})
+	want := Datagrams{Sent: 400, Answered: 389, Lost: 11, Late: 1, Duplicated: 2, Reordered: 3, Mismatched: 1, LossRate: 11.0 / 400, ClientDropped: 4}
+	if d != want {
+		t.Errorf("sum %+v, want %+v", d, want)
+	}
+}

@@ -428,14 +428,7 @@ func (m *merger) load() error {
 			if dgrams == nil {
 				dgrams = &result.Datagrams{}
 			}
-			dgrams.Sent += d.Sent
-			dgrams.Answered += d.Answered
-			dgrams.Lost += d.Lost
-			dgrams.Late += d.Late
-			dgrams.Duplicated += d.Duplicated
-			dgrams.Reordered += d.Reordered
-			dgrams.Mismatched += d.Mismatched
-			dgrams.ClientDropped += d.ClientDropped
+			dgrams.Add(*d) // the loss rate recomputed over the sum
 			sentRate += float64(d.Sent) / xl.Seconds
 		}
 	}
@@ -491,9 +484,6 @@ func (m *merger) load() error {
 		ld.Idle = idle
 	}
 	if dgrams != nil {
-		if dgrams.Sent > 0 {
-			dgrams.LossRate = float64(dgrams.Lost) / float64(dgrams.Sent)
-		}
 		ld.Datagrams = dgrams
 	}
 	if open {

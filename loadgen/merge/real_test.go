@@ -14,31 +14,13 @@ import (
 	"concbench/loadgen"
 	"concbench/loadgen/merge"
 	"concbench/models"
+	"concbench/models/modeltest"
 )
 
 // serve starts model serving protoName in this process and returns its address.
 func serve(t *testing.T, model, protoName string) string {
 	t.Helper()
-	addrc := make(chan string, 1)
-	srv := &models.Server{Config: models.Config{Model: model, Proto: protoName, Addr: "127.0.0.1:0"},
-		OnListen: func(a string) { addrc <- a }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case addr := <-addrc:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("server: %v", err)
-			}
-		})
-		return addr
-	case err := <-done:
-		cancel()
-		t.Fatalf("server %s: %v", model, err)
-		return ""
-	}
+	return modeltest.Serve(t, models.Config{Model: model, Proto: protoName})
 }
 
 // runs runs the workloads at the same time, each as a load generator of its
