@@ -163,7 +163,11 @@ func servePrefork(ctx context.Context, ln *sock.Listener, env *Env, datagrams bo
 	}
 	if datagrams {
 		// Deferred after release, so it runs before the sockets close.
-		defer rcvbufDropsGauge(env, pf.lns[:1+(n-1)*boolInt(reuseport)]...)()
+		socks := pf.lns[:1] // exclusive: every slot serves the one socket
+		if reuseport {
+			socks = pf.lns
+		}
+		defer rcvbufDropsGauge(env, socks...)()
 	}
 	if err := pf.mapStats(n); err != nil {
 		return err
@@ -475,11 +479,4 @@ func preforkWorker(env *Env, arg string) int {
 		return exitIOError
 	}
 	return exitOK
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
