@@ -242,25 +242,11 @@ func TestUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.sock")
 	startUnix := func(model string) *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "-model", model, "-addr", "unix:"+path)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err != nil {
+		cmd, addr := runServer(t, bin, model, "-addr", "unix:"+path)
+		if want := "unix:" + path; addr != want {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("%s: reading first line: %v", model, err)
-		}
-		if want := "listening on unix:" + path + "\n"; line != want {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("%s: first line %q, want %q", model, line, want)
+			t.Fatalf("%s: listening on %q, want %q", model, addr, want)
 		}
 		checkHello(t, model, "unix", path)
 		return cmd
