@@ -72,6 +72,20 @@ type Config struct {
 	OnMeasure func(start bool, at time.Time) `json:"-"`
 	// OnLoad, if set, is called when the ramp is over and load starts.
 	OnLoad func(at time.Time) `json:"-"`
+	// WindowAt, if set, decides when the measured window opens, for a load
+	// measured together with others (loadgen agents, package agents): once this
+	// run is ready to measure (the steady-state gate held and the warm-up
+	// passed; or, without the gate, the warm-up passed), it is called with that
+	// instant and returns the instant the window opens at, which it may choose
+	// later; the load goes on meanwhile, unmeasured, and the window opens at
+	// that instant on this host's clock. An error, or a run that stops first,
+	// ends the load without a window (Outcome.Warnings says why). It runs on the
+	// coordinating goroutine and may block up to WindowWait.
+	WindowAt func(ready time.Time) (time.Time, error) `json:"-"`
+	// WindowWait, with WindowAt, is the longest the window may open after the
+	// run is ready: the load is bounded by it on top of the warm-up (or the
+	// gate's bound) and the window, and an instant later than that is refused.
+	WindowWait time.Duration `json:"-"`
 }
 
 // Defaults for zero values of the workload.

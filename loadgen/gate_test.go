@@ -1,6 +1,8 @@
 package loadgen
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +66,68 @@ func TestSteadyGate(t *testing.T) {
 			t.Errorf("steady %+v, %d requests: want the gate off and every one of 200 measured", st, o.Load.Requests)
 		}
 	})
+}
+
+// TestWindowAt: a coordinated run (Config.WindowAt, as a loadgen agent's) opens
+// its window at the instant the coordinator gives, later than it was ready, the
+// load going on meanwhile; a refusal, or an instant past WindowWait, ends it
+// without a window, saying why.
+func TestWindowAt(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, &testServer{proto: "echo", size: 16})
+	w := result.Workload{Addr: s.addr(), Size: 16, Conns: 4, Duration: 300 * time.Millisecond}
+	const later = 400 * time.Millisecond
+	cases := []struct {
+		name   string
+		at     func(ready time.Time) (time.Time, error)
+		window bool
+		why    string
+	}{
+		{"later", func(ready time.Time) (time.Time, error) { return ready.Add(later), nil }, true, ""},
+		{"refused", func(time.Time) (time.Time, error) { return time.Time{}, errors.New("coordinator gone") }, false, "coordinator gone"},
+		{"past the bound", func(ready time.Time) (time.Time, error) { return ready.Add(time.Hour), nil }, false, "past its bound"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var ready, at time.Time
+			cfg := Config{Workload: w, WindowWait: 5 * time.Second, WindowAt: func(r time.Time) (time.Time, error) {
+				ready = r
+				a, err := tc.at(r)
+				at = a
+				return a, err
+			}}
+			o, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ready.IsZero() {
+				t.Fatal("WindowAt was not called")
+			}
+			ld := o.Load
+			if !tc.window {
+				if ld.WindowStartUnixNS != 0 || ld.Requests != 0 || !strings.Contains(strings.Join(o.Warnings, "\n"), tc.why) {
+					t.Errorf("window from %d, %d requests, warnings %q: want no window and a warning with %q", ld.WindowStartUnixNS, ld.Requests, o.Warnings, tc.why)
+				}
+				return
+			}
+			late := time.Duration(ld.WindowStartUnixNS - at.UnixNano())
+			if late < 0 || late > 50*time.Millisecond {
+				t.Errorf("window opened %v after the instant given, want within [0, 50ms]", late)
+			}
+			if ld.Requests == 0 || ld.ErrorsTotal != 0 || ld.Seconds < w.Duration.Seconds()*0.9 {
+				t.Errorf("%d requests in %.3fs, errors %v: want a whole window", ld.Requests, ld.Seconds, ld.Errors)
+			}
+			// The load went on while waiting: the timeline has replies before
+			// the window.
+			var before int64
+			for _, s := range ld.Timeline {
+				if s.Warmup {
+					before += s.Requests
+				}
+			}
+			if before == 0 {
+				t.Errorf("no request before the window in the timeline %+v: the load did not go on while waiting", ld.Timeline)
+			}
+		})
+	}
 }

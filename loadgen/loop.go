@@ -308,9 +308,13 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 	} else {
 		// The window opens when the coordinator says (sh.window): until then
 		// nothing is measured, and the load lasts at most the warm-up or the
-		// gate's bound, and the window.
+		// gate's bound, the wait for a coordinated start, and the window.
 		l.warmEnd = math.MaxInt64
-		l.end = t0 + int64(max(l.sh.cfg.Warmup, l.sh.cfg.SteadyTimeout)+l.sh.cfg.Duration)
+		wait := time.Duration(0)
+		if l.sh.cfg.WindowAt != nil {
+			wait = l.sh.cfg.WindowWait
+		}
+		l.end = t0 + int64(max(l.sh.cfg.Warmup, l.sh.cfg.SteadyTimeout)+wait+l.sh.cfg.Duration)
 	}
 	l.begin()
 	for !l.sh.stop.Load() {

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -50,6 +51,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	span := w.Warmup + w.Duration
 	if sh.gate {
 		span = max(w.Warmup, w.SteadyTimeout) + w.Duration
+	}
+	if cfg.WindowAt != nil {
+		span += cfg.WindowWait
 	}
 	seconds := max(1, int(math.Ceil(float64(span)/float64(w.TimelineStep))))
 	quota := func(gid int) int64 {
@@ -121,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	// the loops measure from it: right now when it opens with the load, else by
 	// the coordinator below, which then publishes it (sh.window).
 	var opened time.Time // when the window opened; zero if it did not
-	if t0 != 0 && !sh.gate && w.Warmup == 0 {
+	if t0 != 0 && !sh.gate && w.Warmup == 0 && cfg.WindowAt == nil {
 		opened = markWindow(cfg, sh, loadStart)
 	}
 	for range loops {
@@ -144,7 +148,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		case opened.IsZero():
 			select {
 			case <-time.After(time.Until(loadStart.Add(w.Warmup))):
-				opened = markWindow(cfg, sh, time.Time{})
+				if opened = openWindow(cfg, sh, allStopped); opened.IsZero() {
+					sh.stop.Store(true)
+				}
 			case <-allStopped:
 			}
 		}
@@ -177,6 +183,52 @@ func markWindow(cfg Config, sh *shared, at time.Time) time.Time {
 	}
 	sh.window.Store(int64(at.Sub(sh.base)))
 	return at
+}
+
+// openWindow opens the measured window now, or, with cfg.WindowAt, at the
+// instant it returns, the load going on meanwhile. It returns the zero time
+// when the window did not open: WindowAt failed or chose an instant past
+// WindowWait (sh.windowErr says which), or the loops stopped while it waited.
+func openWindow(cfg Config, sh *shared, allStopped <-chan struct{}) time.Time {
+	if cfg.WindowAt == nil {
+		return markWindow(cfg, sh, time.Time{})
+	}
+	ready := time.Now()
+	type answer struct {
+		at  time.Time
+		err error
+	}
+	// WindowAt blocks (on the coordinator, over ssh): in a goroutine of its
+	// own, so that loops that stop meanwhile end the wait.
+	ch := make(chan answer, 1)
+	go func() {
+		at, err := cfg.WindowAt(ready)
+		ch <- answer{at, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-allStopped:
+		sh.windowErr = errors.New("the load stopped while waiting for the window's start")
+		return time.Time{}
+	}
+	switch {
+	case a.err != nil:
+		sh.windowErr = a.err
+		return time.Time{}
+	case a.at.After(ready.Add(cfg.WindowWait)):
+		sh.windowErr = fmt.Errorf("the window's start came %v after this run was ready, past its bound of %v", a.at.Sub(ready).Round(time.Millisecond), cfg.WindowWait)
+		return time.Time{}
+	}
+	t := time.NewTimer(time.Until(a.at))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-allStopped:
+		sh.windowErr = errors.New("the load stopped before the window's start")
+		return time.Time{}
+	}
+	return markWindow(cfg, sh, time.Time{})
 }
 
 // gateEvery is how often the gate looks at the connections served.
@@ -235,8 +287,10 @@ func gate(cfg Config, sh *shared, loops []*loop, loadStart time.Time, allStopped
 			}
 		}
 		if st.State != "" && now.Sub(warmFrom) >= w.Warmup {
-			opened := markWindow(cfg, sh, time.Time{})
-			st.WaitSeconds = opened.Sub(loadStart).Seconds()
+			opened := openWindow(cfg, sh, allStopped)
+			if !opened.IsZero() {
+				st.WaitSeconds = opened.Sub(loadStart).Seconds()
+			}
 			return opened, st
 		}
 		select {
@@ -352,6 +406,9 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	}
 	if ld.Seconds > 0 {
 		ld.Throughput = float64(ld.Requests) / ld.Seconds
+	}
+	if sh.windowErr != nil {
+		o.Warnings = append(o.Warnings, "no window was measured: "+sh.windowErr.Error())
 	}
 	if sh.dgram && sh.window.Load() != 0 {
 		ld.Datagrams = mergeDatagrams(loops)

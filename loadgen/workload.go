@@ -69,6 +69,9 @@ type shared struct {
 	gate    bool
 	window  atomic.Int64
 	priming atomic.Bool
+	// windowErr is why the window did not open, when Config.WindowAt had a
+	// say (written by the coordinating goroutine before the loops stop).
+	windowErr error
 }
 
 // newShared precomputes the requests and expected replies, of the active load and
