@@ -95,11 +95,16 @@ type options struct {
 	slo          search.SLO
 	searchRounds int
 	searchTol    float64
+	// -agents: the load from agents on other hosts (agent.go).
+	agents agentOptions
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "merge" {
 		os.Exit(runMerge(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		os.Exit(runAgent(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	o, err := parse(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -115,6 +120,9 @@ func main() {
 	o.ServerLog = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if len(o.agents.targets) > 0 {
+		os.Exit(runAgents(ctx, o, os.Stdout, os.Stderr))
+	}
 	var r *result.Run
 	if o.slo.Text != "" {
 		r, err = runSearch(ctx, o)
@@ -180,6 +188,7 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	kernel := fs.Bool("kernel-counts", true, "count the server's and loadgen's syscalls (by name), context switches and user/system CPU over the window with the kernel's own counters (BPF programs on the sys_enter and sched_switch raw tracepoints, for a cgroup v2 per side; needs root, or CAP_BPF and CAP_PERFMON); false to measure without them")
 	countSyscalls := fs.Bool("count-syscalls", true, "with -kernel-counts: count syscalls by name too. Their counter sends every syscall of the machine through the kernel's tracing path (about +0.2 µs each, the client's as well as the server's); false counts only switches and CPU, at no cost to syscalls (bench times with false and counts syscalls in repetitions of their own)")
 	fs.StringVar(&o.ServerCgroup, "server-cgroup", "", "with -server-pid: the cgroup v2 `DIR` the server's tree runs in, so that its kernel counts can be read")
+	addAgentFlags(fs, &o.agents)
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -202,6 +211,9 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkAgents(o, set); err != nil {
+		return o, err
+	}
 	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"
 	datagrams := proto.IsDatagram(o.Workload.Proto)
 	switch {

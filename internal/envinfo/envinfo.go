@@ -59,17 +59,24 @@ func Collect() result.Env {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
 		e.NoFileLimit = rl.Cur
 	}
+	e.GitRevision, e.GitModified = Revision()
+	return e
+}
+
+// Revision is the version control revision this program was built from ("" if
+// unknown) and whether its tree had changes not committed.
+func Revision() (rev string, modified bool) {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				e.GitRevision = s.Value
+				rev = s.Value
 			case "vcs.modified":
-				e.GitModified = s.Value == "true"
+				modified = s.Value == "true"
 			}
 		}
 	}
-	return e
+	return rev, modified
 }
 
 // CPUModel returns the first "model name" of a /proc/cpuinfo text.

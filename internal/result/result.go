@@ -561,6 +561,13 @@ type Merge struct {
 	// environments differ: the merged Env has them at their zero value (each
 	// agent's whole Env is in Inputs).
 	EnvDiffers []string `json:"env_differs,omitempty"`
+	// Coordinated is set when loadgen's coordinator ran the agents (-agents)
+	// and started their windows at one instant: every input's absolute times
+	// (LoadStartUnixNS, WindowStartUnixNS, WindowEndUnixNS, here and in its
+	// Load) were moved onto the coordinator's clock by the agent's measured
+	// offset (MergeInput.ClockOffsetNS). Unset, they are on each agent's own
+	// clock, as recorded (loadgen merge of files).
+	Coordinated bool `json:"coordinated,omitempty"`
 }
 
 // MinOverlap is the least common window, as a fraction of the shortest
@@ -586,7 +593,7 @@ type MergeInput struct {
 	P50US      int64   `json:"p50_us"`
 	P99US      int64   `json:"p99_us"`
 	// LoadStartUnixNS, WindowStartUnixNS and WindowEndUnixNS are its own
-	// (Load's), on its own clock.
+	// (Load's), on its own clock; on the coordinator's when Merge.Coordinated.
 	LoadStartUnixNS   int64 `json:"load_start_unix_ns"`
 	WindowStartUnixNS int64 `json:"window_start_unix_ns"`
 	WindowEndUnixNS   int64 `json:"window_end_unix_ns"`
@@ -603,6 +610,11 @@ type MergeInput struct {
 	// Server is set for the input that sampled the server.
 	Server bool `json:"server,omitempty"`
 	Env    Env  `json:"env"`
+	// ClockOffsetNS is the agent's clock minus the coordinator's, and
+	// ClockRTTNS the round trip over ssh it was read in (the offset is true
+	// to within half of it); set when Merge.Coordinated.
+	ClockOffsetNS int64 `json:"clock_offset_ns,omitempty"`
+	ClockRTTNS    int64 `json:"clock_rtt_ns,omitempty"`
 }
 
 // ArrivalFit is how an open loop's sends were actually spaced: the gaps between

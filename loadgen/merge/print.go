@@ -20,8 +20,12 @@ func PrintInputs(w io.Writer, r *result.Run) {
 		return
 	}
 	ld := r.Load
-	fmt.Fprintf(w, "\n  merged from %d results: common window %s from %s, %.1f%% of the shortest agent's; timelines aligned within %v (on the agents' clocks, as recorded)\n",
-		len(mg.Inputs), secs(ld.Seconds), clock(ld.WindowStartUnixNS), 100*mg.Overlap, time.Duration(mg.TimelineSkewNS).Round(time.Microsecond))
+	clocks := "on the agents' clocks, as recorded"
+	if mg.Coordinated {
+		clocks = "on the coordinator's clock: each agent's times moved by its measured offset"
+	}
+	fmt.Fprintf(w, "\n  merged from %d results: common window %s from %s, %.1f%% of the shortest agent's; timelines aligned within %v (%s)\n",
+		len(mg.Inputs), secs(ld.Seconds), clock(ld.WindowStartUnixNS), 100*mg.Overlap, time.Duration(mg.TimelineSkewNS).Round(time.Microsecond), clocks)
 	fmt.Fprintf(w, "  %-20s %-16s %7s %9s %10s %8s %10s %9s %9s %7s  %s\n",
 		"agent", "host", "conns", "rate", "requests", "seconds", "req/s", "p50", "p99", "errors", "client")
 	var bound []result.MergeInput
@@ -49,6 +53,13 @@ func PrintInputs(w io.Writer, r *result.Run) {
 	fmt.Fprintf(w, "  %-20s %-16s %7d %9s %10d %8s %10.1f %9s %9s %7d\n",
 		"merged", "", r.Config.Workload.Conns, rateOf(ld.TargetRate), ld.Requests, secs(ld.Seconds), ld.Throughput, us(ld.Latency.P50US), us(ld.Latency.P99US), ld.ErrorsTotal)
 	fmt.Fprintln(w, "  throughput: the agents' summed, each agent's requests over its own window")
+	if mg.Coordinated {
+		fmt.Fprint(w, "  clocks (agent − coordinator, read over ssh; true to ± half the round trip):")
+		for _, in := range mg.Inputs {
+			fmt.Fprintf(w, " %s %v ±%v;", in.Name, time.Duration(in.ClockOffsetNS), time.Duration(in.ClockRTTNS)/2)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, in := range bound {
 		fmt.Fprintf(w, "  BOTTLENECK: %s (host %s) was client-bound (its CPUs %.0f%% busy): its connections' throughput is its own limit, not the server's\n", in.Name, in.Host, 100*in.ClientBusy)
 	}

@@ -96,6 +96,10 @@ type Options struct {
 	// server's whole tree runs in (bench starts its peers in one), so that its
 	// kernel counts can be read; "" leaves an external server's not measured.
 	ServerCgroup string
+	// WindowAt and WindowWait are loadgen.Config's: a coordinator of agents
+	// (package agents) decides when the measured window opens.
+	WindowAt   func(ready time.Time) (time.Time, error)
+	WindowWait time.Duration
 }
 
 // sampleEvery is the /proc sampling interval of the server's process tree.
@@ -259,7 +263,7 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	watched, serverDied := watchServer(loadCtx, srv, o.ServerPID, stopLoad)
 	before, noProbe := probe(serverCPUs, clientCPUs)
-	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: w, OnMeasure: win.mark})
+	out, err := loadgen.Run(loadCtx, loadgen.Config{Workload: w, OnMeasure: win.mark, WindowAt: o.WindowAt, WindowWait: o.WindowWait})
 	stopLoad()
 	after, _ := probe(serverCPUs, clientCPUs)
 	kc.closeCounters()
