@@ -107,8 +107,6 @@ func checkAgents(o options, set map[string]bool) error {
 		return errors.New("-agents drives a server at -addr HOST:PORT that the agents' hosts reach: not -model (start the server yourself, with -allow-remote)")
 	case o.slo.Text != "":
 		return errors.New("-agents with -search: not supported (run the search from one host)")
-	case o.ServerPID != 0:
-		return errors.New("-agents with -server-pid: not supported yet (the server's figures are sampled where it runs: run `loadgen -addr … -server-pid PID` beside it, or `bench -agents`)")
 	case strings.HasPrefix(o.Workload.Addr, "unix:"):
 		return errors.New("-agents: the agents are on other hosts; give a TCP or UDP address, not unix:PATH")
 	case a.copyBin != "" && set["agent-path"]:
@@ -140,6 +138,7 @@ func runAgents(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		Workload: o.Workload, ClientCPUs: o.ClientCPUs,
 		NoKernelCounts: o.NoKernelCounts, NoSyscallCounts: o.NoSyscallCounts,
 		Wait: a.wait, MaxOffset: a.maxOffset, Log: o.Log,
+		ServerPID: o.ServerPID, ServerCgroup: o.ServerCgroup, ServerCPUs: o.ServerCPUs,
 	}
 	out, err := agents.Run(ctx, ao)
 	code := 0

@@ -30,7 +30,7 @@ func TestAgentFlags(t *testing.T) {
 		{"no such file", []string{"-agents", "@" + filepath.Join(dir, "none")}, nil, "no such file"},
 		{"companion alone", []string{"-ssh-port", "22"}, nil, "-ssh-port is for -agents"},
 		{"ssh-opt not an option", []string{"-agents", "a,b", "-ssh-opt", "yes"}, nil, "not an ssh option"},
-		{"server-pid", []string{"-agents", "a,b", "-server-pid", "1"}, nil, "-server-pid"},
+		{"server-pid", []string{"-agents", "a,b", "-server-pid", "1"}, []string{"a", "b"}, ""},
 		{"unix", []string{"-agents", "a,b", "-addr", "unix:/tmp/s"}, nil, "not unix:PATH"},
 		{"bad destination", []string{"-agents", "a,-oProxyCommand=x"}, nil, "not a destination"},
 		{"agent-bin not executable", []string{"-agents", "a,b", "-agent-bin", hosts}, nil, "not an executable"},

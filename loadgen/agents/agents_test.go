@@ -198,6 +198,9 @@ func TestRunFakeSSH(t *testing.T) {
 		log := &syncLog{lines: make(chan string, 1)}
 		o := base
 		o.Log = log
+		// The server is this process (and the agents its children): the
+		// coordinator samples it over the common window.
+		o.ServerPID = os.Getpid()
 		out, err := Run(context.Background(), o)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, log)
@@ -244,6 +247,9 @@ func TestRunFakeSSH(t *testing.T) {
 		}
 		if m.Merge.Overlap < result.MinOverlap {
 			t.Errorf("overlap %.3f", m.Merge.Overlap)
+		}
+		if s := m.Server; s == nil || !s.External || len(s.Samples) == 0 || s.CPUCoresMean <= 0 || !strings.Contains(m.Merge.ServerFrom, "coordinator") {
+			t.Errorf("server figures %+v from %q: want the coordinator's samples of pid %d", s, m.Merge.ServerFrom, o.ServerPID)
 		}
 	})
 	t.Run("agent killed", func(t *testing.T) {

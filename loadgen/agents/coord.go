@@ -21,6 +21,7 @@ import (
 
 	"concbench/internal/result"
 	"concbench/loadgen/merge"
+	"concbench/loadgen/trial"
 )
 
 // Options say what Run runs.
@@ -47,6 +48,13 @@ type Options struct {
 	// MaxOffset is the clock offset beyond which the result warns (0:
 	// DefaultMaxOffset).
 	MaxOffset time.Duration
+	// ServerPID, if set, is the server's pid on this host: the coordinator
+	// samples its process tree (and its kernel counts, given ServerCgroup) over
+	// the agents' common window, as loadgen -server-pid does over its own
+	// (trial.WatchServer); ServerCPUs are its CPUs (nil: those it may run on).
+	ServerPID    int
+	ServerCgroup string
+	ServerCPUs   []int
 	// Log receives progress lines, the agents' prefixed with their names; nil
 	// discards them.
 	Log io.Writer
@@ -190,6 +198,16 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		agents[i] = &agent{Agent: Agent{Name: name, Share: shares[i]}, target: t, log: lw}
 	}
+	var watch *trial.Watch
+	if o.ServerPID != 0 {
+		if watch, err = trial.WatchServer(trial.Options{ServerPID: o.ServerPID, ServerCgroup: o.ServerCgroup, ServerCPUs: o.ServerCPUs,
+			NoKernelCounts: o.NoKernelCounts, NoSyscallCounts: o.NoSyscallCounts}); err != nil {
+			return nil, fmt.Errorf("agents: -server-pid: %w", err)
+		}
+	}
+	marked := make(chan struct{})
+	markCtx, stopMarks := context.WithCancel(ctx)
+	defer stopMarks()
 	out := &Outcome{}
 	for _, a := range agents {
 		out.Agents = append(out.Agents, &a.Agent)
@@ -218,6 +236,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 	}
 	ready, ended := 0, 0
+	started := false // the window's start was sent
 	var failed []*agent
 	var firstReady time.Time
 	var timeout <-chan time.Time
@@ -268,6 +287,23 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		for _, a := range agents {
 			a.start <- at.Add(a.Offset)
 		}
+		started = true
+		if watch != nil {
+			// The server's window is the agents' on this clock: marked at
+			// its two instants.
+			go func() {
+				defer close(marked)
+				end := at.Add(o.Workload.Duration)
+				for i, t := range []time.Time{at, end} {
+					select {
+					case <-time.After(time.Until(t)):
+						watch.Mark(i == 0, time.Now())
+					case <-markCtx.Done():
+						return
+					}
+				}
+			}()
+		}
 	} else {
 		for _, a := range failed {
 			if a != nil {
@@ -282,6 +318,25 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		if a.Err != nil && !slices.Contains(failed, a) {
 			failed = append(failed, a)
 		}
+	}
+	var server *result.Server
+	var serverWarnings []string
+	if watch != nil {
+		if started {
+			if failed != nil {
+				stopMarks()
+			}
+			<-marked // no Mark runs beside Stop
+		}
+		var loadStart time.Time
+		for _, a := range agents {
+			if a.Result != nil && a.Result.Load.LoadStartUnixNS != 0 {
+				if t := time.Unix(0, a.Result.Load.LoadStartUnixNS); loadStart.IsZero() || t.After(loadStart) {
+					loadStart = t // the merged timeline's origin: the latest agent's load start
+				}
+			}
+		}
+		server, serverWarnings = watch.Stop(loadStart)
 	}
 	if ctx.Err() != nil {
 		return out, fmt.Errorf("%w: interrupted", ErrAgent)
@@ -312,6 +367,11 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 	}
 	m.Merge.Coordinated = true
+	if server != nil {
+		m.Server = server
+		m.Merge.ServerFrom = fmt.Sprintf("the coordinator (-server-pid %d, sampled over the common window)", o.ServerPID)
+		m.Warnings = append(m.Warnings, serverWarnings...)
+	}
 	out.Merged = m
 	return out, nil
 }

@@ -309,25 +309,8 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	}
 	r.Client.Kernel, r.Client.KernelMissing = kc.client.result()
 	if sampler != nil {
-		samples, serr := sampler.Stop()
-		r.Server = serverFigures(samples, serverPID, out.LoadStart, win.start, win.end, len(serverCPUs))
+		r.Server = win.server(sampler, kc, serverPID, out.LoadStart, len(serverCPUs), warn)
 		r.Server.External = srv == nil
-		r.Server.Kernel, r.Server.KernelMissing = kc.server.result()
-		if win.switchesStart != nil && win.switchesEnd != nil {
-			d, churn := procstat.SwitchesDelta(win.switchesStart, win.switchesEnd)
-			r.Server.VoluntaryCtxSwitches = int64(d.Vol)
-			r.Server.InvoluntaryCtxSwitches = int64(d.Invol)
-			r.Server.CtxSwitchesLowerBound = churn > 0 || treeChanged(samples, win.start, win.end)
-		}
-		switch {
-		case errors.Is(serr, procstat.ErrGone):
-			warn("server sampling ended early: %v", serr)
-		case serr != nil:
-			// Not a death: /proc could not be read (this process out of
-			// descriptors, say), so some figures are missing.
-			r.Server.SamplingError = serr.Error()
-			warn("server sampling failed: %v; the server's figures are from the samples that were read", serr)
-		}
 		if srv != nil {
 			r.Server.Exit = srv.Stop(serverGrace)
 			if !r.Server.Exit.Clean {
@@ -376,6 +359,30 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 		return r, fmt.Errorf("%w: the server exited mid-run", ErrFailed)
 	}
 	return r, nil
+}
+
+// server is the server's figures over the window (w.mu held): the samples
+// sampler took (it is stopped here), its kernel counts, its threads' switches.
+func (w *window) server(sampler *procstat.Sampler, kc *kernelCounts, pid int, loadStart time.Time, ncpu int, warn func(string, ...any)) *result.Server {
+	samples, serr := sampler.Stop()
+	s := serverFigures(samples, pid, loadStart, w.start, w.end, ncpu)
+	s.Kernel, s.KernelMissing = kc.server.result()
+	if w.switchesStart != nil && w.switchesEnd != nil {
+		d, churn := procstat.SwitchesDelta(w.switchesStart, w.switchesEnd)
+		s.VoluntaryCtxSwitches = int64(d.Vol)
+		s.InvoluntaryCtxSwitches = int64(d.Invol)
+		s.CtxSwitchesLowerBound = churn > 0 || treeChanged(samples, w.start, w.end)
+	}
+	switch {
+	case errors.Is(serr, procstat.ErrGone):
+		warn("server sampling ended early: %v", serr)
+	case serr != nil:
+		// Not a death: /proc could not be read (this process out of
+		// descriptors, say), so some figures are missing.
+		s.SamplingError = serr.Error()
+		warn("server sampling failed: %v; the server's figures are from the samples that were read", serr)
+	}
+	return s
 }
 
 // splitCPUs decides the CPU sets of the server and of this process, as Options
