@@ -29,6 +29,7 @@ import (
 
 	"concbench/internal/cpuset"
 	"concbench/internal/kcount"
+	"concbench/internal/proto"
 	"concbench/internal/result"
 	"concbench/internal/supervise"
 )
@@ -225,7 +226,10 @@ func (o PeerOptions) peerCPUs() (server, client []int, err error) {
 // says as much as is known.
 func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*supervise.Process, *PeerRun, error) {
 	def, ok := lookupPeer(t.Cell.Model)
-	if !ok {
+	switch {
+	case !IsPeer(t.Cell.Model) && r.Agents != nil:
+		def = modelServer // started by bench, for agents on other hosts
+	case !ok:
 		return nil, nil, fmt.Errorf("unknown peer %q (known: %s)", t.Cell.Model, strings.Join(PeerNames(), ", "))
 	}
 	bin, err := def.find(r.Peers, r.Loadgen)
@@ -277,8 +281,12 @@ func (r *Runner) startPeer(ctx context.Context, t Trial, serverCPUs []int) (*sup
 		}
 	}
 	run.Addr = addr
-	if err := p.WaitAccept(ctx, addr, timeout); err != nil {
-		return fail(err)
+	// A UDP server has bound its socket when it says where: there is no
+	// connection to accept.
+	if !proto.IsDatagram(t.Cell.Proto) {
+		if err := p.WaitAccept(ctx, addr, timeout); err != nil {
+			return fail(err)
+		}
 	}
 	run.CPUs, _ = cpuset.Allowed(p.PID())
 	return p, run, nil

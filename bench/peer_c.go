@@ -5,7 +5,10 @@ package bench
 // the same command line, and like concbench's server they pick a free port and
 // say it as their first line.
 
-import "path/filepath"
+import (
+	"net"
+	"path/filepath"
+)
 
 // findC returns the find function of the C peer built as bin/exe: the path
 // PeerOptions names (set), else exe beside loadgen (make build puts them all in
@@ -31,6 +34,10 @@ var (
 )
 
 // prepareC is the C peers' command line for cell c.
-func prepareC(_ *Runner, c Cell, _ string, _ *PeerRun) (args []string, addr string, err error) {
-	return []string{"-proto", c.Proto, "-addr", "127.0.0.1:0"}, "", nil
+func prepareC(r *Runner, c Cell, _ string, _ *PeerRun) (args []string, addr string, err error) {
+	args = []string{"-proto", c.Proto, "-addr", net.JoinHostPort(r.listenHost(), "0")}
+	if r.Agents != nil {
+		args = append(args, "-allow-remote") // the agents are on other hosts
+	}
+	return args, "", nil
 }

@@ -42,7 +42,7 @@ func findNginx(o PeerOptions, _ string) (string, error) {
 // records nginx's version and where the configuration is.
 func prepareNginx(r *Runner, c Cell, bin string, run *PeerRun) (args []string, addr string, err error) {
 	run.Version = nginxVersion(bin)
-	if addr, err = freePort(); err != nil {
+	if addr, err = freePort(r.listenHost()); err != nil {
 		return nil, "", err
 	}
 	conf, err := r.writeNginxConfig(c, addr)
@@ -53,11 +53,11 @@ func prepareNginx(r *Runner, c Cell, bin string, run *PeerRun) (args []string, a
 	return []string{"-c", conf, "-p", filepath.Dir(conf) + "/"}, addr, nil
 }
 
-// freePort picks a free loopback TCP port for a peer that cannot report the one
+// freePort picks a free TCP port on host for a peer that cannot report the one
 // it was given (nginx): bind port 0, read it, close. Another process could take
 // it before the peer binds it; the peer then fails to start and says so.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", err
 	}

@@ -47,6 +47,9 @@ type Runner struct {
 	// Calibrate runs the instrument's calibration (calibrate.go) before the
 	// trials, unless the run directory holds one already.
 	Calibrate bool
+	// Agents, if set, runs every trial's load from loadgen agents on other
+	// hosts (agents.go).
+	Agents *Agents
 }
 
 // Counts are what a Run did.
@@ -232,14 +235,23 @@ func (r *Runner) logf(format string, a ...any) {
 // (FILE.json): loadgen starts the model's server itself.
 func (s Spec) Args(c Cell, out string) []string {
 	args := append([]string{"-model", BaseModel(c.Model)}, s.loadArgs(c, out)...)
-	if c.Work != "" && c.Work != "none" {
-		args = append(args, "-server-arg=-work="+c.Work)
-	}
-	for _, a := range s.CellConfig(c) {
+	for _, a := range s.serverArgs(c) {
 		args = append(args, "-server-arg="+a)
 	}
+	return args
+}
+
+// serverArgs are the server's arguments for cell c beyond its model, protocol
+// and address: its per-request work, the cell's configuration and its
+// variant's setting.
+func (s Spec) serverArgs(c Cell) []string {
+	var args []string
+	if c.Work != "" && c.Work != "none" {
+		args = append(args, "-work="+c.Work)
+	}
+	args = append(args, s.CellConfig(c)...)
 	if flag, value, ok := variantSetting(c.Model); ok {
-		args = append(args, "-server-arg=-"+flag+"="+value)
+		args = append(args, "-"+flag+"="+value)
 	}
 	return args
 }
@@ -378,7 +390,7 @@ func (s Spec) loadArgs(c Cell, out string) []string {
 // the trial cannot be recorded: ctx was cancelled (the trial is discarded) or the
 // files could not be moved.
 func (r *Runner) runTrial(ctx context.Context, t Trial) (TrialRecord, error) {
-	if IsPeer(t.Cell.Model) {
+	if IsPeer(t.Cell.Model) || r.Agents != nil {
 		return r.runPeerTrial(ctx, t)
 	}
 	extra, err := r.trialArgs(t)
@@ -421,6 +433,9 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 			Status: StatusFailed, Failure: FailNoCalibration, Reason: err.Error()}, nil
 	}
 	args := append(r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), extra...)
+	if r.Agents != nil {
+		args = append(args, r.Agents.Args...)
+	}
 	rec, err = r.runLoadgen(ctx, t, args)
 	run.Exit = p.Stop(r.grace())
 	rec.Started, rec.Peer = started, run
@@ -452,6 +467,10 @@ func (r *Runner) runLoadgen(ctx context.Context, t Trial, args []string) (TrialR
 		slack = 30 * time.Second
 	}
 	limit := r.Spec.TrialDuration(t.Cell) + r.Spec.steadyBound() + slack + time.Duration((t.Cell.Conns+t.Cell.Idle)/500)*time.Second
+	if r.Agents != nil {
+		// ssh, the copies, and the agents' ramps, up to -agent-wait apart.
+		limit += r.Agents.wait() + time.Minute
+	}
 	if t.Cell.Search {
 		// A calibration and every step of every round, each a trial of its own.
 		limit += time.Duration(r.Spec.SearchSteps()) * (r.Spec.TrialDuration(t.Cell) + 10*time.Second)

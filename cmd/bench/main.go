@@ -51,7 +51,8 @@ type options struct {
 	loadgen   string
 	peers     bench.PeerOptions
 	calibrate bool
-	report    bool // the report subcommand: redraw only
+	report    bool          // the report subcommand: redraw only
+	agents    *bench.Agents // -agents: the load from other hosts
 }
 
 func main() {
@@ -132,8 +133,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.peers.Clibevent, "clibevent", "", "clibevent executable for peer:libevent (default: clibevent beside loadgen)")
 	fs.BoolVar(&o.calibrate, "calibrate", true, "first calibrate the instrument: loadgen and the C client bin/cclient in turn against peer:cepoll (echo, 100 connections, 3 interleaved rounds of 1 s each), its CPU and context switches per request in REPORT.md's environment; a resumed run keeps its calibration")
 	fs.StringVar(&o.peers.Nginx, "nginx", "", "nginx executable for peer:nginx (default: nginx on PATH, else /usr/sbin/nginx)")
+	agentFlags := addAgentFlags(fs)
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.agents, err = agentFlags(); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -403,7 +409,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers, Calibrate: o.calibrate}
+		r := &bench.Runner{Spec: o.spec, Store: store, Loadgen: lg, Skip: bench.DefaultSkip, Progress: stderr, Peers: o.peers, Calibrate: o.calibrate, Agents: o.agents}
 		fmt.Fprintf(stderr, "bench: %d trials into %s (%d models × %d cells × %d timed + %d counted repetitions + timelines); progress below\n",
 			len(o.spec.Plan()), o.out, len(o.spec.Models), len(o.spec.Groups())*len(o.spec.Conns), o.spec.Repeat, o.spec.CountReps)
 		n, err := r.Run(ctx)

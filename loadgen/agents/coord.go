@@ -368,6 +368,13 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	m.Merge.Coordinated = true
 	if server != nil {
+		// What the server is, as its command line says (a concbench
+		// server's -model), and where it ran.
+		if cl := watch.Cmdline; len(cl) > 0 {
+			m.Config.ServerBin, m.Config.ServerArgs = cl[0], cl[1:]
+			m.Config.Model = watch.Model()
+		}
+		m.Config.ServerCPUs = o.ServerCPUs
 		m.Server = server
 		m.Merge.ServerFrom = fmt.Sprintf("the coordinator (-server-pid %d, sampled over the common window)", o.ServerPID)
 		m.Warnings = append(m.Warnings, serverWarnings...)

@@ -3,6 +3,8 @@ package trial
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"concbench/internal/cpuset"
@@ -23,6 +25,9 @@ type Watch struct {
 	kc       *kernelCounts
 	win      *window
 	warnings []string
+	// Cmdline is the server's command line, read as the watch started (nil
+	// if it could not be).
+	Cmdline []string
 }
 
 // WatchServer starts watching o.ServerPID (with o.ServerCgroup, o.ServerCPUs,
@@ -47,10 +52,27 @@ func WatchServer(o Options) (*Watch, error) {
 	}
 	kc.client.fail("the agents are the clients")
 	w := &Watch{pid: o.ServerPID, cpus: cpus, kc: kc}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", o.ServerPID)); err == nil && len(b) > 0 {
+		w.Cmdline = strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	}
 	w.sampler = procstat.StartIn("/proc", o.ServerPID, kc.serverCgroupDir(), sampleEvery)
 	kc.open(cpus, nil)
 	w.win = &window{sampler: w.sampler, kernel: kc}
 	return w, nil
+}
+
+// Model is the -model its command line gives (a concbench server's), or "".
+func (w *Watch) Model() string {
+	for i, a := range w.Cmdline {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, "model="); ok {
+			return v
+		}
+		if a == "model" && i+1 < len(w.Cmdline) {
+			return w.Cmdline[i+1]
+		}
+	}
+	return ""
 }
 
 // Mark marks the window's start (start) or end at the instant at.
