@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -87,6 +88,47 @@ func parseTargets(v string) ([]string, error) {
 		}
 	}
 	return words, nil
+}
+
+// startAtValue is -start-at: an instant as RFC 3339 or Unix seconds.
+type startAtValue struct{ t *time.Time }
+
+func (v startAtValue) String() string {
+	if v.t == nil || v.t.IsZero() {
+		return ""
+	}
+	return v.t.Format(time.RFC3339Nano)
+}
+
+func (v startAtValue) Set(s string) error {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		*v.t = t
+		return nil
+	}
+	sec, err := strconv.ParseFloat(s, 64)
+	if err != nil || sec <= 0 {
+		return fmt.Errorf("%q is neither an RFC 3339 time (2026-12-04T18:00:00Z) nor Unix seconds", s)
+	}
+	*v.t = time.Unix(0, int64(sec*1e9))
+	return nil
+}
+
+// startAt makes o's window open at the instant at (-start-at), by this host's
+// clock: the way several loadgens started by other means (a batch scheduler, a
+// Kubernetes Indexed Job: deploy/) measure one window, for loadgen merge.
+func startAt(o *options, at time.Time) error {
+	if until := time.Until(at); until <= 0 {
+		return fmt.Errorf("-start-at %s is %v in the past", at.Format(time.RFC3339), (-until).Round(time.Second))
+	}
+	o.WindowWait = time.Until(at) + time.Second
+	o.WindowAt = func(ready time.Time) (time.Time, error) {
+		if ready.After(at) {
+			return time.Time{}, fmt.Errorf("ready (connected, steady and warmed up) only %v after -start-at %s: the window would not be the other loadgens'; start earlier or give a later -start-at",
+				ready.Sub(at).Round(time.Millisecond), at.Format(time.RFC3339Nano))
+		}
+		return at, nil
+	}
+	return nil
 }
 
 // checkAgents refuses what -agents cannot do with the other flags set.

@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAgentFlags: -agents and its companions parse (a list or @FILE), and
@@ -60,5 +62,41 @@ func TestAgentFlags(t *testing.T) {
 	_, err := parse([]string{"-model", "epoll-et", "-agents", "a,b"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "not -model") {
 		t.Errorf("-agents with -model: %v", err)
+	}
+}
+
+// TestStartAt: -start-at takes RFC 3339 or Unix seconds, refuses the past and
+// what has no one window, and a loadgen ready only after the instant fails
+// instead of opening a window the others did not.
+func TestStartAt(t *testing.T) {
+	future := time.Now().Add(time.Hour).Truncate(time.Second)
+	addr := []string{"-addr", "127.0.0.1:7000"}
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"-start-at", future.Format(time.RFC3339)}, ""},
+		{[]string{"-start-at", strconv.FormatInt(future.Unix(), 10)}, ""},
+		{[]string{"-start-at", "yesterday"}, "neither an RFC 3339 time"},
+		{[]string{"-start-at", "100"}, "in the past"},
+		{[]string{"-start-at", future.Format(time.RFC3339), "-agents", "a,b"}, "with -agents"},
+		{[]string{"-start-at", future.Format(time.RFC3339), "-n", "100"}, "steady-state gate"},
+	} {
+		o, err := parse(append(slices.Clone(addr), tc.args...), io.Discard)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || o.WindowAt == nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if at, err := o.WindowAt(time.Now()); err != nil || !at.Equal(future) {
+			t.Errorf("%q: window at %v, %v; want %v", tc.args, at, err, future)
+		}
+		if _, err := o.WindowAt(future.Add(time.Second)); err == nil || !strings.Contains(err.Error(), "only 1s after -start-at") {
+			t.Errorf("%q: ready after the instant: %v", tc.args, err)
+		}
 	}
 }

@@ -189,6 +189,8 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	countSyscalls := fs.Bool("count-syscalls", true, "with -kernel-counts: count syscalls by name too. Their counter sends every syscall of the machine through the kernel's tracing path (about +0.2 µs each, the client's as well as the server's); false counts only switches and CPU, at no cost to syscalls (bench times with false and counts syscalls in repetitions of their own)")
 	fs.StringVar(&o.ServerCgroup, "server-cgroup", "", "with -server-pid: the cgroup v2 `DIR` the server's tree runs in, so that its kernel counts can be read")
 	addAgentFlags(fs, &o.agents)
+	var at time.Time
+	fs.Var(startAtValue{&at}, "start-at", "open the measured window at this instant by this host's clock — `TIME`, RFC 3339 (2026-12-04T18:00:00Z) or Unix seconds — after connecting, the steady-state gate and -warmup, loading meanwhile: several loadgens started by other means (a batch scheduler, a Kubernetes Indexed Job: deploy/) then measure one window, for loadgen merge; fails if not ready by then")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -213,6 +215,19 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if err := checkAgents(o, set); err != nil {
 		return o, err
+	}
+	if set["start-at"] {
+		switch {
+		case len(o.agents.targets) > 0:
+			return o, errors.New("-start-at is for loadgens started by other means: with -agents the coordinator starts the window")
+		case o.slo.Text != "":
+			return o, errors.New("-start-at with -search: not supported (a search is many windows)")
+		case o.Workload.Requests > 0 || o.Workload.Reconnect:
+			return o, errors.New("-start-at needs the steady-state gate: not with -n or -reconnect")
+		}
+		if err := startAt(&o, at); err != nil {
+			return o, err
+		}
 	}
 	files := o.Workload.Proto == "file" || o.Workload.Proto == "http"
 	datagrams := proto.IsDatagram(o.Workload.Proto)
