@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -186,6 +187,10 @@ func runAgents(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	code := 0
 	if out != nil {
 		if o.Out != "" {
+			if werr := os.MkdirAll(filepath.Dir(o.Out), 0o755); werr != nil {
+				fmt.Fprintln(stderr, "loadgen:", werr)
+				code = 1
+			}
 			base := strings.TrimSuffix(o.Out, ".json")
 			for i, ag := range out.Agents {
 				if ag.Result == nil {

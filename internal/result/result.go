@@ -553,8 +553,9 @@ type Merge struct {
 	// agent's), so it is at most half a step.
 	TimelineSkewNS int64 `json:"timeline_skew_ns"`
 	// ServerFrom is the input whose Server figures the merged result carries
-	// (the one that sampled the server); "" when none did, or when several did
-	// and they conflict (ServerConflict says which).
+	// (the one that sampled the server), or "the coordinator" when loadgen
+	// -agents -server-pid sampled it beside the server; "" when none did, or
+	// when several did and they conflict (ServerConflict says which).
 	ServerFrom     string `json:"server_from,omitempty"`
 	ServerConflict string `json:"server_conflict,omitempty"`
 	// EnvDiffers names the Env fields (by JSON name) in which the agents'

@@ -121,11 +121,6 @@ func TestSSHCommand(t *testing.T) {
 	if cp[0] != "scp" || !slices.Contains(cp, "-P") || slices.Contains(cp, "-p") || cp[len(cp)-1] != "root@[2001:db8::1]:/tmp/x" {
 		t.Errorf("scp command %q: want scp, -P for the port, the IPv6 host in brackets", cp)
 	}
-	for w, q := range map[string]string{"abc": "abc", "a b": "'a b'", "it's": `'it'\''s'`, "": "''"} {
-		if got := shellQuote(w); got != q {
-			t.Errorf("shellQuote(%q) = %s, want %s", w, got, q)
-		}
-	}
 	for _, bad := range []string{"", "root@", "-oProxyCommand=x", "a b"} {
 		if validTarget(bad) == nil {
 			t.Errorf("target %q accepted", bad)

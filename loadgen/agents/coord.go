@@ -376,7 +376,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		m.Config.ServerCPUs = o.ServerCPUs
 		m.Server = server
-		m.Merge.ServerFrom = fmt.Sprintf("the coordinator (-server-pid %d, sampled over the common window)", o.ServerPID)
+		m.Merge.ServerFrom = "the coordinator" // beside the server, over the common window
 		m.Warnings = append(m.Warnings, serverWarnings...)
 	}
 	out.Merged = m

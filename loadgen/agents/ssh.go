@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"concbench/internal/shquote"
 )
 
 // SSH is how the coordinator starts agents: `ssh [options] TARGET -- REMOTE
@@ -53,12 +55,8 @@ func (s SSH) common(portFlag string) []string {
 // command is the ssh command line that runs remote (its words quoted for the
 // remote shell) on target, without a terminal.
 func (s SSH) command(target string, remote ...string) []string {
-	quoted := make([]string, len(remote))
-	for i, w := range remote {
-		quoted[i] = shellQuote(w)
-	}
 	args := append([]string{cmp.Or(s.Program, "ssh")}, s.common("-p")...)
-	return append(args, "-T", target, "--", strings.Join(quoted, " "))
+	return append(args, "-T", target, "--", shquote.Join(remote))
 }
 
 // copyCommand is the scp command line that copies local to path on target.
@@ -80,16 +78,6 @@ func scpHost(target string) string {
 		return user + "@" + host
 	}
 	return host
-}
-
-// shellQuote quotes w for a POSIX shell.
-func shellQuote(w string) string {
-	if w != "" && strings.IndexFunc(w, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@", r))
-	}) < 0 {
-		return w
-	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
 
 // validTarget refuses what ssh would read as an option, or that has no host.

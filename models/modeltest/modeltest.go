@@ -15,11 +15,18 @@ import (
 // at the end is reported as an error.
 func Serve(t testing.TB, cfg models.Config) string {
 	t.Helper()
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
+	return ServeServer(t, &models.Server{Config: cfg})
+}
+
+// ServeServer is Serve of srv as given (AllowRemote, say); its OnListen is
+// Serve's own.
+func ServeServer(t testing.TB, srv *models.Server) string {
+	t.Helper()
+	if srv.Config.Addr == "" {
+		srv.Config.Addr = "127.0.0.1:0"
 	}
 	addrc := make(chan string, 1)
-	srv := &models.Server{Config: cfg, OnListen: func(a string) { addrc <- a }}
+	srv.OnListen = func(a string) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -34,7 +41,7 @@ func Serve(t testing.TB, cfg models.Config) string {
 		return addr
 	case err := <-done:
 		cancel()
-		t.Fatalf("server %s: %v", cfg.Model, err)
+		t.Fatalf("server %s: %v", srv.Config.Model, err)
 		return ""
 	}
 }
