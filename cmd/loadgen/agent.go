@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,9 @@ type agentOptions struct {
 	ssh       agents.SSH
 	copyBin   string // -agent-bin
 	remote    string // -agent-path
-	wait      time.Duration
-	maxOffset time.Duration
+	wait       time.Duration
+	maxOffset  time.Duration
+	serverHost string // -server-host
 }
 
 // addAgentFlags registers -agents and its companions on fs.
@@ -54,6 +56,7 @@ func addAgentFlags(fs *flag.FlagSet, a *agentOptions) {
 		a.ssh.Options = append(a.ssh.Options, v)
 		return nil
 	})
+	fs.StringVar(&a.serverHost, "server-host", "", "with -agents and -server-pid: the server runs on this ssh destination `USER@HOST`, not here: an agent started there samples it over the window (default: sampled here, beside the coordinator)")
 	fs.DurationVar(&a.wait, "agent-wait", agents.DefaultWait, "with -agents: how long the last agent may take to be ready (connected, steady, warmed up) after the first")
 	fs.DurationVar(&a.maxOffset, "max-offset", agents.DefaultMaxOffset, "with -agents: warn when an agent's clock is further than this from the coordinator's")
 }
@@ -136,7 +139,7 @@ func startAt(o *options, at time.Time) error {
 func checkAgents(o options, set map[string]bool) error {
 	a := o.agents
 	if len(a.targets) == 0 {
-		for _, f := range []string{"agent-bin", "agent-path", "ssh-port", "ssh-identity", "ssh-config", "ssh-opt", "agent-wait", "max-offset"} {
+		for _, f := range []string{"agent-bin", "agent-path", "ssh-port", "ssh-identity", "ssh-config", "ssh-opt", "agent-wait", "max-offset", "server-host"} {
 			if set[f] {
 				return fmt.Errorf("-%s is for -agents", f)
 			}
@@ -154,6 +157,8 @@ func checkAgents(o options, set map[string]bool) error {
 		return errors.New("-agents: the agents are on other hosts; give a TCP or UDP address, not unix:PATH")
 	case a.copyBin != "" && set["agent-path"]:
 		return errors.New("-agent-bin copies loadgen to the hosts; -agent-path names one already there: give one")
+	case a.serverHost != "" && o.ServerPID == 0:
+		return errors.New("-server-host names where the server runs, for -server-pid PID there: give its pid")
 	case a.wait <= 0 || a.maxOffset <= 0:
 		return errors.New("-agent-wait and -max-offset must be positive")
 	}
@@ -162,7 +167,10 @@ func checkAgents(o options, set map[string]bool) error {
 			return fmt.Errorf("-agent-bin %s: not an executable file (%v)", a.copyBin, err)
 		}
 	}
-	for _, t := range a.targets {
+	for _, t := range append(slices.Clone(a.targets), a.serverHost) {
+		if t == "" {
+			continue
+		}
 		if strings.HasPrefix(t, "-") || strings.ContainsAny(t, " \t") {
 			return fmt.Errorf("-agents: %q is not a destination (USER@HOST or HOST)", t)
 		}
@@ -181,7 +189,7 @@ func runAgents(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		Workload: o.Workload, ClientCPUs: o.ClientCPUs,
 		NoKernelCounts: o.NoKernelCounts, NoSyscallCounts: o.NoSyscallCounts,
 		Wait: a.wait, MaxOffset: a.maxOffset, Log: o.Log,
-		ServerPID: o.ServerPID, ServerCgroup: o.ServerCgroup, ServerCPUs: o.ServerCPUs,
+		ServerPID: o.ServerPID, ServerCgroup: o.ServerCgroup, ServerCPUs: o.ServerCPUs, ServerHost: a.serverHost,
 	}
 	out, err := agents.Run(ctx, ao)
 	code := 0
@@ -197,6 +205,9 @@ func runAgents(ctx context.Context, o options, stdout, stderr io.Writer) int {
 					continue
 				}
 				p := fmt.Sprintf("%s.agent-%d.json", base, i+1)
+				if ag.Sampler {
+					p = base + ".server.json"
+				}
 				if werr := result.WriteFile(p, ag.Result); werr != nil {
 					fmt.Fprintln(stderr, "loadgen:", werr)
 					code = 1
@@ -243,7 +254,9 @@ func printAgents(w io.Writer, out *agents.Outcome) {
 			state = "FAILED: " + a.Err.Error()
 		}
 		measured := "no result"
-		if r := a.Result; r != nil {
+		if r := a.Result; r != nil && a.Sampler {
+			measured = "sampled the server"
+		} else if r != nil {
 			measured = fmt.Sprintf("%d requests in %.2fs (%.1f req/s), %d errors", r.Load.Requests, r.Load.Seconds, r.Load.Throughput, r.Load.ErrorsTotal)
 		}
 		fmt.Fprintf(w, "  %-24s %6d conns  clock %+v (±%v)  %s  %s\n", a.Name, a.Share.Conns, a.Offset, a.RTT/2, measured, state)

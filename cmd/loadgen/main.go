@@ -268,7 +268,7 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	case o.ServerPID < 0 || o.ServerPID == os.Getpid():
 		return o, fmt.Errorf("-server-pid %d: want the pid of the server process", o.ServerPID)
 	}
-	if o.ServerPID != 0 {
+	if o.ServerPID != 0 && o.agents.serverHost == "" { // on the server's host, the sampler looks
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", o.ServerPID)); err != nil {
 			return o, fmt.Errorf("-server-pid %d: no such process (%v)", o.ServerPID, err)
 		}

@@ -569,6 +569,11 @@ type Merge struct {
 	// offset (MergeInput.ClockOffsetNS). Unset, they are on each agent's own
 	// clock, as recorded (loadgen merge of files).
 	Coordinated bool `json:"coordinated,omitempty"`
+	// ServerClockOffsetNS and ServerClockRTTNS are the clock of the server's
+	// host against the coordinator's, when an agent there sampled it
+	// (loadgen -agents -server-host; ServerFrom names it).
+	ServerClockOffsetNS int64 `json:"server_clock_offset_ns,omitempty"`
+	ServerClockRTTNS    int64 `json:"server_clock_rtt_ns,omitempty"`
 }
 
 // MinOverlap is the least common window, as a fraction of the shortest

@@ -55,6 +55,10 @@ type Options struct {
 	ServerPID    int
 	ServerCgroup string
 	ServerCPUs   []int
+	// ServerHost, with ServerPID, is the ssh destination of the server's host
+	// when it is not this one: an agent started there only samples it (a
+	// sampler: Config.Sample), over the same window.
+	ServerHost string
 	// Log receives progress lines, the agents' prefixed with their names; nil
 	// discards them.
 	Log io.Writer
@@ -82,6 +86,9 @@ const (
 type Agent struct {
 	Name  string          // its ssh destination
 	Share result.Workload // what it was given
+	// Sampler is set for the agent on the server's host that only samples
+	// the server (Options.ServerHost); it holds no share.
+	Sampler bool
 	// Offset is its clock minus the coordinator's, measured over the ssh
 	// session (the reading of the shortest of clockRounds round trips, RTT);
 	// the true offset is within RTT/2 of it.
@@ -198,8 +205,21 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		agents[i] = &agent{Agent: Agent{Name: name, Share: shares[i]}, target: t, log: lw}
 	}
+	var sampler *agent
+	if o.ServerHost != "" {
+		if o.ServerPID == 0 {
+			return nil, errors.New("agents: a server host without the server's pid to sample there")
+		}
+		if err := validTarget(o.ServerHost); err != nil {
+			return nil, err
+		}
+		sampler = &agent{Agent: Agent{Name: "server " + o.ServerHost, Sampler: true, Share: result.Workload{Duration: o.Workload.Duration}},
+			target: o.ServerHost, log: lw}
+		agents = append(agents, sampler)
+	}
+	loaders := agents[:len(o.Targets)] // the agents that load; the sampler, if any, after them
 	var watch *trial.Watch
-	if o.ServerPID != 0 {
+	if o.ServerPID != 0 && sampler == nil {
 		if watch, err = trial.WatchServer(trial.Options{ServerPID: o.ServerPID, ServerCgroup: o.ServerCgroup, ServerCPUs: o.ServerCPUs,
 			NoKernelCounts: o.NoKernelCounts, NoSyscallCounts: o.NoSyscallCounts}); err != nil {
 			return nil, fmt.Errorf("agents: -server-pid: %w", err)
@@ -225,6 +245,9 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 			// gives up earlier (wait), so the agent never refuses an instant
 			// the coordinator still sends.
 			WindowWait: wait + 30*time.Second}
+		if a.Sampler {
+			cfg.Sample = &Sample{PID: o.ServerPID, Cgroup: o.ServerCgroup, CPUs: o.ServerCPUs}
+		}
 		go func() {
 			a.run(ctx, o, cfg, readyCh)
 			endCh <- a
@@ -329,7 +352,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 			<-marked // no Mark runs beside Stop
 		}
 		var loadStart time.Time
-		for _, a := range agents {
+		for _, a := range loaders {
 			if a.Result != nil && a.Result.Load.LoadStartUnixNS != 0 {
 				if t := time.Unix(0, a.Result.Load.LoadStartUnixNS); loadStart.IsZero() || t.After(loadStart) {
 					loadStart = t // the merged timeline's origin: the latest agent's load start
@@ -341,24 +364,34 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	if ctx.Err() != nil {
 		return out, fmt.Errorf("%w: interrupted", ErrAgent)
 	}
-	var names []string
+	// The agents that failed of themselves; those stopped because of them
+	// only if none did.
+	var names, aborted []string
 	for _, a := range failed {
 		if a != nil {
-			names = append(names, fmt.Sprintf("%s: %v", a.Name, a.Err))
+			name := fmt.Sprintf("%s: %v", a.Name, a.Err)
+			if a.wasAborted() {
+				aborted = append(aborted, name)
+			} else {
+				names = append(names, name)
+			}
 		}
+	}
+	if len(names) == 0 {
+		names = aborted
 	}
 	if len(names) > 0 {
 		return out, fmt.Errorf("%w: %s", ErrAgent, strings.Join(names, "; "))
 	}
-	in := make([]merge.Input, len(agents))
-	for i, a := range agents {
+	in := make([]merge.Input, len(loaders))
+	for i, a := range loaders {
 		in[i] = merge.Input{Name: a.Name, Run: a.Result}
 	}
 	m, err := merge.Merge(in)
 	if err != nil {
 		return out, err
 	}
-	for i, a := range agents {
+	for i, a := range loaders {
 		mi := &m.Merge.Inputs[i]
 		mi.ClockOffsetNS, mi.ClockRTTNS = int64(a.Offset), int64(a.RTT)
 		if bound := cmp.Or(o.MaxOffset, DefaultMaxOffset); a.Offset > bound || a.Offset < -bound {
@@ -379,6 +412,25 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		m.Merge.ServerFrom = "the coordinator" // beside the server, over the common window
 		m.Warnings = append(m.Warnings, serverWarnings...)
 	}
+	if sampler != nil {
+		// The sampler's figures, their samples' times moved from its
+		// window's start to the merged timeline's origin (both on this
+		// clock now).
+		r := sampler.Result
+		s := *r.Server
+		shift := time.Duration(r.Load.LoadStartUnixNS - m.Load.LoadStartUnixNS).Seconds()
+		s.Samples = slices.Clone(s.Samples)
+		for i := range s.Samples {
+			s.Samples[i].T += shift
+		}
+		m.Server = &s
+		m.Config.ServerBin, m.Config.ServerArgs, m.Config.Model, m.Config.ServerCPUs = r.Config.ServerBin, r.Config.ServerArgs, r.Config.Model, r.Config.ServerCPUs
+		m.Merge.ServerFrom = sampler.Name
+		m.Merge.ServerClockOffsetNS, m.Merge.ServerClockRTTNS = int64(sampler.Offset), int64(sampler.RTT)
+		for _, w := range r.Warnings {
+			m.Warnings = append(m.Warnings, sampler.Name+": "+w)
+		}
+	}
 	out.Merged = m
 	return out, nil
 }
@@ -394,6 +446,13 @@ type agent struct {
 	c      *conn // nil until started
 	ready  bool
 	closed bool // aborted
+}
+
+// wasAborted reports whether the coordinator told it to stop.
+func (a *agent) wasAborted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
 }
 
 func (a *agent) isReady() bool {
@@ -543,7 +602,11 @@ func (a *agent) run(ctx context.Context, o Options, cfg Config, readyCh chan<- *
 		a.setErr(fmt.Errorf("measuring its clock: %v", err))
 		return
 	}
-	fmt.Fprintf(a.log, "agents: %s: revision %s, clock offset %v (±%v), %d connections\n", a.Name, rev, a.Offset, a.RTT/2, a.Share.Conns)
+	role := fmt.Sprintf("%d connections", a.Share.Conns)
+	if a.Sampler {
+		role = fmt.Sprintf("sampling the server, pid %d", cfg.Sample.PID)
+	}
+	fmt.Fprintf(a.log, "agents: %s: revision %s, clock offset %v (±%v), %s\n", a.Name, rev, a.Offset, a.RTT/2, role)
 	if err := a.c.send("config", cfg); err != nil {
 		a.setErr(err)
 		return

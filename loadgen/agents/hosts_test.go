@@ -137,6 +137,38 @@ func TestAgentsOverSSH(t *testing.T) {
 			t.Logf("merged: %d requests, %.0f req/s, p99 %dµs, overlap %.4f", m.Load.Requests, m.Load.Throughput, m.Load.Latency.P99US, m.Merge.Overlap)
 		})
 	}
+	t.Run("server sampled on its host", func(t *testing.T) {
+		// The server is this test process; host 3 reaches it through /proc
+		// (the namespaces share this machine's processes), as a sampler on
+		// the server's own host does.
+		o := base
+		o.Targets, o.Remote = targets(2), bin
+		o.ServerPID, o.ServerHost = os.Getpid(), tp.Hosts[2].Target
+		log := &syncLog{lines: make(chan string, 1)}
+		o.Log = log
+		out, err := Run(context.Background(), o)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log)
+		}
+		m := out.Merged
+		if len(out.Agents) != 3 || !out.Agents[2].Sampler || len(m.Merge.Inputs) != 2 {
+			t.Fatalf("%d agents (the last a sampler: %v), %d merged: want 2 loading and the sampler", len(out.Agents), out.Agents[len(out.Agents)-1].Sampler, len(m.Merge.Inputs))
+		}
+		s := m.Server
+		if s == nil || s.PID != os.Getpid() || len(s.Samples) == 0 || s.CPUCoresMean <= 0 || m.Merge.ServerFrom != "server "+tp.Hosts[2].Target || m.Merge.ServerClockRTTNS <= 0 {
+			t.Fatalf("server %+v from %q (clock rtt %d): want the sampler's figures of pid %d", s, m.Merge.ServerFrom, m.Merge.ServerClockRTTNS, os.Getpid())
+		}
+		// The samples are on the merged timeline: the window's among them.
+		in := 0
+		for _, x := range s.Samples {
+			if x.T >= 0.3 && x.T <= m.Load.Seconds+0.3 {
+				in++
+			}
+		}
+		if in < 5 {
+			t.Errorf("%d of %d samples within the load: their times %v", in, len(s.Samples), s.Samples)
+		}
+	})
 	t.Run("agent killed", func(t *testing.T) {
 		o := base
 		o.Targets, o.Remote = targets(2), bin

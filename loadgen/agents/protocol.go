@@ -63,6 +63,17 @@ type Config struct {
 	// WindowWait bounds how long the agent loads, ready, before the window
 	// starts (loadgen.Config.WindowWait).
 	WindowWait time.Duration `json:"window_wait_ns"`
+	// Sample, if set, makes the agent a sampler: on the server's host it
+	// loads nothing and samples the server over the window (Workload gives
+	// its Duration), as loadgen -server-pid does (trial.WatchServer).
+	Sample *Sample `json:"sample,omitempty"`
+}
+
+// Sample is what a sampler agent samples: Options.ServerPID's.
+type Sample struct {
+	PID    int    `json:"pid"`
+	Cgroup string `json:"cgroup,omitempty"`
+	CPUs   []int  `json:"cpus,omitempty"`
 }
 
 // Exit codes an agent reports (done) and exits with.
@@ -179,6 +190,9 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, log io.Writer) int 
 		c.send("done", fmt.Sprintf("%d %v", ExitRefused, context.Cause(ctx)))
 		return ExitRefused
 	}
+	if cfg.Sample != nil {
+		return sample(ctx, c, cfg, starts)
+	}
 	o := trial.Options{
 		Workload:        cfg.Workload,
 		ClientCPUs:      cfg.ClientCPUs,
@@ -222,6 +236,57 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, log io.Writer) int 
 	}
 	c.send("done", fmt.Sprintf("%d %s", code, msg))
 	return code
+}
+
+// sample is a sampler agent's run: it says ready at once, samples the server
+// from then on, marks the window at the instant given and Duration later, and
+// sends the server's figures as its result (Load holds only the window: its
+// start as LoadStartUnixNS too, the samples' origin).
+func sample(ctx context.Context, c *conn, cfg Config, starts <-chan time.Time) int {
+	s := cfg.Sample
+	done := func(code int, msg string) int {
+		c.send("done", fmt.Sprintf("%d %s", code, msg))
+		return code
+	}
+	w, err := trial.WatchServer(trial.Options{ServerPID: s.PID, ServerCgroup: s.Cgroup, ServerCPUs: s.CPUs,
+		NoKernelCounts: cfg.NoKernelCounts, NoSyscallCounts: cfg.NoSyscallCounts})
+	if err != nil {
+		return done(ExitRefused, "-server-pid: "+err.Error())
+	}
+	r := &result.Run{Schema: result.SchemaVersion, Started: time.Now(), Env: envinfo.Collect()}
+	if err := c.send("ready", strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
+		w.Stop(time.Now())
+		return ExitFailed
+	}
+	var at time.Time
+	select {
+	case at = <-starts:
+	case <-ctx.Done():
+		w.Stop(time.Now())
+		return done(ExitFailed, context.Cause(ctx).Error())
+	}
+	var marks [2]time.Time
+	for i, t := range []time.Time{at, at.Add(cfg.Workload.Duration)} {
+		select {
+		case <-time.After(time.Until(t)):
+			marks[i] = time.Now()
+			w.Mark(i == 0, marks[i])
+		case <-ctx.Done():
+			w.Stop(at)
+			return done(ExitFailed, context.Cause(ctx).Error())
+		}
+	}
+	r.Server, r.Warnings = w.Stop(at)
+	if len(w.Cmdline) > 0 {
+		r.Config.ServerBin, r.Config.ServerArgs, r.Config.Model = w.Cmdline[0], w.Cmdline[1:], w.Model()
+	}
+	r.Config.ServerCPUs = s.CPUs
+	r.Load.LoadStartUnixNS, r.Load.WindowStartUnixNS, r.Load.WindowEndUnixNS = at.UnixNano(), marks[0].UnixNano(), marks[1].UnixNano()
+	r.Load.Seconds = marks[1].Sub(marks[0]).Seconds()
+	if err := c.send("result", r); err != nil {
+		return ExitFailed
+	}
+	return done(ExitOK, "ok")
 }
 
 // revision is this build's version control revision ("unknown" if not known,

@@ -64,6 +64,9 @@ func PrintInputs(w io.Writer, r *result.Run) {
 		fmt.Fprintf(w, "  BOTTLENECK: %s (host %s) was client-bound (its CPUs %.0f%% busy): its connections' throughput is its own limit, not the server's\n", in.Name, in.Host, 100*in.ClientBusy)
 	}
 	switch {
+	case mg.ServerFrom != "" && mg.ServerClockRTTNS > 0:
+		fmt.Fprintf(w, "  server figures: %s's (it sampled the server on its host; clock %v ±%v)\n",
+			mg.ServerFrom, time.Duration(mg.ServerClockOffsetNS), time.Duration(mg.ServerClockRTTNS)/2)
 	case mg.ServerFrom != "":
 		fmt.Fprintf(w, "  server figures: %s's (it sampled the server)\n", mg.ServerFrom)
 	case mg.ServerConflict != "":
