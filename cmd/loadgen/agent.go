@@ -28,10 +28,10 @@ import (
 
 // agentOptions are -agents and what goes with it.
 type agentOptions struct {
-	targets   []string // ssh destinations, from -agents
-	ssh       agents.SSH
-	copyBin   string // -agent-bin
-	remote    string // -agent-path
+	targets    []string // ssh destinations, from -agents
+	ssh        agents.SSH
+	copyBin    string // -agent-bin
+	remote     string // -agent-path
 	wait       time.Duration
 	maxOffset  time.Duration
 	serverHost string // -server-host
