@@ -232,24 +232,13 @@ func (fs fileSuite) runCase(t *testing.T, model string, tc fileCase, tr *servedT
 	})
 }
 
-// filesOpenUnder counts this process's descriptors open on files below root (the
-// root itself, which the server's Env holds for its life, not counted).
+// filesOpenUnder counts this process's descriptors open on files below root
+// (testfiles.OpenUnder; root itself, which the server's Env holds, not counted).
 func filesOpenUnder(t testing.TB, root string) int {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(root)
+	n, err := testfiles.OpenUnder(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		// A descriptor closed since the listing is simply not counted.
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, dir+"/") {
-			n++
-		}
 	}
 	return n
 }

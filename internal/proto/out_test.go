@@ -6,10 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"concbench/internal/testfiles"
 )
 
 // drain empties o through Head and Advance as a model does, consuming at most step
@@ -62,26 +63,14 @@ func drain(t testing.TB, o *Out, step int) []byte {
 	}
 }
 
-// openFDs counts the process's descriptors open on files under dir (not dir
-// itself, which an os.Root holds), from /proc/self/fd. Counting only these keeps
-// the count exact while the runtime, or a finalizer closing an unreachable os.Root
-// of an earlier test, opens or closes other descriptors.
+// openFDs counts the process's descriptors open on files under dir
+// (testfiles.OpenUnder): exact while the runtime, or a finalizer closing an
+// unreachable os.Root of an earlier test, opens or closes others.
 func openFDs(t testing.TB, dir string) int {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(dir)
+	n, err := testfiles.OpenUnder(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && strings.HasPrefix(target, dir+"/") {
-			n++
-		}
 	}
 	return n
 }

@@ -47,3 +47,44 @@ func TestGenerate(t *testing.T) {
 		t.Error("different names gave the same content")
 	}
 }
+
+// TestOpenUnder: the files opened below a directory are counted, the directory
+// itself and files elsewhere are not, and a closed one is gone from the count.
+func TestOpenUnder(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	count := func() int {
+		t.Helper()
+		n, err := OpenUnder(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	base := count()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var files []*os.File
+	for _, p := range []string{filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(other, "c")} {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if n := count(); n != base+2 {
+		t.Errorf("%d open below the directory, want %d", n, base+2)
+	}
+	files[0].Close()
+	if n := count(); n != base+1 {
+		t.Errorf("%d open after a close, want %d", n, base+1)
+	}
+	for _, f := range files[1:] {
+		f.Close()
+	}
+	if _, err := OpenUnder(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing directory: no error")
+	}
+}
