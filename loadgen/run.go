@@ -29,6 +29,9 @@ type Outcome struct {
 	Warnings []string
 	// LoadStart is when load started (the ramp was over).
 	LoadStart time.Time
+	// WindowErr is why no window was measured when Config.WindowAt had a say
+	// (it refused, chose too late an instant, or the load stopped first).
+	WindowErr error
 }
 
 // Run runs cfg's workload against cfg.Addr until Warmup+Duration has passed, the
@@ -407,7 +410,7 @@ func merge(sh *shared, loops []*loop, t0 int64, loadStart time.Time, steady resu
 	if ld.Seconds > 0 {
 		ld.Throughput = float64(ld.Requests) / ld.Seconds
 	}
-	if sh.windowErr != nil {
+	if o.WindowErr = sh.windowErr; o.WindowErr != nil {
 		o.Warnings = append(o.Warnings, "no window was measured: "+sh.windowErr.Error())
 	}
 	if sh.dgram && sh.window.Load() != 0 {

@@ -347,6 +347,10 @@ func Run(ctx context.Context, o Options) (*result.Run, error) {
 	switch st := r.Load.Steady; {
 	case ctx.Err() != nil:
 		return r, fmt.Errorf("%w: interrupted; the figures are partial", ErrFailed)
+	case out.WindowErr != nil && !died:
+		// A window decided elsewhere (-start-at, an agents' coordinator)
+		// that did not open: the run measured nothing.
+		return r, fmt.Errorf("%w: no window was measured: %v", ErrFailed, out.WindowErr)
 	case st != nil && st.State == result.SteadyNot && !died:
 		return r, fmt.Errorf("%w: not steady: %d of %d connections served after %.1fs, still growing", ErrFailed, st.ServedAtStart, w.Conns, st.WaitSeconds)
 	case r.Load.ErrorsTotal > 0:

@@ -149,6 +149,26 @@ func TestRunModel(t *testing.T) {
 	}
 }
 
+// A window decided elsewhere (WindowAt: -start-at, an agents' coordinator)
+// that does not open fails the trial, saying why, instead of passing with
+// nothing measured; one that opens later than the run was ready is the
+// window measured.
+func TestRunWindowAt(t *testing.T) {
+	bin, cpus := serverBin(t)
+	w := load("echo", 4, 500*time.Millisecond, 100*time.Millisecond)
+	_, _, err := run(t, cpus, Options{Model: "epoll-et", ServerBin: bin, Workload: w, WindowWait: time.Second,
+		WindowAt: func(time.Time) (time.Time, error) { return time.Time{}, errors.New("not ready by -start-at") }})
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "no window was measured: not ready by -start-at") {
+		t.Errorf("a refused window: err %v, want ErrFailed saying why", err)
+	}
+	var at time.Time
+	r, _ := runOK(t, cpus, Options{Model: "epoll-et", ServerBin: bin, Workload: w, WindowWait: time.Second,
+		WindowAt: func(ready time.Time) (time.Time, error) { at = ready.Add(300 * time.Millisecond); return at, nil }})
+	if got := time.Unix(0, r.Load.WindowStartUnixNS); got.Before(at) || got.Sub(at) > 50*time.Millisecond || r.Load.Requests == 0 {
+		t.Errorf("window from %v with %d requests, want from %v", got, r.Load.Requests, at)
+	}
+}
+
 // Context switches over the window are per thread, never negative; with a
 // process per connection that comes and goes (fork, reconnecting) the result and
 // the summary say the figure is a lower bound. (Whether epoll-et's figure is
