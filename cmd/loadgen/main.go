@@ -394,6 +394,7 @@ func hasRoot(args []string) bool {
 
 func usage(fs *flag.FlagSet) {
 	fmt.Fprint(fs.Output(), `usage: loadgen (-model NAME [-unix] | -addr HOST:PORT|unix:PATH [-server-pid PID]) [-c N] [-d 10s] [flags] [-- SERVER-ARGS]
+       loadgen -addr HOST:PORT -agents USER@HOST,USER@HOST[,…] [-agent-bin FILE] [flags]
        loadgen merge A.json B.json [C.json …] [-o ALL.json]   (see loadgen merge -h)
 
 Drives a server with N connections, verifies every reply, and reports throughput,
@@ -445,6 +446,16 @@ With -addr and -server-pid PID, loadgen samples the process tree of PID (a
 server it did not start: a C peer, nginx's master with its workers) as it would
 its own, and records the CPUs PID may run on; it does not stop it.
 
+With -agents, the load comes from loadgen agents on those hosts, started over
+ssh (loadgen agent, on the host's PATH or copied with -agent-bin), each with its
+share of -c, -idle, -n and -rate. Each host's clock is read over its session;
+every agent connects, passes the steady-state gate and -warmup, and opens its
+window at one instant the coordinator picks; their results are merged exactly
+(as loadgen merge does) and printed with a line per agent and the clocks. With
+-server-pid the server is sampled here over that window, or by an agent on
+-server-host. -start-at TIME instead opens this loadgen's window at an instant
+by the host's clock, for loadgens started by other means and merged later.
+
 Examples:
   loadgen -model epoll-et -c 10000 -d 10s
   loadgen -model poll -proto rpc -c 50 -rate 20000 -o results/poll.json -- -work=cpu:20us
@@ -461,6 +472,9 @@ Examples:
   loadgen -model epoll-et -proto udp-echo -c 100 -rate 50000 -d 10s
   loadgen -model multireactor -proto udp-echo -c 100 -pipeline 32 -batch 32
   loadgen -model epoll-et -proto udp-echo -size 60000 -c 10 -server-arg=-batch=1
+  loadgen -addr 198.18.0.1:7000 -agents root@198.18.1.2,root@198.18.2.2 -c 1000 -d 10s
+  loadgen -addr 10.0.0.1:7000 -agents @hosts.txt -agent-bin bin/loadgen -ssh-identity ~/.ssh/bench -c 5000 -rate 200000 -o all.json
+  loadgen -addr 10.0.0.1:7000 -c 500 -d 30s -start-at 2026-12-04T18:00:00Z -o a.json
 
 Flags:
 `)
