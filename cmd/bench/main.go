@@ -382,6 +382,7 @@ Examples:
   bench -models epoll-et,peer:cepoll -c 10,100 -repeat 2 -d 1s -out /tmp/peerrun
   bench -preset http -out results/http
   bench -preset full -out results/full
+  bench -models epoll-et,peer:cepoll -c 100,1000 -agents root@198.18.1.2,root@198.18.2.2 -agent-host 198.18.0.1 -out results/agents
   bench report -in results/quick
 
 Flags:
