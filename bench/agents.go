@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"concbench/internal/proto"
@@ -30,6 +31,17 @@ type Agents struct {
 	// Wait is the -agent-wait given (0: loadgen's default), which the trial's
 	// time limit allows for.
 	Wait time.Duration
+}
+
+// Targets is the -agents value among Args ("" if none): what Spec.Agents
+// records.
+func (a *Agents) Targets() string {
+	for _, arg := range a.Args {
+		if v, ok := strings.CutPrefix(arg, "-agents="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func (a *Agents) wait() time.Duration {

@@ -41,7 +41,11 @@ type Spec struct {
 	// idle connection sends a heartbeat every Heartbeat (0: loadgen's default, 5s).
 	Idles     []int         `json:"idles,omitempty"`
 	Heartbeat time.Duration `json:"heartbeat_ns,omitempty"`
-	Protos    []string      `json:"protos"` // "echo", "rpc", "file", "http", "udp-echo"
+	// Agents are the hosts the load came from (bench -agents, as given; the
+	// Runner's Agents runs them); "" for this host's loadgen. A resumed run
+	// must keep them: a run directory holds one or the other.
+	Agents string   `json:"agents,omitempty"`
+	Protos []string `json:"protos"` // "echo", "rpc", "file", "http", "udp-echo"
 	// Batches are, for udp-echo, the -batch values swept (loadgen's and the
 	// server's: datagrams per send or receive call), a group each; empty
 	// means 1 alone.
@@ -753,6 +757,9 @@ func (s Spec) SameMeasurement(saved Spec) string {
 	}
 	if s.Search != saved.Search || s.SearchRounds != saved.SearchRounds || s.SearchTol != saved.SearchTol {
 		diffs = append(diffs, fmt.Sprintf("search %q (%d rounds, tolerance %g) vs %q (%d, %g)", s.Search, s.SearchRounds, s.SearchTol, saved.Search, saved.SearchRounds, saved.SearchTol))
+	}
+	if s.Agents != saved.Agents {
+		diffs = append(diffs, fmt.Sprintf("the load's agents %q vs %q (\"\": this host's loadgen)", s.Agents, saved.Agents))
 	}
 	if s.Heartbeat != saved.Heartbeat {
 		diffs = append(diffs, fmt.Sprintf("heartbeat %v vs %v", s.Heartbeat, saved.Heartbeat))

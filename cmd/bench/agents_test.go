@@ -24,6 +24,17 @@ func TestAgentFlagsBench(t *testing.T) {
 	if a := o.agents; a == nil || a.Host != "198.18.0.1" || a.Wait != 30*time.Second || strings.Join(a.Args, " ") != strings.Join(want, " ") {
 		t.Errorf("agents %+v, want host 198.18.0.1, wait 30s, args %q", a, want)
 	}
+	// The plan records them: a run directory holds one kind of run.
+	if o.spec.Agents != "a,b" {
+		t.Errorf("spec agents %q, want a,b", o.spec.Agents)
+	}
+	single, err := parse([]string{"-models", "epoll-et"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := single.spec.SameMeasurement(o.spec); !strings.Contains(why, "agents") {
+		t.Errorf("resuming an agents run without them: %q, want it refused", why)
+	}
 	for _, tc := range []struct{ args, err string }{
 		{"-agents a,b", "-agent-host"},
 		{"-agents a,b -agent-host nothost", "-agent-host"},

@@ -306,6 +306,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if err := sp.Validate(models.Names()); err != nil {
 		return o, err
 	}
+	if o.agents != nil {
+		sp.Agents = o.agents.Targets()
+	}
 	o.spec = sp
 	if o.out == "" {
 		o.out = filepath.Join("results", *preset)
