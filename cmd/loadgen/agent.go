@@ -222,7 +222,6 @@ func runAgents(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		}
 		if out.Merged != nil {
 			trial.PrintSummary(stdout, out.Merged)
-			merge.PrintInputs(stdout, out.Merged)
 		} else {
 			printAgents(stdout, out)
 		}

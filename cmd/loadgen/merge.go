@@ -69,7 +69,6 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	trial.PrintSummary(stdout, r)
-	merge.PrintInputs(stdout, r)
 	for _, w := range r.Warnings {
 		fmt.Fprintln(stderr, "loadgen: warning:", w)
 	}

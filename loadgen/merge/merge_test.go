@@ -17,6 +17,7 @@ import (
 	"concbench/internal/result"
 	"concbench/loadgen"
 	"concbench/loadgen/merge"
+	"concbench/loadgen/trial"
 )
 
 // base is the literal results' clock origin: 2025-01-02 03:04:05 UTC.
@@ -466,7 +467,7 @@ func TestMergeClientBound(t *testing.T) {
 		t.Errorf("client bound %v, agents %v %v; want the merge's and b's", r.ClientBound, r.Merge.Inputs[0].ClientBound, r.Merge.Inputs[1].ClientBound)
 	}
 	var out bytes.Buffer
-	merge.PrintInputs(&out, r)
+	trial.PrintSummary(&out, r)
 	for _, want := range []string{"BOTTLENECK: b.json (host b-host) was client-bound (its CPUs 97% busy)", "97% busy, CLIENT-BOUND", "merged from 3 results"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())

@@ -137,6 +137,7 @@ func PrintSummary(w io.Writer, r *result.Run) {
 	if r.HistogramFile != "" {
 		fmt.Fprintf(w, "  histogram: %s (beside the result)\n", r.HistogramFile)
 	}
+	printMerge(w, r)
 }
 
 // printDatagrams writes udp-echo's account of the window's datagrams.

@@ -1,8 +1,8 @@
-package merge
+package trial
 
-// The human summary of a merge's own figures, printed after the merged
-// result's summary (trial.PrintSummary): how the windows met, and a line per
-// agent with its share and what limited it.
+// The part of a merged result's summary that says how it was merged: how the
+// agents' windows met, and a line per agent with its share and what limited
+// it (result.Merge).
 
 import (
 	"fmt"
@@ -12,9 +12,10 @@ import (
 	"concbench/internal/result"
 )
 
-// PrintInputs writes how r was merged and a line per input; nothing if r is
-// not a merge.
-func PrintInputs(w io.Writer, r *result.Run) {
+// printMerge writes how a merged result (loadgen merge, loadgen -agents) was
+// merged and a line per agent with its share and what limited it; nothing if
+// r is not a merge.
+func printMerge(w io.Writer, r *result.Run) {
 	mg := r.Merge
 	if mg == nil {
 		return
@@ -25,15 +26,11 @@ func PrintInputs(w io.Writer, r *result.Run) {
 		clocks = "on the coordinator's clock: each agent's times moved by its measured offset"
 	}
 	fmt.Fprintf(w, "\n  merged from %d results: common window %s from %s, %.1f%% of the shortest agent's; timelines aligned within %v (%s)\n",
-		len(mg.Inputs), secs(ld.Seconds), clock(ld.WindowStartUnixNS), 100*mg.Overlap, time.Duration(mg.TimelineSkewNS).Round(time.Microsecond), clocks)
+		len(mg.Inputs), secs(ld.Seconds), time.Unix(0, ld.WindowStartUnixNS).UTC().Format("2006-01-02 15:04:05.000"), 100*mg.Overlap, time.Duration(mg.TimelineSkewNS).Round(time.Microsecond), clocks)
 	fmt.Fprintf(w, "  %-20s %-16s %7s %9s %10s %8s %10s %9s %9s %7s  %s\n",
 		"agent", "host", "conns", "rate", "requests", "seconds", "req/s", "p50", "p99", "errors", "client")
 	var bound []result.MergeInput
 	for _, in := range mg.Inputs {
-		rate := "-"
-		if in.Rate > 0 {
-			rate = fmt.Sprintf("%.0f", in.Rate)
-		}
 		client := fmt.Sprintf("%.0f%% busy", 100*in.ClientBusy)
 		if in.ClientBound {
 			client += ", CLIENT-BOUND"
@@ -48,7 +45,7 @@ func PrintInputs(w io.Writer, r *result.Run) {
 			}
 		}
 		fmt.Fprintf(w, "  %-20s %-16s %7d %9s %10d %8s %10.1f %9s %9s %7d  %s\n",
-			in.Name, in.Host, in.Conns, rate, in.Requests, secs(in.Seconds), in.Throughput, us(in.P50US), us(in.P99US), in.Errors, client)
+			in.Name, in.Host, in.Conns, rateOf(in.Rate), in.Requests, secs(in.Seconds), in.Throughput, us(in.P50US), us(in.P99US), in.Errors, client)
 	}
 	fmt.Fprintf(w, "  %-20s %-16s %7d %9s %10d %8s %10.1f %9s %9s %7d\n",
 		"merged", "", r.Config.Workload.Conns, rateOf(ld.TargetRate), ld.Requests, secs(ld.Seconds), ld.Throughput, us(ld.Latency.P50US), us(ld.Latency.P99US), ld.ErrorsTotal)
@@ -80,24 +77,10 @@ func PrintInputs(w io.Writer, r *result.Run) {
 	fmt.Fprintln(w, "  timeline: requests and errors summed per entry; the entries' percentiles are not merged (not in the results)")
 }
 
+// rateOf is an open-loop rate in req/s, "-" for a closed loop's.
 func rateOf(r float64) string {
 	if r == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f", r)
-}
-
-func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
-
-// us formats microseconds with a unit that keeps 3 figures (as loadgen's
-// summary does).
-func us(v int64) string {
-	switch d := time.Duration(v) * time.Microsecond; {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%dµs", v)
-	case d < time.Second:
-		return fmt.Sprintf("%.2fms", float64(v)/1e3)
-	default:
-		return fmt.Sprintf("%.2fs", float64(v)/1e6)
-	}
 }
