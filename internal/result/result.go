@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -757,6 +758,18 @@ type ServerCounters struct {
 	DroppedSendError int64 `json:"dropped_send_error,omitempty"` // the send failed otherwise
 	// Gauges are the model's own figures (threads_live, children_live, …).
 	Gauges map[string]int64 `json:"gauges,omitempty"`
+}
+
+// Rebased is a copy of s whose samples' times are from the instant originNS
+// (Unix ns) instead of fromNS, the instant they were taken from: a result's
+// server figures moved onto a merged timeline. s is not modified.
+func (s Server) Rebased(fromNS, originNS int64) *Server {
+	shift := time.Duration(fromNS - originNS).Seconds()
+	s.Samples = slices.Clone(s.Samples)
+	for i := range s.Samples {
+		s.Samples[i].T += shift
+	}
+	return &s
 }
 
 // ProcSample is one /proc sample of a process tree.

@@ -225,7 +225,9 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 			return nil, fmt.Errorf("agents: -server-pid: %w", err)
 		}
 	}
-	marked := make(chan struct{})
+	// The local watch's figures over the window (watched), nil if none.
+	var local *result.Run
+	watched := make(chan struct{})
 	markCtx, stopMarks := context.WithCancel(ctx)
 	defer stopMarks()
 	out := &Outcome{}
@@ -312,19 +314,10 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		started = true
 		if watch != nil {
-			// The server's window is the agents' on this clock: marked at
-			// its two instants.
+			// The server's window is the agents' on this clock.
 			go func() {
-				defer close(marked)
-				end := at.Add(o.Workload.Duration)
-				for i, t := range []time.Time{at, end} {
-					select {
-					case <-time.After(time.Until(t)):
-						watch.Mark(i == 0, time.Now())
-					case <-markCtx.Done():
-						return
-					}
-				}
+				defer close(watched)
+				local = watch.Window(markCtx.Done(), at, o.Workload.Duration)
 			}()
 		}
 	} else {
@@ -342,24 +335,14 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 			failed = append(failed, a)
 		}
 	}
-	var server *result.Server
-	var serverWarnings []string
-	if watch != nil {
-		if started {
-			if failed != nil {
-				stopMarks()
-			}
-			<-marked // no Mark runs beside Stop
+	switch {
+	case watch != nil && started:
+		if failed != nil {
+			stopMarks()
 		}
-		var loadStart time.Time
-		for _, a := range loaders {
-			if a.Result != nil && a.Result.Load.LoadStartUnixNS != 0 {
-				if t := time.Unix(0, a.Result.Load.LoadStartUnixNS); loadStart.IsZero() || t.After(loadStart) {
-					loadStart = t // the merged timeline's origin: the latest agent's load start
-				}
-			}
-		}
-		server, serverWarnings = watch.Stop(loadStart)
+		<-watched // the watch stopped, with or without the window
+	case watch != nil:
+		watch.Stop(time.Now()) // no window: only its cgroups to release
 	}
 	if ctx.Err() != nil {
 		return out, fmt.Errorf("%w: interrupted", ErrAgent)
@@ -400,36 +383,26 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		}
 	}
 	m.Merge.Coordinated = true
-	if server != nil {
-		// What the server is, as its command line says (a concbench
-		// server's -model), and where it ran.
-		if cl := watch.Cmdline; len(cl) > 0 {
-			m.Config.ServerBin, m.Config.ServerArgs = cl[0], cl[1:]
-			m.Config.Model = watch.Model()
-		}
-		m.Config.ServerCPUs = o.ServerCPUs
-		m.Server = server
-		m.Merge.ServerFrom = "the coordinator" // beside the server, over the common window
-		m.Warnings = append(m.Warnings, serverWarnings...)
-	}
-	if sampler != nil {
-		// The sampler's figures, their samples' times moved from its
-		// window's start to the merged timeline's origin (both on this
-		// clock now).
-		r := sampler.Result
-		s := *r.Server
-		shift := time.Duration(r.Load.LoadStartUnixNS - m.Load.LoadStartUnixNS).Seconds()
-		s.Samples = slices.Clone(s.Samples)
-		for i := range s.Samples {
-			s.Samples[i].T += shift
-		}
-		m.Server = &s
-		m.Config.ServerBin, m.Config.ServerArgs, m.Config.Model, m.Config.ServerCPUs = r.Config.ServerBin, r.Config.ServerArgs, r.Config.Model, r.Config.ServerCPUs
-		m.Merge.ServerFrom = sampler.Name
+	// The server's figures: the local watch's, or the sampler's on the
+	// server's host (its times already on this clock), moved onto the merged
+	// timeline. The server is what its command line says (a concbench
+	// server's -model).
+	var srv *result.Run
+	switch {
+	case local != nil:
+		srv, m.Merge.ServerFrom = local, "the coordinator" // beside the server, over the common window
+	case sampler != nil:
+		srv, m.Merge.ServerFrom = sampler.Result, sampler.Name
 		m.Merge.ServerClockOffsetNS, m.Merge.ServerClockRTTNS = int64(sampler.Offset), int64(sampler.RTT)
-		for _, w := range r.Warnings {
-			m.Warnings = append(m.Warnings, sampler.Name+": "+w)
+		for i, w := range srv.Warnings {
+			srv.Warnings[i] = sampler.Name + ": " + w
 		}
+	}
+	if srv != nil {
+		m.Server = srv.Server.Rebased(srv.Load.LoadStartUnixNS, m.Load.LoadStartUnixNS)
+		c := srv.Config
+		m.Config.ServerBin, m.Config.ServerArgs, m.Config.Model, m.Config.ServerCPUs = c.ServerBin, c.ServerArgs, c.Model, c.ServerCPUs
+		m.Warnings = append(m.Warnings, srv.Warnings...)
 	}
 	out.Merged = m
 	return out, nil

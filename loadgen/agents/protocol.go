@@ -253,7 +253,7 @@ func sample(ctx context.Context, c *conn, cfg Config, starts <-chan time.Time) i
 	if err != nil {
 		return done(ExitRefused, "-server-pid: "+err.Error())
 	}
-	r := &result.Run{Schema: result.SchemaVersion, Started: time.Now(), Env: envinfo.Collect()}
+	started, env := time.Now(), envinfo.Collect()
 	if err := c.send("ready", strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
 		w.Stop(time.Now())
 		return ExitFailed
@@ -265,24 +265,11 @@ func sample(ctx context.Context, c *conn, cfg Config, starts <-chan time.Time) i
 		w.Stop(time.Now())
 		return done(ExitFailed, context.Cause(ctx).Error())
 	}
-	var marks [2]time.Time
-	for i, t := range []time.Time{at, at.Add(cfg.Workload.Duration)} {
-		select {
-		case <-time.After(time.Until(t)):
-			marks[i] = time.Now()
-			w.Mark(i == 0, marks[i])
-		case <-ctx.Done():
-			w.Stop(at)
-			return done(ExitFailed, context.Cause(ctx).Error())
-		}
+	r := w.Window(ctx.Done(), at, cfg.Workload.Duration)
+	if r == nil {
+		return done(ExitFailed, context.Cause(ctx).Error())
 	}
-	r.Server, r.Warnings = w.Stop(at)
-	if len(w.Cmdline) > 0 {
-		r.Config.ServerBin, r.Config.ServerArgs, r.Config.Model = w.Cmdline[0], w.Cmdline[1:], w.Model()
-	}
-	r.Config.ServerCPUs = s.CPUs
-	r.Load.LoadStartUnixNS, r.Load.WindowStartUnixNS, r.Load.WindowEndUnixNS = at.UnixNano(), marks[0].UnixNano(), marks[1].UnixNano()
-	r.Load.Seconds = marks[1].Sub(marks[0]).Seconds()
+	r.Schema, r.Started, r.Env = result.SchemaVersion, started, env
 	if err := c.send("result", r); err != nil {
 		return ExitFailed
 	}

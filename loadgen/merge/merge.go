@@ -659,14 +659,8 @@ func (m *merger) server() error {
 		return nil
 	}
 	x := from[0]
-	s := *x.Run.Server
 	// The samples' times are from the merged timeline's origin.
-	shift := time.Duration(x.Run.Load.LoadStartUnixNS - m.origin).Seconds()
-	s.Samples = slices.Clone(s.Samples)
-	for i := range s.Samples {
-		s.Samples[i].T += shift
-	}
-	m.out.Server = &s
+	m.out.Server = x.Run.Server.Rebased(x.Run.Load.LoadStartUnixNS, m.origin)
 	m.out.Merge.ServerFrom = x.Name
 	return nil
 }

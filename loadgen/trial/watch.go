@@ -63,20 +63,43 @@ func WatchServer(o Options) (*Watch, error) {
 
 // Model is the -model its command line gives (a concbench server's), or "".
 func (w *Watch) Model() string {
-	for i, a := range w.Cmdline {
-		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
-		if v, ok := strings.CutPrefix(a, "model="); ok {
-			return v
-		}
-		if a == "model" && i+1 < len(w.Cmdline) {
-			return w.Cmdline[i+1]
-		}
+	if len(w.Cmdline) == 0 {
+		return ""
 	}
-	return ""
+	return flagValue(w.Cmdline[1:], "model")
 }
 
 // Mark marks the window's start (start) or end at the instant at.
 func (w *Watch) Mark(start bool, at time.Time) { w.win.mark(start, at) }
+
+// Window marks the window at at and d later, by this host's clock, then
+// stops the watch and returns what it saw as a result: Server, the server's
+// binary, arguments, model and CPUs in Config (from its command line), the
+// window's marks in Load (LoadStartUnixNS is at, the samples' origin) and
+// Warnings. If done closes first it stops the watch and returns nil.
+func (w *Watch) Window(done <-chan struct{}, at time.Time, d time.Duration) *result.Run {
+	var marks [2]time.Time
+	for i, t := range []time.Time{at, at.Add(d)} {
+		select {
+		case <-time.After(time.Until(t)):
+			marks[i] = time.Now()
+			w.Mark(i == 0, marks[i])
+		case <-done:
+			w.Stop(at)
+			return nil
+		}
+	}
+	r := &result.Run{}
+	r.Server, r.Warnings = w.Stop(at)
+	if len(w.Cmdline) > 0 {
+		r.Config.ServerBin, r.Config.ServerArgs, r.Config.Model = w.Cmdline[0], w.Cmdline[1:], w.Model()
+	}
+	r.Config.ServerCPUs = w.cpus
+	ld := &r.Load
+	ld.LoadStartUnixNS, ld.WindowStartUnixNS, ld.WindowEndUnixNS = at.UnixNano(), marks[0].UnixNano(), marks[1].UnixNano()
+	ld.Seconds = marks[1].Sub(marks[0]).Seconds()
+	return r
+}
 
 // Stop ends the watch and returns the server's figures over the window (its
 // samples' times from loadStart) and what went wrong, as warnings.
