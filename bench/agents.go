@@ -11,7 +11,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"concbench/internal/proto"
@@ -24,24 +23,16 @@ type Agents struct {
 	// Host is the address of this host the agents reach: every server listens
 	// there (with -allow-remote), e.g. 198.18.0.1.
 	Host string
-	// Args are loadgen's agent flags, passed to every trial as given:
-	// -agents LIST, and -agent-bin, -agent-path, -ssh-port, -ssh-identity,
-	// -ssh-config, -ssh-opt, -agent-wait, -max-offset.
+	// Targets is loadgen's -agents: the agents' ssh destinations,
+	// comma-separated, or @FILE (what Spec.Agents records).
+	Targets string
+	// Args are loadgen's other agent flags, passed to every trial as given:
+	// -agent-bin, -agent-path, -ssh-port, -ssh-identity, -ssh-config,
+	// -ssh-opt, -agent-wait, -max-offset.
 	Args []string
 	// Wait is the -agent-wait given (0: loadgen's default), which the trial's
 	// time limit allows for.
 	Wait time.Duration
-}
-
-// Targets is the -agents value among Args ("" if none): what Spec.Agents
-// records.
-func (a *Agents) Targets() string {
-	for _, arg := range a.Args {
-		if v, ok := strings.CutPrefix(arg, "-agents="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func (a *Agents) wait() time.Duration {

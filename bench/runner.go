@@ -434,7 +434,7 @@ func (r *Runner) runPeerTrial(ctx context.Context, t Trial) (rec TrialRecord, er
 	}
 	args := append(r.Spec.PeerArgs(t.Cell, r.Store.TmpPath(t)+".json", run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), extra...)
 	if r.Agents != nil {
-		args = append(args, r.Agents.Args...)
+		args = append(append(args, "-agents="+r.Agents.Targets), r.Agents.Args...)
 	}
 	rec, err = r.runLoadgen(ctx, t, args)
 	run.Exit = p.Stop(r.grace())

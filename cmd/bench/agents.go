@@ -41,7 +41,7 @@ func addAgentFlags(fs *flag.FlagSet) func() (*bench.Agents, error) {
 		if net.ParseIP(*host) == nil {
 			return nil, fmt.Errorf("-agents needs -agent-host ADDRESS, an IP address of this host that the agents reach (got %q)", *host)
 		}
-		a := &bench.Agents{Host: *host, Wait: *wait, Args: append([]string{"-agents=" + *targets}, args...)}
+		a := &bench.Agents{Host: *host, Targets: *targets, Wait: *wait, Args: args}
 		if *wait != 0 {
 			a.Args = append(a.Args, "-agent-wait="+wait.String())
 		}

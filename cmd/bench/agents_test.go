@@ -20,9 +20,9 @@ func TestAgentFlagsBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"-agents=a,b", "-ssh-opt=BatchMode=yes", "-ssh-opt=X=y", "-agent-wait=30s"}
-	if a := o.agents; a == nil || a.Host != "198.18.0.1" || a.Wait != 30*time.Second || strings.Join(a.Args, " ") != strings.Join(want, " ") {
-		t.Errorf("agents %+v, want host 198.18.0.1, wait 30s, args %q", a, want)
+	want := []string{"-ssh-opt=BatchMode=yes", "-ssh-opt=X=y", "-agent-wait=30s"}
+	if a := o.agents; a == nil || a.Host != "198.18.0.1" || a.Targets != "a,b" || a.Wait != 30*time.Second || strings.Join(a.Args, " ") != strings.Join(want, " ") {
+		t.Errorf("agents %+v, want host 198.18.0.1, targets a,b, wait 30s, args %q", a, want)
 	}
 	// The plan records them: a run directory holds one kind of run.
 	if o.spec.Agents != "a,b" {

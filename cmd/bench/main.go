@@ -307,7 +307,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	if o.agents != nil {
-		sp.Agents = o.agents.Targets()
+		sp.Agents = o.agents.Targets
 	}
 	o.spec = sp
 	if o.out == "" {
