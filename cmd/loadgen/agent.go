@@ -171,8 +171,8 @@ func checkAgents(o options, set map[string]bool) error {
 		if t == "" {
 			continue
 		}
-		if strings.HasPrefix(t, "-") || strings.ContainsAny(t, " \t") {
-			return fmt.Errorf("-agents: %q is not a destination (USER@HOST or HOST)", t)
+		if err := agents.ValidTarget(t); err != nil {
+			return fmt.Errorf("-agents: %q is not a destination (USER@HOST or HOST): %v", t, err)
 		}
 	}
 	return nil

@@ -122,7 +122,7 @@ func TestSSHCommand(t *testing.T) {
 		t.Errorf("scp command %q: want scp, -P for the port, the IPv6 host in brackets", cp)
 	}
 	for _, bad := range []string{"", "root@", "-oProxyCommand=x", "a b"} {
-		if validTarget(bad) == nil {
+		if ValidTarget(bad) == nil {
 			t.Errorf("target %q accepted", bad)
 		}
 	}

@@ -180,7 +180,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		return nil, fmt.Errorf("agents: give at least two (got %d): one host's load is plain loadgen's, run there", len(o.Targets))
 	}
 	for _, t := range o.Targets {
-		if err := validTarget(t); err != nil {
+		if err := ValidTarget(t); err != nil {
 			return nil, err
 		}
 	}
@@ -210,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		if o.ServerPID == 0 {
 			return nil, errors.New("agents: a server host without the server's pid to sample there")
 		}
-		if err := validTarget(o.ServerHost); err != nil {
+		if err := ValidTarget(o.ServerHost); err != nil {
 			return nil, err
 		}
 		sampler = &agent{Agent: Agent{Name: "server " + o.ServerHost, Sampler: true, Share: result.Workload{Duration: o.Workload.Duration}},

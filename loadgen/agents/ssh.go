@@ -80,8 +80,9 @@ func scpHost(target string) string {
 	return host
 }
 
-// validTarget refuses what ssh would read as an option, or that has no host.
-func validTarget(t string) error {
+// ValidTarget refuses an agent destination that ssh would read as an option,
+// or that has no host.
+func ValidTarget(t string) error {
 	_, host, ok := strings.Cut(t, "@")
 	if !ok {
 		host = t
