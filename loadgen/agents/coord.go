@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"concbench/internal/result"
+	"concbench/internal/supervise"
 	"concbench/loadgen/merge"
 	"concbench/loadgen/trial"
 )
@@ -697,20 +698,19 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// tailWriter keeps the end of an agent's standard error and passes each line
-// on to log with a prefix.
+// tailWriter keeps the end of an agent's standard error (a supervise.Tail)
+// and passes each whole line on to log with a prefix.
 type tailWriter struct {
 	prefix string
 	log    io.Writer
+	supervise.Tail
 
 	mu      sync.Mutex
-	partial []byte
-	tail    []string
+	partial []byte // the line being written
 }
 
-const tailLines = 20
-
 func (t *tailWriter) Write(p []byte) (int, error) {
+	t.Tail.Write(p)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.partial = append(t.partial, p...)
@@ -719,29 +719,17 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		line := string(t.partial[:i])
+		fmt.Fprintf(t.log, "%s%s\n", t.prefix, t.partial[:i])
 		t.partial = t.partial[i+1:]
-		fmt.Fprintf(t.log, "%s%s\n", t.prefix, line)
-		t.tail = append(t.tail, line)
-		if len(t.tail) > tailLines {
-			t.tail = t.tail[1:]
-		}
 	}
 	return len(p), nil
 }
 
-func (t *tailWriter) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.Join(append(slices.Clone(t.tail), string(t.partial)), "\n")
-}
-
 // last is its last line, as "; its last line: LINE", or "".
 func (t *tailWriter) last() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.tail) == 0 {
+	end := strings.TrimRight(t.String(), "\n")
+	if end == "" {
 		return ""
 	}
-	return fmt.Sprintf("; its last line: %q", t.tail[len(t.tail)-1])
+	return fmt.Sprintf("; its last line: %q", end[strings.LastIndexByte(end, '\n')+1:])
 }
