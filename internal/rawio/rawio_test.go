@@ -17,27 +17,47 @@ func pair(t *testing.T) (a, b int) {
 	return fds[0], fds[1]
 }
 
+// Read and Write, Recv and Send: what is written is read, an empty socket is
+// EAGAIN, a bad descriptor EBADF, the peer's close EOF, and a write to a
+// closed peer EPIPE (raising no SIGPIPE with Send; the test binary would die
+// of one it did not expect only on stdout, so Write's is not tested).
 func TestReadWrite(t *testing.T) {
-	a, b := pair(t)
-	buf := make([]byte, 16)
-	if n, err := Read(a, buf); n != -1 || err != unix.EAGAIN {
-		t.Fatalf("read of an empty socket: %d, %v; want -1, EAGAIN", n, err)
-	}
-	if n, err := Write(b, []byte("hello")); n != 5 || err != nil {
-		t.Fatalf("write: %d, %v", n, err)
-	}
-	if n, err := Write(b, nil); n != 0 || err != nil {
-		t.Fatalf("empty write: %d, %v; want 0, nil", n, err)
-	}
-	if n, err := Read(a, buf); n != 5 || err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("read: %d %q, %v", n, buf[:max(n, 0)], err)
-	}
-	if n, err := Read(-1, buf); n != -1 || err != unix.EBADF {
-		t.Fatalf("read of fd -1: %d, %v; want -1, EBADF", n, err)
-	}
-	unix.Close(b)
-	if n, err := Read(a, buf); n != 0 || err != nil {
-		t.Fatalf("read after the peer closed: %d, %v; want 0 (EOF), nil", n, err)
+	for _, tc := range []struct {
+		name        string
+		read, write func(int, []byte) (int, error)
+		epipe       bool
+	}{
+		{"read/write", Read, Write, false},
+		{"recv/send", Recv, Send, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pair(t)
+			buf := make([]byte, 16)
+			if n, err := tc.read(a, buf); n != -1 || err != unix.EAGAIN {
+				t.Fatalf("read of an empty socket: %d, %v; want -1, EAGAIN", n, err)
+			}
+			if n, err := tc.write(b, []byte("hello")); n != 5 || err != nil {
+				t.Fatalf("write: %d, %v", n, err)
+			}
+			if n, err := tc.write(b, nil); n != 0 || err != nil {
+				t.Fatalf("empty write: %d, %v; want 0, nil", n, err)
+			}
+			if n, err := tc.read(a, buf); n != 5 || err != nil || string(buf[:n]) != "hello" {
+				t.Fatalf("read: %d %q, %v", n, buf[:max(n, 0)], err)
+			}
+			if n, err := tc.read(-1, buf); n != -1 || err != unix.EBADF {
+				t.Fatalf("read of fd -1: %d, %v; want -1, EBADF", n, err)
+			}
+			unix.Close(b)
+			if n, err := tc.read(a, buf); n != 0 || err != nil {
+				t.Fatalf("read after the peer closed: %d, %v; want 0 (EOF), nil", n, err)
+			}
+			if tc.epipe {
+				if n, err := tc.write(a, []byte("x")); n != -1 || err != unix.EPIPE {
+					t.Fatalf("write to a closed peer: %d, %v; want -1, EPIPE", n, err)
+				}
+			}
+		})
 	}
 }
 
@@ -121,6 +141,8 @@ func TestNoAllocs(t *testing.T) {
 		EpollPoll(ep, events)
 		Read(a, buf)
 		Read(a, buf) // EAGAIN
+		Send(b, msg)
+		Recv(a, buf)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per round, want 0", allocs)
