@@ -23,7 +23,7 @@ func (l *loop) consume(c *conn, p []byte, now int64) bool {
 			return false
 		}
 		pr := l.prof(c)
-		want := pr.reps[c.rseq%pr.rot]
+		want := pr.reps[c.rseq]
 		k := min(len(want)-c.roff, len(p))
 		if l.sh.kind == kRPC && c.roff < proto.HeaderLen {
 			h := min(proto.HeaderLen-c.roff, k)
@@ -113,7 +113,9 @@ func (l *loop) complete(c *conn, now int64) {
 		c.head = 0
 	}
 	c.n--
-	c.rseq++
+	if c.rseq++; c.rseq == l.prof(c).rot {
+		c.rseq = 0
+	}
 	c.roff = 0
 	switch {
 	case c.bad && c.idle:

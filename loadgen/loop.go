@@ -57,10 +57,10 @@ type conn struct {
 
 	ring       []slot // requests outstanding, oldest at head; cap is the pipeline depth
 	head, n    int
-	wseq, rseq uint64 // sequence numbers of the next request to write and reply to read
-	woff       int    // bytes of request wseq written so far (a partial write)
-	roff       int    // bytes of reply rseq verified so far
-	bad        bool   // reply rseq has a payload mismatch
+	wseq, rseq int  // the next request to write and reply to read, as indexes into the profile's rotation (0..rot-1)
+	woff       int  // bytes of request wseq written so far (a partial write)
+	roff       int  // bytes of reply rseq verified so far
+	bad        bool // reply rseq has a payload mismatch
 
 	quota int64 // requests this connection may still send; -1 means unlimited
 
@@ -714,9 +714,9 @@ func (l *loop) send(c *conn, intended, sent int64) {
 // flush writes the rest of request wseq. It returns false if c failed.
 func (l *loop) flush(c *conn) bool {
 	p := l.prof(c)
-	req := p.reqs[c.wseq%p.rot]
+	req := p.reqs[c.wseq]
 	for c.woff < len(req) {
-		n, err := rawio.Write(c.fd, req[c.woff:]) // EINTR retried inside
+		n, err := rawio.Send(c.fd, req[c.woff:]) // EINTR retried inside
 		switch {
 		case err == unix.EAGAIN:
 			return true // the EPOLLOUT edge resumes
@@ -727,7 +727,9 @@ func (l *loop) flush(c *conn) bool {
 		c.woff += n
 	}
 	c.woff = 0
-	c.wseq++
+	if c.wseq++; c.wseq == p.rot {
+		c.wseq = 0
+	}
 	if l.sh.halfShut {
 		// Reconnect mode: the half-close tells the server there is no more to come:
 		// it replies and closes, and its close ends the cycle.
@@ -756,42 +758,54 @@ func (l *loop) handle(c *conn, events uint32) {
 			return
 		}
 	}
+	var at int64
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		// With the peer's FIN or an error pending, read on to the EOF or the error:
 		// a short read would return the last data without reporting either.
-		if !l.readAll(c, events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0) {
+		var ok bool
+		if at, ok = l.readAll(c, events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0); !ok {
 			return
 		}
 	}
 	if c.state == stOpen && !l.sh.cfg.Reconnect {
-		l.wake(c, l.now())
+		// The clock read that timed the last reply read times the sends it
+		// frees: one reading a request instead of two. A request is stamped
+		// before it is written, by the time its reply check took (a fraction
+		// of a microsecond): its latency is overstated by that, never
+		// understated.
+		if at == 0 {
+			at = l.now()
+		}
+		l.wake(c, at)
 	}
 }
 
 // readAll reads until the socket is drained (a short read counts as drained when
-// shortDone), verifying and completing replies. It returns false if c was closed.
-func (l *loop) readAll(c *conn, shortDone bool) bool {
+// shortDone), verifying and completing replies. It returns when its last read
+// returned data (0: none did), and false if c was closed.
+func (l *loop) readAll(c *conn, shortDone bool) (at int64, ok bool) {
 	for {
-		n, err := rawio.Read(c.fd, l.buf) // EINTR retried inside
+		n, err := rawio.Recv(c.fd, l.buf) // EINTR retried inside
 		switch {
 		case err == unix.EAGAIN:
-			return true
+			return at, true
 		case err != nil:
 			l.fail(c, ioErrorKind(err), l.now())
-			return false
+			return at, false
 		case n == 0:
 			l.eof(c)
-			return false
+			return at, false
 		}
+		at = l.now()
 		if !c.served && !c.idle && l.loading {
 			l.markServed(c)
 		}
-		if !l.consume(c, l.buf[:n], l.now()) {
-			return false
+		if !l.consume(c, l.buf[:n], at) {
+			return at, false
 		}
 		if shortDone && n < len(l.buf) {
 			// A short read drained the socket; data arriving later is a new edge.
-			return true
+			return at, true
 		}
 	}
 }

@@ -5,6 +5,8 @@ package loadgen
 // (run.go) adds the loops' figures up when the run ends.
 
 import (
+	"math"
+
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
@@ -22,6 +24,8 @@ type loopStats struct {
 	latency, uncorrected, sendLag, connect *hdr.Histogram
 	secReqs, secErrs                       []int64
 	secHist                                []*hdr.Histogram
+	sec                                    int   // the timeline entry second last found
+	secFrom, secTo                         int64 // the times it covers
 	errors                                 [numErrorKinds]int64
 	requests                               int64 // correct replies in the measured window
 	rampEnd                                int64 // when the last initial connect resolved
@@ -84,10 +88,23 @@ func (l *loop) recordHeartbeat(s slot, now int64) {
 }
 
 // second is the timeline index of now: whole timeline steps since the load
-// started, clamped to the timeline's first and last entries.
+// started, clamped to the timeline's first and last entries. The step last
+// found is kept with the times it covers, so that a reply costs a division
+// only when it falls in another step.
 func (l *loop) second(now int64) int {
-	sec := int((now - l.t0) / int64(l.sh.cfg.TimelineStep))
-	return min(max(sec, 0), len(l.st.secReqs)-1)
+	if now >= l.st.secFrom && now < l.st.secTo {
+		return l.st.sec
+	}
+	step, last := int64(l.sh.cfg.TimelineStep), len(l.st.secReqs)-1
+	sec := min(max(int((now-l.t0)/step), 0), last)
+	l.st.sec, l.st.secFrom, l.st.secTo = sec, l.t0+int64(sec)*step, l.t0+int64(sec+1)*step
+	if sec == 0 {
+		l.st.secFrom = math.MinInt64 // the first entry takes what came before the load
+	}
+	if sec == last {
+		l.st.secTo = math.MaxInt64 // the last, what came after
+	}
+	return sec
 }
 
 // countError counts one error of kind, in the timeline too while loading.

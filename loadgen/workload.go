@@ -30,10 +30,10 @@ const (
 // profile is what one kind of connection sends and expects: the active load's
 // requests, or the idle connections' heartbeats.
 type profile struct {
-	reqs   [][]byte // request for sequence s is reqs[s % rot]
-	reps   [][]byte // its expected reply (echo, rpc)
-	rot    uint64
-	expect expect // what file and http replies must carry
+	reqs   [][]byte // the requests a connection sends in turn, from the first again after the last
+	reps   [][]byte // their expected replies (echo, rpc)
+	rot    int      // len(reqs)
+	expect expect   // what file and http replies must carry
 }
 
 // HeartbeatSize is the payload of an echo or rpc heartbeat, bytes.
@@ -128,11 +128,11 @@ func newProfile(kind protoKind, size int, file, path, addr string, reconnect boo
 	if size > 1<<16 {
 		p.rot = 1
 	}
-	lower := make([]byte, size+int(p.rot))
+	lower := make([]byte, size+p.rot)
 	for i := range lower {
 		lower[i] = 'a' + byte(i%26)
 	}
-	for r := range int(p.rot) {
+	for r := range p.rot {
 		payload := lower[r : r+size]
 		if kind == kRPC {
 			p.reqs = append(p.reqs, proto.AppendFrame(nil, payload))
