@@ -4,20 +4,29 @@
  * cgo; this file is built by cc (Makefile, and the package's test), not by go. */
 
 /*
- * cclient: a minimal closed-loop load generator in C for concbench's `echo` and
- * `rpc` wire formats (see internal/proto): the floor that loadgen's own cost per
- * request is measured against (bench's calibration).
+ * cclient: a minimal load generator in C for concbench's `echo` and `rpc` wire
+ * formats (see internal/proto): the floor that loadgen's own cost per request
+ * is measured against (bench's calibration).
  *
  *   cclient -addr 127.0.0.1:PORT [-proto echo|rpc] [-c 100] [-size 64]
- *           [-d 1] [-warmup 0.3] [-cpu N]
+ *           [-d 1] [-warmup 0.3] [-cpu N] [-rate R]
  *
  * It is written the way a careful C programmer writes such a client in a few
  * hundred lines: one thread, one level-triggered epoll set, N non-blocking
  * connections (TCP_NODELAY, as loadgen's), each with one request in flight —
  * send it, read its whole reply, check every byte, send the next. It does what
  * loadgen's closed loop must do for a request (write, read, verify) and nothing
- * else: no latency histogram, no pacing, no /proc sampling. Those are what
- * loadgen adds to the floor, and the calibration shows how much.
+ * else: no latency histogram, no /proc sampling. Those are what loadgen adds to
+ * the floor, and the calibration shows how much. It reads with recv and writes
+ * with send, as loadgen does: on sockets they are the cheaper calls (read(2)
+ * passes through the file layer; see internal/rawio).
+ *
+ * -rate R makes it an open loop, paced as loadgen's -rate R -arrival fixed: the
+ * j-th request of the run is due at start + j/R on connection j mod N (so each
+ * connection's sends are evenly spaced and the connections evenly phased), a
+ * timerfd wakes it for the next one due (timer slack 1 ns, as loadgen's), and
+ * a request due while its connection still waits for a reply is sent as soon
+ * as that reply is in. Without -rate it is a closed loop.
  *
  * echo: a request is -size bytes of lowercase letters, the reply the same bytes
  * uppercased. rpc: a frame of a 4-byte big-endian length and -size such bytes,
@@ -43,7 +52,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +67,8 @@ struct conn {
 	size_t woff;     /* bytes of the request written */
 	size_t roff;     /* bytes of the reply read */
 	int wantout;     /* registered for EPOLLOUT */
+	int busy;        /* a request outstanding (open loop) */
+	long parked;     /* open loop: requests due while busy, sent as replies come */
 };
 
 static int rpc;
@@ -64,17 +77,19 @@ static char *req, *want; /* the request and the reply expected */
 static size_t reqlen;
 static int ep;
 static long long completed, errors;
+static int open_loop;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: cclient -addr HOST:PORT [-proto echo|rpc] [-c N] [-size N] [-d SECONDS] [-warmup SECONDS] [-cpu N]\n"
+	fprintf(f, "usage: cclient -addr HOST:PORT [-proto echo|rpc] [-c N] [-size N] [-d SECONDS] [-warmup SECONDS] [-cpu N] [-rate R]\n"
 		"  -addr HOST:PORT  the server (IPv4)\n"
 		"  -proto P         echo | rpc (default echo)\n"
 		"  -c N             connections, 1..100000 (default 100)\n"
 		"  -size N          payload bytes per request, 1..%d (default 64)\n"
 		"  -d S             measured seconds (default 1)\n"
 		"  -warmup S        seconds of load before the measurement (default 0.3)\n"
-		"  -cpu N           pin to CPU N (default: not pinned)\n", MAX_SIZE);
+		"  -cpu N           pin to CPU N (default: not pinned)\n"
+		"  -rate R          open loop at R requests/s in all, 1..10000000 (default: closed loop)\n", MAX_SIZE);
 }
 
 static double now(void)
@@ -113,12 +128,21 @@ static int send_req(struct conn *c)
 	return 0;
 }
 
+/* start_req puts a new request on c (open loop: c is free). */
+static int start_req(struct conn *c)
+{
+	c->woff = 0;
+	c->busy = 1;
+	return send_req(c);
+}
+
 /* on_read reads what c's socket holds once (level-triggered: the rest is
  * reported again), checks it against the reply expected, and on a whole reply
- * counts it and sends the next request. -1 on an error or a wrong byte. */
+ * counts it and sends the next request: at once in a closed loop, in an open
+ * loop only if one came due meanwhile. -1 on an error or a wrong byte. */
 static int on_read(struct conn *c, char *buf)
 {
-	ssize_t n = read(c->fd, buf, READ_BUF);
+	ssize_t n = recv(c->fd, buf, READ_BUF, 0);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0 || c->roff + (size_t)n > reqlen)
@@ -130,8 +154,13 @@ static int on_read(struct conn *c, char *buf)
 		return 0;
 	completed++;
 	c->roff = 0;
-	c->woff = 0;
-	return send_req(c);
+	c->busy = 0;
+	if (open_loop) {
+		if (c->parked == 0)
+			return 0;
+		c->parked--;
+	}
+	return start_req(c);
 }
 
 static int parse_addr(const char *s, struct sockaddr_in *sa)
@@ -178,7 +207,7 @@ int main(int argc, char **argv)
 {
 	const char *addr = NULL;
 	long conns = 100, cpu = -1;
-	double dur = 1, warm = 0.3;
+	double dur = 1, warm = 0.3, rate = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *f = argv[i];
 		if (!strcmp(f, "-h") || !strcmp(f, "-help")) {
@@ -212,6 +241,8 @@ int main(int argc, char **argv)
 			warm = parse_seconds(f, v);
 		else if (!strcmp(f, "-cpu"))
 			cpu = parse_int(f, v, 0, CPU_SETSIZE - 1);
+		else if (!strcmp(f, "-rate"))
+			rate = (double)parse_int(f, v, 1, 10000000);
 		else {
 			fprintf(stderr, "cclient: unknown flag %s\n", f);
 			usage(stderr);
@@ -292,8 +323,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	for (long i = 0; i < conns; i++)
-		if (send_req(&cs[i]) < 0) {
+	/* Open loop: the timerfd, registered with a null pointer, wakes the loop
+	 * for the next request due. */
+	open_loop = rate > 0;
+	int tfd = -1;
+	if (open_loop) {
+		prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+		if (tfd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev) < 0) {
+			perror("cclient: timerfd");
+			return 1;
+		}
+	}
+	for (long i = 0; i < conns && !open_loop; i++)
+		if (start_req(&cs[i]) < 0) {
 			fprintf(stderr, "cclient: sending the first request: %s\n", strerror(errno));
 			return 1;
 		}
@@ -301,11 +345,42 @@ int main(int argc, char **argv)
 	/* Warm up, then measure exactly the window: the counts, the CPU time and
 	 * the switches are read at its two edges. */
 	double start = now(), t0 = 0, t1 = 0;
-	long long n0 = 0, n1 = 0;
+	long long n0 = 0, n1 = 0, sent = 0, armed = -1; /* open loop: requests due so far, and the one the timer is set for */
 	struct rusage r0, r1;
 	int measuring = 0;
 	for (;;) {
 		double t = now();
+		if (open_loop) {
+			/* Every request due by now goes out, or waits for its connection's
+			 * reply; then the timer is set for the next. */
+			long long due = (long long)((t - start) * rate) + 1;
+			for (; sent < due; sent++) {
+				struct conn *c = &cs[sent % conns];
+				if (c->fd < 0)
+					continue;
+				if (c->busy)
+					c->parked++;
+				else if (start_req(c) < 0) {
+					errors++;
+					close(c->fd);
+					c->fd = -1;
+				}
+			}
+			/* Armed once for each request next due (as loadgen's loop
+			 * re-arms only for a new deadline), and again after it fired. */
+			if (sent != armed) {
+				armed = sent;
+				double next = start + (double)sent / rate - now();
+				if (next < 1e-9)
+					next = 1e-9;
+				struct itimerspec its = {0};
+				its.it_value.tv_sec = (time_t)next;
+				its.it_value.tv_nsec = (long)((next - (double)its.it_value.tv_sec) * 1e9);
+				if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+					its.it_value.tv_nsec = 1;
+				timerfd_settime(tfd, 0, &its, NULL);
+			}
+		}
 		if (!measuring && t - start >= warm) {
 			getrusage(RUSAGE_SELF, &r0);
 			t0 = now();
@@ -325,6 +400,13 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
+			if (!c) { /* the timer: the next pass sends what is due */
+				uint64_t ticks;
+				ssize_t r = read(tfd, &ticks, sizeof ticks);
+				(void)r;
+				armed = -1;
+				continue;
+			}
 			if (c->fd < 0)
 				continue;
 			int bad = 0;
@@ -343,9 +425,9 @@ int main(int argc, char **argv)
 	}
 	double user = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1e6 + (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec);
 	double sys = (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1e6 + (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
-	printf("{\"proto\":\"%s\",\"conns\":%ld,\"size\":%zu,\"requests\":%lld,\"seconds\":%.6f,"
+	printf("{\"proto\":\"%s\",\"conns\":%ld,\"size\":%zu,\"rate\":%.0f,\"requests\":%lld,\"seconds\":%.6f,"
 	       "\"user_us\":%.0f,\"system_us\":%.0f,\"voluntary\":%ld,\"involuntary\":%ld,\"errors\":%lld}\n",
-	       rpc ? "rpc" : "echo", conns, size, n1 - n0, t1 - t0, user, sys,
+	       rpc ? "rpc" : "echo", conns, size, rate, n1 - n0, t1 - t0, user, sys,
 	       r1.ru_nvcsw - r0.ru_nvcsw, r1.ru_nivcsw - r0.ru_nivcsw, errors);
 	if (errors > 0) {
 		fprintf(stderr, "cclient: %lld connections failed (a wrong reply, a reset or an early EOF)\n", errors);

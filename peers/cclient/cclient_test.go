@@ -68,6 +68,7 @@ func serve(t *testing.T, name string, corrupt bool) string {
 type report struct {
 	Proto                  string
 	Conns, Size            int
+	Rate                   float64
 	Requests               int64
 	Seconds                float64
 	UserUs                 float64 `json:"user_us"`
@@ -97,6 +98,23 @@ func TestCclient(t *testing.T) {
 			}
 		})
 	}
+	// -rate: an open loop completes what it was asked for, no more (a closed
+	// loop of 8 connections against this server does tens of thousands a
+	// second), and not much less.
+	t.Run("open loop", func(t *testing.T) {
+		addr := serve(t, "echo", false)
+		out, err := exec.Command(bin, "-addr", addr, "-c", "8", "-d", "0.5", "-warmup", "0.1", "-rate", "2000").Output()
+		if err != nil {
+			t.Fatalf("cclient -rate 2000: %v (%s)", err, stderr(err))
+		}
+		var r report
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if rate := float64(r.Requests) / r.Seconds; rate < 1800 || rate > 2100 || r.Rate != 2000 || r.Errors != 0 {
+			t.Errorf("report %+v: %.0f requests/s, want 2000 (1800..2100) and no error", r, rate)
+		}
+	})
 	t.Run("wrong reply", func(t *testing.T) {
 		addr := serve(t, "echo", true)
 		out, err := exec.Command(bin, "-addr", addr, "-c", "2", "-d", "0.2", "-warmup", "0").Output()
@@ -112,6 +130,8 @@ func TestCclient(t *testing.T) {
 			{"-addr", "127.0.0.1:1", "-c", "0"},
 			{"-addr", "127.0.0.1:1", "-d", "-1"},
 			{"-addr", "127.0.0.1:1", "-size"},
+			{"-addr", "127.0.0.1:1", "-rate", "0"},
+			{"-addr", "127.0.0.1:1", "-rate", "fast"},
 			{"-bogus", "1"},
 			{},
 		} {
