@@ -1,14 +1,15 @@
 package bench
 
 // The instrument's calibration: at the start of a run, loadgen and a minimal C
-// client (peers/cclient) in turn drive the same reference server (peer:cepoll)
-// with the same load, interleaved, and bench records what each spent per
-// request. A load generator can drive a server to its limit only if it spends
+// client (peers/cclient) drive the same reference server (peer:cepoll) with the
+// same load, taking turns of 100 ms (calibrationRound), and bench records what
+// each spent per request. A load generator can drive a server to its limit only if it spends
 // less per request than the server does: the ratio says how much of the
 // instrument's cost is loadgen's own beyond the floor a C client sets, and so
 // how far a "client-bound" figure is from what the server could do.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,10 +18,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/montanaflynn/stats"
+	"golang.org/x/sys/unix"
 
 	"concbench/internal/result"
 )
@@ -29,10 +32,12 @@ import (
 const CalibrationFile = "calibration.json"
 
 // The calibration's load: echo of 64-byte requests over 100 connections,
-// closed loop, 1 s measured after 300 ms, CalibrationRounds times each client.
+// closed loop, about 1 s of each client's own measured after 300 ms of its own,
+// CalibrationRounds rounds.
 const (
 	calibrationConns  = 100
-	CalibrationRounds = 3
+	calibrationWarmup = 300 * time.Millisecond
+	CalibrationRounds = 5
 	// CalibrationWarn is the ratio above which bench warns that loadgen costs
 	// too much beside the C client for its client-bound figures to be close to
 	// what a leaner client would see.
@@ -60,6 +65,10 @@ type Calibration struct {
 	Size    int                `json:"size"`
 	Started time.Time          `json:"started"`
 	Rounds  []CalibrationRound `json:"rounds,omitempty"`
+	// SliceMS: in each round the two clients ran at once, taking turns of
+	// SliceMS milliseconds (calibrationRound); 0 in a calibration of before
+	// that, whose rounds ran one client after the other.
+	SliceMS int64 `json:"slice_ms,omitempty"`
 	// Missing says why there is no calibration (cclient or cepoll not built, a
 	// client failed); "" when there is.
 	Missing string `json:"missing,omitempty"`
@@ -82,14 +91,34 @@ func (c *Calibration) medianOf(client string, f func(CalibrationRound) float64) 
 }
 
 // CPU is the median CPU per request (µs) of loadgen and of cclient, and their
-// ratio; ok is false without both.
+// ratio; ok is false without both. The ratio of a calibration whose clients
+// took turns is the median of its rounds' own ratios (each of two clients
+// measured over the same seconds); of one before that, the medians' ratio.
 func (c *Calibration) CPU() (loadgen, cclient, ratio float64, ok bool) {
 	cpu := func(r CalibrationRound) float64 { return r.CPUUSPerReq }
 	loadgen, cclient = c.medianOf("loadgen", cpu), c.medianOf("cclient", cpu)
 	if loadgen <= 0 || cclient <= 0 {
 		return loadgen, cclient, 0, false
 	}
+	if rs := c.ratios(); c.SliceMS > 0 && len(rs) > 0 {
+		ratio, _ = stats.Median(rs)
+		return loadgen, cclient, ratio, true
+	}
 	return loadgen, cclient, loadgen / cclient, true
+}
+
+// ratios are the rounds' own ratios, loadgen's CPU per request over cclient's:
+// a round is a cclient entry and the loadgen entry after it.
+func (c *Calibration) ratios() []float64 {
+	var rs []float64
+	for i := 0; i+1 < len(c.Rounds); i++ {
+		cc, lg := c.Rounds[i], c.Rounds[i+1]
+		if cc.Client == "cclient" && lg.Client == "loadgen" && cc.CPUUSPerReq > 0 && lg.CPUUSPerReq > 0 {
+			rs = append(rs, lg.CPUUSPerReq/cc.CPUUSPerReq)
+			i++
+		}
+	}
+	return rs
 }
 
 // Switches is the median context switches per request of loadgen and of
@@ -121,8 +150,13 @@ func (c *Calibration) Line() string {
 			rounds++
 		}
 	}
-	s += fmt.Sprintf(" — medians of %d interleaved rounds each against peer:cepoll, %s %d B, %d connections, closed loop",
-		rounds, c.Proto, c.Size, c.Conns)
+	how := "interleaved rounds each"
+	if rs := c.ratios(); c.SliceMS > 0 && len(rs) > 0 {
+		how = fmt.Sprintf("rounds, the two clients at once taking turns of %d ms (a change of the host's speed falls on both alike; the ratio is the median of the rounds', %.2f–%.2f),",
+			c.SliceMS, slices.Min(rs), slices.Max(rs))
+	}
+	s += fmt.Sprintf(" — medians of %d %s against peer:cepoll, %s %d B, %d connections, closed loop",
+		rounds, how, c.Proto, c.Size, c.Conns)
 	if ratio > CalibrationWarn {
 		s += fmt.Sprintf(". WARNING: loadgen costs more than %.1f× the C client: its client-bound figures are further below the servers' limits than a leaner client's would be", CalibrationWarn)
 	}
@@ -193,16 +227,13 @@ func (r *Runner) measureCalibration(ctx context.Context) *Calibration {
 	}
 	defer os.RemoveAll(dir)
 	for i := range CalibrationRounds {
-		cc, err := r.runCclient(ctx, cclient, run.Addr, c, clientCPUs)
+		cc, lg, err := r.calibrationRound(ctx, cclient, filepath.Join(dir, fmt.Sprintf("loadgen%d.json", i)), c, cell, run, serverCPUs, clientCPUs)
 		if err != nil {
-			return c.failed(fmt.Sprintf("cclient, round %d: %v", i+1, err))
-		}
-		lg, err := r.runCalibrationLoadgen(ctx, filepath.Join(dir, fmt.Sprintf("loadgen%d.json", i)), cell, c.Size, run, serverCPUs, clientCPUs)
-		if err != nil {
-			return c.failed(fmt.Sprintf("loadgen, round %d: %v", i+1, err))
+			return c.failed(fmt.Sprintf("round %d: %v", i+1, err))
 		}
 		c.Rounds = append(c.Rounds, cc, lg)
 	}
+	c.SliceMS = calibrationSlice.Milliseconds()
 	return c
 }
 
@@ -212,24 +243,108 @@ func (c *Calibration) failed(why string) *Calibration {
 	return c
 }
 
-// runCclient runs the C client once against addr on the first client CPU.
-func (r *Runner) runCclient(ctx context.Context, bin, addr string, c *Calibration, clientCPUs []int) (CalibrationRound, error) {
-	rd := CalibrationRound{Client: "cclient"}
-	args := []string{"-addr", addr, "-proto", c.Proto, "-c", strconv.Itoa(c.Conns), "-size", strconv.Itoa(c.Size),
-		"-d", strconv.FormatFloat(r.calibrationDuration().Seconds(), 'f', -1, 64), "-warmup", "0.3"}
-	if len(clientCPUs) > 0 {
-		args = append(args, "-cpu", strconv.Itoa(clientCPUs[0]))
-	}
-	tctx, cancel := context.WithTimeout(ctx, r.calibrationDuration()+30*time.Second)
+// calibrationSlice is how long each client runs while the other is stopped in
+// a calibration round.
+const calibrationSlice = 100 * time.Millisecond
+
+// calibrationRound runs cclient and loadgen at once against the peer, on the
+// same client CPU, taking turns: one is stopped (SIGSTOP) while the other runs,
+// switching every calibrationSlice. Run one after the other, the two would
+// meet different hosts — this machine's speed moves by tens of percent within
+// seconds, and their ratio moved with it (0.94–1.46 over five back-to-back
+// rounds); taking turns, a change of speed falls on both alike (1.03–1.09 over
+// three rounds in the same hour). Each measures over a window twice the
+// calibration's, so that each runs about one of it; CPU time and requests
+// accrue only while a client runs, so its CPU per request is its own. Whichever
+// ends first leaves the other to finish alone.
+func (r *Runner) calibrationRound(ctx context.Context, cclient, out string, c *Calibration, cell Cell, run *PeerRun, serverCPUs, clientCPUs []int) (cc, lg CalibrationRound, err error) {
+	d := 2 * r.calibrationDuration()
+	warm := 2 * calibrationWarmup
+	tctx, cancel := context.WithTimeout(ctx, d+time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(tctx, bin, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, lastLine(string(ee.Stderr)))
-		}
-		return rd, err
+
+	ccArgs := []string{"-addr", run.Addr, "-proto", c.Proto, "-c", strconv.Itoa(c.Conns), "-size", strconv.Itoa(c.Size),
+		"-d", strconv.FormatFloat(d.Seconds(), 'f', -1, 64), "-warmup", strconv.FormatFloat(warm.Seconds(), 'f', -1, 64)}
+	if len(clientCPUs) > 0 {
+		ccArgs = append(ccArgs, "-cpu", strconv.Itoa(clientCPUs[0]))
 	}
+	spec := r.Spec
+	spec.Duration, spec.Warmup, spec.Size, spec.Timeline = d, warm, c.Size, 0
+	lgArgs := append(spec.PeerArgs(cell, out, run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), "-count-syscalls=false")
+
+	var ccOut, ccErr, lgOut bytes.Buffer
+	cmds := []*exec.Cmd{exec.CommandContext(tctx, cclient, ccArgs...), exec.CommandContext(tctx, r.Loadgen, lgArgs...)}
+	cmds[0].Stdout, cmds[0].Stderr = &ccOut, &ccErr
+	cmds[1].Stdout, cmds[1].Stderr = &lgOut, &lgOut
+	for i, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			for _, started := range cmds[:i] {
+				started.Process.Kill()
+				started.Wait()
+			}
+			return cc, lg, err
+		}
+	}
+	errs := takeTurns(cmds, calibrationSlice)
+	if errs[0] != nil {
+		return cc, lg, fmt.Errorf("cclient: %w: %s", errs[0], lastLine(ccErr.String()))
+	}
+	if errs[1] != nil {
+		return cc, lg, fmt.Errorf("loadgen: %w: %s", errs[1], lastLine(lgOut.String()))
+	}
+	if cc, err = cclientRound(ccOut.Bytes()); err != nil {
+		return cc, lg, fmt.Errorf("cclient: %w", err)
+	}
+	if lg, err = loadgenRound(out); err != nil {
+		return cc, lg, fmt.Errorf("loadgen: %w", err)
+	}
+	return cc, lg, nil
+}
+
+// takeTurns lets the started commands run one at a time, each for slice while
+// the others are stopped, until one exits; then every one left runs on to its
+// end. It returns their Wait errors, and leaves none stopped.
+func takeTurns(cmds []*exec.Cmd, slice time.Duration) []error {
+	errs := make([]error, len(cmds))
+	exited := make(chan int, len(cmds))
+	for i, cmd := range cmds {
+		go func() {
+			errs[i] = cmd.Wait()
+			exited <- i
+		}()
+	}
+	signal := func(i int, sig unix.Signal) {
+		_ = unix.Kill(cmds[i].Process.Pid, sig) // ESRCH: it has just exited
+	}
+	tick := time.NewTicker(slice)
+	defer tick.Stop()
+	left, turn := len(cmds), 0
+	for left == len(cmds) {
+		for i := range cmds {
+			if i != turn {
+				signal(i, unix.SIGSTOP)
+			}
+		}
+		signal(turn, unix.SIGCONT)
+		select {
+		case <-exited:
+			left--
+		case <-tick.C:
+			turn = (turn + 1) % len(cmds)
+		}
+	}
+	for i := range cmds {
+		signal(i, unix.SIGCONT)
+	}
+	for ; left > 0; left-- {
+		<-exited
+	}
+	return errs
+}
+
+// cclientRound reads cclient's report.
+func cclientRound(out []byte) (CalibrationRound, error) {
+	rd := CalibrationRound{Client: "cclient"}
 	var o struct {
 		Requests               int64
 		Seconds                float64
@@ -250,19 +365,11 @@ func (r *Runner) runCclient(ctx context.Context, bin, addr string, c *Calibratio
 	return rd, nil
 }
 
-// runCalibrationLoadgen runs loadgen once against the calibration's peer, as
-// bench runs a timed trial of a peer (no syscall counting).
-func (r *Runner) runCalibrationLoadgen(ctx context.Context, out string, cell Cell, size int, run *PeerRun, serverCPUs, clientCPUs []int) (CalibrationRound, error) {
+// loadgenRound reads loadgen's result: its CPU over the window (getrusage) and
+// its switches (the kernel's counts of its cgroup), per request.
+func loadgenRound(path string) (CalibrationRound, error) {
 	rd := CalibrationRound{Client: "loadgen", SwitchesPerReq: -1}
-	spec := r.Spec
-	spec.Duration, spec.Warmup, spec.Size, spec.Timeline = r.calibrationDuration(), 300*time.Millisecond, size, 0
-	args := append(spec.PeerArgs(cell, out, run.Addr, run.PID, run.Cgroup, serverCPUs, clientCPUs), "-count-syscalls=false")
-	tctx, cancel := context.WithTimeout(ctx, r.calibrationDuration()+time.Minute)
-	defer cancel()
-	if b, err := exec.CommandContext(tctx, r.Loadgen, args...).CombinedOutput(); err != nil {
-		return rd, fmt.Errorf("%w: %s", err, lastLine(string(b)))
-	}
-	res, err := result.ReadFile(out)
+	res, err := result.ReadFile(path)
 	if err != nil {
 		return rd, err
 	}

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +31,9 @@ func TestCalibrationLine(t *testing.T) {
 		{"close", &Calibration{Proto: "echo", Conns: 100, Size: 64, Rounds: rounds([]float64{7.6, 7.0, 9.0}, []float64{6.8, 6.0, 7.0})},
 			// medians 7.6 and 6.8: ratio 1.12; loadgen's switches not measured
 			[]string{"spends 7.60 µs", "the C client 6.80 (ratio 1.12)", "3 interleaved rounds", "echo 64 B, 100 connections"}, []string{"WARNING", "context switches"}},
+		{"paired", &Calibration{Proto: "echo", Conns: 100, Size: 64, SliceMS: 100, Rounds: rounds([]float64{6.6, 6.0, 6.3}, []float64{6.0, 5.0, 6.3})},
+			// the rounds' own ratios 1.10, 1.20, 1.00: their median, not the medians' 6.3/6.0
+			[]string{"(ratio 1.10)", "3 rounds, the two clients at once taking turns of 100 ms", "1.00–1.20"}, []string{"WARNING", "interleaved", "ratio 1.05"}},
 		{"costly", &Calibration{Proto: "echo", Conns: 100, Size: 64, Rounds: rounds([]float64{9, 9.2}, []float64{7, 7})},
 			[]string{"(ratio 1.30)", "WARNING: loadgen costs more than 1.2×"}, nil},
 		{"one client only", &Calibration{Rounds: []CalibrationRound{{Client: "cclient", CPUUSPerReq: 6}}},
@@ -79,5 +85,60 @@ func TestCalibrationFile(t *testing.T) {
 	}
 	if _, err := ReadCalibration(dir); err == nil {
 		t.Fatal("a damaged calibration.json: no error")
+	}
+}
+
+// takeTurns runs its commands one at a time — never two at once — until one
+// exits, then lets the rest run on to their ends, none left stopped.
+func TestTakeTurns(t *testing.T) {
+	loop := func(n int) *exec.Cmd {
+		return exec.Command("sh", "-c", fmt.Sprintf("n=0; while [ $n -lt %d ]; do n=$((n+1)); done", n))
+	}
+	cmds := []*exec.Cmd{loop(1_000_000), loop(100_000)}
+	for _, c := range cmds {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func(c *exec.Cmd) byte {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			return 'X' // gone
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		return f[0][0]
+	}
+	done := make(chan []error)
+	go func() { done <- takeTurns(cmds, 20*time.Millisecond) }()
+	var both, stopped, samples int
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case <-deadline:
+			t.Fatal("takeTurns did not return: a command left stopped?")
+		case errs := <-done:
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("command %d: %v", i, err)
+				}
+			}
+			// Two runnable at once only as one exits or at a switch: the
+			// other is stopped before the next is let go.
+			if stopped == 0 || both > samples/20 {
+				t.Errorf("%d samples: one stopped in %d, both running in %d; want turns", samples, stopped, both)
+			}
+			return
+		case <-time.After(3 * time.Millisecond):
+		}
+		a, b := state(cmds[0]), state(cmds[1])
+		if a == 'X' || b == 'X' || a == 'Z' || b == 'Z' {
+			continue
+		}
+		samples++
+		if a == 'T' || b == 'T' {
+			stopped++
+		} else {
+			both++
+		}
 	}
 }

@@ -131,7 +131,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.peers.Cepoll, "cepoll", "", "cepoll executable for peer:cepoll (default: cepoll beside loadgen)")
 	fs.StringVar(&o.peers.Curing, "curing", "", "curing executable for peer:uring (default: curing beside loadgen)")
 	fs.StringVar(&o.peers.Clibevent, "clibevent", "", "clibevent executable for peer:libevent (default: clibevent beside loadgen)")
-	fs.BoolVar(&o.calibrate, "calibrate", true, "first calibrate the instrument: loadgen and the C client bin/cclient in turn against peer:cepoll (echo, 100 connections, 3 interleaved rounds of 1 s each), its CPU and context switches per request in REPORT.md's environment; a resumed run keeps its calibration")
+	fs.BoolVar(&o.calibrate, "calibrate", true, "first calibrate the instrument: loadgen and the C client bin/cclient at once, taking turns of 100 ms, against peer:cepoll (echo, 100 connections, 5 rounds of about 1 s of each), its CPU and context switches per request in REPORT.md's environment; a resumed run keeps its calibration")
 	fs.StringVar(&o.peers.Nginx, "nginx", "", "nginx executable for peer:nginx (default: nginx on PATH, else /usr/sbin/nginx)")
 	agentFlags := addAgentFlags(fs)
 	fs.Usage = func() { usage(fs) }
