@@ -251,9 +251,9 @@ const calibrationSlice = 100 * time.Millisecond
 // same client CPU, taking turns: one is stopped (SIGSTOP) while the other runs,
 // switching every calibrationSlice. Run one after the other, the two would
 // meet different hosts — this machine's speed moves by tens of percent within
-// seconds, and their ratio moved with it (0.94–1.46 over five back-to-back
-// rounds); taking turns, a change of speed falls on both alike (1.03–1.09 over
-// three rounds in the same hour). Each measures over a window twice the
+// seconds, and their ratio moved with it (0.69–1.85 over five back-to-back
+// rounds in one hour); taking turns, a change of speed falls on both alike
+// (1.06–1.09 over three rounds in the same hour). Each measures over a window twice the
 // calibration's, so that each runs about one of it; CPU time and requests
 // accrue only while a client runs, so its CPU per request is its own. Whichever
 // ends first leaves the other to finish alone.
@@ -313,8 +313,10 @@ func takeTurns(cmds []*exec.Cmd, slice time.Duration) []error {
 			exited <- i
 		}()
 	}
-	signal := func(i int, sig unix.Signal) {
-		_ = unix.Kill(cmds[i].Process.Pid, sig) // ESRCH: it has just exited
+	// Through the os.Process (a pidfd where the kernel has them): a process
+	// already waited for is not signalled, and a reused pid never is.
+	signal := func(i int, sig os.Signal) {
+		_ = cmds[i].Process.Signal(sig) // "process already finished": it has just exited
 	}
 	tick := time.NewTicker(slice)
 	defer tick.Stop()
