@@ -170,6 +170,19 @@ func (l *syncLog) String() string {
 	return l.b.String()
 }
 
+// runOK runs the coordinator with o, logging to a syncLog, and fails the test
+// with that log when the run fails.
+func runOK(t *testing.T, o Options) *Outcome {
+	t.Helper()
+	log := &syncLog{lines: make(chan string, 1)}
+	o.Log = log
+	out, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	return out
+}
+
 // TestRunFakeSSH: two agents (this binary, through an ssh stand-in) against
 // one in-process server: the merge is every agent's sum, the latency
 // histogram the exact merge of theirs, the clocks are read and the windows
@@ -190,16 +203,11 @@ func TestRunFakeSSH(t *testing.T) {
 		NoKernelCounts: true,
 	}
 	t.Run("merged", func(t *testing.T) {
-		log := &syncLog{lines: make(chan string, 1)}
 		o := base
-		o.Log = log
 		// The server is this process (and the agents its children): the
 		// coordinator samples it over the common window.
 		o.ServerPID = os.Getpid()
-		out, err := Run(context.Background(), o)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, log)
-		}
+		out := runOK(t, o)
 		m := out.Merged
 		if m == nil || m.Merge == nil || !m.Merge.Coordinated {
 			t.Fatalf("merged %+v: want a coordinated merge", m)

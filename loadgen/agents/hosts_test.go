@@ -95,12 +95,7 @@ func TestAgentsOverSSH(t *testing.T) {
 			} else {
 				o.Remote = bin // the hosts share this machine's files
 			}
-			log := &syncLog{lines: make(chan string, 1)}
-			o.Log = log
-			out, err := Run(context.Background(), o)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, log)
-			}
+			out := runOK(t, o)
 			m := out.Merged
 			var sum int64
 			h := hdr.New(1, 60_000_000, 3)
@@ -144,12 +139,7 @@ func TestAgentsOverSSH(t *testing.T) {
 		o := base
 		o.Targets, o.Remote = targets(2), bin
 		o.ServerPID, o.ServerHost = os.Getpid(), tp.Hosts[2].Target
-		log := &syncLog{lines: make(chan string, 1)}
-		o.Log = log
-		out, err := Run(context.Background(), o)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, log)
-		}
+		out := runOK(t, o)
 		m := out.Merged
 		if len(out.Agents) != 3 || !out.Agents[2].Sampler || len(m.Merge.Inputs) != 2 {
 			t.Fatalf("%d agents (the last a sampler: %v), %d merged: want 2 loading and the sampler", len(out.Agents), out.Agents[len(out.Agents)-1].Sampler, len(m.Merge.Inputs))
