@@ -150,6 +150,11 @@ type loop struct {
 	// set a connection that has been served sends nothing more.
 	priming bool
 
+	// sec is the timeline entry second last found, secFrom and secTo the
+	// times it covers (a cache: not measured, not merged).
+	sec            int
+	secFrom, secTo int64
+
 	st loopStats
 }
 

@@ -24,8 +24,6 @@ type loopStats struct {
 	latency, uncorrected, sendLag, connect *hdr.Histogram
 	secReqs, secErrs                       []int64
 	secHist                                []*hdr.Histogram
-	sec                                    int   // the timeline entry second last found
-	secFrom, secTo                         int64 // the times it covers
 	errors                                 [numErrorKinds]int64
 	requests                               int64 // correct replies in the measured window
 	rampEnd                                int64 // when the last initial connect resolved
@@ -92,17 +90,17 @@ func (l *loop) recordHeartbeat(s slot, now int64) {
 // found is kept with the times it covers, so that a reply costs a division
 // only when it falls in another step.
 func (l *loop) second(now int64) int {
-	if now >= l.st.secFrom && now < l.st.secTo {
-		return l.st.sec
+	if now >= l.secFrom && now < l.secTo {
+		return l.sec
 	}
 	step, last := int64(l.sh.cfg.TimelineStep), len(l.st.secReqs)-1
 	sec := min(max(int((now-l.t0)/step), 0), last)
-	l.st.sec, l.st.secFrom, l.st.secTo = sec, l.t0+int64(sec)*step, l.t0+int64(sec+1)*step
+	l.sec, l.secFrom, l.secTo = sec, l.t0+int64(sec)*step, l.t0+int64(sec+1)*step
 	if sec == 0 {
-		l.st.secFrom = math.MinInt64 // the first entry takes what came before the load
+		l.secFrom = math.MinInt64 // the first entry takes what came before the load
 	}
 	if sec == last {
-		l.st.secTo = math.MaxInt64 // the last, what came after
+		l.secTo = math.MaxInt64 // the last, what came after
 	}
 	return sec
 }
