@@ -77,7 +77,7 @@ func cycleLoop(tb testing.TB, w result.Workload) (*loop, func()) {
 	}
 	l.rampFill(l.now())
 	for l.resolved < 1 {
-		l.poll()
+		l.poll(l.now())
 	}
 	if l.conns[0].state != stOpen {
 		tb.Fatalf("connect failed: %v", l.st.errors)
@@ -92,7 +92,7 @@ func cycleLoop(tb testing.TB, w result.Workload) (*loop, func()) {
 func (l *loop) cycle() {
 	want := l.st.requests + 1
 	for l.st.requests < want {
-		l.poll()
+		l.poll(l.now())
 	}
 }
 

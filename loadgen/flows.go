@@ -277,8 +277,12 @@ func (l *loop) settleFlow(c *conn) {
 func (l *loop) drain() {
 	l.loading = false
 	end := l.now() + int64(l.sh.cfg.Timeout) + int64(sweepEvery)
-	for !l.sh.stop.Load() && l.now() < end && l.flowsUnsettled() {
-		l.poll()
+	for !l.sh.stop.Load() && l.flowsUnsettled() {
+		now := l.now()
+		if now >= end {
+			return
+		}
+		l.poll(now)
 	}
 }
 

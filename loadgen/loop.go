@@ -150,10 +150,16 @@ type loop struct {
 	// set a connection that has been served sends nothing more.
 	priming bool
 
-	// sec is the timeline entry second last found, secFrom and secTo the
-	// times it covers (a cache: not measured, not merged).
+	// The segment of the load the replies last recorded fall in: a timeline
+	// entry, cut where the window opens. sec is its entry, inWin
+	// whether it is in the window, secFrom and secTo the times it covers (a
+	// cache: no division a reply). cur holds the latencies recorded in it,
+	// moved to their histograms (fold) when a reply falls in another
+	// segment and when the load stops: one histogram record a reply.
 	sec            int
+	inWin          bool
 	secFrom, secTo int64
+	cur            *hdr.Histogram
 
 	st loopStats
 }
@@ -236,6 +242,7 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		l.buf = make([]byte, 64<<10)
 	}
 	l.st.latency = hdr.New(histMin, histMax, histDigits)
+	l.cur = hdr.New(histMin, histMax, histDigits)
 	l.st.hbLatency = hdr.New(histMin, histMax, histDigits)
 	l.st.connect = hdr.New(histMin, histMax, histDigits)
 	if sh.open {
@@ -296,7 +303,7 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 	if !l.sh.cfg.Reconnect {
 		l.rampFill(l.now())
 		for l.resolved < len(l.conns) && !l.sh.stop.Load() {
-			l.poll()
+			l.poll(l.now())
 		}
 	}
 	l.st.rampEnd = l.now()
@@ -331,11 +338,13 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 				l.openWindow(ws)
 			}
 		}
-		if l.now() >= l.end || (l.limited && l.active == 0) {
+		now := l.now()
+		if now >= l.end || (l.limited && l.active == 0) {
 			break
 		}
-		l.poll()
+		l.poll(now)
 	}
+	l.fold()
 	l.st.stopped = min(l.now(), l.end)
 	l.st.openAtEnd = l.open
 	for i := range l.conns {
@@ -371,6 +380,7 @@ func (l *loop) primed() {
 // measured, and the load lasts Duration more.
 func (l *loop) openWindow(ws int64) {
 	l.warmEnd, l.end = ws, ws+int64(l.sh.cfg.Duration)
+	l.secFrom, l.secTo = 0, 0 // the segment is found again: the window cuts it
 	l.st.openAtStart = l.open
 	if l.sh.dgram {
 		l.measureFlows(true)
@@ -458,10 +468,10 @@ func (l *loop) heartbeat(c *conn, now int64) bool {
 	return c.state == stOpen
 }
 
-// poll is one pass: fire due sends, sweep if it is time, wait for readiness (or
-// the next deadline), handle what is ready.
-func (l *loop) poll() {
-	now := l.now()
+// poll is one pass, starting at now (its caller's clock reading): fire due
+// sends, sweep if it is time, wait for readiness (or the next deadline),
+// handle what is ready.
+func (l *loop) poll(now int64) {
 	l.fireDue(now)
 	if l.sh.dgram {
 		l.expireDue(now)
