@@ -5,7 +5,7 @@ CMDS     := server loadgen bench
 FUZZTIME ?= 30s
 CC       ?= cc
 
-.PHONY: all build peers test test-short lint fuzz bench bench-full clean help netns-up netns-down
+.PHONY: all build peers test test-short lint fuzz bench bench-full clean help netns-up netns-down pgo
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make fuzz    - run each fuzz target (server: rpc, file, http requests; loadgen: file, http replies) for FUZZTIME ($(FUZZTIME))"
 	@echo "make bench   - build everything, run the quick comparison into results/quick, plots/quick"
 	@echo "make bench-full - the full matrix into results/full, plots/full (hours)"
+	@echo "make pgo     - regenerate cmd/loadgen/default.pgo, the profile go build optimizes loadgen with (scripts/pgo.sh: loadgen -cpuprofile against cepoll)"
 	@echo "make netns-up - (root) agent hosts for loadgen -agents on this machine: network namespaces with sshd (scripts/netns.sh up \$$NETNS_FLAGS, e.g. NETNS_FLAGS='-n 3')"
 	@echo "make netns-down - (root) remove them (scripts/netns.sh down \$$NETNS_FLAGS)"
 	@echo "make deps    - optional packages with apt-get (sudo unless root): liburing-dev and libevent-dev for the peers peer:uring and peer:libevent, nginx-light for peer:nginx, wrk, apache2-utils (ab)"
@@ -91,6 +92,9 @@ clean:
 # Hosts for multi-host load generation without spare machines: network
 # namespaces, each with its own sshd, reached over veths from this (the server's)
 # namespace. scripts/netns.sh -h lists the flags; down reads what up recorded.
+pgo: build
+	scripts/pgo.sh
+
 netns-up:
 	scripts/netns.sh up $(NETNS_FLAGS)
 

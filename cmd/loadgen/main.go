@@ -29,6 +29,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,6 +92,8 @@ func (r *rateValue) Set(s string) error {
 type options struct {
 	trial.Options
 	quiet bool // no progress lines nor warnings on stderr (they are in the result)
+	// cpuProfile is -cpuprofile's file: a Go CPU profile of loadgen's own run.
+	cpuProfile string
 	// A capacity search (-search): its objective, rounds and tolerance.
 	slo          search.SLO
 	searchRounds int
@@ -118,12 +121,29 @@ func main() {
 		o.Log = os.Stderr
 	}
 	o.ServerLog = os.Stderr
+	os.Exit(run(o))
+}
+
+// run does what the flags ask for and returns the exit code; its deferred
+// calls (the CPU profile's end among them) run before the process exits.
+func run(o options) int {
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			return 2
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if len(o.agents.targets) > 0 {
-		os.Exit(runAgents(ctx, o, os.Stdout, os.Stderr))
+		return runAgents(ctx, o, os.Stdout, os.Stderr)
 	}
-	var r *result.Run
+	var (
+		r   *result.Run
+		err error
+	)
 	if o.slo.Text != "" {
 		r, err = runSearch(ctx, o)
 	} else {
@@ -138,10 +158,11 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		if errors.Is(err, trial.ErrImpossible) {
-			os.Exit(2) // refused before it started: as a bad flag is
+			return 2 // refused before it started: as a bad flag is
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func parse(args []string, stderr io.Writer) (o options, err error) {
@@ -185,6 +206,7 @@ func parse(args []string, stderr io.Writer) (o options, err error) {
 	fs.Var((*cpuList)(&o.ServerCPUs), "server-cpus", "`CPUS` for the server, e.g. 0-1 (default: first half of this process's CPUs)")
 	fs.Var((*cpuList)(&o.ClientCPUs), "client-cpus", "`CPUS` for loadgen (default: the second half with -model; unpinned with -addr)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines on stderr")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of loadgen itself to `FILE` (go tool pprof; make pgo merges such profiles into cmd/loadgen/default.pgo, which go build optimizes loadgen with)")
 	kernel := fs.Bool("kernel-counts", true, "count the server's and loadgen's syscalls (by name), context switches and user/system CPU over the window with the kernel's own counters (BPF programs on the sys_enter and sched_switch raw tracepoints, for a cgroup v2 per side; needs root, or CAP_BPF and CAP_PERFMON); false to measure without them")
 	countSyscalls := fs.Bool("count-syscalls", true, "with -kernel-counts: count syscalls by name too. Their counter sends every syscall of the machine through the kernel's tracing path (about +0.2 µs each, the client's as well as the server's); false counts only switches and CPU, at no cost to syscalls (bench times with false and counts syscalls in repetitions of their own)")
 	fs.StringVar(&o.ServerCgroup, "server-cgroup", "", "with -server-pid: the cgroup v2 `DIR` the server's tree runs in, so that its kernel counts can be read")
@@ -479,4 +501,23 @@ Examples:
 Flags:
 `)
 	fs.PrintDefaults()
+}
+
+// startCPUProfile starts a CPU profile of this process into path; the function
+// it returns stops it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: -cpuprofile:", err)
+		}
+	}, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -99,5 +101,27 @@ func TestTimelineStepDefault(t *testing.T) {
 		if err != nil || r.TimelineStep != tc.want {
 			t.Errorf("%q: timeline step %v (%v), want %v", tc.args, r.TimelineStep, err, tc.want)
 		}
+	}
+}
+
+// TestCPUProfile: -cpuprofile writes a gzipped pprof profile when stopped, and a
+// file that cannot be created is refused before anything runs.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	o, err := parse([]string{"-addr", "127.0.0.1:1", "-cpuprofile", path}, io.Discard)
+	if err != nil || o.cpuProfile != path {
+		t.Fatalf("parse: %v, cpuProfile %q", err, o.cpuProfile)
+	}
+	stop, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile: %d bytes, %v; want a gzipped pprof profile", len(b), err)
+	}
+	if _, err := startCPUProfile(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil || !strings.Contains(err.Error(), "-cpuprofile") {
+		t.Fatalf("a file that cannot be created: %v, want an error naming -cpuprofile", err)
 	}
 }
