@@ -89,12 +89,14 @@ bench-full: build
 clean:
 	rm -rf $(BIN)
 
-# Hosts for multi-host load generation without spare machines: network
-# namespaces, each with its own sshd, reached over veths from this (the server's)
-# namespace. scripts/netns.sh -h lists the flags; down reads what up recorded.
+# loadgen's profile for profile-guided optimization (cmd/loadgen/default.pgo,
+# which go build uses): loadgen -cpuprofile against cepoll, scripts/pgo.sh.
 pgo: build
 	scripts/pgo.sh
 
+# Hosts for multi-host load generation without spare machines: network
+# namespaces, each with its own sshd, reached over veths from this (the server's)
+# namespace. scripts/netns.sh -h lists the flags; down reads what up recorded.
 netns-up:
 	scripts/netns.sh up $(NETNS_FLAGS)
 
