@@ -150,16 +150,10 @@ type loop struct {
 	// set a connection that has been served sends nothing more.
 	priming bool
 
-	// The segment of the load the replies last recorded fall in: a timeline
-	// entry, cut where the window opens. sec is its entry, inWin
-	// whether it is in the window, secFrom and secTo the times it covers (a
-	// cache: no division a reply). cur holds the latencies recorded in it,
-	// moved to their histograms (fold) when a reply falls in another
-	// segment and when the load stops: one histogram record a reply.
+	// sec is the timeline entry second last found, secFrom and secTo the
+	// times it covers (a cache: not measured, not merged).
 	sec            int
-	inWin          bool
 	secFrom, secTo int64
-	cur            *hdr.Histogram
 
 	st loopStats
 }
@@ -242,7 +236,6 @@ func newLoop(sh *shared, cpu int, gids []int, rampMax int, quota func(gid int) i
 		l.buf = make([]byte, 64<<10)
 	}
 	l.st.latency = hdr.New(histMin, histMax, histDigits)
-	l.cur = hdr.New(histMin, histMax, histDigits)
 	l.st.hbLatency = hdr.New(histMin, histMax, histDigits)
 	l.st.connect = hdr.New(histMin, histMax, histDigits)
 	if sh.open {
@@ -344,7 +337,6 @@ func (l *loop) run(rampDone chan<- struct{}, start <-chan int64, stopped chan<- 
 		}
 		l.poll(now)
 	}
-	l.fold()
 	l.st.stopped = min(l.now(), l.end)
 	l.st.openAtEnd = l.open
 	for i := range l.conns {
@@ -380,7 +372,6 @@ func (l *loop) primed() {
 // measured, and the load lasts Duration more.
 func (l *loop) openWindow(ws int64) {
 	l.warmEnd, l.end = ws, ws+int64(l.sh.cfg.Duration)
-	l.secFrom, l.secTo = 0, 0 // the segment is found again: the window cuts it
 	l.st.openAtStart = l.open
 	if l.sh.dgram {
 		l.measureFlows(true)

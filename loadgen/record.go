@@ -51,40 +51,24 @@ type loopStats struct {
 	clientDrops int64
 }
 
-// record adds one correct reply to the current segment's histogram (fold
-// moves it on) and to the counts.
+// record adds one correct reply to the histograms and the timeline.
 func (l *loop) record(s slot, now int64) {
 	if !l.loading {
 		return
 	}
 	lat := clampUS(now - s.intended)
-	l.st.secReqs[l.second(now)]++
-	l.cur.RecordValue(lat)
-	if !l.inWin {
+	sec := l.second(now)
+	l.st.secReqs[sec]++
+	l.st.secHist[sec].RecordValue(lat)
+	if now < l.warmEnd {
 		return
 	}
 	l.st.requests++
+	l.st.latency.RecordValue(lat)
 	if l.sh.open {
 		l.st.uncorrected.RecordValue(clampUS(now - s.sent))
 		l.st.sendLag.RecordValue(clampUS(s.sent - s.intended))
 	}
-}
-
-// fold moves the latencies recorded in the current segment to its timeline
-// entry and, if it is in the window, to the window's histogram. Both get what
-// recording each reply in each would have given them: a merge records a
-// count at its bucket's lowest value, the same bucket at the same digits, and
-// a bucket of the timeline's coarser histograms holds whole buckets of
-// cur's (both halve their resolution at the same powers of two).
-func (l *loop) fold() {
-	if l.cur.TotalCount() == 0 {
-		return
-	}
-	l.st.secHist[l.sec].Merge(l.cur)
-	if l.inWin {
-		l.st.latency.Merge(l.cur)
-	}
-	l.cur.Reset()
 }
 
 // recordHeartbeat adds an idle connection's answered heartbeat.
@@ -102,33 +86,22 @@ func (l *loop) recordHeartbeat(s slot, now int64) {
 }
 
 // second is the timeline index of now: whole timeline steps since the load
-// started, clamped to the timeline's first and last entries. It keeps the
-// segment now falls in (the entry, cut where the window opens; see loop.sec),
-// so that a reply costs a division only when it falls in another, and folds
-// the last one's latencies when it does.
+// started, clamped to the timeline's first and last entries. The step last
+// found is kept with the times it covers, so that a reply costs a division
+// only when it falls in another step.
 func (l *loop) second(now int64) int {
 	if now >= l.secFrom && now < l.secTo {
 		return l.sec
 	}
 	step, last := int64(l.sh.cfg.TimelineStep), len(l.st.secReqs)-1
 	sec := min(max(int((now-l.t0)/step), 0), last)
-	from, to := l.t0+int64(sec)*step, l.t0+int64(sec+1)*step
+	l.sec, l.secFrom, l.secTo = sec, l.t0+int64(sec)*step, l.t0+int64(sec+1)*step
 	if sec == 0 {
-		from = math.MinInt64 // the first entry takes what came before the load
+		l.secFrom = math.MinInt64 // the first entry takes what came before the load
 	}
 	if sec == last {
-		to = math.MaxInt64 // the last, what came after
+		l.secTo = math.MaxInt64 // the last, what came after
 	}
-	inWin := now >= l.warmEnd
-	if inWin {
-		from = max(from, l.warmEnd)
-	} else {
-		to = min(to, l.warmEnd)
-	}
-	if sec != l.sec || inWin != l.inWin {
-		l.fold()
-	}
-	l.sec, l.inWin, l.secFrom, l.secTo = sec, inWin, from, to
 	return sec
 }
 
