@@ -128,6 +128,15 @@ static int send_req(struct conn *c)
 	return 0;
 }
 
+/* drop counts a failed connection — a wrong byte, a reset, an EOF, a send
+ * that failed — and closes it: it cannot be trusted any more. */
+static void drop(struct conn *c)
+{
+	errors++;
+	close(c->fd);
+	c->fd = -1;
+}
+
 /* start_req puts a new request on c (open loop: c is free). */
 static int start_req(struct conn *c)
 {
@@ -362,11 +371,8 @@ int main(int argc, char **argv)
 					continue;
 				if (c->busy)
 					c->parked++;
-				else if (start_req(c) < 0) {
-					errors++;
-					close(c->fd);
-					c->fd = -1;
-				}
+				else if (start_req(c) < 0)
+					drop(c);
 			}
 			/* Armed once for each request next due (as loadgen's loop
 			 * re-arms only for a new deadline), and again after it fired. */
@@ -413,13 +419,8 @@ int main(int argc, char **argv)
 				bad = send_req(c) < 0;
 			if (!bad && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 				bad = on_read(c, buf) < 0;
-			if (bad) {
-				/* A wrong byte, a reset or an EOF: counted, and the
-				 * connection closed (it cannot be trusted any more). */
-				errors++;
-				close(c->fd);
-				c->fd = -1;
-			}
+			if (bad)
+				drop(c);
 		}
 	}
 	double user = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1e6 + (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec);
